@@ -1,0 +1,33 @@
+# THUNDER for Blender. Two commands for a newcomer: `make demo`, `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stamp
+
+.PHONY: setup demo test test-fast extension head clean
+
+setup: $(STAMP)
+
+# Idempotent: re-runs only when the pins change. torch goes in first, alone, so
+# that no later requirement can pull a CUDA build.
+$(STAMP): requirements.txt pyproject.toml
+	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 required (bpy 5.0.1)"'
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip "setuptools<81" wheel
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -c "import torch, bpy, smplx, onnxruntime; assert not torch.version.cuda, 'CUDA torch'"
+	touch $@
+
+demo: setup
+	$(BIN)/thunder-train demo --out out/demo
+
+test: setup
+	$(BIN)/python -m pytest -q -ra tests
+
+extension: setup
+	$(BIN)/python tools/build_extension.py --out dist
+
+clean:
+	rm -rf out dist .pytest_cache

@@ -1,0 +1,138 @@
+"""Load a model bundle (docs/bundle.md): manifest, sha256 checks, onnxruntime sessions."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "thunder-bundle"
+VERSION = 1
+REQUIRED_GRAPHS = ("audio_encoder", "denoiser_context", "denoiser")
+
+
+class BundleError(RuntimeError):
+    """A missing, corrupt or mismatched bundle; the message says what and where."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(bundle_dir) -> dict:
+    bundle_dir = Path(bundle_dir)
+    path = bundle_dir / "manifest.json"
+    if not bundle_dir.is_dir():
+        raise BundleError(f"bundle folder {bundle_dir} does not exist")
+    if not path.is_file():
+        raise BundleError(f"{bundle_dir} is not a model bundle: manifest.json is missing")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{path} is not a {FORMAT} manifest")
+    if manifest.get("version") != VERSION:
+        raise BundleError(f"{path}: bundle version {manifest.get('version')!r} is not supported "
+                          f"(this backend reads version {VERSION})")
+    for key in ("head", "graphs", "schedule", "normalisation"):
+        if key not in manifest:
+            raise BundleError(f"{path}: manifest has no {key!r} entry")
+    missing = [g for g in REQUIRED_GRAPHS if g not in manifest["graphs"]]
+    if missing:
+        raise BundleError(f"{path}: manifest names no graph {', '.join(missing)}")
+    return manifest
+
+
+def checked_file(bundle_dir: Path, entry: dict, what: str) -> Path:
+    """The file an entry names, after its sha256 check."""
+    if "file" not in entry or "sha256" not in entry:
+        raise BundleError(f"manifest entry for {what} needs 'file' and 'sha256'")
+    path = bundle_dir / entry["file"]
+    if not path.is_file():
+        raise BundleError(f"{what}: file {path} is missing from the bundle")
+    digest = sha256_file(path)
+    if digest != entry["sha256"]:
+        raise BundleError(f"{what}: {path} is corrupt or was changed (sha256 {digest[:12]}…, "
+                          f"manifest says {entry['sha256'][:12]}…)")
+    return path
+
+
+def providers(device: str) -> tuple[list[str], str]:
+    """onnxruntime providers for 'auto' | 'cpu' | 'cuda', and the device actually used."""
+    import onnxruntime as ort
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise BundleError(f"device must be auto, cpu or cuda, got {device!r}")
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if device == "cuda" and not has_cuda:
+        raise BundleError("device 'cuda' requested but onnxruntime has no CUDAExecutionProvider "
+                          "(install onnxruntime-gpu and a CUDA driver)")
+    if device in ("cuda", "auto") and has_cuda:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"], "cuda"
+    return ["CPUExecutionProvider"], "cpu"
+
+
+def check_head(manifest: dict, head_path: Path, expected_head_id: str | None = None) -> None:
+    """Refuse a head file whose identity differs from the one the bundle was trained on."""
+    with np.load(head_path, allow_pickle=False) as z:
+        file_id = str(z["head_id"]) if "head_id" in z.files else None
+    want = manifest["head"].get("head_id")
+    if want and file_id and file_id != want:
+        raise BundleError(f"head mismatch: {head_path} is head {file_id[:12]}…, the bundle was "
+                          f"trained on head {want[:12]}…")
+    if expected_head_id and want and expected_head_id != want:
+        raise BundleError(f"head mismatch: this bundle was trained on head {want[:12]}…, "
+                          f"not on the requested head {expected_head_id[:12]}…")
+
+
+@dataclass
+class Bundle:
+    path: Path
+    manifest: dict
+    head_path: Path
+    stats: dict
+    sessions: dict = field(default_factory=dict)
+    device: str = "cpu"
+
+    def run(self, graph: str, feeds: dict) -> list[np.ndarray]:
+        return self.sessions[graph].run(None, feeds)
+
+    def input_names(self, graph: str) -> list[str]:
+        return [i.name for i in self.sessions[graph].get_inputs()]
+
+
+def load_bundle(bundle_dir, device: str = "auto", threads: int | None = None,
+                head_id: str | None = None) -> Bundle:
+    """Check every file against the manifest and open one session per graph."""
+    import onnxruntime as ort
+
+    bundle_dir = Path(bundle_dir)
+    manifest = read_manifest(bundle_dir)
+    head_path = checked_file(bundle_dir, manifest["head"], "head")
+    check_head(manifest, head_path, head_id)
+    stats_path = checked_file(bundle_dir, manifest["normalisation"], "normalisation")
+    with np.load(stats_path, allow_pickle=False) as z:
+        stats = {k: z[k] for k in z.files}
+    for key in ("mean", "chol"):
+        if key not in stats:
+            raise BundleError(f"{stats_path} has no {key!r} array")
+    provs, used = providers(device)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    sessions = {}
+    for name, entry in manifest["graphs"].items():
+        path = checked_file(bundle_dir, entry, f"graph {name!r}")
+        try:
+            sessions[name] = ort.InferenceSession(str(path), opts, providers=provs)
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise BundleError(f"graph {name!r}: onnxruntime cannot load {path}: {e}") from e
+    return Bundle(bundle_dir, manifest, head_path, stats, sessions, used)

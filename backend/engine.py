@@ -1,0 +1,243 @@
+"""Engine: speech -> takes of FLAME expression + jaw, scores, and listening.
+
+One request: audio -> audio encoder (once) -> denoiser context (once: the audio
+side of every cross-attention layer) -> sampler over the denoiser step graph
+with all takes (and, for guidance, their null-audio twins) in one batch ->
+de-normalise -> M2S lip-sync score per take. Take i uses seed + i and depends on
+nothing else, so a take can be redrawn alone.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from backend import features as feat
+from backend.bundle import BundleError, load_bundle  # noqa: F401  (BundleError is part of the API)
+from backend.contracts import FPS, N_EXP, N_PARAMS, SAMPLE_RATE, FeatureConfig
+from backend.samplers import Schedule, SamplerError, check_sampler, guided, sample, take_noise
+
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
+MIN_ENCODER_FRAMES = 2   # the audio encoder graph takes whole frames, at least two
+DEFAULT_PRESETS = {"draft": {"sampler": "dpmpp2m", "steps": 6},
+                   "default": {"sampler": "dpmpp2m", "steps": 10},
+                   "high": {"sampler": "dpmpp2m", "steps": 25}}
+
+
+class Cancelled(Exception):
+    """The caller's cancel event was set; no result."""
+
+
+@dataclass
+class Take:
+    seed: int
+    exp: np.ndarray     # (T, 50) float32
+    jaw: np.ndarray     # (T, 3) float32, axis-angle radians
+    score: float
+
+
+@dataclass
+class AnimateResult:
+    takes: list[Take]
+    timings: dict = field(default_factory=dict)
+    fps: int = FPS
+
+
+def check_audio(audio) -> np.ndarray:
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise ValueError(f"audio must be mono 1-D samples, got shape {audio.shape}")
+    if audio.size < SAMPLES_PER_FRAME:
+        raise ValueError(f"audio is {audio.size} samples long: at least one frame "
+                         f"({SAMPLES_PER_FRAME} samples at {SAMPLE_RATE} Hz) is needed")
+    audio = audio.astype(np.float32, copy=False)
+    if not np.isfinite(audio).all():
+        raise ValueError("audio holds NaN or infinite samples")
+    return audio
+
+
+def fit_frames(x: np.ndarray, n: int, axis: int) -> np.ndarray:
+    """Crop or edge-pad `x` to n entries along `axis` (encoders may differ by a frame)."""
+    have = x.shape[axis]
+    if have >= n:
+        return np.take(x, np.arange(n), axis=axis)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, n - have)
+    return np.pad(x, pad, mode="edge")
+
+
+def band_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over mel bands of the Pearson correlation in time of two (T, n_mels) arrays."""
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    den = np.sqrt((a * a).sum(0) * (b * b).sum(0)) + 1e-8
+    return float(((a * b).sum(0) / den).mean())
+
+
+class Engine:
+    def __init__(self, bundle_dir, device: str = "auto", threads: int | None = None):
+        self.bundle = load_bundle(bundle_dir, device, threads)
+        m = self.bundle.manifest
+        self.manifest: dict = m
+        self.head_path: Path = self.bundle.head_path
+        self.device: str = self.bundle.device
+        self.presets: dict = m.get("presets") or DEFAULT_PRESETS
+        self.max_frames: int = int(m.get("max_frames", 30 * FPS))
+        self.schedule = Schedule.from_dict(m["schedule"])
+        self.features = FeatureConfig.from_dict(m.get("features", {}))
+        st = self.bundle.stats
+        self._mean = st["mean"].astype(np.float32)
+        self._chol_t = st["chol"].astype(np.float32).T
+        self._speaker_default = st.get("speaker_mean")
+        self._deterministic = bool(m["graphs"]["denoiser"].get("config", {}).get("deterministic", False))
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- audio side
+    def encode(self, audio: np.ndarray, n_frames: int) -> np.ndarray:
+        """Audio-encoder features (n_frames, A) at 25 Hz."""
+        frames = max(MIN_ENCODER_FRAMES, -(-audio.size // SAMPLES_PER_FRAME))
+        padded = np.pad(audio, (0, frames * SAMPLES_PER_FRAME - audio.size))
+        name = self.bundle.input_names("audio_encoder")[0]
+        if name in ("mel", "log_mel"):
+            x = feat.log_mel(padded, self.features)[None]
+        else:
+            x = padded[None]
+        out = self.bundle.run("audio_encoder", {name: x})[0][0]
+        return fit_frames(out.astype(np.float32), n_frames, 0)
+
+    def speaker(self, audio: np.ndarray) -> np.ndarray | None:
+        """Speaker embedding (256,) of the input speech, when the bundle has the speaker graph."""
+        if "speaker" not in self.bundle.sessions:
+            return None
+        from backend.speaker import combine_partials, speaker_mels
+        try:
+            mels = speaker_mels(audio)
+        except ValueError:   # all silence: fall back to the bundle's mean speaker
+            return self._speaker_default
+        name = self.bundle.input_names("speaker")[0]
+        return combine_partials(self.bundle.run("speaker", {name: mels})[0])
+
+    # ----------------------------------------------------------------- sampling
+    def _context(self, feats: np.ndarray, use_null: bool) -> np.ndarray:
+        """Context (L, 2, 1 or 2, T, d): the audio row, plus the null-audio row for guidance."""
+        rows = 2 if use_null else 1
+        audio = np.repeat(feats[None], rows, axis=0)
+        null = np.arange(rows, dtype=np.float32)
+        return self.bundle.run("denoiser_context", {"audio": audio, "null": null})[0]
+
+    def _sample(self, feats, seeds, sampler, steps, guidance, progress, cancel) -> np.ndarray:
+        n, t_len = len(seeds), feats.shape[0]
+        use_null = guidance != 1.0 and not self._deterministic
+        ctx1 = self._context(feats, use_null)
+        # every take sees the same audio: repeat the context rows, do not recompute them
+        ctx = np.repeat(ctx1, n, axis=2)   # rows: [cond x n | null x n]
+
+        def denoise(x, t):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled during sampling")
+            xx = np.concatenate([x, x]) if use_null else x
+            tt = np.full(xx.shape[0], t, dtype=np.int64)
+            x0 = self.bundle.run("denoiser", {"x": xx, "t": tt, "ctx": ctx})[0]
+            return guided(x0[:n], x0[n:], guidance) if use_null else x0
+
+        if self._deterministic:
+            return denoise(np.zeros((n, t_len, N_PARAMS), np.float32), 0)
+        x_T, noise = take_noise(seeds, (t_len, N_PARAMS))
+        return sample(denoise, x_T, self.schedule, sampler, steps, noise, progress)
+
+    def animate(self, audio, *, takes: int = 4, seed: int = 0, preset: str = "default",
+                sampler: str | None = None, steps: int | None = None, guidance: float = 1.0,
+                progress: Callable[[float], None] | None = None,
+                cancel: threading.Event | None = None) -> AnimateResult:
+        t0 = time.perf_counter()
+        audio = check_audio(audio)
+        if preset not in self.presets:
+            raise SamplerError(f"unknown preset {preset!r}; this bundle has {', '.join(self.presets)}")
+        sampler = sampler or self.presets[preset]["sampler"]
+        steps = int(steps if steps is not None else self.presets[preset]["steps"])
+        check_sampler(sampler)
+        if steps < 1:
+            raise SamplerError(f"steps must be >= 1, got {steps}")
+        if not 1 <= int(takes) <= 64:
+            raise ValueError(f"takes must be between 1 and 64, got {takes}")
+        if not np.isfinite(guidance) or guidance < 0:
+            raise ValueError(f"guidance must be a finite number >= 0, got {guidance}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        n_frames = audio.size // SAMPLES_PER_FRAME
+        if n_frames > self.max_frames:
+            raise ValueError(f"audio is {n_frames} frames long; animate() takes at most {self.max_frames} "
+                             f"frames per pass (split longer clips into windows)")
+        report = (lambda f: progress(min(1.0, max(0.0, f)))) if progress else (lambda f: None)
+        seeds = [int(seed) + i for i in range(int(takes))]
+        with self._lock:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled before start")
+            feats = self.encode(audio, n_frames)
+            t1 = time.perf_counter()
+            report(0.05)
+            z = self._sample(feats, seeds, sampler, steps, float(guidance),
+                             lambda f: report(0.05 + 0.85 * f), cancel)
+            t2 = time.perf_counter()
+            x = z @ self._chol_t + self._mean
+            speech_mel, spk = self._speech_side(audio)
+            scores = [self._score(speech_mel, spk, xi[:, :N_EXP], xi[:, N_EXP:]) for xi in x]
+            t3 = time.perf_counter()
+        report(1.0)
+        out = [Take(s, np.ascontiguousarray(xi[:, :N_EXP], np.float32),
+                    np.ascontiguousarray(xi[:, N_EXP:], np.float32), float(sc))
+               for s, xi, sc in zip(seeds, x, scores)]
+        return AnimateResult(out, {"encode": t1 - t0, "sample": t2 - t1, "score": t3 - t2,
+                                   "engine_total": t3 - t0})
+
+    # ----------------------------------------------------------------- M2S
+    def _speech_side(self, audio):
+        if "m2s" not in self.bundle.sessions:
+            return None, None
+        return feat.log_mel(audio, self.features), self.speaker(audio)
+
+    def _m2s_mel(self, exp, jaw, spk) -> np.ndarray:
+        """M2S log-mel (4 T, n_mels) of one take."""
+        feeds = {}
+        for name in self.bundle.input_names("m2s"):
+            if name == "exp":
+                feeds[name] = np.asarray(exp, np.float32)[None]
+            elif name == "jaw":
+                feeds[name] = np.asarray(jaw, np.float32)[None]
+            elif name in ("speaker", "spk", "speaker_embedding"):
+                s = spk if spk is not None else self._speaker_default
+                if s is None:
+                    s = np.zeros(self.bundle.sessions["m2s"].get_inputs()[2].shape[-1], np.float32)
+                feeds[name] = np.asarray(s, np.float32).reshape(1, -1)
+            else:
+                raise BundleError(f"m2s graph has an input {name!r} this engine does not know")
+        outs = dict(zip([o.name for o in self.bundle.sessions["m2s"].get_outputs()],
+                        self.bundle.run("m2s", feeds)))
+        return outs["mel"][0]
+
+    def _score(self, speech_mel, spk, exp, jaw) -> float:
+        if speech_mel is None:
+            return 0.0
+        pred = self._m2s_mel(exp, jaw, spk)
+        n = min(len(pred), len(speech_mel))
+        return band_correlation(pred[:n], speech_mel[:n]) if n >= 2 else 0.0
+
+    def score(self, audio, exp, jaw) -> float:
+        """M2S lip-sync score of one take against the speech (mean mel-band correlation, higher = better)."""
+        audio = check_audio(audio)
+        with self._lock:
+            speech_mel, spk = self._speech_side(audio)
+            return self._score(speech_mel, spk, exp, jaw)
+
+    def listen(self, exp, jaw) -> np.ndarray:
+        """What M2S hears from a take: its mel through Griffin-Lim, 16 kHz float32."""
+        from backend.vocoder import vocode
+        if "m2s" not in self.bundle.sessions:
+            raise BundleError("this bundle has no m2s graph to listen with")
+        with self._lock:
+            mel = self._m2s_mel(exp, jaw, None)
+        return vocode(mel, self.features)

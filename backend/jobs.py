@@ -1,0 +1,209 @@
+"""What one request does, shared by the HTTP service and the `thunder` CLI.
+
+`animate` decodes audio, runs the engine (windowed for long clips) and returns
+the takes as numpy arrays; `to_payload` turns that into the JSON the protocol
+documents (docs/protocol.md); `parse_take` / `listen` serve `/v1/listen`.
+One code path, so `thunder animate` and `POST /v1/animate` cannot disagree.
+"""
+from __future__ import annotations
+
+import base64
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from backend import audio as audio_io
+from backend import windows
+from backend.contracts import FPS, N_EXP, N_JAW, SAMPLE_RATE
+from backend.samplers import SAMPLERS, SamplerError
+
+PRESETS = ("draft", "default", "high")
+ENCODINGS = ("json", "b64")
+MAX_TAKES = 32
+MAX_STEPS = 1000
+MAX_GUIDANCE = 10.0
+
+
+class OptionError(ValueError):
+    """An option the engine cannot honour (HTTP 422 `bad_option`)."""
+
+    code = "bad_option"
+    status = 422
+
+
+class JobCancelled(RuntimeError):
+    """The client went away or the deadline passed before or during the job."""
+
+
+@dataclass(frozen=True)
+class AnimateOptions:
+    takes: int = 4
+    seed: int = 0
+    preset: str = "default"
+    sampler: str | None = None
+    steps: int | None = None
+    guidance: float = 1.0
+    start: float | None = None
+    end: float | None = None
+    rank: bool = False
+    encoding: str = "json"
+
+    def check(self) -> "AnimateOptions":
+        """Range checks (the HTTP layer checks these too; the CLI relies on this)."""
+        if not 1 <= self.takes <= MAX_TAKES:
+            raise OptionError(f"takes must be 1..{MAX_TAKES}, got {self.takes}")
+        if self.seed < 0 or self.seed + self.takes > 2**32:
+            raise OptionError(f"seed must be 0..{2**32 - self.takes}, got {self.seed}")
+        if self.sampler is not None and self.sampler not in SAMPLERS:
+            raise OptionError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.steps is not None and not 1 <= self.steps <= MAX_STEPS:
+            raise OptionError(f"steps must be 1..{MAX_STEPS}, got {self.steps}")
+        if not (math.isfinite(self.guidance) and 0.0 <= self.guidance <= MAX_GUIDANCE):
+            raise OptionError(f"guidance must be 0..{MAX_GUIDANCE:g}, got {self.guidance}")
+        if self.encoding not in ENCODINGS:
+            raise OptionError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
+        return self
+
+
+@dataclass
+class AnimateOutput:
+    """Takes as arrays plus what the response reports about them."""
+
+    takes: list                  # engine Take objects (seed, exp, jaw, score)
+    sampler: str
+    steps: int
+    guidance: float
+    duration: float
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return int(len(self.takes[0].exp)) if self.takes else 0
+
+
+def resolve_preset(engine, opts: AnimateOptions) -> tuple[str, int]:
+    """Sampler and step count: the preset's, overridden by explicit options."""
+    presets = getattr(engine, "presets", {}) or {}
+    if opts.preset not in presets:
+        raise OptionError(f"preset {opts.preset!r} is not in this bundle (has: {', '.join(sorted(presets))})")
+    preset = presets[opts.preset]
+    sampler = opts.sampler or preset["sampler"]
+    steps = int(opts.steps if opts.steps is not None else preset["steps"])
+    return sampler, steps
+
+
+def decode(source, opts: AnimateOptions, max_seconds: float | None = None) -> tuple[np.ndarray, float]:
+    """The request's audio, cropped, as mono float32 16 kHz, and the seconds decoding took."""
+    t0 = time.perf_counter()
+    audio, _info = audio_io.decode(source, start=opts.start, end=opts.end, max_seconds=max_seconds)
+    return audio, time.perf_counter() - t0
+
+
+def animate_audio(engine, audio: np.ndarray, opts: AnimateOptions, *, progress=None, cancel=None,
+                  timings: dict | None = None) -> AnimateOutput:
+    """Decoded audio → ranked takes (windowed when longer than one engine pass)."""
+    opts.check()
+    sampler, steps = resolve_preset(engine, opts)
+    t0 = time.perf_counter()
+    if cancel is not None and cancel.is_set():
+        raise JobCancelled("cancelled before sampling")
+    try:
+        result = windows.animate(engine, audio, takes=opts.takes, seed=opts.seed, preset=opts.preset,
+                                 sampler=sampler, steps=steps, guidance=opts.guidance,
+                                 progress=progress, cancel=cancel)
+    except SamplerError as exc:
+        raise OptionError(str(exc)) from None
+    takes = list(result.takes)
+    if opts.rank:
+        takes.sort(key=lambda t: -float(t.score))
+    timings = {**(timings or {}), **{k: float(v) for k, v in result.timings.items()}}
+    timings["total"] = timings.get("decode", 0.0) + time.perf_counter() - t0
+    return AnimateOutput(takes, sampler, steps, opts.guidance, len(audio) / SAMPLE_RATE, timings)
+
+
+def animate(engine, source, opts: AnimateOptions, *, max_seconds: float | None = None,
+            progress=None, cancel=None) -> AnimateOutput:
+    """Decode `source` (bytes, path or file object) and animate it; raises AudioError/OptionError."""
+    opts.check()
+    resolve_preset(engine, opts)                 # a bad preset fails before a long decode
+    audio, t_decode = decode(source, opts, max_seconds)
+    return animate_audio(engine, audio, opts, progress=progress, cancel=cancel, timings={"decode": t_decode})
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a, dtype="<f4").tobytes()).decode("ascii")
+
+
+def to_payload(out: AnimateOutput, encoding: str = "json") -> dict:
+    """The /v1/animate response body (docs/protocol.md)."""
+    takes = []
+    for t in out.takes:
+        item = {"seed": int(t.seed), "score": float(t.score)}
+        if encoding == "b64":
+            item["exp_b64"], item["jaw_b64"] = _b64(t.exp), _b64(t.jaw)
+        else:
+            item["exp"] = np.asarray(t.exp, np.float32).round(6).tolist()
+            item["jaw"] = np.asarray(t.jaw, np.float32).round(6).tolist()
+        takes.append(item)
+    return {"fps": FPS, "n_frames": out.n_frames, "duration": round(out.duration, 6),
+            "sample_rate": SAMPLE_RATE, "sampler": out.sampler, "steps": out.steps,
+            "guidance": out.guidance, "encoding": encoding, "takes": takes,
+            "timings": {k: round(v, 6) for k, v in out.timings.items()}}
+
+
+def to_npz_dict(out: AnimateOutput) -> dict:
+    """Arrays for `thunder animate --out X.npz`: exp (K,T,50), jaw (K,T,3), seeds, scores."""
+    return {"exp": np.stack([t.exp for t in out.takes]).astype(np.float32),
+            "jaw": np.stack([t.jaw for t in out.takes]).astype(np.float32),
+            "seeds": np.array([t.seed for t in out.takes], np.int64),
+            "scores": np.array([t.score for t in out.takes], np.float32),
+            "fps": np.int64(FPS), "sampler": np.str_(out.sampler), "steps": np.int64(out.steps),
+            "guidance": np.float32(out.guidance)}
+
+
+def _array(payload: dict, name: str, width: int, max_frames: int) -> np.ndarray:
+    if payload.get(name) is not None:
+        try:
+            a = np.asarray(payload[name], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise OptionError(f"{name} must be a list of {width}-float rows") from None
+    elif payload.get(f"{name}_b64") is not None:
+        try:
+            raw = base64.b64decode(payload[f"{name}_b64"], validate=True)
+        except (ValueError, TypeError):
+            raise OptionError(f"{name}_b64 is not valid base64") from None
+        if len(raw) % (4 * width):
+            raise OptionError(f"{name}_b64 holds {len(raw)} bytes: not a whole number of {width}-float32 rows")
+        a = np.frombuffer(raw, "<f4").reshape(-1, width)
+        n = payload.get("n_frames")
+        if n is not None and n != len(a):
+            raise OptionError(f"n_frames is {n} but {name}_b64 holds {len(a)} frames")
+    else:
+        raise OptionError(f"{name} (or {name}_b64) is required")
+    if a.ndim != 2 or a.shape[1] != width or len(a) == 0:
+        raise OptionError(f"{name} must have shape [n_frames >= 1, {width}], got {list(a.shape)}")
+    if len(a) > max_frames:
+        raise OptionError(f"{name} has {len(a)} frames; the limit is {max_frames}")
+    if not np.isfinite(a).all():
+        raise OptionError(f"{name} holds NaN or infinite values")
+    return a.astype(np.float32)
+
+
+def parse_take(payload: dict, max_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """exp (T, 50) and jaw (T, 3) from a /v1/listen body (lists or base64)."""
+    exp = _array(payload, "exp", N_EXP, max_frames)
+    jaw = _array(payload, "jaw", N_JAW, max_frames)
+    if len(exp) != len(jaw):
+        raise OptionError(f"exp has {len(exp)} frames but jaw has {len(jaw)}")
+    return exp, jaw
+
+
+def listen(engine, exp: np.ndarray, jaw: np.ndarray) -> bytes:
+    """A take → M2S mel → Griffin-Lim → 16 kHz WAV bytes."""
+    return audio_io.encode_wav(engine.listen(exp, jaw), SAMPLE_RATE)
+
+
+def options_dict(opts: AnimateOptions) -> dict:
+    return asdict(opts)

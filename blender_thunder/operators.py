@@ -1,0 +1,254 @@
+"""Operators: generate / cancel, take list actions, backend start / stop, add head."""
+from __future__ import annotations
+
+import bpy
+from bpy.props import IntProperty
+
+from . import preferences
+from .utils import generation, jobs, launcher, takes
+from .utils.client import BackendError
+from .utils.compat import active_strip
+from .utils.rigs import RigError, resolve
+from .utils.strips import StripError, find as find_strip
+
+# Last /v1/health answer (or error), shown by the panel; the panel never does network I/O.
+backend_status = {"text": "not checked", "ok": False}
+
+
+def _launch(context) -> dict | None:
+    prefs = preferences.get(context)
+    if not prefs.auto_start:
+        return None
+    return {"python": bpy.path.abspath(prefs.python) if prefs.python else "",
+            "bundle": bpy.path.abspath(prefs.bundle) if prefs.bundle else "",
+            "port": prefs.port, "device": prefs.device}
+
+
+def _strip(context):
+    scene, settings = context.scene, context.scene.thunder
+    return find_strip(scene, settings.strip) if settings.strip else active_strip(scene)
+
+
+def _take_index(self, context) -> int:
+    n = len(context.scene.thunder.takes)
+    i = self.index if self.index >= 0 else context.scene.thunder.active_take
+    if not 0 <= i < n:
+        raise IndexError("no take selected")
+    return i
+
+
+class THUNDER_OT_generate(bpy.types.Operator):
+    """Generate takes for the sound strip on the rig (runs in the background)"""
+    bl_idname = "thunder.generate"
+    bl_label = "Generate"
+    bl_options = {"REGISTER"}  # the scene changes later, in one undo step, when the takes arrive
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and not jobs.active()
+
+    def execute(self, context):
+        s = context.scene.thunder
+        options = generation.Options(takes=s.takes_count, seed=s.seed, preset=s.preset,
+                                     guidance=s.guidance, rank=s.rank)
+        try:
+            job = generation.start_generate(context.scene, _strip(context), s.rig or context.active_object,
+                                            options, preferences.client(context), launch=_launch(context))
+        except (RigError, StripError, BackendError, ValueError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"THUNDER: {job.label}…")
+        return {"FINISHED"}
+
+
+class THUNDER_OT_cancel(bpy.types.Operator):
+    """Cancel the running generation; the scene stays as it was"""
+    bl_idname = "thunder.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        return bool(jobs.active())
+
+    def execute(self, context):
+        jobs.cancel()
+        return {"FINISHED"}
+
+
+class _TakeOperator:
+    index: IntProperty(default=-1, options={"SKIP_SAVE"})
+
+
+class THUNDER_OT_use_take(_TakeOperator, bpy.types.Operator):
+    """Make this take the one that plays"""
+    bl_idname = "thunder.use_take"
+    bl_label = "Use Take"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        try:
+            context.scene.thunder.active_take = _take_index(self, context)  # its update shows the take
+        except IndexError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class THUNDER_OT_resample_take(_TakeOperator, bpy.types.Operator):
+    """Replace this take with one from a new random seed"""
+    bl_idname = "thunder.resample_take"
+    bl_label = "Resample"
+
+    @classmethod
+    def poll(cls, context):
+        return not jobs.active()
+
+    def execute(self, context):
+        try:
+            generation.start_resample(context.scene, _take_index(self, context), preferences.client(context),
+                                      launch=_launch(context))
+        except (IndexError, RigError, StripError, BackendError, ValueError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class THUNDER_OT_listen_take(_TakeOperator, bpy.types.Operator):
+    """Add what the face says (the M2S model's audio of this take) as a sound strip"""
+    bl_idname = "thunder.listen_take"
+    bl_label = "Listen"
+
+    @classmethod
+    def poll(cls, context):
+        return not jobs.active()
+
+    def execute(self, context):
+        try:
+            generation.start_listen(context.scene, _take_index(self, context), preferences.client(context),
+                                    launch=_launch(context))
+        except (IndexError, BackendError, ValueError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class THUNDER_OT_remove_take(_TakeOperator, bpy.types.Operator):
+    """Delete this take (only takes THUNDER made; renamed or copied ones are left alone)"""
+    bl_idname = "thunder.remove_take"
+    bl_label = "Remove Take"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        settings = context.scene.thunder
+        try:
+            i = _take_index(self, context)
+        except IndexError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        item = settings.takes[i]
+        act = item.action
+        if act is not None:
+            if not takes.is_owned(act):
+                self.report({"WARNING"}, f"{act.name!r} is not THUNDER's any more: removed from the list, kept")
+            else:
+                try:
+                    rig = resolve(bpy.data.objects.get(item.rig))
+                    if takes.shown(rig, item.strip) == act:
+                        takes.unshow(rig, item.strip)
+                except RigError:
+                    pass
+                takes.remove(takes.take_actions(act))
+        settings.takes.remove(i)
+        settings.active_take = min(settings.active_take, len(settings.takes) - 1)
+        return {"FINISHED"}
+
+
+class THUNDER_OT_backend_start(bpy.types.Operator):
+    """Start the backend bundled with the add-on"""
+    bl_idname = "thunder.backend_start"
+    bl_label = "Start Backend"
+
+    def execute(self, context):
+        launch = _launch(context) or _launch_forced(context)
+        client = preferences.client(context)
+
+        def work(job):
+            job.report(0.1, "starting the backend")
+            launcher.start(**launch)
+            return launcher.wait_ready(client, timeout=120.0, cancel=job.cancel)
+
+        jobs.start("Start backend", work, _health_applied)
+        return {"FINISHED"}
+
+
+def _launch_forced(context) -> dict:
+    prefs = preferences.get(context)
+    return {"python": prefs.python, "bundle": prefs.bundle, "port": prefs.port, "device": prefs.device}
+
+
+def _health_applied(health: dict) -> str:
+    backend_status["ok"] = health.get("status") == "ok"
+    backend_status["text"] = f"{health.get('status')} · {health.get('bundle')} · {health.get('device')}"
+    return f"backend: {backend_status['text']}"
+
+
+class THUNDER_OT_backend_stop(bpy.types.Operator):
+    """Stop the backend this add-on started"""
+    bl_idname = "thunder.backend_stop"
+    bl_label = "Stop Backend"
+
+    @classmethod
+    def poll(cls, context):
+        return launcher.running()
+
+    def execute(self, context):
+        launcher.stop()
+        backend_status.update(text="stopped", ok=False)
+        return {"FINISHED"}
+
+
+class THUNDER_OT_backend_check(bpy.types.Operator):
+    """Ask the backend whether it is up"""
+    bl_idname = "thunder.backend_check"
+    bl_label = "Check Backend"
+
+    def execute(self, context):
+        client = preferences.client(context)
+
+        def work(job):
+            try:
+                return client.health()
+            except BackendError as exc:
+                return {"status": "unreachable", "bundle": str(exc)[:60], "device": "-"}
+
+        jobs.start("Check backend", work, _health_applied)
+        return {"FINISHED"}
+
+
+class THUNDER_OT_add_head(bpy.types.Operator):
+    """Add the THUNDER head rig (mesh with expression shape keys, jaw armature) of the backend's model"""
+    bl_idname = "thunder.add_head"
+    bl_label = "Add THUNDER Head"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context):
+        client, launch = preferences.client(context), _launch(context)
+        flame_dir = bpy.path.abspath(preferences.get(context).flame_dir or "")
+        scene_name = context.scene.name
+
+        def work(job):
+            generation.ensure_backend(job, client, launch)
+            job.report(0.3, "fetching the head")
+            return client.head()
+
+        def apply(head_bytes: bytes) -> str:
+            arm = generation.add_head(bpy.data.scenes[scene_name], head_bytes, flame_dir)
+            return f"added {arm.name!r}"
+
+        jobs.start("Add head", work, apply)
+        return {"FINISHED"}
+
+
+CLASSES = (THUNDER_OT_add_head, THUNDER_OT_generate, THUNDER_OT_cancel, THUNDER_OT_use_take, THUNDER_OT_resample_take,
+           THUNDER_OT_listen_take, THUNDER_OT_remove_take, THUNDER_OT_backend_start, THUNDER_OT_backend_stop,
+           THUNDER_OT_backend_check)

@@ -1,0 +1,97 @@
+"""The THUNDER tab in the 3D View and Sequencer sidebars."""
+from __future__ import annotations
+
+import bpy
+
+from .operators import backend_status
+from .utils import jobs, launcher, takes
+
+
+class THUNDER_UL_takes(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
+        owned = item.action is not None and takes.is_owned(item.action)
+        row = layout.row(align=True)
+        row.label(text=f"seed {item.seed}", icon="ACTION" if owned else "ERROR")
+        row.label(text=f"{item.score:.3f}")
+        row.label(text=f"{item.duration:.1f} s")
+        row.label(text=item.strip)
+
+
+def _draw(self, context):
+    layout = self.layout
+    s = context.scene.thunder
+    col = layout.column()
+    se = context.scene.sequence_editor
+    if se is None:
+        col.label(text="No sound strips: add one in the Sequencer")
+    else:
+        col.prop_search(s, "strip", se, "strips_all" if hasattr(se, "strips_all") else "sequences_all",
+                        text="Strip", icon="SOUND")
+    col.prop(s, "rig")
+    row = col.row(align=True)
+    row.prop(s, "seed")
+    row.prop(s, "takes_count")
+    col.prop(s, "guidance")
+    row = col.row(align=True)
+    row.prop(s, "preset", expand=True)
+    col.prop(s, "rank")
+
+    running = jobs.active()
+    if running:
+        job = running[0]
+        row = col.row(align=True)
+        if hasattr(row, "progress"):  # 4.0+
+            row.progress(factor=job.progress, type="BAR", text=f"{job.stage} · {job.elapsed:.0f} s")
+        else:
+            row.label(text=f"{job.stage} · {job.elapsed:.0f} s")
+        row.operator("thunder.cancel", text="", icon="CANCEL")
+    else:
+        col.operator("thunder.generate", icon="PLAY_SOUND")
+        last = jobs.latest()
+        if last is not None and last.message:
+            col.label(text=last.message, icon="INFO" if last.state == "done" else "ERROR")
+
+    layout.label(text="Takes")
+    layout.template_list("THUNDER_UL_takes", "", s, "takes", s, "active_take", rows=3)
+    row = layout.row(align=True)
+    row.operator("thunder.resample_take", icon="FILE_REFRESH")
+    row.operator("thunder.listen_take", icon="SPEAKER")
+    row.operator("thunder.remove_take", text="", icon="X")
+
+    box = layout.box()
+    row = box.row(align=True)
+    row.label(text=f"Backend: {backend_status['text']}", icon="CHECKMARK" if backend_status["ok"] else "QUESTION")
+    row.operator("thunder.backend_check", text="", icon="FILE_REFRESH")
+    if launcher.running():
+        row.operator("thunder.backend_stop", text="", icon="PAUSE")
+    else:
+        row.operator("thunder.backend_start", text="", icon="PLAY")
+    box.operator("thunder.add_head", icon="MONKEY")
+
+
+class THUNDER_PT_view3d(bpy.types.Panel):
+    bl_label = "THUNDER"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "THUNDER"
+    draw = _draw
+
+
+class THUNDER_PT_sequencer(bpy.types.Panel):
+    bl_label = "THUNDER"
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "THUNDER"
+    draw = _draw
+
+
+def redraw() -> None:
+    """Jobs changed: redraw sidebars so progress and results show."""
+    wm = bpy.context.window_manager
+    for window in getattr(wm, "windows", []):
+        for area in window.screen.areas:
+            if area.type in {"VIEW_3D", "SEQUENCE_EDITOR"}:
+                area.tag_redraw()
+
+
+CLASSES = (THUNDER_UL_takes, THUNDER_PT_view3d, THUNDER_PT_sequencer)

@@ -1,0 +1,271 @@
+"""Generate / resample / listen as jobs: what runs on the worker thread and what
+the main thread then does to the scene. Operators and the headless batch runner
+both come through here, so tests of one are tests of the other.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+import bpy
+
+from . import jobs, takes as takes_mod
+from .client import BackendError, Client
+from .compat import top_strips
+from .messages import check_model, encode_take, parse_animate
+from .rigs import RigError, check_head, resolve
+from .strips import StripInfo, find as find_strip, free_channel, strip_info
+
+
+@dataclass(frozen=True)
+class Options:
+    takes: int = 4
+    seed: int = 0
+    preset: str = "default"
+    guidance: float = 1.0
+    rank: bool = True
+
+    def form(self) -> dict:
+        return {"takes": self.takes, "seed": self.seed, "preset": self.preset,
+                "guidance": round(float(self.guidance), 4), "rank": self.rank, "encoding": "b64"}
+
+
+def ensure_backend(job: jobs.Job, client: Client, launch: dict | None) -> None:
+    """Worker thread: make sure a backend answers, starting the bundled one if allowed.
+    `launch`: keyword arguments of launcher.start (captured from the preferences), or None."""
+    from . import launcher
+    try:
+        client.health()
+        return
+    except BackendError:
+        if launch is None:
+            raise
+    job.report(0.02, "starting the backend")
+    launcher.start(**launch)
+    launcher.wait_ready(client, timeout=120.0, cancel=job.cancel)
+
+
+def _fetch(job: jobs.Job, client: Client, info: StripInfo, options: Options, head_id: str,
+           launch: dict | None = None):
+    ensure_backend(job, client, launch)
+    job.report(0.05, "checking the model")
+    model = check_model(client.model())
+    if head_id is not None:
+        check_head_id(head_id, model)
+    job.report(0.1, "reading audio")
+    with open(info.audio_path, "rb") as fh:
+        audio = fh.read()
+    form = {**options.form(), "start": round(info.start_s, 6), "end": round(info.end_s, 6)}
+    job.report(0.2, f"sampling {options.takes} take(s)")
+    reply = client.animate(audio, os.path.basename(info.audio_path), form, cancel=job.cancel)
+    job.report(0.9, "decoding")
+    found, meta = parse_animate(reply, expect_takes=options.takes)
+    return found, meta, model
+
+
+def check_head_id(rig_head_id: str, model: dict) -> None:
+    want = model["head"]["head_id"]
+    if rig_head_id != want:
+        # Same message as rigs.check_head, built without bpy (worker thread).
+        raise RigError(f"this rig was built from head {rig_head_id[:12] or 'unknown'}… but the backend's model "
+                       f"was trained on head {want[:12]}…: add a new head with Add THUNDER Head "
+                       "(or point the backend at a bundle trained on this head)")
+
+
+def _undo_push(message: str) -> None:
+    if not bpy.app.background:
+        try:
+            bpy.ops.ed.undo_push(message=message)
+        except RuntimeError:
+            pass
+
+
+def _add_to_list(scene, actions) -> None:
+    m = takes_mod.meta(actions[0])
+    item = scene.thunder.takes.add()
+    item.action = actions[0]
+    item.seed, item.score, item.duration = m["seed"], m["score"], m["duration"]
+    item.strip, item.rig = m["strip"], m["rig"]
+
+
+def _list_index(scene, action) -> int:
+    for i, item in enumerate(scene.thunder.takes):
+        if item.action == action:
+            return i
+    return -1
+
+
+def start_generate(scene, strip, rig_obj, options: Options, client: Client, check_rig: bool = True,
+                   launch: dict | None = None) -> jobs.Job:
+    """Validate on the main thread, then generate on a worker; `apply` keys the takes."""
+    rig = resolve(rig_obj)
+    info = strip_info(scene, strip)
+    rig_name, scene_name = rig.armature.name, scene.name
+    head_id = rig.head_id if check_rig else None
+    if check_rig and not head_id:
+        check_head(rig, "")  # raises with the message that says what to do
+
+    def apply(result) -> str:
+        found, meta, model = result
+        scn = bpy.data.scenes.get(scene_name)
+        if scn is None:
+            raise RuntimeError(f"scene {scene_name!r} is gone")
+        rg = resolve(bpy.data.objects.get(rig_name))
+        created, list_len = [], len(scn.thunder.takes)
+        before = takes_mod.shown(rg, info.strip)
+        rng = (scn.frame_start, scn.frame_end)
+        try:
+            extra = {"bundle": str(model.get("name", "")), "head_id": model["head"]["head_id"],
+                     "preset": options.preset, "guidance": float(options.guidance)}
+            for take in found:
+                created.append(takes_mod.create(rg, info, take, extra))
+            for actions in created:
+                _add_to_list(scn, actions)
+            best = created[0] if options.rank else max(created, key=lambda a: takes_mod.meta(a[0])["score"])
+            takes_mod.show(rg, best)
+            scn.thunder.active_take = _list_index(scn, best[0])
+            m = takes_mod.meta(best[0])
+            takes_mod.extend_range(scn, m["frame_start"], m["frame_end"])
+        except Exception:
+            _rollback(scn, rg, info.strip, created, list_len, before, rng)
+            raise
+        _undo_push("THUNDER: generate takes")
+        return f"{len(created)} take(s) for {info.strip!r} in {meta.get('timings', {}).get('total', 0):.1f} s"
+
+    return jobs.start(f"Generate {info.strip}",
+                      lambda job: _fetch(job, client, info, options, head_id, launch), apply)
+
+
+def _rollback(scene, rig, strip_name, created, list_len, before, rng) -> None:
+    while len(scene.thunder.takes) > list_len:
+        scene.thunder.takes.remove(len(scene.thunder.takes) - 1)
+    takes_mod.unshow(rig, strip_name)
+    if before is not None:
+        takes_mod.show(rig, takes_mod.take_actions(before))
+    for actions in created:
+        takes_mod.remove(actions)
+    scene.frame_start, scene.frame_end = rng
+
+
+def start_resample(scene, index: int, client: Client, launch: dict | None = None) -> jobs.Job:
+    """Replace one take by a take with a fresh seed (the old one is deleted if the add-on owns it)."""
+    item = scene.thunder.takes[index]
+    old = item.action
+    if old is None:
+        raise ValueError("this take's action is gone")
+    m = takes_mod.meta(old)
+    strip = find_strip(scene, m["strip"])
+    rig_obj = bpy.data.objects.get(item.rig)
+    options = Options(takes=1, seed=takes_mod.new_seed(), preset=m.get("preset", "default"),
+                      guidance=m.get("guidance", 1.0), rank=False)
+    rig = resolve(rig_obj)
+    info = strip_info(scene, strip)
+    scene_name, old_name, rig_name = scene.name, old.name, rig.name
+
+    def apply(result) -> str:
+        found, meta, model = result
+        scn = bpy.data.scenes[scene_name]
+        rg = resolve(bpy.data.objects.get(rig_name))
+        old_act = bpy.data.actions.get(old_name)
+        was_shown = old_act is not None and takes_mod.shown(rg, info.strip) == old_act
+        extra = {"bundle": str(model.get("name", "")), "head_id": model["head"]["head_id"],
+                 "preset": options.preset, "guidance": float(options.guidance)}
+        actions = takes_mod.create(rg, info, found[0], extra)
+        i = _list_index(scn, old_act) if old_act is not None else -1
+        if i < 0:
+            _add_to_list(scn, actions)
+        else:
+            it = scn.thunder.takes[i]
+            am = takes_mod.meta(actions[0])
+            it.action, it.seed, it.score, it.duration = actions[0], am["seed"], am["score"], am["duration"]
+        if was_shown:
+            takes_mod.show(rg, actions)
+        if old_act is not None and takes_mod.is_owned(old_act):
+            takes_mod.remove(takes_mod.take_actions(old_act))
+        _undo_push("THUNDER: resample take")
+        return f"new take seed {found[0].seed} (score {found[0].score:.3f})"
+
+    return jobs.start(f"Resample {old_name}", lambda job: _fetch(job, client, info, options, rig.head_id or None, launch),
+                      apply)
+
+
+def head_arrays(head_bytes: bytes | None = None, flame_dir: str = "") -> dict:
+    """The head file's arrays: the user's FLAME folder (converted to head.npz) when
+    set, else the bundle's head as sent by the backend. Checked against its head_id."""
+    import hashlib
+    import io
+
+    import numpy as np
+    if flame_dir:
+        path = os.path.join(flame_dir, "head.npz")
+        if not os.path.isfile(path):
+            hint = " (it holds FLAME_NEUTRAL.pkl)" if os.path.isfile(os.path.join(flame_dir, "FLAME_NEUTRAL.pkl")) else ""
+            raise RigError(f"no head.npz in the FLAME folder {flame_dir}{hint}: convert it once with "
+                           f"`thunder-train head import --flame {flame_dir}`")
+        source = path
+    elif head_bytes:
+        source = io.BytesIO(head_bytes)
+    else:
+        raise RigError("no head: the backend sent none and no FLAME folder is set")
+    with np.load(source, allow_pickle=False) as z:
+        head = {k: z[k] for k in z.files}
+    missing = [k for k in ("v_template", "faces", "exp_dirs", "joints", "weights", "head_id") if k not in head]
+    if missing:
+        raise RigError(f"not a THUNDER head file (missing {', '.join(missing)})")
+    digest = hashlib.sha256(np.ascontiguousarray(head["v_template"], "<f4").tobytes()
+                            + np.ascontiguousarray(head["faces"], "<i4").tobytes()).hexdigest()
+    if digest != str(head["head_id"]):
+        raise RigError("the head file is damaged: its vertices and faces do not match its head_id")
+    head["head_id"] = digest
+    return head
+
+
+def add_head(scene, head_bytes: bytes | None, flame_dir: str = ""):
+    """Main thread: build the rig (rig.py) and make it the panel's target."""
+    from .. import rig
+    mesh, arm = rig.build_rig(head_arrays(head_bytes, flame_dir), collection=scene.collection)
+    scene.thunder.rig = arm
+    _undo_push("THUNDER: add head")
+    return arm
+
+
+def listen_dir() -> str:
+    """Next to the .blend when saved (files permission), else the temp folder."""
+    if bpy.data.filepath:
+        return bpy.path.abspath("//thunder_listen")
+    return os.path.join(tempfile.gettempdir(), "thunder_listen")
+
+
+def start_listen(scene, index: int, client: Client, launch: dict | None = None) -> jobs.Job:
+    """Add the M2S audio of a take (what the face 'says') as a sound strip."""
+    item = scene.thunder.takes[index]
+    act = item.action
+    if act is None or takes_mod.OWNER not in act:
+        raise ValueError("this take has no THUNDER data to listen to")
+    take = takes_mod.stored_take(act)
+    m = takes_mod.meta(act)
+    scene_name, name = scene.name, act.name
+    out_dir = listen_dir()
+
+    def work(job):
+        ensure_backend(job, client, launch)
+        job.report(0.2, "synthesising audio")
+        return client.listen(encode_take(take), cancel=job.cancel)
+
+    def apply(wav: bytes) -> str:
+        if not wav.startswith(b"RIFF"):
+            raise ValueError("the backend's listen reply is not a WAV file")
+        scn = bpy.data.scenes[scene_name]
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, f"{bpy.path.clean_name(name)}_m2s.wav")
+        with open(path, "wb") as fh:
+            fh.write(wav)
+        f0 = int(m["frame_start"])
+        channel = free_channel(scn, f0, int(m["frame_end"]) + 1)
+        strip = top_strips(scn).new_sound(f"{name} M2S", path, channel=channel, frame_start=f0)
+        strip["thunder_listen"] = name
+        _undo_push("THUNDER: listen")
+        return f"added {strip.name!r} on channel {channel}"
+
+    return jobs.start(f"Listen {name}", work, apply)

@@ -1,0 +1,68 @@
+"""Helpers shared by the scenarios (run inside bpy)."""
+from __future__ import annotations
+
+import importlib
+import math
+import struct
+import wave
+
+import bpy
+import numpy as np
+
+ADDON = "bl_ext.user_default.thunder"
+FPS = {"23.976": (24, 1.001), "24": (24, 1.0), "25": (25, 1.0), "30": (30, 1.0), "60": (60, 1.0)}
+
+
+def addon(sub: str = ""):
+    return importlib.import_module(f"{ADDON}.{sub}" if sub else ADDON)
+
+
+def fresh_scene(fps: str = "25"):
+    bpy.ops.wm.read_homefile(use_empty=True)  # keeps the preferences (the add-on stays enabled)
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = FPS[fps]
+    scene.frame_start, scene.frame_end = 1, 10
+    return scene
+
+
+def real_rig(scene, head_path: str):
+    """The rig Add THUNDER Head builds (rig.py), from a head.npz."""
+    with open(head_path, "rb") as fh:
+        return addon("utils.generation").add_head(scene, fh.read())
+
+
+def jaw_to_bone(arm) -> list:
+    """Head frame -> jaw bone rest frame, for the tests' own quaternion reference."""
+    flame_to_blender = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])
+    rest = np.array(arm.data.bones["jaw"].matrix_local.to_3x3())
+    return (rest.T @ flame_to_blender).tolist()
+
+
+def write_wav(path: str, seconds: float, rate: int = 16000) -> str:
+    """A voiced-like test signal (harmonics with a syllable envelope)."""
+    t = np.arange(int(seconds * rate)) / rate
+    env = 0.5 * (1 - np.cos(2 * np.pi * 3 * t))
+    sig = env * sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 420, 700), 1))
+    pcm = np.clip(sig / np.abs(sig).max() * 0.6 * 32767, -32767, 32767).astype("<i2")
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+def add_sound(scene, path: str, frame_start: int = 1, channel: int = 1, name: str = "line"):
+    compat = addon("utils.compat")
+    return compat.top_strips(scene).new_sound(name, path, channel=channel, frame_start=frame_start)
+
+
+def synthetic_take(seed: int, n_frames: int):
+    """A smooth deterministic take (the tests recompute it outside Blender)."""
+    messages = addon("utils.messages")
+    t = np.arange(n_frames)[:, None] / 25.0
+    k = np.arange(50)[None, :]
+    exp = (0.5 * np.sin(2 * math.pi * (0.3 + 0.05 * k) * t + seed)).astype(np.float32)
+    jaw = np.concatenate([0.2 * (1 + np.sin(2 * math.pi * 1.7 * t + seed)) / 2,
+                          0.01 * np.cos(t), 0.02 * np.sin(t)], axis=1).astype(np.float32)
+    return messages.Take(seed, 0.5 + 0.01 * seed, exp, jaw)

@@ -1,0 +1,66 @@
+"""Keys written from arrays: resampled 25 fps -> scene fps, on Blender 5.0's slotted actions."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.blender
+
+
+def reference_take(seed: int, n_frames: int):
+    """Same formula as scenarios/common.synthetic_take, computed outside Blender."""
+    t = np.arange(n_frames)[:, None] / 25.0
+    k = np.arange(50)[None, :]
+    exp = (0.5 * np.sin(2 * np.pi * (0.3 + 0.05 * k) * t + seed)).astype(np.float32)
+    jaw = np.concatenate([0.2 * (1 + np.sin(2 * np.pi * 1.7 * t + seed)) / 2,
+                          0.01 * np.cos(t), 0.02 * np.sin(t)], axis=1).astype(np.float32)
+    return exp.astype(np.float64), jaw.astype(np.float64)
+
+
+def resampled(values: np.ndarray, fps: float) -> np.ndarray:
+    duration = (len(values) - 1) / 25.0
+    t = np.arange(int(np.floor(duration * fps + 1e-6)) + 1) / fps
+    return np.stack([np.interp(t, np.arange(len(values)) / 25.0, v) for v in values.T], axis=1)
+
+
+def quats(aa: np.ndarray, to_bone: np.ndarray) -> np.ndarray:
+    aa = aa @ to_bone.T
+    angle = np.linalg.norm(aa, axis=1)
+    axis = aa / np.where(angle > 0, angle, 1)[:, None]
+    return np.concatenate([np.cos(angle / 2)[:, None], axis * np.sin(angle / 2)[:, None]], axis=1)
+
+
+@pytest.mark.parametrize("fps", ["23.976", "24", "25", "30", "60"])
+def test_keys_equal_resampled_arrays(run_bpy, head_npz, fps):
+    n, start, seed = 40, 7, 3
+    out = run_bpy("keying", "keys_at_fps", head_path=str(head_npz), fps=fps, n_frames=n, frame_start=start, seed=seed)
+    exp, jaw = reference_take(seed, n)
+    scene_fps = {"23.976": 24 / 1.001}.get(fps, float(fps))
+    assert out["fps"] == pytest.approx(scene_fps)
+    want_exp = resampled(exp, scene_fps)[:, [0, 17, 49]]
+    want_jaw = quats(resampled(jaw, scene_fps), np.array(out["to_bone"]))
+    got_exp = np.array(out["exp"])          # (3 curves, N, [frame, value])
+    got_jaw = np.array(out["jaw"])          # (4 curves, N, [frame, value])
+    assert got_exp.shape[1] == len(want_exp)
+    frames = start + np.arange(len(want_exp))
+    np.testing.assert_array_equal(got_exp[0, :, 0], frames)      # one key per scene frame, from the start
+    np.testing.assert_allclose(got_exp[:, :, 1].T, want_exp, atol=1e-5)
+    np.testing.assert_allclose(got_jaw[:, :, 1].T, want_jaw, atol=1e-5)
+    # What Blender evaluates through the NLA is the same.
+    np.testing.assert_allclose(np.array(out["evaluated"]), np.concatenate([want_exp, want_jaw], 1), atol=1e-5)
+    assert out["slotted"] and out["n_actions"] == 1 and out["n_curves"] == 54
+    assert out["name"] == f"line s{seed}" and out["owned"]
+    assert out["frame_range"][1] == 10  # create() alone does not touch the scene range
+
+
+def test_ownership_rules(run_bpy, head_npz):
+    out = run_bpy("keying", "ownership", head_path=str(head_npz))
+    assert out["owned"] and not out["artist_owned"] and not out["copy_owned"]
+    assert len(out["refused"]) == 2 and "line s5.001" in out["refused"]
+    assert out["artist_still_active"] and out["artist_keys_same"]
+    assert out["tracks"] == ["THUNDER line"]
+    assert not out["renamed_owned"] and out["renamed_back_owned"]
+    assert out["range_kept"] == [1, 500]      # never shortened
+    assert out["range_grown"] == [1, 70]
+    assert out["removed"]
+    assert "line s5" not in out["actions_left"] and len(out["actions_left"]) == 2  # artist's + the copy

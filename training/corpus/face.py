@@ -1,0 +1,98 @@
+"""Phones + style -> FLAME expression and jaw at 25 fps, through the head's semantic controls.
+
+psi = sum_k w_k * semantic_coeffs[k] (training/head/semantics.py); articulation
+gives the lip controls and jaw, upperface.py the rest, the tracker the
+pseudo-ground-truth. Two draws of one utterance share the articulation and
+differ in the upper-face stream.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from backend.contracts import FPS
+
+from .articulation import RATE, articulate, to_frames
+from .kinematics import Kinematics
+from .tracker import Tracker, fit_vertices
+from .upperface import accent_times, upper_face
+
+PSI_NOISE = 0.01     # small head-independent noise on psi (smoothed), in psi units
+
+
+def n_frames_for(duration: float) -> int:
+    return int(np.floor(duration * FPS + 1e-9))
+
+
+@dataclass
+class Face:
+    """What the corpus engine needs from a head folder."""
+
+    head_dir: Path
+    head_id: str
+    names: list[str]
+    coeffs: np.ndarray             # (K, 50)
+    lip_pair: Kinematics           # upper and lower lip mid-points
+    tracker: Tracker
+    regions: dict
+
+    @classmethod
+    def load(cls, head_dir: str | Path) -> "Face":
+        from training.head import load_head
+
+        head = load_head(head_dir)
+        if not len(head.semantic_names):
+            raise ValueError(f"{head.path} has no semantic controls (a plain FLAME import?): the corpus "
+                             "engine animates through them; build it on the stand-in head "
+                             "(`thunder-train head build`) or import tracked data (`corpus import`)")
+        lips = np.array([head.lip_upper, head.lip_lower])
+        kin = Kinematics.from_head_dir(head.path, fit_vertices(head.regions, head.weights[:, 2]))
+        return cls(head.path, str(head.head_id), list(head.semantic_names),
+                   np.asarray(head.semantic_coeffs, np.float64),
+                   Kinematics.from_head_dir(head.path, lips), Tracker(kin), head.regions)
+
+    def weights(self, tracks: dict, asymmetry: float) -> np.ndarray:
+        """Control tracks (name -> (T,)) -> (T, K) weights; bilateral controls get the asymmetry."""
+        T = len(next(iter(tracks.values())))
+        W = np.zeros((T, len(self.names)))
+        col = {n: i for i, n in enumerate(self.names)}
+        for name, v in tracks.items():
+            if name not in col:
+                continue
+            W[:, col[name]] += v
+            if f"{name}_L" in col:
+                W[:, col[f"{name}_L"]] += asymmetry * v
+                W[:, col[f"{name}_R"]] -= asymmetry * v
+        return W
+
+    def lip_distance(self, exp: np.ndarray, jaw: np.ndarray) -> np.ndarray:
+        """Distance (m) between the upper and lower lip mid-points per frame."""
+        v = self.lip_pair.vertices(exp, jaw)
+        return np.linalg.norm(v[:, 0] - v[:, 1], axis=-1)
+
+
+def clean_motion(face: Face, phones, duration: float, style: dict, rng_upper: np.random.Generator,
+                 stressed: list[bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-free psi (T, 50) and jaw (T, 3) at 25 fps."""
+    T = n_frames_for(duration)
+    lips, jaw_open = articulate(phones, duration, style)
+    t = np.arange(len(jaw_open)) / RATE
+    upper = upper_face(t, accent_times(phones, stressed), style, rng_upper)
+    tracks = {k: to_frames(v, T) for k, v in {**lips, **upper}.items()}
+    psi = face.weights(tracks, style["asymmetry"]) @ face.coeffs
+    noise = gaussian_filter1d(rng_upper.normal(0, 1, psi.shape), 2.0, axis=0, mode="nearest")
+    psi = psi + PSI_NOISE * noise / max(float(noise.std()), 1e-9)
+    jaw_x = to_frames(jaw_open, T)
+    jaw = np.stack([jaw_x, np.zeros(T), 0.05 * style["asymmetry"] * jaw_x], axis=1)
+    return psi, jaw
+
+
+def draw_motion(face: Face, phones, duration: float, style: dict, seed_seq: np.random.SeedSequence,
+                stressed: list[bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One draw of pseudo-ground-truth motion: (exp (T,50) f4, jaw (T,3) f4)."""
+    upper_ss, track_ss = seed_seq.spawn(2)
+    psi, jaw = clean_motion(face, phones, duration, style, np.random.default_rng(upper_ss), stressed)
+    return face.tracker.pseudo_gt(psi, jaw, np.random.default_rng(track_ss))

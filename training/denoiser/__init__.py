@@ -1,0 +1,1 @@
+"""THUNDER diffusion denoiser: model, torch samplers, losses, training, evaluation."""

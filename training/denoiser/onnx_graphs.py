@@ -1,0 +1,68 @@
+"""The denoiser as two ONNX graphs: `denoiser_context` (audio -> per-layer
+cross-attention keys/values, once per request) and `denoiser` (one sampler step).
+Batch and time are dynamic in both."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from training.denoiser.model import Denoiser
+
+OPSET = 18
+
+
+class _Context(nn.Module):
+    def __init__(self, model: Denoiser):
+        super().__init__()
+        self.model = model
+
+    def forward(self, audio, null):
+        return self.model.context(audio, null)
+
+
+class _Step(nn.Module):
+    def __init__(self, model: Denoiser):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, t, ctx):
+        return self.model.step(x, t, ctx)
+
+
+def _export(module, args, names_in, names_out, shapes, path: Path):
+    torch.onnx.export(module, args, str(path), input_names=names_in, output_names=names_out,
+                      dynamic_shapes=shapes, opset_version=OPSET, external_data=False, dynamo=True,
+                      verbose=False)
+
+
+def export_denoiser(model: Denoiser, out_dir: Path) -> dict:
+    """Write denoiser_context.onnx and denoiser.onnx; return their manifest entries (no sha)."""
+    out_dir = Path(out_dir)
+    model = model.eval()
+    cfg = model.cfg
+    B, T = torch.export.Dim("batch", min=1), torch.export.Dim("time", min=2)
+    audio = torch.randn(2, 17, cfg.audio_dim)
+    null = torch.tensor([0.0, 1.0])
+    with torch.no_grad():
+        ctx = model.context(audio, null)
+    x = torch.randn(2, 17, cfg.n_params)
+    t = torch.tensor([999, 3], dtype=torch.long)
+    _export(_Context(model), (audio, null), ["audio", "null"], ["ctx"],
+            {"audio": {0: B, 1: T}, "null": {0: B}}, out_dir / "denoiser_context.onnx")
+    _export(_Step(model), (x, t, ctx), ["x", "t", "ctx"], ["x0"],
+            {"x": {0: B, 1: T}, "t": {0: B}, "ctx": {2: B, 3: T}}, out_dir / "denoiser.onnx")
+    L, d = cfg.n_layers, cfg.d_model
+    return {
+        "denoiser_context": {
+            "file": "denoiser_context.onnx",
+            "inputs": {"audio": ["batch", "time", cfg.audio_dim], "null": ["batch"]},
+            "outputs": {"ctx": [L, 2, "batch", "time", d]}},
+        "denoiser": {
+            "file": "denoiser.onnx",
+            "inputs": {"x": ["batch", "time", cfg.n_params], "t": ["batch"],
+                       "ctx": [L, 2, "batch", "time", d]},
+            "outputs": {"x0": ["batch", "time", cfg.n_params]},
+            "config": cfg.to_dict()},
+    }

@@ -1,0 +1,179 @@
+"""Train the THUNDER denoiser (or the FlameFormer-like deterministic baseline).
+
+L_total = L_rec + L_vel (+ w_m2s L_m2s): vertex-space losses through the exact
+quadratic forms of `losses.VertexQuadratic`, on x0 predicted from z_t at a
+uniformly drawn step t; the audio is swapped for the learned null vector with
+probability p_uncond (classifier-free guidance). Runs resume from last.pt
+(`training.speech.runs.fit`), log to log.jsonl and draw curves.png.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from backend.samplers import Schedule
+from training.denoiser.data import Utterance, all_frames, encode_split, random_batch
+from training.denoiser.losses import VertexQuadratic
+from training.denoiser.model import Denoiser, DenoiserConfig
+from training.denoiser.stats import Normaliser, compute_stats, load_stats, save_stats
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 20000
+    batch: int = 48
+    window: int = 70            # frames per training sequence (2.8 s)
+    lr: float = 2e-4
+    val_every: int = 500
+    val_batches: int = 8
+    seed: int = 0
+    w_m2s: float = 0.0          # 1.0 in the paper's recipe (needs --m2s)
+    m2s_fraction: float = 0.25  # share of each batch that goes through the frozen M2S
+    max_minutes: float = 0.0
+    model: dict = field(default_factory=dict)   # DenoiserConfig overrides
+
+
+class DiffusionLoss:
+    """Callable (model, batch) -> (loss, metrics) for runs.fit, in parameter space."""
+
+    def __init__(self, norm: Normaliser, vq: VertexQuadratic, schedule: Schedule = Schedule(),
+                 m2s_loss=None, w_m2s: float = 0.0, m2s_fraction: float = 0.25):
+        self.norm, self.vq, self.schedule = norm, vq, schedule
+        self.sqrt_ac = torch.tensor(np.sqrt(schedule.alphas_cumprod), dtype=torch.float32)
+        self.sqrt_1mac = torch.tensor(np.sqrt(1.0 - schedule.alphas_cumprod), dtype=torch.float32)
+        self.m2s_loss, self.w_m2s, self.m2s_fraction = m2s_loss, w_m2s, m2s_fraction
+
+    def predict(self, model: Denoiser, batch: dict, gen: torch.Generator | None = None) -> torch.Tensor:
+        x0, feats = batch["x"], batch["feats"]
+        b = x0.shape[0]
+        if model.cfg.deterministic:
+            z = torch.zeros_like(x0)
+            t = torch.zeros(b, dtype=torch.long)
+            null = torch.zeros(b)
+        else:
+            z0 = self.norm.normalise(x0)
+            t = torch.randint(0, self.schedule.steps, (b,), generator=gen)
+            eps = torch.randn(z0.shape, generator=gen)
+            z = self.sqrt_ac[t][:, None, None] * z0 + self.sqrt_1mac[t][:, None, None] * eps
+            p = model.cfg.p_uncond if model.training else 0.0
+            null = (torch.rand(b, generator=gen) < p).float()
+        return self.norm.denormalise(model(z, t, feats, null))
+
+    def __call__(self, model: Denoiser, batch: dict, gen: torch.Generator | None = None):
+        pred = self.predict(model, batch, gen)
+        rec, vel = self.vq.losses(pred, batch["x"])
+        loss = rec + vel
+        metrics = {"rec": rec.item(), "vel": vel.item()}
+        if self.m2s_loss is not None and self.w_m2s > 0:
+            k = max(1, int(round(self.m2s_fraction * pred.shape[0])))
+            m = self.m2s_loss(pred[:k], batch, k)
+            loss = loss + self.w_m2s * m
+            metrics["m2s"] = m.item()
+        metrics["loss"] = loss.item()
+        return loss, metrics
+
+
+def validator(loss: DiffusionLoss, data: list[Utterance], cfg: TrainConfig):
+    """Validation loss on fixed windows and fixed noise (comparable across steps)."""
+    rng = np.random.default_rng(12345)
+    batches = [random_batch(data, rng, cfg.batch, cfg.window) for _ in range(cfg.val_batches)]
+
+    def validate(model):
+        gen = torch.Generator().manual_seed(12345)
+        totals: dict = {}
+        for b in batches:
+            _, m = loss(model, b, gen)
+            for k, v in m.items():
+                totals[k] = totals.get(k, 0.0) + v / len(batches)
+        return totals
+
+    return validate
+
+
+def train(out: Path, *, corpus: Path, encoder, head_npz: Path, cfg: TrainConfig, limit: int | None = None,
+          cache: Path | None = None, m2s_loss=None, prov: dict | None = None) -> dict:
+    from training.speech.runs import corpus_data, fit, provenance
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_data = encode_split(corpus, encoder, "train", cache, limit, keep_audio=m2s_loss is not None)
+    val_data = encode_split(corpus, encoder, "val", cache, limit, keep_audio=m2s_loss is not None)
+    stats_path = out / "stats.npz"
+    if not stats_path.exists():   # fixed at the first start so a resumed run keeps its space
+        save_stats(stats_path, compute_stats(all_frames(train_data)))
+    stats = load_stats(stats_path)
+    mcfg = DenoiserConfig(**{**DenoiserConfig().to_dict(), "audio_dim": encoder.dim, **cfg.model})
+    model = Denoiser(mcfg)
+    loss = DiffusionLoss(Normaliser(stats), VertexQuadratic.from_head(head_npz), m2s_loss=m2s_loss,
+                         w_m2s=cfg.w_m2s, m2s_fraction=cfg.m2s_fraction)
+    prov = prov or provenance(cfg.seed, corpus_data(corpus))
+    config = {"train": asdict(cfg), "model": mcfg.to_dict(), "head": str(head_npz)}
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    result = fit(model, out, next_batch=lambda rng: random_batch(train_data, rng, cfg.batch, cfg.window),
+                 loss_fn=lambda m, b: loss(m, b), validate=validator(loss, val_data, cfg),
+                 steps=cfg.steps, val_every=cfg.val_every, lr=cfg.lr, seed=cfg.seed, config=config,
+                 prov=prov, max_minutes=cfg.max_minutes, desc="denoiser")
+    plot_curves(out)
+    return result
+
+
+def quick_train(model: Denoiser, encoder, corpus: Path, head_npz: Path, steps: int, seed: int = 0,
+                batch: int = 8, window: int = 40, limit: int = 16):
+    """A few in-memory steps (tiny bundles for tests): returns (model, stats)."""
+    data = encode_split(corpus, encoder, "train", None, limit)
+    stats = compute_stats(all_frames(data))
+    loss = DiffusionLoss(Normaliser(stats), VertexQuadratic.from_head(head_npz))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        value, _ = loss(model, random_batch(data, rng, batch, window), gen)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+    return model.eval(), stats
+
+
+def load_run(run: Path, which: str = "best.pt") -> tuple[Denoiser, dict, dict]:
+    """(model in eval mode, stats, checkpoint) from a run folder."""
+    run = Path(run)
+    path = run / which if (run / which).exists() else run / "last.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no denoiser checkpoint in {run} (best.pt / last.pt)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = Denoiser(DenoiserConfig.from_dict(ckpt["config"]["model"]))
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), load_stats(run / "stats.npz"), ckpt
+
+
+def plot_curves(run: Path) -> Path | None:
+    """curves.png: training (smoothed) and validation losses per logged step."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    log = Path(run) / "log.jsonl"
+    if not log.exists():
+        return None
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    if not rows:
+        return None
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key in sorted(rows[-1]["val"]):
+        ax.plot(steps, [r["val"].get(key, np.nan) for r in rows], label=f"val {key}")
+    ax.plot(steps, [r["train"].get("loss", np.nan) for r in rows], "k--", label="train loss (EMA)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("mm² per vertex")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.set_title(Path(run).name)
+    fig.tight_layout()
+    path = Path(run) / "curves.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,215 @@
+"""Write a model bundle (docs/bundle.md) the backend loads with onnxruntime alone.
+
+`write_bundle` is the one writer: the exporters put their graphs into the
+folder, it copies the head and stats, hashes every file and writes the manifest
+last (a bundle without a manifest is not a bundle, so a crash never leaves a
+half-written one that loads). `thunder-train export` fills it from trained runs;
+`build_tiny_bundle` fills it from the same architectures at a tiny size (random
+weights, optionally a few training steps) for tests of the backend and add-on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from backend.bundle import FORMAT, VERSION, BundleError, sha256_file
+from backend.contracts import FPS, LAYOUT, N_EXP, N_PARAMS, SAMPLE_RATE, FeatureConfig
+from backend.engine import DEFAULT_PRESETS
+from backend.headfile import load_head_file
+from backend.samplers import Schedule
+
+MAX_FRAMES = 30 * FPS   # longest window the engine takes in one pass (ALiBi is trained on 70)
+
+
+def _graph_entry(out: Path, name: str, entry: dict) -> dict:
+    """Entry with sha256 and (unless the exporter gave them) input/output names and dims."""
+    import onnx
+    path = out / entry["file"]
+    if not path.is_file():
+        raise BundleError(f"exporter for {name!r} did not write {path}")
+    entry = dict(entry)
+    if "inputs" not in entry or "outputs" not in entry:
+        graph = onnx.load(str(path), load_external_data=False).graph
+        dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+        entry.setdefault("inputs", {v.name: dims(v) for v in graph.input})
+        entry.setdefault("outputs", {v.name: dims(v) for v in graph.output})
+    return {**entry, "sha256": sha256_file(path)}
+
+
+def write_bundle(out: Path, *, name: str, head_npz: Path, stats: dict, graphs: dict,
+                 provenance: dict, schedule: Schedule = Schedule(), presets: dict | None = None,
+                 evaluation: dict | None = None, features: FeatureConfig = FeatureConfig(),
+                 max_frames: int = MAX_FRAMES, extra: dict | None = None) -> dict:
+    """Finish a bundle in `out`: graphs (name -> entry with 'file') must already be there."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)
+    head = load_head_file(head_npz)
+    if Path(head_npz).resolve() != (out / "head.npz").resolve():
+        shutil.copyfile(head_npz, out / "head.npz")
+    for key in ("mean", "chol", "chol_inv"):
+        if key not in stats:
+            raise ValueError(f"stats need {key!r}")
+    np.savez(out / "stats.npz", **{k: np.asarray(v, np.float32) for k, v in stats.items()})
+    manifest = {
+        "format": FORMAT, "version": VERSION, "name": name,
+        "head": {"file": "head.npz", "sha256": sha256_file(out / "head.npz"), "head_id": head["head_id"]},
+        "fps": FPS, "sample_rate": SAMPLE_RATE, "layout": LAYOUT,
+        "features": features.to_dict(),
+        "schedule": schedule.to_dict(),
+        "normalisation": {"file": "stats.npz", "sha256": sha256_file(out / "stats.npz"),
+                          "space": "z = chol_inv (x - mean); noise N(0, I) in z = N(mean, chol chol^T) in x"},
+        "graphs": {g: _graph_entry(out, g, e) for g, e in graphs.items()},
+        "presets": presets or DEFAULT_PRESETS,
+        "max_frames": int(max_frames),
+        "provenance": provenance,
+        "evaluation": evaluation or {},
+        **(extra or {}),
+    }
+    tmp = out / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    tmp.replace(out / "manifest.json")
+    return manifest
+
+
+def default_stats() -> dict:
+    """Stats for an untrained bundle: unit psi, jaw opening around 0.1 rad (roughly the corpus)."""
+    from training.denoiser.stats import compute_stats
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4096, N_PARAMS))
+    x[:, N_EXP:] *= 0.05
+    x[:, N_EXP] += 0.1
+    return compute_stats(x)
+
+
+def base_provenance(command: str, seed: int, data: str, **extra) -> dict:
+    from training.speech.runs import git_commit
+    return {"command": command, "commit": git_commit(), "seed": seed, "data": data,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": {"torch": torch.__version__, "numpy": np.__version__}, **extra}
+
+
+def export_speech_graphs(out: Path, encoder, m2s=None, speaker: bool = True, head_dir: Path | None = None) -> dict:
+    """Audio encoder, speaker and M2S graphs through the speech/M2S engineer's exporters."""
+    from training.speech.export import export_audio_encoder, export_speaker_encoder
+    graphs = {"audio_encoder": export_audio_encoder(encoder, out / "audio_encoder.onnx")}
+    if speaker:
+        graphs["speaker"] = export_speaker_encoder(out / "speaker.onnx")
+    if m2s is not None:
+        from training.m2s.export import export_m2s
+        graphs["m2s"] = export_m2s(m2s, head_dir, out / "m2s.onnx")
+    return {k: _as_entry(v, out) for k, v in graphs.items()}
+
+
+def _as_entry(v, out: Path) -> dict:
+    """Exporters may return a manifest entry (dict) or just the written path."""
+    if isinstance(v, dict):
+        return v
+    return {"file": Path(v).relative_to(out).as_posix() if Path(v).is_absolute() else str(v)}
+
+
+def tiny_speech_encoder(seed: int = 0):
+    from training.speech.encoder import EncoderConfig, SpeechEncoder
+    torch.manual_seed(seed)
+    return SpeechEncoder(EncoderConfig(kind="logmel", hidden=32, layers=1, heads=2, ff=64)).eval()
+
+
+def tiny_m2s(head_dir: Path, seed: int = 0):
+    from training.m2s.model import tiny_m2s as make
+    torch.manual_seed(seed)
+    return make(head_dir)
+
+
+def build_tiny_bundle(out_dir, head_dir, *, train_steps: int = 0, corpus=None, seed: int = 0,
+                      m2s: bool = True, speaker: bool = True, n_layers: int = 2) -> dict:
+    """A REAL bundle (same architectures and graphs as the shipped one) at a tiny size.
+
+    Random weights, or `train_steps` steps of denoiser training on `corpus`. Takes
+    tens of seconds (ONNX export dominates). head_dir holds head.npz
+    (`thunder-train head build --out DIR`). Returns the manifest.
+    """
+    from training.denoiser.model import Denoiser, DenoiserConfig
+    from training.denoiser.onnx_graphs import export_denoiser
+
+    out, head_dir = Path(out_dir), Path(head_dir)
+    head_npz = head_dir / "head.npz" if head_dir.is_dir() else head_dir
+    out.mkdir(parents=True, exist_ok=True)
+    encoder = tiny_speech_encoder(seed)
+    cfg = DenoiserConfig(audio_dim=encoder.dim, d_model=32, n_layers=n_layers, n_heads=4, d_ff=64)
+    torch.manual_seed(seed)
+    model = Denoiser(cfg)
+    stats = default_stats()
+    if train_steps:
+        from training.denoiser.train import quick_train
+        model, stats = quick_train(model, encoder, corpus, head_npz, steps=train_steps, seed=seed)
+    graphs = export_speech_graphs(out, encoder, tiny_m2s(head_npz.parent, seed) if m2s else None, speaker,
+                                  head_npz.parent)
+    graphs.update(export_denoiser(model, out))
+    prov = base_provenance(f"build_tiny_bundle(train_steps={train_steps})", seed,
+                           str(corpus) if corpus else "none (random weights)", tiny=True)
+    return write_bundle(out, name="thunder-tiny", head_npz=head_npz, stats=stats, graphs=graphs,
+                        provenance=prov, presets={"draft": {"sampler": "dpmpp2m", "steps": 3},
+                                                  "default": {"sampler": "dpmpp2m", "steps": 5},
+                                                  "high": {"sampler": "dpmpp2m", "steps": 10}})
+
+
+# ------------------------------------------------------------------ CLI
+def register(subparsers) -> None:
+    p = subparsers.add_parser("export", help="write a model bundle (ONNX graphs + head + stats + manifest)")
+    p.add_argument("--out", required=True, type=Path, help="bundle folder, e.g. backend/models/thunder-base")
+    p.add_argument("--denoiser", type=Path, help="denoiser run folder (best.pt, stats.npz)")
+    p.add_argument("--encoder", type=Path, help="speech encoder run folder or transformers folder")
+    p.add_argument("--m2s", type=Path, help="M2S run folder")
+    p.add_argument("--head", type=Path, help="head folder (head.npz)")
+    p.add_argument("--evaluation", type=Path, help="evaluation JSON to embed in the manifest")
+    p.add_argument("--name", default=None)
+    p.add_argument("--tiny", action="store_true", help="build a tiny random bundle (tests, demos)")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args) -> int:
+    if args.tiny:
+        if not args.head:
+            sys.exit("--tiny needs --head DIR")
+        m = build_tiny_bundle(args.out, args.head)
+        print(f"wrote tiny bundle {args.out} ({len(m['graphs'])} graphs)")
+        return 0
+    for flag in ("denoiser", "encoder", "head"):
+        if getattr(args, flag) is None:
+            sys.exit(f"export needs --{flag}")
+    m = export_trained(args.out, denoiser_run=args.denoiser, encoder_path=args.encoder, m2s_run=args.m2s,
+                       head_dir=args.head, evaluation=args.evaluation, name=args.name or args.out.name)
+    print(f"wrote bundle {args.out}: {', '.join(m['graphs'])}")
+    return 0
+
+
+def export_trained(out: Path, *, denoiser_run: Path, encoder_path: Path, m2s_run: Path | None,
+                   head_dir: Path, evaluation: Path | None = None, name: str = "thunder-base") -> dict:
+    """The shipped bundle from trained runs."""
+    from training.denoiser.onnx_graphs import export_denoiser
+    from training.denoiser.train import load_run
+    from training.speech.encoder import load_encoder
+
+    out, head_dir = Path(out), Path(head_dir)
+    head_npz = head_dir / "head.npz" if head_dir.is_dir() else head_dir
+    model, stats, ckpt = load_run(denoiser_run)
+    encoder = load_encoder(encoder_path)
+    m2s = None
+    if m2s_run is not None:
+        from training.m2s.model import load_m2s
+        m2s = load_m2s(m2s_run)
+    out.mkdir(parents=True, exist_ok=True)
+    graphs = export_speech_graphs(out, encoder, m2s, True, head_npz.parent)
+    graphs.update(export_denoiser(model, out))
+    prov = dict(ckpt.get("provenance", {}))
+    prov["export_command"] = " ".join(["thunder-train"] + sys.argv[1:])
+    ev = json.loads(Path(evaluation).read_text()) if evaluation else {}
+    return write_bundle(out, name=name, head_npz=head_npz, stats=stats, graphs=graphs, provenance=prov,
+                        evaluation=ev)

@@ -1,0 +1,68 @@
+"""Region masks (vertex index sets) and lip mid-points.
+
+The stand-in head knows its regions from construction; a user's real FLAME
+folder gets them from FLAME_masks.pkl when present, else from geometry.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from .geometry import EYE_CENTERS, Surface
+
+
+def stand_in_regions(surf: Surface, lm) -> dict[str, np.ndarray]:
+    v = surf.vertices
+    skin = np.arange(surf.n_skin)
+    m = surf.slits["mouth"]
+    lips = np.concatenate([surf.grid_index(r, np.arange(m.cols.min() - 1, m.cols.max() + 2))
+                           for r in range(m.row - 3, m.row + 5)])
+    mc = lm.mouth_center
+    q = (v[skin] - mc) / np.array([0.045, 0.032, 0.06])
+    mouth = skin[(np.linalg.norm(q, axis=1) < 1.0) & (v[skin, 2] > mc[2] - 0.035)]
+    mouth = np.union1d(mouth, lips)
+    eyes_skin = skin[np.min(np.linalg.norm(v[skin, None] - EYE_CENTERS[None], axis=2), axis=1) < 0.02]
+    eyes = np.concatenate([eyes_skin, surf.eyeballs["eye_L"], surf.eyeballs["eye_R"]])
+    upper = skin[(v[skin, 1] > -0.012) & (v[skin, 2] > 0.0)]
+    upper = np.union1d(np.setdiff1d(upper, mouth), eyes)
+    forehead = skin[(v[skin, 1] > 0.047) & (v[skin, 1] < 0.1) & (v[skin, 2] > 0.03)]
+    forehead = np.setdiff1d(forehead, eyes)
+    return {"lips": np.unique(lips), "mouth": mouth, "upper_face": upper, "eyes": np.unique(eyes),
+            "forehead": forehead}
+
+
+def flame_regions(model_dir: str | Path, v_template: np.ndarray, faces: np.ndarray) -> dict[str, np.ndarray]:
+    """Regions of a real FLAME model from its FLAME_masks.pkl (the file MPI ships)."""
+    path = Path(model_dir) / "FLAME_masks.pkl"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} not found: download FLAME_masks.pkl from the FLAME website next to the model")
+    with open(path, "rb") as fh:
+        masks = pickle.load(fh, encoding="latin1")
+    pick = lambda *names: np.unique(np.concatenate([np.asarray(masks[n]) for n in names if n in masks]))  # noqa: E731
+    lips = pick("lips")
+    mouth = np.union1d(lips, pick("lips", "nose") if False else lips)
+    face = pick("face")
+    lip_center = v_template[lips].mean(0)
+    near = face[np.linalg.norm((v_template[face] - lip_center) / [0.045, 0.032, 0.06], axis=1) < 1.0]
+    mouth = np.union1d(lips, near)
+    eyes = pick("left_eye_region", "right_eye_region", "left_eyeball", "right_eyeball")
+    forehead = pick("forehead")
+    upper = np.setdiff1d(np.union1d(pick("forehead", "left_eye_region", "right_eye_region", "nose"), eyes), mouth)
+    upper = np.union1d(upper, eyes)
+    return {"lips": lips, "mouth": mouth, "upper_face": upper, "eyes": eyes, "forehead": forehead}
+
+
+def lip_midpoints(v_template: np.ndarray, lips: np.ndarray) -> tuple[int, int]:
+    """Upper and lower lip mid-points: lip vertices nearest the midline, at the inner
+    lip line (the pair straddling the mouth centre with the smallest gap)."""
+    mid = lips[np.abs(v_template[lips, 0]) < 0.004]
+    center_y = np.median(v_template[lips, 1])
+    front = mid[v_template[mid, 2] > np.percentile(v_template[lips, 2], 50)]
+    above = front[v_template[front, 1] >= center_y]
+    below = front[v_template[front, 1] < center_y]
+    up = above[np.argmin(v_template[above, 1])]
+    lo = below[np.argmax(v_template[below, 1])]
+    return int(up), int(lo)

@@ -1,0 +1,162 @@
+"""Run folders shared by the speech and M2S trainers: provenance, checkpoints, logs.
+
+A run folder holds `last.pt` (everything needed to resume), `best.pt` (lowest
+validation loss so far), `log.jsonl` (one line per validation) and
+`provenance.json` (command, seed, data, commit, versions, date).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parents[2])
+        commit = out.stdout.strip() if out.returncode == 0 else "uncommitted"
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10,
+                               cwd=Path(__file__).resolve().parents[2]).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def provenance(seed: int, data: dict, **extra) -> dict:
+    import numpy
+    return {"command": " ".join(["thunder-train"] + sys.argv[1:]) if "thunder-train" in sys.argv[0] else " ".join(sys.argv),
+            "seed": seed, "data": data, "commit": git_commit(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{platform.node()} {platform.machine()} {torch.get_num_threads()} threads",
+            "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__},
+            **extra}
+
+
+def corpus_data(corpus: str | Path) -> dict:
+    corpus = Path(corpus)
+    return {"corpus": str(corpus.resolve()), "manifest_sha256": file_sha256(corpus / "manifest.json")}
+
+
+def write_json(path: str | Path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)
+
+
+def save_checkpoint(path: str | Path, **state) -> None:
+    """Atomic torch.save (a run killed mid-write keeps the previous checkpoint)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path) -> dict | None:
+    path = Path(path)
+    return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+
+
+def append_log(out: str | Path, record: dict) -> None:
+    with open(Path(out) / "log.jsonl", "a") as f:
+        f.write(json.dumps({"time": time.time(), **record}) + "\n")
+
+
+class Deadline:
+    """Stops a run cleanly after max_minutes (0 = never) so it can checkpoint and resume later."""
+
+    def __init__(self, max_minutes: float):
+        self.end = time.monotonic() + max_minutes * 60 if max_minutes > 0 else None
+
+    def passed(self) -> bool:
+        return self.end is not None and time.monotonic() > self.end
+
+
+def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validate, steps: int, val_every: int,
+        lr: float, seed: int, config: dict, prov: dict, max_minutes: float = 0, warmup: int = 200,
+        desc: str = "train") -> dict:
+    """Resumable Adam loop shared by the trainers.
+
+    next_batch(rng) -> batch; loss_fn(model, batch) -> (loss, {name: float});
+    validate(model) -> {"loss": float, ...} (lower is better; selects best.pt).
+    Resumes from out/last.pt when present (model, optimiser, step, rng, best).
+    """
+    import numpy as np
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps))))
+    step, best, rng = 0, float("inf"), np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    state = load_checkpoint(out / "last.pt")
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, best = state["step"], state["best"]
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resumed {out} at step {step} (best val {best:.4f})")
+    else:
+        write_json(out / "provenance.json", prov)
+    deadline = Deadline(max_minutes)
+
+    def checkpoint(path, **extra):
+        save_checkpoint(path, model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                        step=step, best=best, rng=rng.bit_generator.state, torch_rng=torch.get_rng_state(),
+                        config=config, provenance=prov, **extra)
+
+    bar = tqdm(total=steps, initial=step, desc=desc, dynamic_ncols=True, mininterval=5)
+    running: dict = {}
+    stopped = False
+    while step < steps:
+        model.train()
+        loss, metrics = loss_fn(model, next_batch(rng))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        step += 1
+        for k, v in metrics.items():
+            running[k] = 0.95 * running.get(k, v) + 0.05 * v
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
+        stopped = deadline.passed()
+        if step % val_every == 0 or step == steps or stopped:
+            model.eval()
+            with torch.no_grad():
+                val = validate(model)
+            improved = val["loss"] < best
+            best = min(best, val["loss"])
+            append_log(out, {"step": step, "train": dict(running), "val": val, "best": improved})
+            tqdm.write(f"step {step}: train {running} val {val}{' (best)' if improved else ''}")
+            if improved:
+                checkpoint(out / "best.pt", val=val)
+            checkpoint(out / "last.pt")
+        if stopped:
+            tqdm.write(f"stopped after --max-minutes {max_minutes} at step {step}; run again to resume")
+            break
+    bar.close()
+    return {"step": step, "best": best, "finished": step >= steps}
