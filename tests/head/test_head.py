@@ -145,3 +145,29 @@ def test_real_flame_layout_with_other_sizes_loads(tmp_path):
     assert verts.shape == (3, V, 3)
     assert build_mod.N_EXPR_SPACE == 100
 
+
+
+def test_import_real_flame_folder_writes_a_head_file(head_dir, tmp_path):
+    """`head import` on a FLAME-layout folder (pkl + FLAME_masks.pkl) gives a usable head.npz."""
+    import shutil
+
+    from training.head.build import build_head, flame_dict
+    from training.head.flame_import import import_flame
+
+    surf, basis, extra = build_head(0)
+    d = tmp_path / "flame"
+    d.mkdir()
+    with open(d / "FLAME_NEUTRAL.pkl", "wb") as fh:
+        pickle.dump(flame_dict(surf, basis, extra), fh)
+    shutil.copy(head_dir / "flame_static_embedding.pkl", d)
+    r = load_head(head_dir).regions
+    masks = {"lips": r["lips"], "face": np.arange(surf.n_skin), "forehead": r["forehead"],
+             "left_eye_region": r["eyes"], "right_eye_region": r["eyes"], "nose": r["upper_face"][:10]}
+    with open(d / "FLAME_masks.pkl", "wb") as fh:
+        pickle.dump(masks, fh)
+    imported = load_head(import_flame(d))
+    ours = load_head(head_dir)
+    assert imported.head_id == ours.head_id
+    np.testing.assert_allclose(imported.exp_dirs, ours.exp_dirs, atol=1e-6)
+    np.testing.assert_allclose(imported.joints, ours.joints, atol=1e-6)
+    assert (imported.lip_upper, imported.lip_lower) == (ours.lip_upper, ours.lip_lower)

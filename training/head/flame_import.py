@@ -19,7 +19,7 @@ def import_flame(flame_dir: str | Path, out: str | Path | None = None) -> Path:
     v = f.v_template.detach().cpu().numpy().astype(np.float32)
     faces = np.asarray(f.faces, dtype=np.int32)
     regions = flame_regions(flame_dir, v, faces)
-    up, lo = lip_midpoints(v, regions["lips"])
+    up, lo = lip_midpoints(v, faces, regions["lips"])
     joints = (f.J_regressor @ f.v_template).detach().cpu().numpy()
     arrays = {
         "v_template": v, "faces": faces,

@@ -55,14 +55,14 @@ def flame_regions(model_dir: str | Path, v_template: np.ndarray, faces: np.ndarr
     return {"lips": lips, "mouth": mouth, "upper_face": upper, "eyes": eyes, "forehead": forehead}
 
 
-def lip_midpoints(v_template: np.ndarray, lips: np.ndarray) -> tuple[int, int]:
-    """Upper and lower lip mid-points: lip vertices nearest the midline, at the inner
-    lip line (the pair straddling the mouth centre with the smallest gap)."""
-    mid = lips[np.abs(v_template[lips, 0]) < 0.004]
-    center_y = np.median(v_template[lips, 1])
-    front = mid[v_template[mid, 2] > np.percentile(v_template[lips, 2], 50)]
-    above = front[v_template[front, 1] >= center_y]
-    below = front[v_template[front, 1] < center_y]
-    up = above[np.argmin(v_template[above, 1])]
-    lo = below[np.argmax(v_template[below, 1])]
+def lip_midpoints(v_template: np.ndarray, faces: np.ndarray, lips: np.ndarray) -> tuple[int, int]:
+    """Upper and lower lip mid-points: on the mouth opening's rim (the mesh boundary
+    inside the lip mask), the two vertices nearest the midline, upper one first."""
+    e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    uniq, count = np.unique(e, axis=0, return_counts=True)
+    rim = np.intersect1d(np.unique(uniq[count == 1]), lips)
+    if len(rim) < 4:
+        raise ValueError("no mouth opening found inside the lip mask")
+    pair = rim[np.argsort(np.abs(v_template[rim, 0]), kind="stable")[:2]]   # the two rim points on the midline
+    up, lo = sorted(pair, key=lambda i: -v_template[i, 1])
     return int(up), int(lo)
