@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp
 
-.PHONY: setup demo test test-fast extension head clean
+.PHONY: setup demo test test-blender-lts extension clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,12 @@ test: setup
 
 extension: setup
 	$(BIN)/python tools/build_extension.py --out dist
+
+# The legacy Action.fcurves path on Blender 4.2 LTS (bpy from PyPI; no audio there).
+test-blender-lts: setup
+	test -x .venv-lts/bin/python || $(PY) -m venv .venv-lts
+	.venv-lts/bin/pip install -q "bpy>=4.2,<4.3" "numpy<2"
+	THUNDER_BPY_LTS=.venv-lts/bin/python $(BIN)/python -m pytest -q tests/blender/test_lts.py
 
 clean:
 	rm -rf out dist .pytest_cache

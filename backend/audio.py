@@ -22,6 +22,7 @@ from backend.contracts import FPS, SAMPLE_RATE
 BLOCK_FRAMES = 1 << 16
 MIN_SECONDS = 1.0 / FPS          # one animation frame
 MAX_RATE = 768_000               # libsndfile accepts absurd header rates; soxr does not
+MAX_TIME = 1e7                   # seconds (~4 months): bounds start/end before they meet integers
 
 
 class AudioError(ValueError):
@@ -71,12 +72,12 @@ def _open(source) -> sf.SoundFile:
 
 def _check_crop(start: float | None, end: float | None) -> tuple[float, float | None]:
     start = 0.0 if start is None else float(start)
-    if not math.isfinite(start) or start < 0:
-        raise AudioError(f"start must be a finite time >= 0 s, got {start}", code="bad_option", status=422)
+    if not math.isfinite(start) or not 0 <= start <= MAX_TIME:
+        raise AudioError(f"start must be a time in 0..{MAX_TIME:g} s, got {start}", code="bad_option", status=422)
     if end is not None:
         end = float(end)
-        if not math.isfinite(end) or end <= start:
-            raise AudioError(f"end must be a finite time after start ({start} s), got {end}",
+        if not math.isfinite(end) or end <= start or end > MAX_TIME:
+            raise AudioError(f"end must be a time after start ({start} s) and <= {MAX_TIME:g} s, got {end}",
                              code="bad_option", status=422)
     return start, end
 
@@ -106,8 +107,9 @@ def decode(source, *, start: float | None = None, end: float | None = None,
                                  code="bad_option", status=422)
             try:
                 f.seek(first)
-            except (sf.LibsndfileError, RuntimeError) as exc:
-                raise AudioError(f"could not seek to {start:g} s: {exc}") from None
+            except (sf.LibsndfileError, RuntimeError, OverflowError) as exc:
+                raise AudioError(f"start {start:g} s is not inside the clip: {exc}",
+                                 code="bad_option", status=422) from None
         want = None if end is None else max(0, int(round(end * rate)) - first)
         limit = None if max_seconds is None else int(math.floor(max_seconds * rate)) + 1
         out, n_read = _read_resampled(f, rate, channels, want, limit, max_seconds, target_rate)

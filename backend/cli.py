@@ -20,20 +20,23 @@ COMMANDS = {
     "listen": "backend.cli",
     "bench": "backend.bench",
     "loadtest": "backend.loadtest",
-    "batch": "backend.batch",          # optional: registered only when the module exists
+    "batch": "backend.batch",          # the Blender side's module: optional
 }
+OPTIONAL = {"backend.batch"}
 
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", default=None,
                    help="model bundle folder (default: $THUNDER_BUNDLE or backend/models/thunder-base)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=None,
+                   help="onnxruntime intra-op threads (default: one per core; 1 can be faster on a busy machine)")
 
 
 def open_engine(args):
     """The engine or a clean exit with the reason (same loader as the server)."""
     from backend.service import load_engine
-    engine, error = load_engine(args.bundle, args.device)
+    engine, error = load_engine(args.bundle, args.device, getattr(args, "threads", None))
     if engine is None:
         raise SystemExit(f"thunder: {error}")
     return engine
@@ -51,15 +54,17 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     from backend.service import Settings, create_app
-    settings = Settings(bundle=args.bundle, device=args.device, allow_remote=args.allow_remote,
-                        extra_hosts=tuple(args.allowed_host), max_upload_mb=args.max_upload_mb,
-                        max_seconds=args.max_seconds, max_queue=args.max_queue, timeout_s=args.timeout)
+    settings = Settings(bundle=args.bundle, device=args.device, threads=args.threads,
+                        allow_remote=args.allow_remote, extra_hosts=tuple(args.allowed_host),
+                        max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
+                        max_queue=args.max_queue, timeout_s=args.timeout)
     app = create_app(settings, token=token)
     health = "model: " + (app.state.engine.manifest.get("name", "?") if app.state.engine else "none (no_model)")
     print(f"thunder serve on http://{args.host}:{args.port}  {health}  token: {security.token_path()}",
           file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                limit_concurrency=max(64, 4 * args.max_queue), timeout_keep_alive=5)
+                limit_concurrency=max(64, 4 * args.max_queue), timeout_keep_alive=5,
+                timeout_graceful_shutdown=3)      # then in-flight requests are cancelled, and their jobs
     return 0
 
 
@@ -162,9 +167,14 @@ def load_take(path: Path, index: int):
 
 def cmd_listen(args) -> int:
     from backend import jobs
+    from backend.bundle import BundleError
     exp, jaw = load_take(Path(args.input), args.take)
     engine = open_engine(args)
-    Path(args.out).write_bytes(jobs.listen(engine, exp, jaw))
+    try:
+        wav = jobs.listen(engine, exp, jaw)
+    except BundleError as exc:
+        raise SystemExit(f"thunder listen: {exc}")
+    Path(args.out).write_bytes(wav)
     print(f"take {args.take}: {len(exp)} frames → {args.out}")
     return 0
 
@@ -191,9 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module_name in COMMANDS.items():
         if module_name in registered:
             continue
-        if importlib.util.find_spec(module_name) is None:      # e.g. backend.batch not written yet
-            continue
-        importlib.import_module(module_name).register(sub)
+        if module_name in OPTIONAL:
+            try:
+                if importlib.util.find_spec(module_name) is None:
+                    continue
+                importlib.import_module(module_name).register(sub)
+            except Exception as exc:           # a broken optional command must not break `thunder serve`
+                logging.getLogger("thunder").warning("thunder %s unavailable: %s", name, exc)
+                continue
+        else:
+            importlib.import_module(module_name).register(sub)
         registered.add(module_name)
     return parser
 

@@ -185,7 +185,7 @@ class Engine:
             t2 = time.perf_counter()
             x = z @ self._chol_t + self._mean
             speech_mel, spk = self._speech_side(audio)
-            scores = [self._score(speech_mel, spk, xi[:, :N_EXP], xi[:, N_EXP:]) for xi in x]
+            scores = self._scores(speech_mel, spk, x[..., :N_EXP], x[..., N_EXP:])
             t3 = time.perf_counter()
         report(1.0)
         out = [Take(s, np.ascontiguousarray(xi[:, :N_EXP], np.float32),
@@ -201,37 +201,39 @@ class Engine:
         return feat.log_mel(audio, self.features), self.speaker(audio)
 
     def _m2s_mel(self, exp, jaw, spk) -> np.ndarray:
-        """M2S log-mel (4 T, n_mels) of one take."""
+        """M2S log-mel (B, 4 T, n_mels) of takes exp (B, T, 50), jaw (B, T, 3), all in one pass."""
+        exp, jaw = np.asarray(exp, np.float32), np.asarray(jaw, np.float32)
         feeds = {}
-        for name in self.bundle.input_names("m2s"):
-            if name == "exp":
-                feeds[name] = np.asarray(exp, np.float32)[None]
-            elif name == "jaw":
-                feeds[name] = np.asarray(jaw, np.float32)[None]
-            elif name in ("speaker", "spk", "speaker_embedding"):
+        for inp in self.bundle.sessions["m2s"].get_inputs():
+            if inp.name == "exp":
+                feeds[inp.name] = exp
+            elif inp.name == "jaw":
+                feeds[inp.name] = jaw
+            elif inp.name == "speaker":
                 s = spk if spk is not None else self._speaker_default
-                if s is None:
-                    s = np.zeros(self.bundle.sessions["m2s"].get_inputs()[2].shape[-1], np.float32)
-                feeds[name] = np.asarray(s, np.float32).reshape(1, -1)
+                if s is None:   # no speech to embed and no mean speaker in the bundle
+                    s = np.zeros(inp.shape[-1], np.float32)
+                feeds[inp.name] = np.repeat(np.asarray(s, np.float32).reshape(1, -1), len(exp), axis=0)
             else:
-                raise BundleError(f"m2s graph has an input {name!r} this engine does not know")
+                raise BundleError(f"m2s graph has an input {inp.name!r} this engine does not know")
         outs = dict(zip([o.name for o in self.bundle.sessions["m2s"].get_outputs()],
                         self.bundle.run("m2s", feeds)))
-        return outs["mel"][0]
+        return outs["mel"]
 
-    def _score(self, speech_mel, spk, exp, jaw) -> float:
+    def _scores(self, speech_mel, spk, exp, jaw) -> list[float]:
+        """Lip-sync scores of takes (B, T, ...) against the speech."""
         if speech_mel is None:
-            return 0.0
+            return [0.0] * len(exp)
         pred = self._m2s_mel(exp, jaw, spk)
-        n = min(len(pred), len(speech_mel))
-        return band_correlation(pred[:n], speech_mel[:n]) if n >= 2 else 0.0
+        n = min(pred.shape[1], len(speech_mel))
+        return [band_correlation(p[:n], speech_mel[:n]) if n >= 2 else 0.0 for p in pred]
 
     def score(self, audio, exp, jaw) -> float:
         """M2S lip-sync score of one take against the speech (mean mel-band correlation, higher = better)."""
         audio = check_audio(audio)
         with self._lock:
             speech_mel, spk = self._speech_side(audio)
-            return self._score(speech_mel, spk, exp, jaw)
+            return self._scores(speech_mel, spk, np.asarray(exp)[None], np.asarray(jaw)[None])[0]
 
     def listen(self, exp, jaw) -> np.ndarray:
         """What M2S hears from a take: its mel through Griffin-Lim, 16 kHz float32."""
@@ -239,5 +241,5 @@ class Engine:
         if "m2s" not in self.bundle.sessions:
             raise BundleError("this bundle has no m2s graph to listen with")
         with self._lock:
-            mel = self._m2s_mel(exp, jaw, None)
+            mel = self._m2s_mel(np.asarray(exp)[None], np.asarray(jaw)[None], None)[0]
         return vocode(mel, self.features)

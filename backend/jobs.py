@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from backend import audio as audio_io
 from backend import windows
 from backend.contracts import FPS, N_EXP, N_JAW, SAMPLE_RATE
+from backend.engine import Cancelled
 from backend.samplers import SAMPLERS, SamplerError
 
 PRESETS = ("draft", "default", "high")
@@ -31,10 +32,6 @@ class OptionError(ValueError):
 
     code = "bad_option"
     status = 422
-
-
-class JobCancelled(RuntimeError):
-    """The client went away or the deadline passed before or during the job."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +105,7 @@ def animate_audio(engine, audio: np.ndarray, opts: AnimateOptions, *, progress=N
     sampler, steps = resolve_preset(engine, opts)
     t0 = time.perf_counter()
     if cancel is not None and cancel.is_set():
-        raise JobCancelled("cancelled before sampling")
+        raise Cancelled("cancelled before sampling")
     try:
         result = windows.animate(engine, audio, takes=opts.takes, seed=opts.seed, preset=opts.preset,
                                  sampler=sampler, steps=steps, guidance=opts.guidance,
@@ -203,7 +200,3 @@ def parse_take(payload: dict, max_frames: int) -> tuple[np.ndarray, np.ndarray]:
 def listen(engine, exp: np.ndarray, jaw: np.ndarray) -> bytes:
     """A take → M2S mel → Griffin-Lim → 16 kHz WAV bytes."""
     return audio_io.encode_wav(engine.listen(exp, jaw), SAMPLE_RATE)
-
-
-def options_dict(opts: AnimateOptions) -> dict:
-    return asdict(opts)

@@ -6,7 +6,6 @@ non-loopback URLs: it is a tool for checking your own server, not anyone's.
 """
 from __future__ import annotations
 
-import io
 import json
 import threading
 import time
@@ -22,18 +21,11 @@ MAX_REQUESTS = 1000
 MAX_CONCURRENCY = 64
 
 
-def test_audio(seconds: float, rate: int = 16000, seed: int = 0) -> bytes:
-    """A speech-like test signal (voiced harmonics, syllable envelope) as WAV bytes."""
-    import soundfile as sf
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate)) / rate
-    phase = 2 * np.pi * np.cumsum(120 + 20 * np.sin(2 * np.pi * 0.7 * t)) / rate
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
-    envelope = np.clip(np.sin(2 * np.pi * 3.5 * t), 0, None) ** 0.5
-    x = 0.3 * voiced * envelope + 0.01 * rng.standard_normal(len(t))
-    buf = io.BytesIO()
-    sf.write(buf, (0.8 * x / max(1e-6, np.abs(x).max())).astype(np.float32), rate, format="WAV")
-    return buf.getvalue()
+def speech_wav(seconds: float) -> bytes:
+    """The bench's speech-like clip as 16 kHz WAV bytes."""
+    from backend.audio import encode_wav
+    from backend.bench import speechlike
+    return encode_wav(speechlike(seconds))
 
 
 def percentiles(values: list[float]) -> dict:
@@ -92,10 +84,13 @@ def _error_code(r) -> str:
 
 
 def cmd_loadtest(args) -> int:
-    audio = Path(args.audio).read_bytes() if args.audio else test_audio(args.seconds)
+    audio = Path(args.audio).read_bytes() if args.audio else speech_wav(args.seconds)
     token = args.token or security.load_or_create_token()
     form = {"takes": args.takes, "preset": args.preset, "encoding": "b64"}
-    report = run(args.url, token, audio, requests=args.requests, concurrency=args.concurrency, form=form)
+    try:
+        report = run(args.url, token, audio, requests=args.requests, concurrency=args.concurrency, form=form)
+    except ValueError as exc:
+        raise SystemExit(f"thunder loadtest: {exc}")
     lat = report["latency_s"]
     print(f"{report['ok']}/{report['requests']} ok, errors {report['errors'] or 'none'}, "
           f"latency p50 {lat.get('p50', float('nan')):.3f} s p90 {lat.get('p90', float('nan')):.3f} s "

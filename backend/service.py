@@ -2,12 +2,13 @@
 
 docs/protocol.md is the contract. Every model call runs on a single worker
 thread, so concurrent requests queue (up to `max_queue`, then 503 `busy`) and
-the engine is never used from two threads at once. A request waits on its job
-while watching the connection: a client that goes away, or a request that
-outlives `timeout_s`, sets the job's cancel event and the engine stops at its
-next step. Uploads larger than 1 MB are spooled to disk by Starlette, the body
-size is capped by FastAPI's `max_body_size` and decoding is streamed, so memory
-stays bounded by the queue length times one clip's 16 kHz samples.
+the engine is never used from two threads at once. Audio is decoded before
+queueing (bad audio is answered at once, even without a model). A request waits
+on its job while watching the connection: a client that goes away, or a request
+that outlives `timeout_s`, sets the job's cancel event and the engine stops at
+its next step. Uploads larger than 1 MB are spooled to disk by Starlette, the
+body size is capped (`BodyLimit`) and decoding is streamed, so memory stays
+bounded by the queue length times one clip's 16 kHz samples.
 """
 from __future__ import annotations
 
@@ -30,7 +31,10 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import __version__, jobs, security
-from backend.audio import AudioError
+from backend.audio import MAX_TIME, AudioError
+from backend.bundle import BundleError
+from backend.contracts import FPS
+from backend.engine import Cancelled
 from backend.samplers import SAMPLERS
 
 log = logging.getLogger("thunder.service")
@@ -46,6 +50,7 @@ class Settings:
 
     bundle: Optional[str] = None
     device: str = "auto"
+    threads: Optional[int] = None       # onnxruntime intra-op threads (None: one per core)
     allow_remote: bool = False
     extra_hosts: tuple[str, ...] = ()
     max_upload_mb: float = 200.0
@@ -68,17 +73,14 @@ def default_bundle() -> Path:
     return Path(os.environ.get("THUNDER_BUNDLE") or DEFAULT_BUNDLE)
 
 
-def load_engine(bundle, device: str = "auto"):
+def load_engine(bundle, device: str = "auto", threads: int | None = None):
     """(engine, None) or (None, reason): a missing or broken bundle must not stop the server."""
     bundle = Path(bundle) if bundle else default_bundle()
     if not (bundle / "manifest.json").is_file():
         return None, f"no model bundle at {bundle} (manifest.json missing); start with --bundle DIR"
+    from backend.engine import Engine
     try:
-        from backend.engine import Engine
-    except ImportError as exc:
-        return None, f"inference engine unavailable: {exc}"
-    try:
-        return Engine(bundle, device=device), None
+        return Engine(bundle, device=device, threads=threads), None
     except Exception as exc:            # BundleError, onnxruntime load errors: report, keep serving
         log.exception("could not load bundle %s", bundle)
         return None, f"could not load bundle {bundle}: {exc}"
@@ -90,31 +92,35 @@ class Worker:
     def __init__(self, max_queue: int):
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="thunder-worker")
         self._lock = threading.Lock()
-        self._held = 0
+        self._cancels: set[threading.Event] = set()       # one per job held
         self.max_queue = max_queue
 
     @property
     def held(self) -> int:
-        return self._held
+        return len(self._cancels)
 
     def submit(self, fn, cancel: threading.Event) -> concurrent.futures.Future:
         with self._lock:
-            if self._held >= self.max_queue:
-                raise ApiError(503, "busy", f"{self._held} jobs already queued; retry later",
+            if len(self._cancels) >= self.max_queue:
+                raise ApiError(503, "busy", f"{len(self._cancels)} jobs already queued; retry later",
                                headers={"Retry-After": "5"})
-            self._held += 1
+            self._cancels.add(cancel)
 
         def job():
             try:
                 if cancel.is_set():                      # cancelled while queued: skip the work
-                    raise jobs.JobCancelled("cancelled while queued")
+                    raise Cancelled("cancelled while queued")
                 return fn(cancel)
             finally:
                 with self._lock:
-                    self._held -= 1
+                    self._cancels.discard(cancel)
         return self._pool.submit(job)
 
     def close(self) -> None:
+        """Stop: cancel every held job (the running one stops at its next step)."""
+        with self._lock:
+            for cancel in self._cancels:
+                cancel.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -172,18 +178,29 @@ BEARER = HTTPBearer(auto_error=False, description="token from $XDG_CONFIG_HOME/t
 ERRORS = {s: {"model": ErrorResponse} for s in (400, 401, 413, 415, 422, 503)}
 
 
-class HostCheck:
-    """Pure ASGI middleware (it must not wrap `receive`, or disconnects go unseen)."""
+class AccessCheck:
+    """Host header on every path, bearer token on all but the public ones, before any body is read.
 
-    def __init__(self, app, allow_remote: bool, hosts: frozenset[str]):
-        self.app, self.allow_remote, self.hosts = app, allow_remote, hosts
+    Pure ASGI middleware: it must not wrap `receive`, or disconnects go unseen.
+    """
+
+    PUBLIC = frozenset({"/v1/health", "/openapi.json"})
+
+    def __init__(self, app, token: str, allow_remote: bool, hosts: frozenset[str]):
+        self.app, self.token, self.allow_remote, self.hosts = app, token, allow_remote, hosts
 
     async def __call__(self, scope, receive, send):
         if scope["type"] in ("http", "websocket"):
-            host = dict(scope.get("headers") or ()).get(b"host", b"").decode("latin-1")
+            headers = dict(scope.get("headers") or ())
+            host = headers.get(b"host", b"").decode("latin-1")
             if not security.host_ok(host, self.allow_remote, self.hosts):
                 response = error_response(400, "bad_host",
                                           "Host header is not a loopback name (DNS rebinding guard)")
+                return await response(scope, receive, send)
+            authorization = headers.get(b"authorization", b"").decode("latin-1")
+            if scope.get("path") not in self.PUBLIC and not security.bearer_ok(authorization, self.token):
+                response = error_response(401, "unauthorized", "missing or wrong bearer token",
+                                          {"WWW-Authenticate": "Bearer"})
                 return await response(scope, receive, send)
         return await self.app(scope, receive, send)
 
@@ -223,30 +240,26 @@ def create_app(settings: Settings = Settings(), token: str | None = None, engine
     token = token if token is not None else security.load_or_create_token()
     load_error = None
     if engine is None:
-        engine, load_error = load_engine(settings.bundle, settings.device)
+        engine, load_error = load_engine(settings.bundle, settings.device, settings.threads)
     worker = Worker(settings.max_queue)
     decode_slots = asyncio.Semaphore(2)        # concurrent decodes (2 cores)
     hosts = security.allowed_hosts(settings.allow_remote, settings.extra_hosts)
-    max_frames_listen = int(settings.max_seconds * 25)
+    max_frames_listen = int(settings.max_seconds * FPS)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         yield
         worker.close()
 
-    app = FastAPI(title="THUNDER backend", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
-                  description="Speech → FLAME expression + jaw takes. See docs/protocol.md.",
-                  )
+    app = FastAPI(title="THUNDER backend", version=__version__, docs_url=None, redoc_url=None,
+                  description="Speech → FLAME expression + jaw takes. See docs/protocol.md.", lifespan=lifespan)
     app.state.engine, app.state.worker, app.state.settings = engine, worker, settings
 
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 1024 * 1024))
-    app.add_middleware(HostCheck, allow_remote=settings.allow_remote, hosts=hosts)    # outermost
+    app.add_middleware(AccessCheck, token=token, allow_remote=settings.allow_remote, hosts=hosts)  # outermost
 
-    def require_token(request: Request,
-                      _cred: Annotated[Optional[HTTPAuthorizationCredentials], Depends(BEARER)] = None):
-        if not security.bearer_ok(request.headers.get("authorization"), token):
-            raise ApiError(401, "unauthorized", "missing or wrong bearer token",
-                           headers={"WWW-Authenticate": "Bearer"})
+    def require_token(_cred: Annotated[Optional[HTTPAuthorizationCredentials], Depends(BEARER)] = None):
+        """Documents the bearer scheme in the OpenAPI schema; AccessCheck enforces it."""
 
     def require_engine():
         if engine is None:
@@ -302,7 +315,7 @@ def create_app(settings: Settings = Settings(), token: str | None = None, engine
 
     @app.get("/v1/health", response_model=Health)
     async def health():
-        """Liveness and what is loaded; the only endpoint without a token."""
+        """Liveness and what is loaded; the one API endpoint without a token."""
         return Health(status="ok" if engine is not None else "no_model", version=__version__,
                       bundle=engine.manifest.get("name") if engine is not None else None,
                       device=str(engine.device) if engine is not None else None,
@@ -331,8 +344,8 @@ def create_app(settings: Settings = Settings(), token: str | None = None, engine
         sampler: Annotated[Optional[Literal[SAMPLERS]], Form()] = None,
         steps: Annotated[Optional[int], Form(ge=1, le=jobs.MAX_STEPS)] = None,
         guidance: Annotated[float, Form(ge=0.0, le=jobs.MAX_GUIDANCE)] = 1.0,
-        start: Annotated[Optional[float], Form(ge=0.0)] = None,
-        end: Annotated[Optional[float], Form(gt=0.0)] = None,
+        start: Annotated[Optional[float], Form(ge=0.0, le=MAX_TIME)] = None,
+        end: Annotated[Optional[float], Form(gt=0.0, le=MAX_TIME)] = None,
         rank: Annotated[bool, Form()] = False,
         encoding: Annotated[Literal[jobs.ENCODINGS], Form()] = "json",
     ):
@@ -381,11 +394,9 @@ def _job_result(waiter):
         return waiter.result()
     except (jobs.OptionError, AudioError) as exc:
         raise ApiError(exc.status, exc.code, str(exc)) from None
-    except jobs.JobCancelled as exc:
+    except Cancelled as exc:
         raise ApiError(499, "cancelled", str(exc)) from None
+    except BundleError as exc:                       # e.g. listening with a bundle that has no M2S
+        raise ApiError(503, "no_model", str(exc)) from None
     except MemoryError:
         raise ApiError(503, "busy", "out of memory for this request; try a shorter clip or fewer takes") from None
-    except Exception as exc:
-        if type(exc).__name__ == "Cancelled":           # backend.engine.Cancelled
-            raise ApiError(499, "cancelled", "job cancelled") from None
-        raise

@@ -13,15 +13,25 @@ from .utils import jobs, launcher
 _CLASSES = (*preferences.CLASSES, *operators.CLASSES, *panels.CLASSES)
 
 
+@bpy.app.handlers.persistent
+def _cancel_on_load(*_args) -> None:
+    """A job must never land in another file that happens to have the same names."""
+    jobs.cancel()
+    jobs.drain()
+
+
 def register() -> None:
     properties.register()
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
     jobs._listeners.append(panels.redraw)
     jobs.enable_timer(not bpy.app.background)  # no event loop runs timers headless: callers drain()
+    bpy.app.handlers.load_pre.append(_cancel_on_load)
 
 
 def unregister() -> None:
+    if _cancel_on_load in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_cancel_on_load)
     jobs.shutdown()
     launcher.stop()
     if panels.redraw in jobs._listeners:

@@ -1,6 +1,8 @@
 """Operators: generate / cancel, take list actions, backend start / stop, add head."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import bpy
 from bpy.props import IntProperty
 
@@ -8,20 +10,21 @@ from . import preferences
 from .utils import generation, jobs, launcher, takes
 from .utils.client import BackendError
 from .utils.compat import active_strip
-from .utils.rigs import RigError, resolve
+from .utils.rigs import RigError, find_in_scene, resolve
 from .utils.strips import StripError, find as find_strip
 
 # Last /v1/health answer (or error), shown by the panel; the panel never does network I/O.
 backend_status = {"text": "not checked", "ok": False}
 
 
-def _launch(context) -> dict | None:
+def _launch(context, force: bool = False) -> dict | None:
+    """launcher.start arguments from the preferences; None when auto-start is off (unless forced)."""
     prefs = preferences.get(context)
-    if not prefs.auto_start:
+    if not (prefs.auto_start or force):
         return None
     return {"python": bpy.path.abspath(prefs.python) if prefs.python else "",
             "bundle": bpy.path.abspath(prefs.bundle) if prefs.bundle else "",
-            "port": prefs.port, "device": prefs.device}
+            "port": urlsplit(prefs.backend_url).port or 8765, "device": prefs.device}
 
 
 def _strip(context):
@@ -52,8 +55,9 @@ class THUNDER_OT_generate(bpy.types.Operator):
         options = generation.Options(takes=s.takes_count, seed=s.seed, preset=s.preset,
                                      guidance=s.guidance, rank=s.rank)
         try:
-            job = generation.start_generate(context.scene, _strip(context), s.rig or context.active_object,
-                                            options, preferences.client(context), launch=_launch(context))
+            rig = find_in_scene(context.scene, context.active_object)
+            job = generation.start_generate(context.scene, _strip(context), rig, options,
+                                            preferences.client(context), launch=_launch(context))
         except (RigError, StripError, BackendError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -169,7 +173,7 @@ class THUNDER_OT_backend_start(bpy.types.Operator):
     bl_label = "Start Backend"
 
     def execute(self, context):
-        launch = _launch(context) or _launch_forced(context)
+        launch = _launch(context, force=True)
         client = preferences.client(context)
 
         def work(job):
@@ -179,11 +183,6 @@ class THUNDER_OT_backend_start(bpy.types.Operator):
 
         jobs.start("Start backend", work, _health_applied)
         return {"FINISHED"}
-
-
-def _launch_forced(context) -> dict:
-    prefs = preferences.get(context)
-    return {"python": prefs.python, "bundle": prefs.bundle, "port": prefs.port, "device": prefs.device}
 
 
 def _health_applied(health: dict) -> str:
@@ -235,6 +234,14 @@ class THUNDER_OT_add_head(bpy.types.Operator):
         client, launch = preferences.client(context), _launch(context)
         flame_dir = bpy.path.abspath(preferences.get(context).flame_dir or "")
         scene_name = context.scene.name
+        if flame_dir:  # the user's own FLAME: a local file, no backend needed
+            try:
+                arm = generation.add_head(context.scene, None, flame_dir)
+            except RigError as exc:
+                self.report({"ERROR"}, str(exc))
+                return {"CANCELLED"}
+            self.report({"INFO"}, f"added {arm.name!r} from {flame_dir}")
+            return {"FINISHED"}
 
         def work(job):
             generation.ensure_backend(job, client, launch)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from .utils.client import DEFAULT_URL, token_path
 
@@ -15,7 +15,8 @@ class ThunderPreferences(bpy.types.AddonPreferences):
     bl_idname = __package__
 
     backend_url: StringProperty(name="Backend URL", default=DEFAULT_URL,
-                                description="The THUNDER backend (thunder serve)")
+                                description="The THUNDER backend (thunder serve); the bundled one is "
+                                            "started on this URL's port")
     token: StringProperty(name="Token", subtype="PASSWORD", default="",
                           description="Bearer token; empty: read the backend's token file")
     token_file: StringProperty(name="Token file", subtype="FILE_PATH", default="",
@@ -23,14 +24,12 @@ class ThunderPreferences(bpy.types.AddonPreferences):
     auto_start: BoolProperty(name="Start the bundled backend", default=True,
                              description="Start the backend shipped with the add-on when none answers")
     python: StringProperty(name="Python", subtype="FILE_PATH", default="",
-                           description="Python with onnxruntime, numpy, soundfile, soxr, fastapi, uvicorn "
-                                       "to run the bundled backend; empty: Blender's own if it has them, "
-                                       "else the `thunder` command, else python3")
+                           description="Python with onnxruntime, numpy, soundfile, soxr, fastapi, uvicorn and "
+                                       "python-multipart to run the bundled backend; empty: Blender's own if it "
+                                       "has them, else the `thunder` command, else python3")
     bundle: StringProperty(name="Model bundle", subtype="DIR_PATH", default="",
                            description="Empty: the model bundled with the add-on")
     device: EnumProperty(name="Device", items=DEVICES, default="auto")
-    port: IntProperty(name="Port", default=8765, min=1024, max=65535,
-                      description="Port for the bundled backend")
     flame_dir: StringProperty(name="FLAME model folder", subtype="DIR_PATH", default="",
                               description="A real FLAME 2020/2023 folder (FLAME_NEUTRAL.pkl); "
                                           "empty: the bundle's stand-in head")
@@ -48,7 +47,6 @@ class ThunderPreferences(bpy.types.AddonPreferences):
         sub.prop(self, "python")
         sub.prop(self, "bundle")
         sub.prop(self, "device")
-        sub.prop(self, "port")
         col.separator()
         col.prop(self, "flame_dir")
 
@@ -71,15 +69,14 @@ class _Defaults:
     python = ""
     bundle = ""
     device = "auto"
-    port = 8765
     flame_dir = ""
 
 
 def client(context=None, timeout: float = 600.0):
-    from .utils.client import Client, read_token
+    from .utils.client import Client
     prefs = get(context)
-    token = prefs.token or read_token(prefs.token_file or None)
-    return Client(prefs.backend_url, token, timeout=timeout)
+    token_file = bpy.path.abspath(prefs.token_file) if prefs.token_file else None
+    return Client(prefs.backend_url, prefs.token or None, timeout=timeout, token_file=token_file)
 
 
 CLASSES = (ThunderPreferences,)

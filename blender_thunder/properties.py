@@ -5,21 +5,11 @@ import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
                        PointerProperty, StringProperty)
 
-from .utils.compat import sound_strips
 from .utils.rigs import SHAPE_KEYS
 
 PRESETS = [("draft", "Draft", "Fewest sampler steps: quick look"),
            ("default", "Default", "The bundle's default sampler and steps"),
            ("high", "High", "More sampler steps: final quality")]
-
-
-def _sound_strip_items(self, context):
-    items = [("", "Active strip", "The Sequencer's active sound strip")]
-    scene = context.scene if context else None
-    if scene is not None:
-        items += [(s.name, s.name, f"Sound strip on channel {s.channel}") for s in sound_strips(scene)]
-    _sound_strip_items.cache = items  # Blender needs the strings kept alive
-    return items
 
 
 def _is_rig(self, obj) -> bool:

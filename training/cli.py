@@ -13,9 +13,14 @@ import sys
 # sub-command name -> module defining register(subparsers)
 COMMANDS = {
     "head": "training.head.cli",
+    "corpus": "training.corpus.cli",
     "demo": "training.demo",
     "encoder": "training.speech.train_encoder",
     "units": "training.speech.units",
+    "m2s": "training.m2s.cli",
+    "denoiser": "training.denoiser.cli",
+    "evaluate": "training.denoiser.evaluate",
+    "export": "training.export",
 }
 
 

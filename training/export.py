@@ -101,11 +101,29 @@ def export_speech_graphs(out: Path, encoder, m2s=None, speaker: bool = True, hea
     from training.speech.export import export_audio_encoder, export_speaker_encoder
     graphs = {"audio_encoder": export_audio_encoder(encoder, out / "audio_encoder.onnx")}
     if speaker:
-        graphs["speaker"] = export_speaker_encoder(out / "speaker.onnx")
+        graphs["speaker"] = _speaker_graph(out / "speaker.onnx", export_speaker_encoder)
     if m2s is not None:
         from training.m2s.export import export_m2s
         graphs["m2s"] = export_m2s(m2s, head_dir, out / "m2s.onnx")
     return {k: _as_entry(v, out) for k, v in graphs.items()}
+
+
+_SPEAKER_ONNX: dict = {}
+
+
+def _speaker_graph(path: Path, exporter) -> Path:
+    """The speaker graph is the same pretrained GE2E network every time: export it
+    once per process (about a minute here) and copy it into later bundles."""
+    cached = _SPEAKER_ONNX.get("path")
+    if cached is not None and Path(cached).is_file():
+        shutil.copyfile(cached, path)
+        return path
+    exporter(path)
+    import tempfile
+    keep = Path(tempfile.mkdtemp(prefix="thunder-speaker-")) / "speaker.onnx"
+    shutil.copyfile(path, keep)
+    _SPEAKER_ONNX["path"] = keep
+    return path
 
 
 def _as_entry(v, out: Path) -> dict:
@@ -122,9 +140,12 @@ def tiny_speech_encoder(seed: int = 0):
 
 
 def tiny_m2s(head_dir: Path, seed: int = 0):
-    from training.m2s.model import tiny_m2s as make
+    """mouth2s M2S at a tiny width (random weights)."""
+    from training.m2s.model import M2SConfig, M2SFromParams
+    from training.m2s.train import head_region
     torch.manual_seed(seed)
-    return make(head_dir)
+    _, mouth = head_region(head_dir)
+    return M2SFromParams(M2SConfig(dim=32, layers=1, heads=2, n_units=50), head_dir, mouth).eval()
 
 
 def build_tiny_bundle(out_dir, head_dir, *, train_steps: int = 0, corpus=None, seed: int = 0,
@@ -190,6 +211,17 @@ def _cli(args) -> int:
     return 0
 
 
+def mean_speaker(m2s_run: Path) -> dict:
+    """Mean training-speaker embedding (what `listen` uses when no speech is given),
+    from the M2S run's target cache; none when that cache is gone."""
+    cache = m2s_run / "cache" / "train.npz"
+    if not cache.is_file():
+        return {}
+    with np.load(cache) as z:
+        mean = z["speaker"].mean(0)
+    return {"speaker_mean": (mean / np.linalg.norm(mean)).astype(np.float32)}
+
+
 def export_trained(out: Path, *, denoiser_run: Path, encoder_path: Path, m2s_run: Path | None,
                    head_dir: Path, evaluation: Path | None = None, name: str = "thunder-base") -> dict:
     """The shipped bundle from trained runs."""
@@ -203,10 +235,13 @@ def export_trained(out: Path, *, denoiser_run: Path, encoder_path: Path, m2s_run
     encoder = load_encoder(encoder_path)
     m2s = None
     if m2s_run is not None:
-        from training.m2s.model import load_m2s
-        m2s = load_m2s(m2s_run)
+        from training.m2s.train import load_m2s
+        m2s, _ = load_m2s(m2s_run, head_dir)
     out.mkdir(parents=True, exist_ok=True)
-    graphs = export_speech_graphs(out, encoder, m2s, True, head_npz.parent)
+    if m2s_run is not None:
+        stats = {**stats, **mean_speaker(Path(m2s_run))}
+    # the speaker graph only feeds M2S (the lip-sync score)
+    graphs = export_speech_graphs(out, encoder, m2s, m2s is not None, head_npz.parent)
     graphs.update(export_denoiser(model, out))
     prov = dict(ckpt.get("provenance", {}))
     prov["export_command"] = " ".join(["thunder-train"] + sys.argv[1:])

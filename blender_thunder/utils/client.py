@@ -92,15 +92,22 @@ def encode_multipart(fields: dict, files: dict) -> tuple[bytes, str]:
 
 
 class Client:
-    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 600.0):
+    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 600.0,
+                 token_file: str | None = None):
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"backend URL must look like http://127.0.0.1:8765, not {url!r}")
         self.url = url
         self.host, self.port = parts.hostname, parts.port or 80
         self.prefix = parts.path.rstrip("/")
-        self.token = read_token() if token is None else token
+        self._token, self.token_file = token, token_file
         self.timeout = timeout
+
+    @property
+    def token(self) -> str:
+        """The given token, else the token file read now: a backend started after
+        this client was made writes it on first start."""
+        return self._token if self._token else read_token(self.token_file)
 
     def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
                  cancel: Cancel | None = None, timeout: float | None = None) -> tuple[bytes, str]:

@@ -14,7 +14,7 @@ from . import jobs, takes as takes_mod
 from .client import BackendError, Client
 from .compat import top_strips
 from .messages import check_model, encode_take, parse_animate
-from .rigs import RigError, check_head, resolve
+from .rigs import RigError, check_head_ids, resolve
 from .strips import StripInfo, find as find_strip, free_channel, strip_info
 
 
@@ -46,13 +46,14 @@ def ensure_backend(job: jobs.Job, client: Client, launch: dict | None) -> None:
     launcher.wait_ready(client, timeout=120.0, cancel=job.cancel)
 
 
-def _fetch(job: jobs.Job, client: Client, info: StripInfo, options: Options, head_id: str,
+def _fetch(job: jobs.Job, client: Client, info: StripInfo, options: Options, rig_head: tuple | None,
            launch: dict | None = None):
+    """Worker thread. `rig_head`: (rig name, its head_id) to check against the bundle, or None."""
     ensure_backend(job, client, launch)
     job.report(0.05, "checking the model")
     model = check_model(client.model())
-    if head_id is not None:
-        check_head_id(head_id, model)
+    if rig_head is not None:
+        check_head_ids(*rig_head, model["head"]["head_id"])
     job.report(0.1, "reading audio")
     with open(info.audio_path, "rb") as fh:
         audio = fh.read()
@@ -64,20 +65,15 @@ def _fetch(job: jobs.Job, client: Client, info: StripInfo, options: Options, hea
     return found, meta, model
 
 
-def check_head_id(rig_head_id: str, model: dict) -> None:
-    want = model["head"]["head_id"]
-    if rig_head_id != want:
-        # Same message as rigs.check_head, built without bpy (worker thread).
-        raise RigError(f"this rig was built from head {rig_head_id[:12] or 'unknown'}… but the backend's model "
-                       f"was trained on head {want[:12]}…: add a new head with Add THUNDER Head "
-                       "(or point the backend at a bundle trained on this head)")
+PUSH_UNDO = True  # headless batch turns it off: no one undoes there, and steps cost memory
 
 
 def _undo_push(message: str) -> None:
-    if not bpy.app.background:
+    """The scene changed outside an operator (in the timer): make it one undo step."""
+    if PUSH_UNDO:
         try:
             bpy.ops.ed.undo_push(message=message)
-        except RuntimeError:
+        except RuntimeError:  # no undo system in this context
             pass
 
 
@@ -87,6 +83,12 @@ def _add_to_list(scene, actions) -> None:
     item.action = actions[0]
     item.seed, item.score, item.duration = m["seed"], m["score"], m["duration"]
     item.strip, item.rig = m["strip"], m["rig"]
+
+
+def _extra(model: dict, options: Options) -> dict:
+    """What each take records about how it was made."""
+    return {"bundle": str(model.get("name", "")), "head_id": model["head"]["head_id"],
+            "preset": options.preset, "guidance": float(options.guidance)}
 
 
 def _list_index(scene, action) -> int:
@@ -102,9 +104,7 @@ def start_generate(scene, strip, rig_obj, options: Options, client: Client, chec
     rig = resolve(rig_obj)
     info = strip_info(scene, strip)
     rig_name, scene_name = rig.armature.name, scene.name
-    head_id = rig.head_id if check_rig else None
-    if check_rig and not head_id:
-        check_head(rig, "")  # raises with the message that says what to do
+    rig_head = (rig.name, rig.head_id) if check_rig else None
 
     def apply(result) -> str:
         found, meta, model = result
@@ -116,13 +116,12 @@ def start_generate(scene, strip, rig_obj, options: Options, client: Client, chec
         before = takes_mod.shown(rg, info.strip)
         rng = (scn.frame_start, scn.frame_end)
         try:
-            extra = {"bundle": str(model.get("name", "")), "head_id": model["head"]["head_id"],
-                     "preset": options.preset, "guidance": float(options.guidance)}
             for take in found:
-                created.append(takes_mod.create(rg, info, take, extra))
+                created.append(takes_mod.create(rg, info, take, _extra(model, options)))
             for actions in created:
                 _add_to_list(scn, actions)
-            best = created[0] if options.rank else max(created, key=lambda a: takes_mod.meta(a[0])["score"])
+            # The best lip-sync score plays first (the first one on ties, as the backend ranked them).
+            best = max(created, key=lambda a: takes_mod.meta(a[0])["score"])
             takes_mod.show(rg, best)
             scn.thunder.active_take = _list_index(scn, best[0])
             m = takes_mod.meta(best[0])
@@ -134,7 +133,7 @@ def start_generate(scene, strip, rig_obj, options: Options, client: Client, chec
         return f"{len(created)} take(s) for {info.strip!r} in {meta.get('timings', {}).get('total', 0):.1f} s"
 
     return jobs.start(f"Generate {info.strip}",
-                      lambda job: _fetch(job, client, info, options, head_id, launch), apply)
+                      lambda job: _fetch(job, client, info, options, rig_head, launch), apply)
 
 
 def _rollback(scene, rig, strip_name, created, list_len, before, rng) -> None:
@@ -169,9 +168,13 @@ def start_resample(scene, index: int, client: Client, launch: dict | None = None
         rg = resolve(bpy.data.objects.get(rig_name))
         old_act = bpy.data.actions.get(old_name)
         was_shown = old_act is not None and takes_mod.shown(rg, info.strip) == old_act
-        extra = {"bundle": str(model.get("name", "")), "head_id": model["head"]["head_id"],
-                 "preset": options.preset, "guidance": float(options.guidance)}
-        actions = takes_mod.create(rg, info, found[0], extra)
+        actions = takes_mod.create(rg, info, found[0], _extra(model, options))
+        try:
+            if was_shown:
+                takes_mod.show(rg, actions)
+        except Exception:
+            takes_mod.remove(actions)
+            raise
         i = _list_index(scn, old_act) if old_act is not None else -1
         if i < 0:
             _add_to_list(scn, actions)
@@ -179,14 +182,13 @@ def start_resample(scene, index: int, client: Client, launch: dict | None = None
             it = scn.thunder.takes[i]
             am = takes_mod.meta(actions[0])
             it.action, it.seed, it.score, it.duration = actions[0], am["seed"], am["score"], am["duration"]
-        if was_shown:
-            takes_mod.show(rg, actions)
         if old_act is not None and takes_mod.is_owned(old_act):
             takes_mod.remove(takes_mod.take_actions(old_act))
         _undo_push("THUNDER: resample take")
         return f"new take seed {found[0].seed} (score {found[0].score:.3f})"
 
-    return jobs.start(f"Resample {old_name}", lambda job: _fetch(job, client, info, options, rig.head_id or None, launch),
+    rig_head = (rig.name, rig.head_id)
+    return jobs.start(f"Resample {old_name}", lambda job: _fetch(job, client, info, options, rig_head, launch),
                       apply)
 
 
@@ -200,7 +202,8 @@ def head_arrays(head_bytes: bytes | None = None, flame_dir: str = "") -> dict:
     if flame_dir:
         path = os.path.join(flame_dir, "head.npz")
         if not os.path.isfile(path):
-            hint = " (it holds FLAME_NEUTRAL.pkl)" if os.path.isfile(os.path.join(flame_dir, "FLAME_NEUTRAL.pkl")) else ""
+            has_pkl = os.path.isfile(os.path.join(flame_dir, "FLAME_NEUTRAL.pkl"))
+            hint = " (it holds FLAME_NEUTRAL.pkl)" if has_pkl else ""
             raise RigError(f"no head.npz in the FLAME folder {flame_dir}{hint}: convert it once with "
                            f"`thunder-train head import --flame {flame_dir}`")
         source = path

@@ -127,7 +127,8 @@ def drain() -> bool:
 def wait(job: Job, timeout: float = 600.0) -> Job:
     """Drain until `job` ends: for headless use (no event loop runs the timer)."""
     deadline = time.monotonic() + timeout
-    while drain() or job.running:
+    while True:
+        drain()
         if not job.running:
             break
         if time.monotonic() > deadline:

@@ -41,8 +41,10 @@ def _fcurves_for(target: Target):
     return act.fcurves
 
 
-def new_take_channels(name: str, id_types: dict[str, str]) -> TakeChannels:
-    """Create the Action(s) of one take. `id_types`: id_type -> slot name."""
+def new_take_channels(name: str, id_types: dict[str, str], legacy_suffix: dict[str, str] | None = None
+                      ) -> TakeChannels:
+    """Create the Action(s) of one take. `id_types`: id_type -> slot name.
+    Legacy Blender makes one Action per id_type, named `name` + `legacy_suffix[id_type]`."""
     tc = TakeChannels()
     if SLOTTED_ACTIONS:
         act = bpy.data.actions.new(name)
@@ -52,7 +54,7 @@ def new_take_channels(name: str, id_types: dict[str, str]) -> TakeChannels:
             tc.targets[id_type] = Target(id_type, slot_name, act, slot)
     else:
         for id_type, slot_name in id_types.items():
-            act = bpy.data.actions.new(f"{name} {slot_name}" if len(id_types) > 1 else name)
+            act = bpy.data.actions.new(name + (legacy_suffix or {}).get(id_type, ""))
             act.id_root = id_type
             tc.actions.append(act)
             tc.targets[id_type] = Target(id_type, slot_name, act)

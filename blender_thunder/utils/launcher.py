@@ -24,7 +24,7 @@ from .client import BackendError, Client
 ADDON_DIR = Path(__file__).resolve().parent.parent
 RUNTIME = ADDON_DIR / "backend_runtime"          # inside the built extension
 CHECKOUT = ADDON_DIR.parent                      # a source checkout: ../backend
-NEEDS = ("onnxruntime", "numpy", "soundfile", "soxr", "fastapi", "uvicorn")
+NEEDS = ("onnxruntime", "numpy", "soundfile", "soxr", "fastapi", "uvicorn", "multipart")
 
 _proc: subprocess.Popen | None = None
 _log_path: str | None = None

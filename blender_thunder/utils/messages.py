@@ -5,7 +5,6 @@ No bpy. Every check raises `BadMessage` with a sentence a user can act on.
 from __future__ import annotations
 
 import base64
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,6 +110,3 @@ def encode_take(take: Take) -> dict:
         "jaw_b64": base64.b64encode(take.jaw.astype("<f4").tobytes()).decode(),
     }
 
-
-def finite(x: float) -> float:
-    return x if math.isfinite(x) else -1.0

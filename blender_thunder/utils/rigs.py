@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import hashlib
+
 import bpy
+import numpy as np
 
 SHAPE_KEYS = tuple(f"exp{i:03d}" for i in range(50))
 BONES = ("root", "neck", "jaw", "eye_L", "eye_R")
@@ -33,11 +36,31 @@ class Rig:
 
     @property
     def head_id(self) -> str:
+        """The head the rig was built from: as recorded by Add THUNDER Head, else
+        computed from the mesh (a rig made by hand from the same head file matches)."""
         for owner in (self.mesh.data, self.mesh, self.armature, self.armature.data):
             value = owner.get(HEAD_ID_PROP)
             if isinstance(value, str) and value:
                 return value
-        return ""
+        return mesh_head_id(self.mesh)
+
+
+def mesh_head_id(mesh_obj) -> str:
+    """docs/bundle.md's head_id of the mesh's rest shape (Basis), back in FLAME's
+    frame: Blender (x, -z, y) -> FLAME (x, y, z). Exact: only swaps and negations."""
+    me = mesh_obj.data
+    basis = me.shape_keys.reference_key.data if me.shape_keys else me.vertices
+    co = np.empty(len(basis) * 3, dtype=np.float32)
+    basis.foreach_get("co", co)
+    co = co.reshape(-1, 3)
+    flame = np.stack([co[:, 0], co[:, 2], -co[:, 1]], axis=1)
+    if any(len(p.vertices) != 3 for p in me.polygons):
+        return ""  # not the head's triangle mesh
+    faces = np.empty(len(me.polygons) * 3, dtype=np.int32)
+    me.polygons.foreach_get("vertices", faces)
+    digest = hashlib.sha256(np.ascontiguousarray(flame, "<f4").tobytes())
+    digest.update(np.ascontiguousarray(faces, "<i4").tobytes())
+    return digest.hexdigest()
 
 
 def _armature_of(mesh: bpy.types.Object):
@@ -86,13 +109,33 @@ def resolve(obj) -> Rig:
     return Rig(mesh, arm)
 
 
-def check_head(rig: Rig, bundle_head_id: str) -> None:
-    """Refuse a rig built from another head than the bundle was trained on."""
-    have = rig.head_id
-    if not have:
-        raise RigError(f"rig {rig.name!r} does not record which head it was built from; "
-                       "delete it and use Add THUNDER Head so it matches the backend's model")
-    if have != bundle_head_id:
-        raise RigError(f"rig {rig.name!r} was built from head {have[:12]}… but the backend's model was "
-                       f"trained on head {bundle_head_id[:12]}…: add a new head with Add THUNDER Head "
+def find_in_scene(scene, preferred=None):
+    """The rig to key: the panel's choice, else the active object's rig, else the
+    scene's only one. RigError says what to do when that is ambiguous."""
+    for obj in (scene.thunder.rig, preferred):
+        if obj is not None:
+            try:
+                return resolve(obj).armature
+            except RigError:
+                if obj is scene.thunder.rig:
+                    raise
+    found = []
+    for obj in scene.objects:
+        if obj.type == "ARMATURE":
+            try:
+                found.append(resolve(obj).armature)
+            except RigError:
+                pass
+    if len(found) != 1:
+        raise RigError(f"scene {scene.name!r} has {len(found)} THUNDER rigs: set the panel's Rig to the one to key"
+                       + (" (or add one with Add THUNDER Head)" if not found else ""))
+    return found[0]
+
+
+def check_head_ids(rig_name: str, have: str, want: str) -> None:
+    """Refuse a rig built from another head than the bundle was trained on.
+    Plain strings, no bpy: the worker thread calls it once /v1/model answers."""
+    if have != want:
+        raise RigError(f"rig {rig_name!r} was built from head {have[:12] or 'unknown'}… but the backend's "
+                       f"model was trained on head {want[:12]}…: add a new head with Add THUNDER Head "
                        "(or point the backend at a bundle trained on this head)")

@@ -41,7 +41,7 @@ def audio_file(strip) -> str:
         return path
     path = bpy.path.abspath(sound.filepath, library=sound.library)
     if not os.path.isfile(path):
-        raise StripError(f"sound strip {strip.name!r}: audio file {path!r} not found")
+        raise StripError(f"sound strip {strip.name!r}: audio file not found: {path}")
     return path
 
 

@@ -53,7 +53,7 @@ def create(rig: Rig, info: StripInfo, take: Take, extra: dict | None = None) -> 
                                          rig.armature.data.bones["jaw"])
     frames = info.frame_start + np.arange(len(exp), dtype=np.float64)
     name = f"{info.strip} s{take.seed}"
-    tc = keying.new_take_channels(name, {"KEY": rig.key.name, "OBJECT": rig.armature.name})
+    tc = keying.new_take_channels(name, {"KEY": rig.key.name, "OBJECT": rig.armature.name}, {"OBJECT": " jaw"})
     try:
         key_t, arm_t = tc.targets["KEY"], tc.targets["OBJECT"]
         for i in range(exp.shape[1]):
@@ -64,7 +64,7 @@ def create(rig: Rig, info: StripInfo, take: Take, extra: dict | None = None) -> 
             "seed": int(take.seed), "score": float(take.score), "n_frames": int(take.n_frames),
             "duration": float((take.n_frames - 1) / SRC_FPS), "fps": float(info.fps),
             "frame_start": float(frames[0]), "frame_end": float(frames[-1]),
-            "audio_start": float(info.start_s),
+            "audio_start": float(info.start_s), "audio_end": float(info.end_s),
             "exp_b64": base64.b64encode(take.exp.astype("<f4").tobytes()).decode(),
             "jaw_b64": base64.b64encode(take.jaw.astype("<f4").tobytes()).decode(),
             **(extra or {}),

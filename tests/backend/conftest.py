@@ -17,9 +17,12 @@ import pytest
 import soundfile as sf
 import uvicorn
 
+from backend.bench import speechlike  # noqa: F401  (re-exported for the tests)
 from backend.service import Settings, create_app
 
 TOKEN = "test-token-0123456789abcdef"
+# One pooled client for all tests: a fresh httpx client costs ~0.1 s (TLS context) per request.
+HTTP = httpx.Client(timeout=120)
 
 
 def free_port() -> int:
@@ -33,7 +36,8 @@ def running_server(settings: Settings, token: str = TOKEN, engine=None):
     """Start create_app(settings) under uvicorn on 127.0.0.1:<free port>; yield (base_url, app)."""
     app = create_app(settings, token=token, engine=engine)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -53,19 +57,6 @@ def auth(token: str = TOKEN) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-def speechlike(seconds: float, rate: int = 16000, channels: int = 1, seed: int = 0) -> np.ndarray:
-    """A voiced, syllable-modulated signal (harmonics under moving formant-like gains)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate)) / rate
-    f0 = 120 + 20 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / rate
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
-    envelope = np.clip(np.sin(2 * np.pi * 3.5 * t + rng.uniform(0, 6)), 0, None) ** 0.5
-    x = 0.3 * voiced * envelope + 0.01 * rng.standard_normal(len(t))
-    x = (x / max(1e-6, np.abs(x).max()) * 0.8).astype(np.float32)
-    return np.repeat(x[:, None], channels, axis=1) if channels > 1 else x
-
-
 def encode(x: np.ndarray, rate: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, x, rate, format=fmt, subtype=subtype)
@@ -82,3 +73,59 @@ def no_model_server():
 @pytest.fixture(scope="session")
 def speech_wav() -> bytes:
     return encode(speechlike(3.0), 16000)
+
+
+def _sources_key() -> str:
+    """Hash of everything a tiny bundle is built from: a change anywhere rebuilds it."""
+    import hashlib
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    h = hashlib.sha256()
+    for path in sorted([*root.glob("training/**/*.py"), *root.glob("backend/*.py")]):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(request):
+    """A real tiny bundle (training.export.build_tiny_bundle), built once per session.
+
+    Kept in pytest's cache keyed on the sources, so a re-run with unchanged code
+    skips the ~1 min ONNX export (a fresh checkout always builds).
+    THUNDER_TEST_BUNDLE=DIR runs the same tests against another bundle (e.g. the shipped one).
+    """
+    import os
+    import shutil
+    from pathlib import Path
+    if os.environ.get("THUNDER_TEST_BUNDLE"):
+        return Path(os.environ["THUNDER_TEST_BUNDLE"])
+    from training.export import build_tiny_bundle
+    from training.head.build import write_head_folder
+    root = Path(request.config.cache.mkdir("thunder-tiny-bundle"))
+    bundle = root / _sources_key()
+    if (bundle / "manifest.json").is_file():
+        return bundle
+    for old in root.iterdir():
+        shutil.rmtree(old, ignore_errors=True)
+    work = root / "building"
+    write_head_folder(work / "head", seed=0, fmt="npz")
+    try:
+        build_tiny_bundle(work / "bundle", work / "head")
+    except ImportError:            # the M2S exporter is not in this checkout: no m2s graph
+        build_tiny_bundle(work / "bundle", work / "head", m2s=False)
+    (work / "bundle").rename(bundle)
+    shutil.rmtree(work, ignore_errors=True)
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_bundle):
+    from backend.engine import Engine
+    return Engine(tiny_bundle, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def model_server(engine):
+    """The tiny bundle behind a real server (its own worker, default limits but small)."""
+    with running_server(Settings(max_seconds=120, max_queue=8, timeout_s=120), engine=engine) as (url, app):
+        yield url

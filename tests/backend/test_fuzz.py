@@ -11,12 +11,12 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.backend.conftest import auth, encode
+from tests.backend.conftest import HTTP, auth, encode
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 OK = {200, 400, 413, 415, 422, 503}
 
@@ -58,14 +58,15 @@ def as_form_value(v) -> str | None:
 
 
 @st.composite
-def audio_files(draw) -> bytes:
-    kind = draw(st.sampled_from(["valid", "valid", "truncated", "mutated", "random"]))
+def audio_files(draw, damaged: bool = True) -> bytes:
+    kinds = ["valid", "valid", "truncated", "mutated", "random"] if damaged else ["valid"]
+    kind = draw(st.sampled_from(kinds))
     if kind == "random":
         return draw(st.binary(max_size=2000))
     rate = draw(st.sampled_from([8000, 16000, 22050, 44100, 48000]))
     channels = draw(st.integers(1, 3))
     fmt = draw(st.sampled_from(["WAV", "FLAC", "OGG"]))
-    n = int(draw(st.floats(0.0, 0.4)) * rate)
+    n = int(draw(st.floats(0.0 if damaged else 0.05, 0.4)) * rate)
     x = np.random.default_rng(draw(st.integers(0, 9))).uniform(-1, 1, (n, channels)).astype(np.float32)
     try:
         data = encode(x, rate, fmt)
@@ -95,6 +96,7 @@ def animate_form(schema: dict, junk_rate: bool = True) -> st.SearchStrategy:
 
 
 def check_response(r: httpx.Response) -> None:
+    event(f"HTTP {r.status_code}")
     assert r.status_code in OK, (r.status_code, r.text[:300])
     if r.status_code != 200:
         body = r.json()
@@ -103,18 +105,18 @@ def check_response(r: httpx.Response) -> None:
 
 @pytest.fixture(scope="module")
 def schema(no_model_server):
-    return httpx.get(no_model_server + "/openapi.json").json()
+    return HTTP.get(no_model_server + "/openapi.json").json()
 
 
 def test_fuzz_animate_without_model(no_model_server, schema):
     @FUZZ
     @given(form=animate_form(schema), audio=audio_files())
     def run(form, audio):
-        r = httpx.post(no_model_server + "/v1/animate", headers=auth(), data=form,
+        r = HTTP.post(no_model_server + "/v1/animate", headers=auth(), data=form,
                        files={"audio": ("fuzz.bin", audio)}, timeout=30)
         check_response(r)
     run()
-    assert httpx.get(no_model_server + "/v1/health").status_code == 200
+    assert HTTP.get(no_model_server + "/v1/health").status_code == 200
 
 
 def test_fuzz_listen_without_model(no_model_server, schema):
@@ -124,7 +126,7 @@ def test_fuzz_listen_without_model(no_model_server, schema):
     @FUZZ
     @given(body=st.one_of(bodies, st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5))))
     def run(body):
-        r = httpx.post(no_model_server + "/v1/listen", headers=auth(), json=body, timeout=30)
+        r = HTTP.post(no_model_server + "/v1/listen", headers=auth(), json=body, timeout=30)
         check_response(r)
         assert r.status_code in (422, 503)
     run()
@@ -137,6 +139,44 @@ def test_fuzz_raw_bodies_without_model(no_model_server):
                                   "application/json", "text/plain", "application/x-www-form-urlencoded"]),
            path=st.sampled_from(["/v1/animate", "/v1/listen"]))
     def run(body, ctype, path):
-        r = httpx.post(no_model_server + path, headers={**auth(), "Content-Type": ctype}, content=body, timeout=30)
+        r = HTTP.post(no_model_server + path, headers={**auth(), "Content-Type": ctype}, content=body, timeout=30)
         check_response(r)
     run()
+
+
+def bounded(form: dict) -> dict:
+    """Keep a model run short: at most 3 takes, 4 steps, no 1000-step DDPM."""
+    form = dict(form)
+    if form.get("takes", "").isdigit():
+        form["takes"] = str(min(int(form["takes"]), 3))
+    if form.get("steps", "").isdigit():
+        form["steps"] = str(min(int(form["steps"]), 4))
+    if form.get("sampler") == "ddpm":
+        form["sampler"] = "ddim"
+    return form
+
+
+def test_fuzz_animate_with_model(model_server, schema):
+    seen = []
+
+    @settings(FUZZ, max_examples=30)
+    @given(form=animate_form(schema, junk_rate=False).map(bounded), audio=audio_files(damaged=False))
+    def run(form, audio):
+        r = HTTP.post(model_server + "/v1/animate", headers=auth(), data=form,
+                      files={"audio": ("fuzz.bin", audio)}, timeout=60)
+        check_response(r)
+        seen.append(r.status_code)
+        assert r.status_code != 503 or r.json()["error"]["code"] not in ("no_model", "timeout")
+        if r.status_code == 200:
+            body = r.json()
+            n = body["n_frames"]
+            assert n >= 1 and len(body["takes"]) == int(form.get("takes", 4))
+            for take in body["takes"]:
+                if body["encoding"] == "json":
+                    assert np.array(take["exp"]).shape == (n, 50) and np.array(take["jaw"]).shape == (n, 3)
+                else:
+                    assert len(take["exp_b64"]) == 4 * ((n * 50 * 4 + 2) // 3)
+    run()
+    print(sorted(seen))
+    assert seen.count(200) >= 10, "the fuzz must reach the model, not only the validators"
+    assert HTTP.get(model_server + "/v1/health").json()["status"] == "ok"

@@ -5,7 +5,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.backend.conftest import TOKEN, auth, encode, speechlike
+from tests.backend.conftest import HTTP, TOKEN, auth, encode
 from tests.backend.test_audio import damaged_inputs
 
 
@@ -17,7 +17,7 @@ def err(r: httpx.Response) -> str:
 
 
 def test_health_needs_no_token_and_reports_no_model(no_model_server):
-    r = httpx.get(no_model_server + "/v1/health")
+    r = HTTP.get(no_model_server + "/v1/health")
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "no_model" and body["bundle"] is None and body["queue"] == 0
@@ -29,32 +29,32 @@ def test_health_needs_no_token_and_reports_no_model(no_model_server):
 @pytest.mark.parametrize("headers", [{}, auth("wrong-token-0123456789"), {"Authorization": TOKEN},
                                      {"Authorization": f"Basic {TOKEN}"}])
 def test_every_endpoint_but_health_needs_the_token(no_model_server, path, method, headers):
-    r = httpx.request(method, no_model_server + path, headers=headers)
+    r = HTTP.request(method, no_model_server + path, headers=headers)
     assert r.status_code == 401 and err(r) == "unauthorized"
     assert r.headers["www-authenticate"] == "Bearer"
 
 
 def test_model_endpoints_report_no_model(no_model_server):
     for path in ("/v1/model", "/v1/model/head"):
-        r = httpx.get(no_model_server + path, headers=auth())
+        r = HTTP.get(no_model_server + path, headers=auth())
         assert r.status_code == 503 and err(r) == "no_model"
 
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:8765", "192.168.0.5", "localhost.evil.example"])
 @pytest.mark.parametrize("path", ["/v1/health", "/v1/model", "/openapi.json"])
 def test_foreign_host_header_is_refused(no_model_server, host, path):
-    r = httpx.get(no_model_server + path, headers={"Host": host, **auth()})
+    r = HTTP.get(no_model_server + path, headers={"Host": host, **auth()})
     assert r.status_code == 400 and err(r) == "bad_host"
 
 
 def test_loopback_host_names_are_accepted(no_model_server):
     port = no_model_server.rsplit(":", 1)[1]
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost", f"[::1]:{port}"):
-        assert httpx.get(no_model_server + "/v1/health", headers={"Host": host}).status_code == 200
+        assert HTTP.get(no_model_server + "/v1/health", headers={"Host": host}).status_code == 200
 
 
 def post_audio(url, data: bytes, **fields):
-    return httpx.post(url + "/v1/animate", headers=auth(), files={"audio": ("a.wav", data)},
+    return HTTP.post(url + "/v1/animate", headers=auth(), files={"audio": ("a.wav", data)},
                       data={k: str(v) for k, v in fields.items()}, timeout=30)
 
 
@@ -84,7 +84,7 @@ def test_crop_errors_are_422(no_model_server, speech_wav):
 
 
 def test_missing_audio_is_422(no_model_server):
-    r = httpx.post(no_model_server + "/v1/animate", headers=auth(), data={"takes": "2"})
+    r = HTTP.post(no_model_server + "/v1/animate", headers=auth(), data={"takes": "2"})
     assert r.status_code == 422 and "audio" in r.json()["error"]["message"]
 
 
@@ -114,30 +114,52 @@ def test_duration_limit(no_model_server):
     ({"exp": "text", "jaw": [[0.0] * 3]}, "exp"),
 ])
 def test_bad_listen_bodies_are_422(no_model_server, body, fragment):
-    r = httpx.post(no_model_server + "/v1/listen", headers=auth(), json=body)
+    r = HTTP.post(no_model_server + "/v1/listen", headers=auth(), json=body)
     assert r.status_code == 422 and err(r) == "bad_option"
     assert fragment in r.json()["error"]["message"]
 
 
 def test_listen_rejects_non_finite_values(no_model_server):
     body = '{"exp": [[NaN' + ", 0.0" * 49 + ']], "jaw": [[0.0, 0.0, Infinity]]}'
-    r = httpx.post(no_model_server + "/v1/listen", headers={**auth(), "Content-Type": "application/json"},
+    r = HTTP.post(no_model_server + "/v1/listen", headers={**auth(), "Content-Type": "application/json"},
                    content=body)
     assert r.status_code == 422 and "NaN" in r.json()["error"]["message"]
 
 
 def test_unknown_path_and_method_are_json(no_model_server):
-    r = httpx.get(no_model_server + "/v2/nothing", headers=auth())
+    r = HTTP.get(no_model_server + "/v2/nothing", headers=auth())
     assert r.status_code == 404 and err(r) == "not_found"
-    r = httpx.get(no_model_server + "/v1/animate", headers=auth())
+    r = HTTP.get(no_model_server + "/v1/animate", headers=auth())
     assert r.status_code == 405 and err(r) == "method_not_allowed"
 
 
 def test_openapi_schema_is_published(no_model_server):
-    schema = httpx.get(no_model_server + "/openapi.json").json()
+    schema = HTTP.get(no_model_server + "/openapi.json").json()
     assert {"/v1/health", "/v1/model", "/v1/model/head", "/v1/animate", "/v1/listen"} <= set(schema["paths"])
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
 
 
 def test_server_keeps_serving(no_model_server):
-    assert httpx.get(no_model_server + "/v1/health").status_code == 200
+    assert HTTP.get(no_model_server + "/v1/health").status_code == 200
+
+
+def test_streamed_upload_without_length_is_limited_too(no_model_server):
+    """A chunked body (no Content-Length) is cut off once it passes the limit."""
+    boundary = "thunderboundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"a.wav\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+
+    def body():
+        yield head
+        for _ in range(40):                       # 40 × 100 kB = 4 MB > 2 MB
+            yield b"\0" * 100_000
+        yield f"\r\n--{boundary}--\r\n".encode()
+    r = HTTP.post(no_model_server + "/v1/animate", content=body(),
+                  headers={**auth(), "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 413 and err(r) == "too_large"
+
+
+def test_token_is_checked_before_the_body_is_read(no_model_server):
+    big = b"\0" * (3 * 2**20)                                    # over the 2 MB limit
+    r = HTTP.post(no_model_server + "/v1/animate", files={"audio": ("a.wav", big)})
+    assert r.status_code == 401 and err(r) == "unauthorized"    # not 413: nothing was read

@@ -38,13 +38,18 @@ def sandbox(tmp_path_factory) -> dict:
     return env
 
 
-def run_bpy_in(env: dict, scenario: str, func: str, timeout: float = 240, **params):
-    """Call `func(**params)` from tests/blender/scenarios/<scenario>.py in a fresh bpy process."""
+# The Python whose bpy runs the scenarios: this one, or THUNDER_BPY (another Blender version, e.g. 4.5).
+BPY_PYTHON = os.environ.get("THUNDER_BPY") or sys.executable
+
+
+def run_bpy_in(env: dict, scenario: str, func: str, timeout: float = 240, python: str = BPY_PYTHON, **params):
+    """Call `func(**params)` from tests/blender/scenarios/<scenario>.py in a fresh bpy process
+    (`python`: one with the bpy module; another Blender version for the LTS tests)."""
     work = Path(env["HOME"])
     tag = f"{scenario}.{func}.{time.monotonic_ns()}"
     params_path, out_path = work / f"{tag}.in.json", work / f"{tag}.out.json"
     params_path.write_text(json.dumps(params))
-    proc = subprocess.run([sys.executable, str(HERE / "bpy_runner.py"), str(HERE / "scenarios" / f"{scenario}.py"),
+    proc = subprocess.run([python, str(HERE / "bpy_runner.py"), str(HERE / "scenarios" / f"{scenario}.py"),
                            func, str(params_path), str(out_path)],
                           env=env, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
     if proc.returncode != 0 or not out_path.exists():
@@ -68,9 +73,10 @@ def head_npz(head_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def extension_zip(tmp_path_factory) -> Path:
+def extension_zip(tmp_path_factory, tiny_bundle) -> Path:
+    """The zip as `make extension` builds it, carrying the tiny bundle as its model."""
     from build_extension import build
-    return build(tmp_path_factory.mktemp("dist"), bundle=None)
+    return build(tmp_path_factory.mktemp("dist"), bundle=tiny_bundle)
 
 
 @pytest.fixture(scope="session")
@@ -86,3 +92,69 @@ def run_bpy(installed):
     def run(scenario: str, func: str, timeout: float = 240, **params):
         return run_bpy_in(installed, scenario, func, timeout=timeout, **params)
     return run
+
+
+def write_wav(path: Path, seconds: float, rate: int = 16000, seed: int = 0) -> Path:
+    """A voiced-like test signal: harmonics under a syllable-rate envelope, plus a little noise."""
+    import numpy as np
+    import soundfile as sf
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    env = 0.5 * (1 - np.cos(2 * np.pi * 3.1 * t))
+    sig = env * sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((130, 260, 390, 650, 1100), 1))
+    sig += 0.01 * rng.standard_normal(len(t))
+    sf.write(str(path), (0.5 * sig / np.abs(sig).max()).astype("float32"), rate, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="session")
+def wavs(tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("audio")
+    bad = d / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really a wav file" * 10)
+    return {"speech": str(write_wav(d / "line.wav", 1.6)), "long": str(write_wav(d / "long.wav", 30.0, seed=1)),
+            "bad": str(bad), "other": str(write_wav(d / "other.wav", 1.2, seed=2))}
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, head_dir) -> Path:
+    """A real (random-weight) model bundle on the same head: training.export.build_tiny_bundle.
+    THUNDER_TEST_BUNDLE reuses one built earlier (it must be built on the stand-in head)."""
+    from training.export import build_tiny_bundle
+    if os.environ.get("THUNDER_TEST_BUNDLE"):
+        return Path(os.environ["THUNDER_TEST_BUNDLE"])
+    out = tmp_path_factory.mktemp("bundle") / "thunder-tiny"
+    # No speaker graph (optional in the engine): a third less build time, nothing the add-on sees.
+    build_tiny_bundle(out, head_dir, speaker=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def backend(installed, tiny_bundle):
+    """`thunder serve` on a free loopback port, with the sandbox's token file."""
+    import urllib.request
+    port = _free_port()
+    log = open(Path(installed["HOME"]) / "backend.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--bundle", str(tiny_bundle),
+                             "--port", str(port), "--log-level", "warning"],
+                            env=installed, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/v1/health", timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                log_text = (Path(installed["HOME"]) / "backend.log").read_text()
+                raise RuntimeError(f"backend did not start: {log_text[-2000:]}")
+            time.sleep(0.3)
+    token = (Path(installed["XDG_CONFIG_HOME"]) / "thunder" / "token").read_text().strip()
+    yield {"url": url, "token": token}
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()

@@ -30,10 +30,21 @@ def quats(aa: np.ndarray, to_bone: np.ndarray) -> np.ndarray:
     return np.concatenate([np.cos(angle / 2)[:, None], axis * np.sin(angle / 2)[:, None]], axis=1)
 
 
-@pytest.mark.parametrize("fps", ["23.976", "24", "25", "30", "60"])
-def test_keys_equal_resampled_arrays(run_bpy, head_npz, fps):
-    n, start, seed = 40, 7, 3
-    out = run_bpy("keying", "keys_at_fps", head_path=str(head_npz), fps=fps, n_frames=n, frame_start=start, seed=seed)
+FPS = ["23.976", "24", "25", "30", "60"]
+N, START, SEED = 40, 7, 3
+
+
+@pytest.fixture(scope="module")
+def keyed(installed, head_npz):
+    from .conftest import run_bpy_in
+    return run_bpy_in(installed, "keying", "keys_at_many", head_path=str(head_npz), fps_list=FPS,
+                      n_frames=N, frame_start=START, seed=SEED)
+
+
+@pytest.mark.parametrize("fps", FPS)
+def test_keys_equal_resampled_arrays(keyed, fps):
+    n, start, seed = N, START, SEED
+    out = keyed[fps]
     exp, jaw = reference_take(seed, n)
     scene_fps = {"23.976": 24 / 1.001}.get(fps, float(fps))
     assert out["fps"] == pytest.approx(scene_fps)
@@ -64,3 +75,18 @@ def test_ownership_rules(run_bpy, head_npz):
     assert out["range_grown"] == [1, 70]
     assert out["removed"]
     assert "line s5" not in out["actions_left"] and len(out["actions_left"]) == 2  # artist's + the copy
+
+
+def test_head_id_of_a_rig(run_bpy, head_npz):
+    out = run_bpy("keying", "head_ids", head_path=str(head_npz))
+    want = str(np.load(head_npz)["head_id"])
+    assert out["recorded"] == want and out["computed"] == want
+    assert out["edited"] != want and "Add THUNDER Head" in out["refused"]
+
+
+def test_add_head_from_a_flame_folder(run_bpy, head_dir, tmp_path):
+    (tmp_path / "FLAME_NEUTRAL.pkl").write_bytes(b"licensed FLAME would be here")
+    out = run_bpy("keying", "flame_folder", head_dir=str(head_dir), pkl_only_dir=str(tmp_path))
+    assert out["result"] == ["FINISHED"] and out["n_rigs"] == 1
+    assert out["head_id"] == str(np.load(head_dir / "head.npz")["head_id"])
+    assert "thunder-train head import --flame" in out["refused"] and "FLAME_NEUTRAL.pkl" in out["refused"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from .phones import BILABIAL, LABIODENTAL, OPENNESS, SIL, VOWELS
 
-RATE = 200
+RATE = 100
 FPS = 25
 SPEECH_CONTROLS = ("mouth_open", "lip_press", "pucker", "funnel", "spread", "lower_lip_tuck",
                    "upper_lip_raise", "lower_lip_depress", "chin_raise")
@@ -29,6 +29,7 @@ CLOSURE_HALF = 0.024        # s: a closure holds at least this long either side 
 TUCK = 1.0                  # lower_lip_tuck at f/v
 LONG_PAUSE = 0.3            # s: pauses longer than this relax to neutral
 JAW_MIN, JAW_RANGE = 0.02, 0.24   # rad: jaw for openness 0 .. 1
+JAW_MAX = 0.4               # rad: no style opens wider than this (wide open is ~0.35)
 
 # Lip targets per phone (controls not named are 0). Vowels add openness-driven opening.
 LIP_TARGETS = {
@@ -116,7 +117,7 @@ def articulate(phones, duration: float, style: dict) -> tuple[dict, np.ndarray]:
         num_j += a_j * shape * jaw
         den_j += a_j * shape
     lips = num_l / den_l[:, None] * style["amplitude"]
-    jaw = num_j / den_j * style["amplitude"]
+    jaw = np.minimum(num_j / den_j * style["amplitude"], JAW_MAX)
     tracks = {name: lips[:, i] for i, name in enumerate(SPEECH_CONTROLS)}
     _constrain(tracks, jaw, t_audio, phones, duration)
     return tracks, jaw

@@ -2,12 +2,19 @@
 
 In synchronous mode with phoneme events on, every PHONEME event's `sample` is the
 phone's first output sample, so the phone track needs no alignment step.
-One engine per process (libespeak-ng keeps global state): `synthesize` initialises
-lazily, so worker processes each get their own.
+libespeak-ng keeps state between calls that no API resets (the wavegen's
+flutter index and phase), so the same call gives slightly different audio
+depending on what was spoken before. `reset()` loads a private copy of the
+library (fresh static state); the corpus build resets at the start of each
+speaker, which makes a speaker's utterances depend on nothing but that speaker.
 """
 from __future__ import annotations
 
+import _ctypes
 import ctypes
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,7 +65,12 @@ class _Engine:
     def __init__(self) -> None:
         import espeakng_loader
 
-        self.lib = ctypes.cdll.LoadLibrary(espeakng_loader.get_library_path())
+        # a private copy: dlopen of the same path would share the old static state
+        fd, self.copy = tempfile.mkstemp(prefix="thunder-espeak-", suffix=".so")
+        os.close(fd)
+        shutil.copyfile(espeakng_loader.get_library_path(), self.copy)
+        self.lib = ctypes.CDLL(self.copy)
+        os.unlink(self.copy)          # the mapping stays; nothing is left behind
         self.lib.espeak_Initialize.restype = ctypes.c_int
         self.lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                           ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
@@ -73,6 +85,10 @@ class _Engine:
         self._words: list[tuple[int, int, int]] = []
         self._cb = _CALLBACK(self._on_audio)   # keep a reference: ctypes does not
         self.lib.espeak_SetSynthCallback(self._cb)
+
+    def close(self) -> None:
+        self.lib.espeak_Terminate()
+        _ctypes.dlclose(self.lib._handle)
 
     def _on_audio(self, wav, n, events) -> int:
         if n > 0:
@@ -103,6 +119,14 @@ class _Engine:
 
 
 _ENGINE: _Engine | None = None
+
+
+def reset() -> None:
+    """Start from a freshly loaded library: what follows no longer depends on earlier calls."""
+    global _ENGINE
+    if _ENGINE is not None:
+        _ENGINE.close()
+    _ENGINE = _Engine()
 
 
 def synthesize(text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50,

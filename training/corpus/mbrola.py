@@ -51,6 +51,19 @@ def pho_to_arpa(name: str) -> str:
     return SAMPA_TO_ARPA.get(name) or espeak_to_arpa(name)
 
 
+def parse_pho(pho: str) -> list[tuple[float, float, str]]:
+    """MBROLA .pho lines `NAME DURATION_MS [pitch points]` -> (start s, end s, label)."""
+    phones, t = [], 0.0
+    for line in pho.splitlines():
+        parts = line.split()
+        if len(parts) < 2 or line.lstrip().startswith(";"):
+            continue
+        dur = float(parts[1]) / 1000.0
+        phones.append((t, t + dur, pho_to_arpa(parts[0])))
+        t += dur
+    return phones
+
+
 def synthesize(text: str, voice: str, rate: int = 170, pitch: int = 50) -> tuple[np.ndarray, list]:
     """16 kHz audio and phones (start s, end s, label) for one MBROLA voice."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,14 +74,7 @@ def synthesize(text: str, voice: str, rate: int = 170, pitch: int = 50) -> tuple
             f.write(pho)
         subprocess.run(["mbrola", voice_path(voice), pho_path, wav_path], check=True, capture_output=True)
         audio, sr = sf.read(wav_path, dtype="float32")
-    phones, t = [], 0.0
-    for line in pho.splitlines():
-        parts = line.split()
-        if len(parts) < 2 or line.startswith(";"):
-            continue
-        dur = float(parts[1]) / 1000.0
-        phones.append((t, t + dur, pho_to_arpa(parts[0])))
-        t += dur
+    phones = parse_pho(pho)
     if sr != 16000:
         audio = soxr.resample(audio, sr, 16000).astype(np.float32)
     return audio, phones

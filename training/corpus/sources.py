@@ -39,8 +39,11 @@ def tidy(phones: list, duration: float, stressed: list | None = None):
         if e - s < 1e-4:
             continue
         if s - t > 1e-4:
-            out.append((t, s, SIL))
-            flags.append(False)
+            if out and out[-1][2] == SIL:
+                out[-1] = (out[-1][0], s, SIL)
+            else:
+                out.append((t, s, SIL))
+                flags.append(False)
         if lab == SIL and out and out[-1][2] == SIL:
             out[-1] = (out[-1][0], e, SIL)
         else:

@@ -20,18 +20,20 @@ from .kinematics import Kinematics, rodrigues
 JITTER_M = 0.0004        # per-frame vertex noise, metres
 DRIFT_M = 0.0002         # slow per-vertex drift, metres
 RIDGE = 1e-6            # prior weight (squared metres per unit psi)
-INIT_JAW_NOISE = 0.01   # rad
+INIT_JAW_NOISE = 0.003  # rad
 
 
-def fit_vertices(head_regions: dict, weights_jaw: np.ndarray, n_max: int = 480) -> np.ndarray:
-    """The vertices the tracker sees: lips, mouth, jaw area and a sparse upper face."""
-    parts = [head_regions["lips"], head_regions["mouth"]]
+def fit_vertices(head_regions: dict, weights_jaw: np.ndarray, n_max: int = 300) -> np.ndarray:
+    """The vertices the tracker sees (like a dense landmark set): lips, mouth, jaw, upper face."""
+    def every(idx, n):
+        idx = np.asarray(idx, np.int64)
+        return idx[np.linspace(0, len(idx) - 1, min(n, len(idx))).astype(int)]
+
     jaw_area = np.nonzero(weights_jaw > 0.5)[0]
-    parts.append(jaw_area[:: max(1, len(jaw_area) // 80)])
-    upper = np.asarray(head_regions["upper_face"])
-    parts.append(upper[:: max(1, len(upper) // 160)])
-    idx = np.unique(np.concatenate([np.asarray(p, np.int64) for p in parts]))
-    return idx[np.linspace(0, len(idx) - 1, min(n_max, len(idx))).astype(int)]
+    parts = [every(head_regions["lips"], 80), every(head_regions["mouth"], 100), every(jaw_area, 40),
+             every(head_regions["upper_face"], 100)]
+    idx = np.unique(np.concatenate(parts))
+    return every(idx, n_max)
 
 
 def _solve3(M: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -50,20 +52,23 @@ class Tracker:
         A = np.linalg.inv(E.T @ E + RIDGE * np.eye(E.shape[1]))
         self.pinv = A @ E.T                     # (50, 3S)
         self.prior = RIDGE * A                  # (50, 50)
+        self.moving = np.nonzero(kin.jaw_weight > 1e-4)[0]   # only these need un-skinning
 
     def _psi_given_jaw(self, v_obs, jaw, psi_prev, psi0):
         """Undo the jaw skinning with the current joint estimate, then least squares."""
         k = self.kin
         A = rodrigues(jaw) - np.eye(3)                                    # (T,3,3)
-        w = k.jaw_weight[None, :, None, None]
-        M = np.eye(3) + w * A[:, None]                                    # (T,S,3,3)
+        mv = self.moving
+        w = k.jaw_weight[mv]
+        M = np.eye(3) + w[None, :, None, None] * A[:, None]              # (T,S',3,3)
         j = k.joint_t + psi_prev @ k.joint_e.T                            # (T,3)
-        rhs = v_obs + k.jaw_weight[None, :, None] * np.matmul(A, j[..., None])[..., 0][:, None]
-        v_e = _solve3(M, rhs)
+        rhs = v_obs[:, mv] + w[None, :, None] * np.matmul(A, j[..., None])[..., 0][:, None]
+        v_e = v_obs.copy()
+        v_e[:, mv] = _solve3(M, rhs)
         return (v_e - k.template).reshape(len(v_obs), -1) @ self.pinv.T + psi0 @ self.prior.T
 
     def fit(self, v_obs: np.ndarray, psi0: np.ndarray, jaw0: np.ndarray,
-            iters: int = 2) -> tuple[np.ndarray, np.ndarray]:
+            iters: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Fit expression + jaw to observed vertices, starting from (psi0, jaw0)."""
         T = len(v_obs)
         psi, jaw = psi0.copy(), jaw0.copy()
@@ -71,12 +76,13 @@ class Tracker:
         for _ in range(iters):
             psi = self._psi_given_jaw(v_obs, jaw, psi, psi0)
             v_e, joint = self.kin.shaped(psi)
-            r0 = (self.kin.skin(v_e, joint, jaw) - v_obs).reshape(T, -1)
+            mv = self.moving           # the jaw moves nothing else
+            r0 = (self.kin.skin(v_e, joint, jaw)[:, mv] - v_obs[:, mv]).reshape(T, -1)
             J = np.empty((T, r0.shape[1], 3))
             for a in range(3):
                 d = jaw.copy()
                 d[:, a] += eps
-                J[:, :, a] = ((self.kin.skin(v_e, joint, d) - v_obs).reshape(T, -1) - r0) / eps
+                J[:, :, a] = ((self.kin.skin(v_e, joint, d)[:, mv] - v_obs[:, mv]).reshape(T, -1) - r0) / eps
             H = np.matmul(J.transpose(0, 2, 1), J) + 1e-9 * np.eye(3)
             g = np.matmul(J.transpose(0, 2, 1), r0[..., None])
             jaw = jaw - np.linalg.solve(H, g)[..., 0]

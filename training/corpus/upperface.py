@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from .phones import VOWELS
+
 BLINK_REFRACTORY = 0.8      # s: no blink right after another
 BLINK_CLOSE, BLINK_HOLD, BLINK_OPEN = 0.08, 0.04, 0.16   # s
 BROW_PROB = 0.35            # chance a stressed syllable gets a brow raise (x brow_activity)
@@ -33,9 +35,13 @@ def blinks(t: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def _smooth_noise(n: int, rate: int, tau: float, sd: float, rng) -> np.ndarray:
-    x = gaussian_filter1d(rng.normal(0, 1, n + 4 * int(tau * rate)), tau * rate / 2, mode="wrap")
-    x = x[: n]
-    return sd * x / max(float(x.std()), 1e-9) if n > 1 else np.zeros(n)
+    """Slow Gaussian noise (time scale tau s), made at 20 Hz and interpolated up to `rate`.
+    Scaled by the std of the whole generated stretch, so short clips are not blown up."""
+    low = 20
+    m = n * low // rate + 2
+    full = gaussian_filter1d(rng.normal(0, 1, m + 8 * int(tau * low) + 8), tau * low / 2, mode="wrap")
+    x = np.interp(np.arange(n) / rate, np.arange(m) / low, full[:m])
+    return sd * x / max(float(full.std()), 1e-9)
 
 
 def upper_face(t: np.ndarray, accents: list[float], style: dict, rng: np.random.Generator) -> dict:
@@ -60,8 +66,6 @@ def upper_face(t: np.ndarray, accents: list[float], style: dict, rng: np.random.
 
 def accent_times(phones, stressed: list[bool] | None = None) -> list[float]:
     """Centres of stressed vowels (espeak's stress marks), or else of the longest vowels."""
-    from .phones import VOWELS
-
     vowels = [(s, e) for (s, e, lab) in phones if lab in VOWELS]
     if stressed is not None:
         return [0.5 * (s + e) for (s, e, lab), st in zip(phones, stressed) if st and lab in VOWELS]

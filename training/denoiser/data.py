@@ -77,9 +77,21 @@ def all_frames(data: list[Utterance]) -> np.ndarray:
 
 
 def random_batch(data: list[Utterance], rng: np.random.Generator, batch: int, window: int) -> dict:
-    """`batch` random windows; the window shrinks to the shortest utterance drawn (no padding)."""
-    idx = rng.integers(0, len(data), batch)
-    n = min(window, min(len(data[i].x) for i in idx))
+    """`batch` random windows of `window` frames, utterances drawn in proportion to length.
+
+    Utterances shorter than the window are skipped (no padding, so ALiBi never
+    sees padded frames); if none is long enough the window shrinks to the
+    shortest drawn utterance.
+    """
+    lengths = np.array([len(u.x) for u in data])
+    ok = lengths >= window
+    if ok.any():
+        p = np.where(ok, lengths, 0) / lengths[ok].sum()
+        idx = rng.choice(len(data), size=batch, p=p)
+        n = window
+    else:
+        idx = rng.integers(0, len(data), batch)
+        n = int(lengths[idx].min())
     feats, xs, starts = [], [], []
     for i in idx:
         s = int(rng.integers(0, len(data[i].x) - n + 1))
@@ -87,4 +99,4 @@ def random_batch(data: list[Utterance], rng: np.random.Generator, batch: int, wi
         xs.append(data[i].x[s:s + n])
         starts.append(s)
     return {"feats": torch.from_numpy(np.stack(feats)), "x": torch.from_numpy(np.stack(xs)),
-            "idx": idx, "starts": np.array(starts), "n": n}
+            "idx": idx, "ids": [data[i].id for i in idx], "starts": np.array(starts), "n": n}

@@ -154,8 +154,8 @@ class Denoiser(nn.Module):
         h = self.x_proj(x)
         bias = alibi_bias(x, self.slopes)
         token = self.step_proj(step_embedding(t, self.cfg.d_model))[:, None, :]
-        for layer, audio_kv in zip(self.layers, ctx):
-            h = layer(h, bias, layer.memory_kv(token), audio_kv)
+        for i, layer in enumerate(self.layers):
+            h = layer(h, bias, layer.memory_kv(token), ctx[i])
         return self.out(self.out_norm(h))
 
     def forward(self, x, t, audio, null=None):

@@ -48,22 +48,35 @@ class DiffusionLoss:
         self.m2s_loss, self.w_m2s, self.m2s_fraction = m2s_loss, w_m2s, m2s_fraction
 
     def predict(self, model: Denoiser, batch: dict, gen: torch.Generator | None = None) -> torch.Tensor:
+        """x0 prediction in parameter space; noise is drawn on the CPU (reproducible
+        with `gen` on any device) and moved to the model's device."""
+        dev = self.norm.mean.device
         x0, feats = batch["x"], batch["feats"]
         b = x0.shape[0]
         if model.cfg.deterministic:
             z = torch.zeros_like(x0)
-            t = torch.zeros(b, dtype=torch.long)
-            null = torch.zeros(b)
+            t = torch.zeros(b, dtype=torch.long, device=dev)
+            null = torch.zeros(b, device=dev)
         else:
             z0 = self.norm.normalise(x0)
             t = torch.randint(0, self.schedule.steps, (b,), generator=gen)
-            eps = torch.randn(z0.shape, generator=gen)
-            z = self.sqrt_ac[t][:, None, None] * z0 + self.sqrt_1mac[t][:, None, None] * eps
+            eps = torch.randn(z0.shape, generator=gen).to(dev)
+            z = self.sqrt_ac[t][:, None, None].to(dev) * z0 + self.sqrt_1mac[t][:, None, None].to(dev) * eps
             p = model.cfg.p_uncond if model.training else 0.0
-            null = (torch.rand(b, generator=gen) < p).float()
+            null = (torch.rand(b, generator=gen) < p).float().to(dev)
+            t = t.to(dev)
         return self.norm.denormalise(model(z, t, feats, null))
 
+    def to(self, device) -> "DiffusionLoss":
+        self.norm.to(device)
+        self.vq.to(device)
+        if self.m2s_loss is not None:
+            self.m2s_loss.m2s.to(device)
+        return self
+
     def __call__(self, model: Denoiser, batch: dict, gen: torch.Generator | None = None):
+        dev = self.norm.mean.device
+        batch = {**batch, "x": batch["x"].to(dev), "feats": batch["feats"].to(dev)}
         pred = self.predict(model, batch, gen)
         rec, vel = self.vq.losses(pred, batch["x"])
         loss = rec + vel
@@ -95,21 +108,33 @@ def validator(loss: DiffusionLoss, data: list[Utterance], cfg: TrainConfig):
 
 
 def train(out: Path, *, corpus: Path, encoder, head_npz: Path, cfg: TrainConfig, limit: int | None = None,
-          cache: Path | None = None, m2s_loss=None, prov: dict | None = None) -> dict:
+          cache: Path | None = None, m2s_loss=None, prov: dict | None = None, init: Path | None = None,
+          device: str = "cpu") -> dict:
+    """Train into run folder `out` (resumes from out/last.pt). `init`: start from another
+    run's weights and stats (e.g. stage 2: fine-tune a no-M2S run with the M2S loss)."""
     from training.speech.runs import corpus_data, fit, provenance
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    train_data = encode_split(corpus, encoder, "train", cache, limit, keep_audio=m2s_loss is not None)
-    val_data = encode_split(corpus, encoder, "val", cache, limit, keep_audio=m2s_loss is not None)
+    train_data = encode_split(corpus, encoder, "train", cache, limit)
+    val_data = encode_split(corpus, encoder, "val", cache, limit)
     stats_path = out / "stats.npz"
+    if init is not None and not stats_path.exists():
+        import shutil
+        shutil.copyfile(Path(init) / "stats.npz", stats_path)
     if not stats_path.exists():   # fixed at the first start so a resumed run keeps its space
         save_stats(stats_path, compute_stats(all_frames(train_data)))
     stats = load_stats(stats_path)
     mcfg = DenoiserConfig(**{**DenoiserConfig().to_dict(), "audio_dim": encoder.dim, **cfg.model})
     model = Denoiser(mcfg)
+    if init is not None and not (out / "last.pt").exists():
+        start, _, _ = load_run(init)
+        if start.cfg != mcfg:
+            raise ValueError(f"--init run {init} has model config {start.cfg}, this run wants {mcfg}")
+        model.load_state_dict(start.state_dict())
+    model.to(device)
     loss = DiffusionLoss(Normaliser(stats), VertexQuadratic.from_head(head_npz), m2s_loss=m2s_loss,
-                         w_m2s=cfg.w_m2s, m2s_fraction=cfg.m2s_fraction)
+                         w_m2s=cfg.w_m2s, m2s_fraction=cfg.m2s_fraction).to(device)
     prov = prov or provenance(cfg.seed, corpus_data(corpus))
     config = {"train": asdict(cfg), "model": mcfg.to_dict(), "head": str(head_npz)}
     (out / "config.json").write_text(json.dumps(config, indent=2))
@@ -144,7 +169,7 @@ def load_run(run: Path, which: str = "best.pt") -> tuple[Denoiser, dict, dict]:
     path = run / which if (run / which).exists() else run / "last.pt"
     if not path.exists():
         raise FileNotFoundError(f"no denoiser checkpoint in {run} (best.pt / last.pt)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)   # GPU-trained runs load on CPU
     model = Denoiser(DenoiserConfig.from_dict(ckpt["config"]["model"]))
     model.load_state_dict(ckpt["model"])
     return model.eval(), load_stats(run / "stats.npz"), ckpt

@@ -55,7 +55,8 @@ def noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndar
     return (audio + shaped).astype(np.float32)
 
 
-def augment(audio: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()) -> tuple[np.ndarray, float]:
+def augment(audio: np.ndarray, rng: np.random.Generator,
+            cfg: AugmentConfig = AugmentConfig()) -> tuple[np.ndarray, float]:
     """-> (augmented audio, time stretch factor of its timeline)."""
     import librosa
     stretch = 1.0

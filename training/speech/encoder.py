@@ -53,7 +53,8 @@ def _wav2vec2_config(cfg: EncoderConfig):
     return Wav2Vec2Config(
         hidden_size=cfg.hidden, num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
         intermediate_size=cfg.ff, conv_dim=(cfg.conv_dim,) * 7, feat_extract_norm=cfg.feat_extract_norm,
-        num_conv_pos_embeddings=64, num_conv_pos_embedding_groups=16, do_stable_layer_norm=cfg.feat_extract_norm == "layer",
+        num_conv_pos_embeddings=64, num_conv_pos_embedding_groups=16,
+        do_stable_layer_norm=cfg.feat_extract_norm == "layer",
         hidden_dropout=cfg.dropout, attention_dropout=cfg.dropout, activation_dropout=0.0,
         feat_proj_dropout=cfg.dropout, layerdrop=0.0, mask_time_prob=0.05, apply_spec_augment=True,
     )

@@ -21,7 +21,7 @@ class _Features25(nn.Module):
         return self.encoder.features_25(audio)
 
 
-def _export(module: nn.Module, args: tuple, path, input_names, output_names, dynamic_shapes=None,
+def export_onnx(module: nn.Module, args: tuple, path, input_names, output_names, dynamic_shapes=None,
             dynamic_axes=None) -> Path:
     """dynamo export with `dynamic_shapes`, or the legacy tracer with `dynamic_axes` (much faster;
     fine for graphs without shape arithmetic, such as an LSTM)."""
@@ -52,7 +52,7 @@ def export_audio_encoder(encoder: SpeechEncoder, path) -> Path:
     batch = torch.export.Dim("batch", min=1, max=64)
     frames = torch.export.Dim("frames", min=2, max=15000)   # N = 640 * frames (up to 10 min)
     example = torch.randn(2, HOP_25 * 50) * 0.1
-    return _export(_Features25(encoder), (example,), path, ["audio"], ["features"],
+    return export_onnx(_Features25(encoder), (example,), path, ["audio"], ["features"],
                    {"audio": {0: batch, 1: HOP_25 * frames}})
 
 
@@ -80,5 +80,5 @@ def export_speaker_encoder(path) -> Path:
     The utterance embedding is `backend.speaker.combine_partials(embedding)`.
     """
     example = torch.rand(3, 160, 40)
-    return _export(_SpeakerLSTM(), (example,), path, ["mel"], ["embedding"],
+    return export_onnx(_SpeakerLSTM(), (example,), path, ["mel"], ["embedding"],
                    dynamic_axes={"mel": {0: "batch", 1: "frames"}, "embedding": {0: "batch"}})

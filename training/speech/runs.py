@@ -40,7 +40,8 @@ def file_sha256(path: str | Path) -> str:
 
 def provenance(seed: int, data: dict, **extra) -> dict:
     import numpy
-    return {"command": " ".join(["thunder-train"] + sys.argv[1:]) if "thunder-train" in sys.argv[0] else " ".join(sys.argv),
+    command = " ".join(["thunder-train"] + sys.argv[1:]) if "thunder-train" in sys.argv[0] else " ".join(sys.argv)
+    return {"command": command,
             "seed": seed, "data": data, "commit": git_commit(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.node()} {platform.machine()} {torch.get_num_threads()} threads",
@@ -92,12 +93,14 @@ class Deadline:
 
 def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validate, steps: int, val_every: int,
         lr: float, seed: int, config: dict, prov: dict, max_minutes: float = 0, warmup: int = 200,
-        desc: str = "train") -> dict:
+        desc: str = "train", save_minutes: float = 10.0, stop_at: int = 0) -> dict:
     """Resumable Adam loop shared by the trainers.
 
     next_batch(rng) -> batch; loss_fn(model, batch) -> (loss, {name: float});
     validate(model) -> {"loss": float, ...} (lower is better; selects best.pt).
-    Resumes from out/last.pt when present (model, optimiser, step, rng, best).
+    stop_at > 0 stops (validated and checkpointed) at that step without changing the schedule.
+    Resumes from out/last.pt when present (model, optimiser, step, rng, best); last.pt is
+    also written every `save_minutes` between validations, so a killed run loses little.
     """
     import numpy as np
     from tqdm import tqdm
@@ -118,9 +121,19 @@ def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validat
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed {out} at step {step} (best val {best:.4f})")
+        prov_file = out / "provenance.json"
+        if prov_file.exists():   # record every resume next to the original command
+            first = json.loads(prov_file.read_text())
+            first.setdefault("resumes", []).append({k: prov[k] for k in ("command", "date", "commit", "machine")}
+                                                   | {"step": step})
+            write_json(prov_file, first)
+        if state["provenance"].get("data") != prov.get("data"):
+            print(f"warning: the data changed since this run started ({state['provenance'].get('data')} -> "
+                  f"{prov.get('data')}); continuing on the new data")
     else:
         write_json(out / "provenance.json", prov)
     deadline = Deadline(max_minutes)
+    last_save = time.monotonic()
 
     def checkpoint(path, **extra):
         save_checkpoint(path, model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
@@ -143,7 +156,7 @@ def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validat
             running[k] = 0.95 * running.get(k, v) + 0.05 * v
         bar.update(1)
         bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
-        stopped = deadline.passed()
+        stopped = deadline.passed() or (stop_at > 0 and step >= stop_at)
         if step % val_every == 0 or step == steps or stopped:
             model.eval()
             with torch.no_grad():
@@ -155,8 +168,12 @@ def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validat
             if improved:
                 checkpoint(out / "best.pt", val=val)
             checkpoint(out / "last.pt")
+            last_save = time.monotonic()
+        elif time.monotonic() - last_save > save_minutes * 60:
+            checkpoint(out / "last.pt")
+            last_save = time.monotonic()
         if stopped:
-            tqdm.write(f"stopped after --max-minutes {max_minutes} at step {step}; run again to resume")
+            tqdm.write(f"stopped at step {step} (--max-minutes / --stop-at); run again to resume")
             break
     bar.close()
     return {"step": step, "best": best, "finished": step >= steps}

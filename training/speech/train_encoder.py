@@ -9,7 +9,6 @@ the checkpoint with the lowest validation loss (what `load_encoder(RUN)` loads).
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from training.speech.augment import augment
+from training.corpus.phones import INVENTORY
 from training.speech.data import load_audio, load_motion, phone_labels, utterances
 from training.speech.encoder import HOP_50, EncoderConfig, SpeechEncoder, load_encoder
 from training.speech.runs import corpus_data, fit, provenance, write_json
@@ -96,7 +96,8 @@ def train(args) -> int:
                                                           1.0 if args.small else args.seconds, not args.no_augment),
                  loss_fn=phone_loss, validate=lambda m: evaluate_phones(m, args.corpus, val_utts),
                  steps=steps, val_every=val_every, lr=args.lr, seed=args.seed, config=asdict(cfg), prov=prov,
-                 max_minutes=args.max_minutes, warmup=10 if args.small else 500, desc=f"encoder {cfg.kind}")
+                 max_minutes=args.max_minutes, stop_at=args.stop_at,
+                 warmup=10 if args.small else 500, desc=f"encoder {cfg.kind}")
     print(result)
     return 0
 
@@ -119,6 +120,65 @@ def export_cmd(args) -> int:
     return 0
 
 
+def bench_steps(kinds=("logmel", "wav2vec2"), steps: int = 3, batch: int = 8, seconds: float = 3.0) -> dict:
+    """Seconds per training step of fresh default-size encoders, steps interleaved so that both see
+    the same machine load (the machine is shared)."""
+    import time
+    torch.manual_seed(0)
+    models = {k: SpeechEncoder(EncoderConfig(kind=k)) for k in kinds}
+    opts = {k: torch.optim.Adam(m.parameters(), 1e-4) for k, m in models.items()}
+    audio = torch.randn(batch, int(seconds * 16000)) * 0.1
+    labels = torch.randint(0, len(INVENTORY), (batch, int(seconds * 50)))
+    times = {k: [] for k in kinds}
+    for i in range(steps + 1):
+        for k, model in models.items():
+            t0 = time.perf_counter()
+            loss, _ = phone_loss(model, (audio, labels))
+            opts[k].zero_grad()
+            loss.backward()
+            opts[k].step()
+            if i:   # the first step warms up allocators and kernels
+                times[k].append(time.perf_counter() - t0)
+    return {k: float(np.mean(v)) for k, v in times.items()}
+
+
+def compare_cmd(args) -> int:
+    """Table of several encoder runs: size, time per step, validation phone accuracy over steps."""
+    import json
+    rows = []
+    for run in args.runs:
+        log = [json.loads(line) for line in (Path(run) / "log.jsonl").read_text().splitlines()]
+        prov = json.loads((Path(run) / "provenance.json").read_text())
+        from datetime import datetime
+        start = datetime.fromisoformat(prov["date"]).timestamp()   # wall time incl. validation, per step
+        secs = (log[-1]["time"] - start) / max(1, log[-1]["step"])
+        best = max(log, key=lambda r: r["val"]["acc"])
+        rows.append({"run": str(run), "kind": prov["config"]["kind"], "params_m": prov["params"] / 1e6,
+                     "batch": prov["batch"], "seconds": prov["seconds"], "s_per_step": secs,
+                     "steps": log[-1]["step"], "val_acc": log[-1]["val"]["acc"], "best_val_acc": best["val"]["acc"],
+                     "curve": [(r["step"], round(r["val"]["acc"], 4)) for r in log]})
+    lines = ["# Speech encoder comparison", "",
+             f"Machine {prov['machine']} (shared with other jobs); "
+             f"corpus `{prov['data']['corpus']}`; date {prov['date']}; commit `{prov['commit']}`.", "",
+             "| kind | params (M) | batch x s | s/step | steps | val phone acc | best |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['kind']} | {r['params_m']:.2f} | {r['batch']} x {r['seconds']} | {r['s_per_step']:.2f} | "
+                     f"{r['steps']} | {r['val_acc']:.3f} | {r['best_val_acc']:.3f} |")
+    lines += ["", "Validation accuracy by step:", ""] + [f"- {r['kind']}: {r['curve']}" for r in rows] + [""]
+    if args.bench_steps:
+        torch.set_num_threads(args.threads)
+        bench = bench_steps(steps=args.bench_steps)
+        rows.append({"bench_s_per_step": bench, "threads": args.threads, "batch": 8, "seconds": 3.0})
+        lines += [f"Interleaved step timing ({args.threads} thread(s), batch 8 x 3 s, {args.bench_steps} steps each): "
+                  + ", ".join(f"{k} {v:.2f} s" for k, v in bench.items()), ""]
+    out = Path(args.report)
+    write_json(out.with_suffix(".json"), rows)
+    out.with_suffix(".md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("encoder", help="speech encoder: train on phones, evaluate, export ONNX")
     sub = p.add_subparsers(dest="encoder_command", required=True)
@@ -135,8 +195,9 @@ def register(subparsers) -> None:
     t.add_argument("--val-utts", type=int, default=200)
     t.add_argument("--no-augment", action="store_true")
     t.add_argument("--max-minutes", type=float, default=0, help="stop cleanly after this long (resume later)")
+    t.add_argument("--stop-at", type=int, default=0, help="stop cleanly at this step (schedule unchanged)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--threads", type=int, default=1)
     t.add_argument("--small", action="store_true", help="tiny model, few steps (tests)")
     t.set_defaults(func=train)
     e = sub.add_parser("eval", help="frame phone accuracy on a split")
@@ -145,8 +206,14 @@ def register(subparsers) -> None:
     e.add_argument("--split", default="test")
     e.add_argument("--limit", type=int, default=None)
     e.add_argument("--json", type=Path)
-    e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--threads", type=int, default=1)
     e.set_defaults(func=evaluate_cmd)
+    c = sub.add_parser("compare", help="compare encoder runs (speed, phone accuracy) -> report")
+    c.add_argument("runs", nargs="+", type=Path)
+    c.add_argument("--report", type=Path, default=Path("reports/encoder_comparison"))
+    c.add_argument("--bench-steps", type=int, default=0, help="also time N interleaved steps of each kind")
+    c.add_argument("--threads", type=int, default=1)
+    c.set_defaults(func=compare_cmd)
     x = sub.add_parser("export", help="ONNX: audio [B,N] -> features [B,N//640,C]")
     x.add_argument("--encoder", required=True, type=Path)
     x.add_argument("--out", required=True, type=Path)

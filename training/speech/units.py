@@ -8,7 +8,6 @@ writes UNITS_DIR/units.npz (centroids, layer, encoder) and provenance.json.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +99,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("units", help="speech units: k-means over speech-encoder features (50 Hz)")
     sub = p.add_subparsers(dest="units_command", required=True)
     f = sub.add_parser("fit", help="fit k-means units on a corpus's training split")
-    f.add_argument("--encoder", required=True, type=Path, help="encoder run folder / .pt / transformers folder")
+    f.add_argument("--encoder", "--audio-encoder", dest="encoder", required=True, type=Path,
+                   help="encoder run folder / .pt / transformers folder")
     f.add_argument("--corpus", required=True, type=Path)
     f.add_argument("--out", required=True, type=Path)
     f.add_argument("--n-units", type=int, default=100)
@@ -108,5 +108,5 @@ def register(subparsers) -> None:
     f.add_argument("--max-frames", type=int, default=300_000)
     f.add_argument("--limit", type=int, default=None, help="use only the first N training utterances")
     f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--threads", type=int, default=2)
+    f.add_argument("--threads", type=int, default=1)
     f.set_defaults(func=fit_cmd)

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import struct
-import wave
 
 import bpy
 import numpy as np
@@ -36,20 +34,6 @@ def jaw_to_bone(arm) -> list:
     flame_to_blender = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])
     rest = np.array(arm.data.bones["jaw"].matrix_local.to_3x3())
     return (rest.T @ flame_to_blender).tolist()
-
-
-def write_wav(path: str, seconds: float, rate: int = 16000) -> str:
-    """A voiced-like test signal (harmonics with a syllable envelope)."""
-    t = np.arange(int(seconds * rate)) / rate
-    env = 0.5 * (1 - np.cos(2 * np.pi * 3 * t))
-    sig = env * sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 420, 700), 1))
-    pcm = np.clip(sig / np.abs(sig).max() * 0.6 * 32767, -32767, 32767).astype("<i2")
-    with wave.open(path, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return path
 
 
 def add_sound(scene, path: str, frame_start: int = 1, channel: int = 1, name: str = "line"):

@@ -74,3 +74,45 @@ def ownership(head_path: str) -> dict:
     out["removed"] = out_name not in bpy.data.actions
     out["actions_left"] = sorted(a.name for a in bpy.data.actions)
     return out
+
+
+def head_ids(head_path: str) -> dict:
+    """A rig without the recorded id is recognised by its geometry; an edited one is not."""
+    scene = fresh_scene("25")
+    rigs = addon("utils.rigs")
+    rig = rigs.resolve(real_rig(scene, head_path))
+    recorded = rig.head_id
+    for owner in (rig.mesh, rig.armature):
+        del owner["thunder_head_id"]
+    computed = rig.head_id
+    rig.key.reference_key.data[0].co.x += 0.001
+    edited = rig.head_id
+    try:
+        rigs.check_head_ids(rig.name, edited, recorded)
+        refused = ""
+    except rigs.RigError as exc:
+        refused = str(exc)
+    return {"recorded": recorded, "computed": computed, "edited": edited, "refused": refused}
+
+
+def keys_at_many(head_path: str, fps_list: list, **kwargs) -> dict:
+    """keys_at_fps for several frame rates in one process (one bpy start-up)."""
+    return {fps: keys_at_fps(head_path, fps, **kwargs) for fps in fps_list}
+
+
+def flame_folder(head_dir: str, pkl_only_dir: str) -> dict:
+    """Preferences › FLAME model folder: Add THUNDER Head builds from its head.npz, no backend."""
+    scene = fresh_scene("25")
+    prefs = bpy.context.preferences.addons["bl_ext.user_default.thunder"].preferences
+    prefs.flame_dir, prefs.auto_start, prefs.backend_url = head_dir, False, "http://127.0.0.1:9"
+    result = bpy.ops.thunder.add_head()
+    rig = addon("utils.rigs").resolve(scene.thunder.rig)
+    prefs.flame_dir = pkl_only_dir
+    try:
+        bpy.ops.thunder.add_head()
+        refused = ""
+    except RuntimeError as exc:  # operator errors surface as RuntimeError in Python
+        refused = str(exc)
+    return {"result": sorted(result), "head_id": rig.head_id, "n_rigs": len([o for o in bpy.data.objects
+                                                                              if o.type == "ARMATURE"]),
+            "refused": refused}

@@ -1,0 +1,108 @@
+"""Key every sound strip of every scene in the open .blend, without a UI.
+
+`thunder batch FILE.blend…` runs this inside Blender (or the bpy module). On a
+render farm with the extension installed:
+
+    blender -b shot.blend --python-exit-code 2 --python-expr \\
+        "import bl_ext.user_default.thunder.headless as h; h.main({'takes': 4})"
+
+The same operators' code path (utils.generation) does the work; this module only
+walks the scenes, skips strips that already have takes (unless `force`), saves
+after every keyed strip (so a crash loses at most one strip and a rerun
+resumes), and writes a JSON report when `report` names a file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import bpy
+
+from .utils import generation, jobs, takes
+from .utils.client import DEFAULT_URL, BackendError, Client
+from .utils.compat import sound_strips
+from .utils.rigs import RigError, find_in_scene
+from .utils.strips import StripError
+
+DEFAULTS = {"takes": 4, "seed": 0, "preset": "default", "guidance": 1.0, "force": False,
+            "url": None, "token_file": None, "report": None, "timeout": 1800.0, "save": True}
+
+
+def _ensure_registered() -> None:
+    if not hasattr(bpy.types.Scene, "thunder"):
+        from . import register
+        register()
+
+
+def _drop(scene, old_actions) -> None:
+    """--force: the strip's previous takes (the add-on's own only) go once new ones exist."""
+    names = {a.name for a in old_actions}
+    for i in reversed(range(len(scene.thunder.takes))):
+        act = scene.thunder.takes[i].action
+        if act is not None and act.name in names:
+            scene.thunder.takes.remove(i)
+    for act in old_actions:
+        if takes.is_owned(act):
+            takes.remove(takes.take_actions(act))
+
+
+def _row(scene, strip, status: str = "", message: str = "") -> dict:
+    return {"scene": scene.name, "strip": strip.name, "status": status, "takes": 0, "best_score": None,
+            "seconds": 0.0, "message": message}
+
+
+def key_strip(scene, strip, rig_obj, options, client, force: bool, timeout: float) -> dict:
+    row = _row(scene, strip)
+    old = takes.scene_takes(scene, strip.name)
+    if old and not force:
+        row.update(status="skipped", takes=len(old), message="already keyed (use --force to redo)")
+        return row
+    t0 = time.monotonic()
+    job = generation.start_generate(scene, strip, rig_obj, options, client)
+    jobs.wait(job, timeout)
+    row["seconds"] = round(time.monotonic() - t0, 2)
+    if job.state != "done":
+        row.update(status="failed", message=job.message)
+        return row
+    if old:
+        _drop(scene, old)
+    new = takes.scene_takes(scene, strip.name)
+    best = max(new, key=lambda a: takes.meta(a)["score"])
+    row.update(status="keyed", takes=len(new), message=job.message, best_score=takes.meta(best)["score"],
+               best_seed=takes.meta(best)["seed"], best_action=best.name)
+    return row
+
+
+def main(config: dict | None = None) -> dict:
+    cfg = {**DEFAULTS, **(config or {})}
+    _ensure_registered()
+    generation.PUSH_UNDO = False
+    client = Client(cfg["url"] or DEFAULT_URL, os.environ.get("THUNDER_TOKEN"), timeout=cfg["timeout"],
+                    token_file=cfg["token_file"])
+    options = generation.Options(takes=int(cfg["takes"]), seed=int(cfg["seed"]), preset=cfg["preset"],
+                                 guidance=float(cfg["guidance"]), rank=True)
+    rows = []
+    for scene in bpy.data.scenes:
+        strips = [s for s in sound_strips(scene) if "thunder_listen" not in s]
+        if not strips:
+            continue
+        try:
+            rig_obj = find_in_scene(scene)
+        except RigError as exc:
+            rows += [_row(scene, s, "failed", str(exc)) for s in strips]
+            continue
+        for strip in strips:
+            try:
+                row = key_strip(scene, strip, rig_obj, options, client, bool(cfg["force"]), float(cfg["timeout"]))
+            except (RigError, StripError, BackendError, ValueError, TimeoutError) as exc:
+                row = _row(scene, strip, "failed", str(exc))
+            rows.append(row)
+            if row["status"] == "keyed" and cfg["save"] and bpy.data.filepath:
+                bpy.ops.wm.save_mainfile()  # after every strip: a crash loses at most one
+    report = {"file": bpy.data.filepath, "rows": rows,
+              "ok": all(r["status"] != "failed" for r in rows)}
+    if cfg["report"]:
+        with open(cfg["report"], "w") as fh:
+            json.dump(report, fh, indent=1)
+    return report

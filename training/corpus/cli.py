@@ -1,0 +1,112 @@
+"""`thunder-train corpus build|report|preview|import`."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def default_cache() -> str:
+    return os.environ.get("THUNDER_CACHE", str(Path.home() / ".cache" / "thunder"))
+
+
+def resolve_head(head: str | None, cache: str) -> str:
+    """--head, or the stand-in head built once into the cache."""
+    if head:
+        return head
+    path = Path(cache) / "head-standin"
+    if not (path / "head.npz").exists():
+        from training.head.build import write_head_folder
+
+        print(f"no --head given: building the stand-in head into {path}")
+        write_head_folder(path)
+    return str(path)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("corpus", help="build, check, preview or import a speech + motion corpus")
+    cs = p.add_subparsers(dest="corpus_command", required=True)
+
+    b = cs.add_parser("build", help="synthesise a paired speech + FLAME-motion corpus")
+    b.add_argument("--out", required=True)
+    b.add_argument("--hours", type=float, default=6.0, help="hours of speech (default 6)")
+    b.add_argument("--small", action="store_true", help="about 10 minutes, for tests (overrides --hours)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--speakers", type=int, default=72, help="espeak-ng speakers (default 72)")
+    b.add_argument("--workers", type=int, default=2)
+    b.add_argument("--head", help="head folder (default: the stand-in head, built into the cache)")
+    b.add_argument("--cache", default=default_cache(), help="downloads and alignments (default %(default)s)")
+    b.add_argument("--no-real", action="store_true", help="leave out the real speaker")
+    b.set_defaults(func=_build)
+
+    r = cs.add_parser("report", help="check a corpus: closures, pauses, jaw vs openness, splits")
+    r.add_argument("corpus")
+    r.add_argument("--head", help="head folder the corpus was built on (default: the stand-in head from the cache)")
+    r.add_argument("--cache", default=default_cache())
+    r.add_argument("--out", help="also write the report as JSON here")
+    r.add_argument("--max-utts", type=int, default=400, help="utterances to check (evenly spread)")
+    r.set_defaults(func=_report)
+
+    v = cs.add_parser("preview", help="render an utterance: the head saying it, waveform and phones, audio")
+    v.add_argument("utt", help="utterance id (with --corpus) or a motion .npz path")
+    v.add_argument("--corpus", help="corpus folder")
+    v.add_argument("--out", required=True, help="FILE.mp4 (or .png for a frame strip)")
+    v.add_argument("--head", help="head folder (default: the stand-in head from the cache)")
+    v.add_argument("--cache", default=default_cache())
+    v.add_argument("--renderer", choices=("auto", "blender", "numpy"), default="auto")
+    v.add_argument("--seconds", type=float, help="only the first N seconds")
+    v.set_defaults(func=_preview)
+
+    i = cs.add_parser("import", help="import real pseudo-ground-truth (TFHP / DiffPoseTalk npz, or WAV + npz)")
+    i.add_argument("src", help="folder to import")
+    i.add_argument("--out", required=True)
+    i.add_argument("--layout", choices=("auto", "tfhp", "folder"), default="auto")
+    i.add_argument("--head-id", default="import", help="head the motion belongs to (written to the manifest)")
+    i.set_defaults(func=_import)
+
+
+def _build(args) -> int:
+    from .build import BuildConfig, build, small_config
+
+    head = resolve_head(args.head, args.cache)
+    if args.small:
+        cfg = small_config(args.out, head, args.cache, seed=args.seed, workers=args.workers)
+    else:
+        cfg = BuildConfig(out=args.out, head=head, cache=args.cache, hours=args.hours, seed=args.seed,
+                          espeak_speakers=args.speakers, workers=args.workers)
+    if args.no_real:
+        from dataclasses import replace
+
+        cfg = replace(cfg, real=False)
+    build(cfg, command=" ".join(["thunder-train"] + sys.argv[1:]))
+    return 0
+
+
+def _report(args) -> int:
+    from .report import print_report, report
+
+    res = report(args.corpus, resolve_head(args.head, args.cache), max_utts=args.max_utts)
+    print_report(res)
+    if args.out:
+        import json
+
+        Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+    return 0 if res["passed"] else 1
+
+
+def _preview(args) -> int:
+    from .preview import preview
+
+    path = preview(args.utt, args.out, corpus=args.corpus, head=resolve_head(args.head, args.cache),
+                   renderer=args.renderer, seconds=args.seconds)
+    print(f"wrote {path}")
+    return 0
+
+
+def _import(args) -> int:
+    from .importers import import_corpus
+
+    manifest = import_corpus(args.src, args.out, layout=args.layout, head_id=args.head_id)
+    print(f"imported {len(manifest['utterances'])} utterances from {len(manifest['speakers'])} speakers "
+          f"-> {args.out}")
+    return 0

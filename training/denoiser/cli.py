@@ -1,0 +1,113 @@
+"""`thunder-train denoiser`: train the THUNDER denoiser (and its variants), sample from a run.
+
+Full recipe (see README / report for wall times):
+    thunder-train denoiser train --corpus C --encoder ENC --head HEAD --out runs/denoiser/base
+    thunder-train denoiser train ... --m2s runs/m2s/mouth2s --units UNITS --init runs/denoiser/base \
+        --out runs/denoiser/thunder
+Every run resumes from OUT/last.pt; `--max-minutes` stops cleanly to resume in a later session.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+SMALL_MODEL = {"d_model": 32, "n_layers": 2, "d_ff": 64}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("denoiser", help="diffusion denoiser: train, sample")
+    sub = p.add_subparsers(dest="denoiser_command", required=True)
+    t = sub.add_parser("train", help="train one variant (resumes from OUT/last.pt)")
+    t.add_argument("--corpus", required=True, type=Path)
+    t.add_argument("--encoder", required=True, type=Path, help="speech encoder run or transformers folder")
+    t.add_argument("--head", required=True, type=Path, help="head folder (head.npz)")
+    t.add_argument("--out", required=True, type=Path)
+    t.add_argument("--variant", default="diffusion", choices=["diffusion", "baseline"],
+                   help="baseline: FlameFormer-like deterministic regression, same backbone")
+    t.add_argument("--m2s", type=Path, help="frozen M2S run for L_m2s (mouth2s / face2s / exp2s)")
+    t.add_argument("--units", type=Path, help="speech units folder (needed with --m2s)")
+    t.add_argument("--m2s-encoder", type=Path, help="encoder the M2S units came from (default: --encoder)")
+    t.add_argument("--w-m2s", type=float, default=1.0)
+    t.add_argument("--m2s-fraction", type=float, default=0.25, help="share of each batch through M2S")
+    t.add_argument("--init", type=Path, help="start from this run's weights and stats (fine-tuning)")
+    t.add_argument("--steps", type=int, default=None, help="default 20000 (30 with --small)")
+    t.add_argument("--batch", type=int, default=48)
+    t.add_argument("--window", type=int, default=70)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--val-every", type=int, default=None, help="default 500 (15 with --small)")
+    t.add_argument("--limit", type=int, default=None, help="use only the first N utterances per split")
+    t.add_argument("--cache", type=Path, help="feature cache folder (default OUT/../cache)")
+    t.add_argument("--max-minutes", type=float, default=0.0)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--device", default="cpu", help="torch device for training (cuda on a lent GPU)")
+    t.add_argument("--small", action="store_true", help="tiny model, 30 steps, 8 utterances (tests)")
+    t.set_defaults(func=_train)
+
+    s = sub.add_parser("sample", help="sample takes for one wav from a run (torch)")
+    s.add_argument("run", type=Path)
+    s.add_argument("wav", type=Path)
+    s.add_argument("--encoder", required=True, type=Path)
+    s.add_argument("--out", required=True, type=Path, help=".npz with exp (K,T,50), jaw (K,T,3)")
+    s.add_argument("--takes", type=int, default=4)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sampler", default="dpmpp2m", choices=["dpmpp2m", "ddim", "ddpm"])
+    s.add_argument("--steps", type=int, default=10)
+    s.add_argument("--guidance", type=float, default=1.0)
+    s.set_defaults(func=_sample)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from training.denoiser.train import TrainConfig, train
+    from training.speech.encoder import load_encoder
+
+    torch.set_num_threads(args.threads)
+    model = dict(SMALL_MODEL) if args.small else {}
+    if args.variant == "baseline":
+        model.update(deterministic=True, p_uncond=0.0)
+    cfg = TrainConfig(steps=args.steps or (30 if args.small else 20000), batch=8 if args.small else args.batch,
+                      window=40 if args.small else args.window, lr=1e-3 if args.small else args.lr,
+                      val_every=args.val_every or (15 if args.small else 500), val_batches=2 if args.small else 8,
+                      seed=args.seed, w_m2s=args.w_m2s if args.m2s else 0.0, m2s_fraction=args.m2s_fraction,
+                      max_minutes=args.max_minutes, model=model)
+    limit = 8 if args.small else args.limit
+    cache = args.cache or args.out.parent / "cache"
+    head_npz = args.head / "head.npz" if args.head.is_dir() else args.head
+    m2s_loss = None
+    if args.m2s:
+        if not args.units:
+            raise SystemExit("--m2s needs --units (the speech units the M2S model was trained on)")
+        from training.denoiser.m2s_loss import build_m2s_loss
+        m2s_loss = build_m2s_loss(args.m2s, head_npz.parent, args.corpus, args.m2s_encoder or args.encoder,
+                                  args.units, cache / "m2s", limit, limit)
+    encoder = load_encoder(args.encoder)
+    result = train(args.out, corpus=args.corpus, encoder=encoder, head_npz=head_npz, cfg=cfg, limit=limit,
+                   cache=cache, m2s_loss=m2s_loss, init=args.init, device=args.device)
+    print(result)
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from backend.audio import decode
+    from backend.samplers import Schedule
+    from training.denoiser.samplers import as_numpy, sample_takes
+    from training.denoiser.stats import Normaliser
+    from training.denoiser.train import load_run
+    from training.speech.encoder import load_encoder
+
+    model, stats, _ = load_run(args.run)
+    encoder = load_encoder(args.encoder)
+    audio, _ = decode(str(args.wav))
+    with torch.no_grad():
+        feats = encoder.features_25(torch.from_numpy(np.asarray(audio, np.float32))[None])[0]
+    z = sample_takes(model, feats, list(range(args.seed, args.seed + args.takes)), Schedule(), args.sampler,
+                     args.steps, args.guidance)
+    x = as_numpy(Normaliser(stats).denormalise(z))
+    np.savez(args.out, exp=x[..., :50], jaw=x[..., 50:], seeds=np.arange(args.seed, args.seed + args.takes))
+    print(f"wrote {args.out}: {x.shape[0]} takes x {x.shape[1]} frames")
+    return 0

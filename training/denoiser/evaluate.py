@@ -1,0 +1,192 @@
+"""`thunder-train evaluate`: Table 2 on our corpus for any set of denoiser runs.
+
+For each run and each sampler setting, S samples per test utterance; vertices
+through the real head model; metrics from `training.metrics`; the M2S lip-sync
+score per take (the backend's score: mel-band correlation of what M2S hears
+with the speech) and its rank correlation with LVE over the takes. Writes
+`<out>.json`, `<out>.md` and `<out>.png` (stamped with machine, date, commit).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from backend.engine import band_correlation
+from backend.features import log_mel
+from backend.samplers import Schedule
+from training.metrics import spearman, utterance_metrics
+
+METRICS = ["lve", "l_ccc", "l_pcc", "lip_dtw", "fdd_u", "fdd_l", "s_div_u", "t_div_u", "s_div_l", "t_div_l",
+           "sync", "sync_lve_rank"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("evaluate", help="Table 2: lip-sync and diversity metrics of denoiser runs")
+    p.add_argument("--corpus", required=True, type=Path)
+    p.add_argument("--head", required=True, type=Path, help="head folder")
+    p.add_argument("--encoder", required=True, type=Path)
+    p.add_argument("--run", action="append", required=True, metavar="NAME=RUN",
+                   help="a denoiser run to evaluate (repeat for variants)")
+    p.add_argument("--m2s", type=Path, help="M2S run for the lip-sync score")
+    p.add_argument("--samplers", default="dpmpp2m:25", help="comma list of sampler:steps, e.g. ddpm:1000,dpmpp2m:25")
+    p.add_argument("--samples", type=int, default=32, help="S samples per utterance")
+    p.add_argument("--split", default="test")
+    p.add_argument("--source", default=None, help="only utterances of this source (e.g. real)")
+    p.add_argument("--limit", type=int, default=None, help="first N utterances")
+    p.add_argument("--guidance", type=float, default=1.0)
+    p.add_argument("--out", type=Path, default=Path("reports/denoiser-eval"), help="output stem")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=_cli)
+
+
+def _cli(args) -> int:
+    torch.set_num_threads(args.threads)
+    runs = dict(r.split("=", 1) if "=" in r else (Path(r).name, r) for r in args.run)
+    samplers = [(s.split(":")[0], int(s.split(":")[1]) if ":" in s else 10) for s in args.samplers.split(",")]
+    result = evaluate(runs, corpus=args.corpus, head_dir=args.head, encoder_path=args.encoder, m2s_run=args.m2s,
+                      samplers=samplers, n_samples=args.samples, split=args.split, source=args.source,
+                      limit=args.limit, guidance=args.guidance)
+    write_report(result, args.out)
+    print(markdown(result))
+    return 0
+
+
+def _utterances(corpus, split, source, limit):
+    from training.speech.data import utterances
+    utts = utterances(corpus, split)
+    if source:
+        utts = [u for u in utts if u.get("source") == source]
+    if not utts:
+        raise SystemExit(f"no {split} utterances{' of source ' + source if source else ''} in {corpus}")
+    return utts[:limit] if limit else utts
+
+
+class Scorer:
+    """Torch twin of Engine.score: M2S mel of a take vs the speech's log-mel."""
+
+    def __init__(self, m2s_run, head_dir):
+        from training.m2s.train import load_m2s
+        self.model, _ = load_m2s(m2s_run, head_dir)
+
+    @torch.no_grad()
+    def __call__(self, audio, speaker, x: np.ndarray) -> np.ndarray:
+        """Scores (S,) for takes x (S, T, 53)."""
+        t = torch.from_numpy(x).float()
+        spk = torch.from_numpy(np.repeat(speaker[None], len(x), 0)).float()
+        mel, _ = self.model(t[..., :50], t[..., 50:], spk)
+        speech = log_mel(audio)
+        n = min(mel.shape[1], len(speech))
+        return np.array([band_correlation(m[:n].numpy(), speech[:n]) for m in mel])
+
+
+def evaluate(runs: dict, *, corpus, head_dir, encoder_path, m2s_run=None, samplers=(("dpmpp2m", 25),),
+             n_samples: int = 32, split: str = "test", source=None, limit=None, guidance: float = 1.0) -> dict:
+    from backend.headfile import load_head_file
+    from training.denoiser.samplers import sample_takes
+    from training.denoiser.stats import Normaliser
+    from training.denoiser.train import load_run
+    from training.head.flame import HeadModel
+    from training.speech.data import load_audio, load_motion
+    from training.speech.encoder import load_encoder
+    from training.speech.runs import git_commit
+
+    head_dir = Path(head_dir)
+    head = load_head_file(head_dir / "head.npz")
+    head_model = HeadModel(head_dir)
+    encoder = load_encoder(encoder_path)
+    scorer = Scorer(m2s_run, head_dir) if m2s_run else None
+    utts = _utterances(corpus, split, source, limit)
+    data = []
+    for u in tqdm(utts, desc="encode", mininterval=5, leave=False):
+        audio = load_audio(corpus, u)
+        m = load_motion(corpus, u)
+        x = np.concatenate([m["exp"], m["jaw"]], 1).astype(np.float32)
+        with torch.no_grad():
+            feats = encoder.features_25(torch.from_numpy(audio)[None])[0]
+            n = min(len(x), len(feats))
+            gt = head_model(torch.from_numpy(x[:n])).numpy()
+        spk = None
+        if scorer is not None:
+            from training.speech.speaker import embed_audio
+            spk = embed_audio(audio)
+        data.append({"id": u["id"], "audio": audio[:n * 640], "feats": feats[:n], "gt": gt, "speaker": spk})
+
+    rows = []
+    for name, run in runs.items():
+        model, stats, _ = load_run(run)
+        norm = Normaliser(stats)
+        settings = [("regression", 1)] if model.cfg.deterministic else samplers
+        for sampler, steps in settings:
+            per_utt, seconds = [], 0.0
+            for d in tqdm(data, desc=f"{name} {sampler}:{steps}", mininterval=5):
+                t0 = time.perf_counter()
+                s = 1 if model.cfg.deterministic else n_samples
+                z = sample_takes(model, d["feats"], list(range(s)), Schedule(), sampler, steps, guidance)
+                x = norm.denormalise(z).numpy()
+                seconds += time.perf_counter() - t0
+                with torch.no_grad():
+                    verts = head_model(torch.from_numpy(x)).numpy()
+                m = utterance_metrics(verts, d["gt"], head)
+                if scorer is not None:
+                    scores = scorer(d["audio"], d["speaker"], x)
+                    m["sync"] = float(scores.mean())
+                    m["sync_lve_rank"] = spearman(scores, m["per_sample_lve"])
+                m.pop("per_sample_lve")
+                per_utt.append(m)
+            summary = {k: _mean_std([p[k] for p in per_utt if k in p]) for k in METRICS if k in per_utt[0]}
+            rows.append({"variant": name, "run": str(run), "sampler": sampler, "steps": steps,
+                         "samples": 1 if model.cfg.deterministic else n_samples,
+                         "sample_seconds_per_utt": seconds / len(data), "metrics": summary})
+    return {"rows": rows, "split": split, "source": source, "utterances": len(data), "guidance": guidance,
+            "corpus": str(corpus), "machine": f"{platform.node()} {platform.machine()} {torch.get_num_threads()} threads",
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
+            "units": "mm (LVE, DTW, FDD, DIV); correlations unitless; sync = mel-band correlation"}
+
+
+def _mean_std(values) -> dict:
+    v = np.asarray([x for x in values if np.isfinite(x)], float)
+    return {"mean": float(v.mean()) if len(v) else float("nan"), "std": float(v.std()) if len(v) else float("nan")}
+
+
+def markdown(result: dict) -> str:
+    keys = [k for k in METRICS if any(k in r["metrics"] for r in result["rows"])]
+    head = "| variant | sampler | " + " | ".join(keys) + " | s/utt |"
+    lines = [f"Denoiser evaluation: {result['utterances']} {result['split']} utterances"
+             f"{' (' + result['source'] + ')' if result['source'] else ''}; {result['units']}; "
+             f"{result['machine']}, {result['date']}, commit {result['commit']}", "", head,
+             "|" + "---|" * (len(keys) + 3)]
+    for r in result["rows"]:
+        cells = [f"{r['metrics'][k]['mean']:.3f}" if k in r["metrics"] else "" for k in keys]
+        lines.append(f"| {r['variant']} | {r['sampler']}:{r['steps']} | " + " | ".join(cells)
+                     + f" | {r['sample_seconds_per_utt']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(result: dict, stem: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    stem.with_suffix(".md").write_text(markdown(result))
+    shown = [k for k in ("lve", "l_pcc", "lip_dtw", "s_div_l") if k in result["rows"][0]["metrics"]]
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3))
+    labels = [f"{r['variant']}\n{r['sampler']}:{r['steps']}" for r in result["rows"]]
+    for ax, k in zip(np.atleast_1d(axes), shown):
+        ax.bar(range(len(labels)), [r["metrics"][k]["mean"] for r in result["rows"]],
+               yerr=[r["metrics"][k]["std"] for r in result["rows"]], color="tab:blue", alpha=0.8)
+        ax.set_xticks(range(len(labels)), labels, fontsize=6, rotation=45, ha="right")
+        ax.set_title(k)
+    fig.tight_layout()
+    fig.savefig(stem.with_suffix(".png"), dpi=100)
+    plt.close(fig)

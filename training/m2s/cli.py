@@ -1,0 +1,84 @@
+"""`thunder-train m2s`: train / evaluate / listen / export the mesh-to-speech model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _train(args):
+    from training.m2s.train import train
+    return train(args)
+
+
+def _evaluate(args):
+    from training.m2s.evaluate import evaluate_cmd
+    return evaluate_cmd(args)
+
+
+def _listen(args):
+    from training.m2s.evaluate import listen_cmd
+    return listen_cmd(args)
+
+
+def _export(args):
+    from training.m2s.export import export_m2s
+    from training.m2s.train import load_m2s
+    model, ckpt = load_m2s(args.model, args.head)
+    export_m2s(model, args.head or ckpt["config"]["head"], args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("m2s", help="mesh-to-speech model: train, evaluate, listen, export")
+    sub = p.add_subparsers(dest="m2s_command", required=True)
+
+    t = sub.add_parser("train", help="train one variant (resumes from OUT/last.pt)")
+    t.add_argument("--corpus", required=True, type=Path)
+    t.add_argument("--head", type=Path, help="head folder (mouth2s / face2s)")
+    t.add_argument("--encoder", "--audio-encoder", dest="encoder", required=True, type=Path,
+                   help="speech encoder: our run folder / .pt, or a transformers Wav2Vec2/HuBERT folder")
+    t.add_argument("--units", required=True, type=Path, help="units folder from `thunder-train units fit`")
+    t.add_argument("--variant", default="mouth2s", choices=["mouth2s", "face2s", "exp2s", "noface"])
+    t.add_argument("--out", required=True, type=Path)
+    t.add_argument("--cache", type=Path, help="target cache folder (default OUT/cache; share it between variants)")
+    t.add_argument("--dim", type=int, default=256, help="conformer width")
+    t.add_argument("--layers", type=int, default=4, help="conformer blocks")
+    t.add_argument("--epochs", type=float, default=30)
+    t.add_argument("--steps", type=int, default=0)
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--window", type=int, default=125, help="frames at 25 fps")
+    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument("--val-every", type=int, default=0)
+    t.add_argument("--val-utts", type=int, default=200)
+    t.add_argument("--max-minutes", type=float, default=0, help="stop cleanly after this long (resume later)")
+    t.add_argument("--stop-at", type=int, default=0, help="stop cleanly at this step (schedule unchanged)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--small", action="store_true", help="tiny model, few steps (tests)")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="STOI/ESTOI/PESQ/unit acc/mel L1/WER on test speakers -> reports/")
+    e.add_argument("--corpus", required=True, type=Path)
+    e.add_argument("--model", action="append", default=[], metavar="NAME=RUN",
+                   help="a trained variant, e.g. mouth2s=runs/m2s-mouth (repeat)")
+    e.add_argument("--floor", type=Path, help="the noface run (the floor)")
+    e.add_argument("--split", default="test")
+    e.add_argument("--limit", type=int, default=50, help="utterances to score")
+    e.add_argument("--gl-iters", type=int, default=32)
+    e.add_argument("--report", type=Path, default=Path("reports/m2s_eval"), help="writes REPORT.md and REPORT.json")
+    e.add_argument("--threads", type=int, default=1)
+    e.set_defaults(func=_evaluate)
+
+    li = sub.add_parser("listen", help="what M2S hears from an utterance's ground-truth motion")
+    li.add_argument("utt", help="utterance id in the corpus")
+    li.add_argument("--corpus", required=True, type=Path)
+    li.add_argument("--model", required=True, type=Path)
+    li.add_argument("--out", required=True, type=Path)
+    li.add_argument("--gl-iters", type=int, default=60)
+    li.set_defaults(func=_listen)
+
+    x = sub.add_parser("export", help="ONNX: exp/jaw/speaker -> mel/unit_logits through the head")
+    x.add_argument("--model", required=True, type=Path)
+    x.add_argument("--head", type=Path, help="default: the head recorded at training")
+    x.add_argument("--out", required=True, type=Path)
+    x.set_defaults(func=_export)
