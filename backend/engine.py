@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from backend import features as feat
-from backend.bundle import BundleError, load_bundle  # noqa: F401  (BundleError is part of the API)
+from backend.bundle import BundleError, load_bundle
 from backend.contracts import FPS, N_EXP, N_PARAMS, SAMPLE_RATE, FeatureConfig
 from backend.samplers import Schedule, SamplerError, check_sampler, guided, sample, take_noise
 

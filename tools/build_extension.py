@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "blender_thunder"
+MANIFEST = ROOT / "blender_manifest.toml"      # top level, as the repository layout has it
 BACKEND = ROOT / "backend"
 DEFAULT_BUNDLE = BACKEND / "models" / "thunder-base"
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.blend1", "models", "batch.py")
@@ -33,6 +34,7 @@ def extension_cli(args: list[str]) -> int:
 
 def stage(dest: Path, bundle: Path | None) -> Path:
     shutil.copytree(SOURCE, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy(MANIFEST, dest / "blender_manifest.toml")
     runtime = dest / "backend_runtime"
     shutil.copytree(BACKEND, runtime / "backend", ignore=IGNORE)
     if bundle is not None:
@@ -43,7 +45,7 @@ def stage(dest: Path, bundle: Path | None) -> Path:
 
 
 def build(out: Path, bundle: Path | None) -> Path:
-    manifest = tomllib.loads((SOURCE / "blender_manifest.toml").read_text())
+    manifest = tomllib.loads(MANIFEST.read_text())
     out.mkdir(parents=True, exist_ok=True)
     zip_path = out.resolve() / f"{manifest['id']}-{manifest['version']}.zip"
     with tempfile.TemporaryDirectory(prefix="thunder-ext-") as tmp:

@@ -9,7 +9,6 @@ weights, optionally a few training steps) for tests of the backend and add-on.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys

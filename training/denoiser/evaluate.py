@@ -8,7 +8,6 @@ with the speech) and its rank correlation with LVE over the takes. Writes
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time

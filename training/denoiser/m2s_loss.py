@@ -49,20 +49,14 @@ class M2SLoss:
 
 def build_m2s_loss(m2s_run, head_dir, corpus, encoder_path, units_path, cache, limit=None, val_limit=None):
     """Frozen M2S + its cached targets for the train and val splits."""
-    from pathlib import Path
-
-    from training.m2s.data import load_split
+    from training.m2s.data import cache_key, load_split
     from training.m2s.train import load_m2s
     from training.speech.encoder import load_encoder
-    from training.speech.runs import file_sha256
     from training.speech.units import Units
 
     model, ckpt = load_m2s(m2s_run, head_dir)
     encoder, units = load_encoder(encoder_path), Units.load(units_path)
-    enc_file = Path(encoder_path) / "best.pt" if Path(encoder_path).is_dir() else Path(encoder_path)
-    key = {"encoder": str(Path(encoder_path).resolve()),
-           "encoder_sha256": file_sha256(enc_file) if enc_file.is_file() else "pretrained",
-           "units_sha256": file_sha256(Path(units_path) / "units.npz" if Path(units_path).is_dir() else units_path)}
+    key = cache_key(encoder_path, units_path)    # the same key as the M2S trainer's caches
     splits = [load_split(cache, corpus, s, encoder, units, key, lim)
               for s, lim in (("train", limit), ("val", val_limit))]
     return M2SLoss(model, splits)
