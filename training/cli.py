@@ -21,6 +21,7 @@ COMMANDS = {
     "denoiser": "training.denoiser.cli",
     "evaluate": "training.denoiser.evaluate",
     "export": "training.export",
+    "recipe": "training.recipe",
 }
 
 
