@@ -1,11 +1,11 @@
-"""`thunder-train head build|import|render`."""
+"""`thunder-train head build|import`."""
 from __future__ import annotations
 
 import json
 
 
 def register(sub) -> None:
-    p = sub.add_parser("head", help="build, import or render the head model")
+    p = sub.add_parser("head", help="build the stand-in head or import a real FLAME folder")
     hs = p.add_subparsers(dest="head_command", required=True)
     b = hs.add_parser("build", help="write the stand-in head (a FLAME-format folder + head.npz)")
     b.add_argument("--out", required=True)
