@@ -185,7 +185,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("export", help="write a model bundle (ONNX graphs + head + stats + manifest)")
     p.add_argument("--out", required=True, type=Path, help="bundle folder, e.g. backend/models/thunder-base")
     p.add_argument("--denoiser", type=Path, help="denoiser run folder (best.pt, stats.npz)")
-    p.add_argument("--encoder", type=Path, help="speech encoder run folder or transformers folder")
+    p.add_argument("--encoder", type=Path, help="speech encoder run folder or transformers folder "
+                   "(ignored for a --train-encoder denoiser run: its fine-tuned encoder is exported)")
     p.add_argument("--m2s", type=Path, help="M2S run folder")
     p.add_argument("--head", type=Path, help="head folder (head.npz)")
     p.add_argument("--evaluation", type=Path, help="evaluation JSON to embed in the manifest")
@@ -202,12 +203,17 @@ def _cli(args) -> int:
         print(f"wrote tiny bundle {args.out} ({len(m['graphs'])} graphs)")
         return 0
     for flag in ("denoiser", "encoder", "head"):
-        if getattr(args, flag) is None:
+        if getattr(args, flag) is None and not (flag == "encoder" and args.denoiser and _joint(args.denoiser)):
             sys.exit(f"export needs --{flag}")
     m = export_trained(args.out, denoiser_run=args.denoiser, encoder_path=args.encoder, m2s_run=args.m2s,
                        head_dir=args.head, evaluation=args.evaluation, name=args.name or args.out.name)
     print(f"wrote bundle {args.out}: {', '.join(m['graphs'])}")
     return 0
+
+
+def _joint(run: Path) -> bool:
+    from training.denoiser.train import is_joint_run
+    return is_joint_run(run)
 
 
 def mean_speaker(m2s_run: Path) -> dict:
@@ -225,13 +231,17 @@ def export_trained(out: Path, *, denoiser_run: Path, encoder_path: Path, m2s_run
                    head_dir: Path, evaluation: Path | None = None, name: str = "thunder-base") -> dict:
     """The shipped bundle from trained runs."""
     from training.denoiser.onnx_graphs import export_denoiser
-    from training.denoiser.train import load_run
+    from training.denoiser.train import load_run, run_encoder
     from training.speech.encoder import load_encoder
 
     out, head_dir = Path(out), Path(head_dir)
     head_npz = head_dir / "head.npz" if head_dir.is_dir() else head_dir
     model, stats, ckpt = load_run(denoiser_run)
-    encoder = load_encoder(encoder_path)
+    encoder = run_encoder(denoiser_run)   # a -T run ships its own fine-tuned encoder
+    if encoder is None:
+        encoder = load_encoder(encoder_path)
+    elif encoder_path is not None:
+        print(f"{denoiser_run} was trained with --train-encoder: exporting its fine-tuned encoder, not {encoder_path}")
     m2s = None
     if m2s_run is not None:
         from training.m2s.train import load_m2s
@@ -244,6 +254,8 @@ def export_trained(out: Path, *, denoiser_run: Path, encoder_path: Path, m2s_run
     graphs.update(export_denoiser(model, out))
     prov = dict(ckpt.get("provenance", {}))
     prov["export_command"] = " ".join(["thunder-train"] + sys.argv[1:])
+    if ckpt["config"].get("encoder", {}).get("trainable"):
+        prov["audio_encoder"] = f"fine-tuned with the denoiser (--train-encoder) from {ckpt['config']['encoder'].get('source')}"
     ev = json.loads(Path(evaluation).read_text()) if evaluation else {}
     return write_bundle(out, name=name, head_npz=head_npz, stats=stats, graphs=graphs, provenance=prov,
                         evaluation=ev)

@@ -81,12 +81,20 @@ def clean_motion(face: Face, phones, duration: float, style: dict, rng_upper: np
     lips, jaw_open = articulate(phones, duration, style)
     t = np.arange(len(jaw_open)) / RATE
     upper = upper_face(t, accent_times(phones, stressed), style, rng_upper)
-    tracks = {k: to_frames(v, T) for k, v in {**lips, **upper}.items()}
-    psi = face.weights(tracks, style["asymmetry"]) @ face.coeffs
+    psi, jaw = controls_to_flame(face, {**lips, **upper}, jaw_open, T, style["asymmetry"])
     noise = gaussian_filter1d(rng_upper.normal(0, 1, psi.shape), 2.0, axis=0, mode="nearest")
     psi = psi + PSI_NOISE * noise / max(float(noise.std()), 1e-9)
-    jaw_x = to_frames(jaw_open, T)
-    jaw = np.stack([jaw_x, np.zeros(T), 0.05 * style["asymmetry"] * jaw_x], axis=1)
+    return psi, jaw
+
+
+def controls_to_flame(face: Face, tracks: dict, jaw_open: np.ndarray, n_frames: int,
+                      asymmetry: float) -> tuple[np.ndarray, np.ndarray]:
+    """RATE Hz control tracks (name -> (N,)) and jaw opening (N,) -> psi (T, 50) and jaw (T, 3)
+    at 25 fps, no noise (also what the classic pipeline peer in training/peers uses)."""
+    frames = {k: to_frames(v, n_frames) for k, v in tracks.items()}
+    psi = face.weights(frames, asymmetry) @ face.coeffs
+    jaw_x = to_frames(jaw_open, n_frames)
+    jaw = np.stack([jaw_x, np.zeros(n_frames), 0.05 * asymmetry * jaw_x], axis=1)
     return psi, jaw
 
 

@@ -30,6 +30,10 @@ def register(subparsers) -> None:
     t.add_argument("--w-m2s", type=float, default=1.0)
     t.add_argument("--m2s-fraction", type=float, default=0.25, help="share of each batch through M2S")
     t.add_argument("--init", type=Path, help="start from this run's weights and stats (fine-tuning)")
+    t.add_argument("--train-encoder", action="store_true",
+                   help="-T variant: train --encoder jointly (features on the fly from each window's audio; "
+                        "several times slower per step, see README)")
+    t.add_argument("--encoder-lr", type=float, default=1e-5, help="encoder learning rate with --train-encoder")
     t.add_argument("--steps", type=int, default=None, help="default 20000 (30 with --small)")
     t.add_argument("--batch", type=int, default=48)
     t.add_argument("--window", type=int, default=70)
@@ -47,7 +51,7 @@ def register(subparsers) -> None:
     s = sub.add_parser("sample", help="sample takes for one wav from a run (torch)")
     s.add_argument("run", type=Path)
     s.add_argument("wav", type=Path)
-    s.add_argument("--encoder", required=True, type=Path)
+    s.add_argument("--encoder", required=True, type=Path, help="(a -T run uses its own fine-tuned encoder)")
     s.add_argument("--out", required=True, type=Path, help=".npz with exp (K,T,50), jaw (K,T,3)")
     s.add_argument("--takes", type=int, default=4)
     s.add_argument("--seed", type=int, default=0)
@@ -84,7 +88,8 @@ def _train(args: argparse.Namespace) -> int:
                                   args.units, cache / "m2s", limit, limit)
     encoder = load_encoder(args.encoder)
     result = train(args.out, corpus=args.corpus, encoder=encoder, head_npz=head_npz, cfg=cfg, limit=limit,
-                   cache=cache, m2s_loss=m2s_loss, init=args.init, device=args.device)
+                   cache=cache, m2s_loss=m2s_loss, init=args.init, device=args.device,
+                   train_encoder=args.train_encoder, encoder_lr=args.encoder_lr, encoder_source=str(args.encoder))
     print(result)
     return 0
 
@@ -97,11 +102,13 @@ def _sample(args: argparse.Namespace) -> int:
     from backend.samplers import Schedule
     from training.denoiser.samplers import as_numpy, sample_takes
     from training.denoiser.stats import Normaliser
-    from training.denoiser.train import load_run
+    from training.denoiser.train import load_run, run_encoder
     from training.speech.encoder import load_encoder
 
     model, stats, _ = load_run(args.run)
-    encoder = load_encoder(args.encoder)
+    encoder = run_encoder(args.run)
+    if encoder is None:
+        encoder = load_encoder(args.encoder)
     audio, _ = decode(str(args.wav))
     with torch.no_grad():
         feats = encoder.features_25(torch.from_numpy(np.asarray(audio, np.float32))[None])[0]

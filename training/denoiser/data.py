@@ -100,3 +100,28 @@ def random_batch(data: list[Utterance], rng: np.random.Generator, batch: int, wi
         starts.append(s)
     return {"feats": torch.from_numpy(np.stack(feats)), "x": torch.from_numpy(np.stack(xs)),
             "idx": idx, "ids": [data[i].id for i in idx], "starts": np.array(starts), "n": n}
+
+
+def load_split_audio(corpus: Path, split: str, limit: int | None = None) -> list[Utterance]:
+    """Motion and 16 kHz audio of one split, no features: for a jointly trained encoder
+    (`--train-encoder`), which computes them on the fly from each window's audio.
+    `feats` is a (T, 0) placeholder so `random_batch` draws exactly as in the frozen path."""
+    from training.speech.encoder import HOP_25
+    out = []
+    for u in tqdm(utterances(corpus, split, limit), desc=f"load {split}", mininterval=5, leave=False):
+        audio = load_audio(corpus, u)
+        x = motion_x(load_motion(corpus, u))
+        n = min(len(x), len(audio) // HOP_25)
+        out.append(Utterance(u["id"], u["speaker"], np.zeros((n, 0), np.float32), x[:n],
+                             np.ascontiguousarray(audio[:n * HOP_25], dtype=np.float32)))
+    return out
+
+
+def audio_batch(data: list[Utterance], rng: np.random.Generator, batch: int, window: int) -> dict:
+    """`random_batch` plus "audio" (B, n * 640): the speech under each motion window."""
+    from training.speech.encoder import HOP_25
+    b = random_batch(data, rng, batch, window)
+    n = b["n"]
+    b["audio"] = torch.from_numpy(np.stack([data[i].audio[s * HOP_25:(s + n) * HOP_25]
+                                            for i, s in zip(b["idx"], b["starts"])]))
+    return b

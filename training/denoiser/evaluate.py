@@ -43,6 +43,8 @@ def register(subparsers) -> None:
     p.add_argument("--guidance", type=float, default=1.0)
     p.add_argument("--out", type=Path, default=Path("reports/denoiser-eval"), help="output stem")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--peer", choices=["allphone"], default=None,
+                   help="add a classic pipeline peer row: allphone = pocketsphinx phones -> corpus articulation")
     p.set_defaults(func=_cli)
 
 
@@ -52,7 +54,8 @@ def _cli(args) -> int:
     samplers = [(s.split(":")[0], int(s.split(":")[1]) if ":" in s else 10) for s in args.samplers.split(",")]
     result = evaluate(runs, corpus=args.corpus, head_dir=args.head, encoder_path=args.encoder, m2s_run=args.m2s,
                       samplers=samplers, n_samples=args.samples, split=args.split, source=args.source,
-                      limit=args.limit, guidance=args.guidance)
+                      limit=args.limit, guidance=args.guidance,
+                      peers=[args.peer] if args.peer else ())
     write_report(result, args.out)
     print(markdown(result))
     return 0
@@ -87,11 +90,12 @@ class Scorer:
 
 
 def evaluate(runs: dict, *, corpus, head_dir, encoder_path, m2s_run=None, samplers=(("dpmpp2m", 25),),
-             n_samples: int = 32, split: str = "test", source=None, limit=None, guidance: float = 1.0) -> dict:
+             n_samples: int = 32, split: str = "test", source=None, limit=None, guidance: float = 1.0,
+             peers=()) -> dict:
     from backend.headfile import load_head_file
     from training.denoiser.samplers import sample_takes
     from training.denoiser.stats import Normaliser
-    from training.denoiser.train import load_run
+    from training.denoiser.train import load_run, run_encoder
     from training.head.flame import HeadModel
     from training.speech.data import load_audio, load_motion
     from training.speech.encoder import load_encoder
@@ -121,11 +125,13 @@ def evaluate(runs: dict, *, corpus, head_dir, encoder_path, m2s_run=None, sample
     rows = []
     for name, run in runs.items():
         model, stats, _ = load_run(run)
+        own = run_encoder(run)   # a -T run: features from its own fine-tuned encoder, not --encoder
+        run_data = data if own is None else [{**d, "feats": _features(own, d["audio"])} for d in data]
         norm = Normaliser(stats)
         settings = [("regression", 1)] if model.cfg.deterministic else samplers
         for sampler, steps in settings:
             per_utt, seconds = [], 0.0
-            for d in tqdm(data, desc=f"{name} {sampler}:{steps}", mininterval=5):
+            for d in tqdm(run_data, desc=f"{name} {sampler}:{steps}", mininterval=5):
                 t0 = time.perf_counter()
                 s = 1 if model.cfg.deterministic else n_samples
                 z = sample_takes(model, d["feats"], list(range(s)), Schedule(), sampler, steps, guidance)
@@ -144,10 +150,47 @@ def evaluate(runs: dict, *, corpus, head_dir, encoder_path, m2s_run=None, sample
             rows.append({"variant": name, "run": str(run), "sampler": sampler, "steps": steps,
                          "samples": 1 if model.cfg.deterministic else n_samples,
                          "sample_seconds_per_utt": seconds / len(data), "metrics": summary})
+    rows += [_peer_row(peer, data, head_dir, head_model, head, scorer) for peer in peers]
     return {"rows": rows, "split": split, "source": source, "utterances": len(data), "guidance": guidance,
             "corpus": str(corpus), "machine": f"{platform.node()} {platform.machine()} {torch.get_num_threads()} threads",
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
             "units": "mm (LVE, DTW, FDD, DIV); correlations unitless; sync = mel-band correlation"}
+
+
+@torch.no_grad()
+def _features(encoder, audio: np.ndarray) -> torch.Tensor:
+    return encoder.features_25(torch.from_numpy(audio)[None])[0]
+
+
+def _peer_row(peer: str, data: list, head_dir, head_model, head, scorer) -> dict:
+    """A classic pipeline peer (training/peers) as a deterministic row (1 take per utterance)."""
+    from training.corpus.face import Face
+    from training.peers.allphone import peer_motion
+
+    if peer != "allphone":
+        raise ValueError(f"unknown peer {peer!r}")
+    try:
+        face = Face.load(head_dir)
+    except ValueError as err:
+        raise SystemExit(f"--peer {peer}: {err}")
+    per_utt, seconds = [], 0.0
+    for d in tqdm(data, desc=f"peer-{peer}", mininterval=5):
+        t0 = time.perf_counter()
+        x = peer_motion(d["audio"], len(d["gt"]), face)[None]
+        seconds += time.perf_counter() - t0
+        with torch.no_grad():
+            verts = head_model(torch.from_numpy(x)).numpy()
+        m = utterance_metrics(verts, d["gt"], head)
+        if scorer is not None:
+            scores = scorer(d["audio"], d["speaker"], x)
+            m["sync"] = float(scores.mean())
+            m["sync_lve_rank"] = spearman(scores, m["per_sample_lve"])
+        m.pop("per_sample_lve")
+        per_utt.append(m)
+    summary = {k: _mean_std([p[k] for p in per_utt if k in p]) for k in METRICS if k in per_utt[0]}
+    return {"variant": f"peer-{peer}", "run": "pocketsphinx allphone -> corpus articulation (neutral style)",
+            "sampler": "peer", "steps": 1, "samples": 1, "sample_seconds_per_utt": seconds / len(data),
+            "metrics": summary}
 
 
 def _mean_std(values) -> dict:

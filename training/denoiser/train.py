@@ -5,6 +5,12 @@ quadratic forms of `losses.VertexQuadratic`, on x0 predicted from z_t at a
 uniformly drawn step t; the audio is swapped for the learned null vector with
 probability p_uncond (classifier-free guidance). Runs resume from last.pt
 (`training.speech.runs.fit`), log to log.jsonl and draw curves.png.
+
+`train_encoder=True` is the paper's "-T" variant: the speech encoder is trained
+with the denoiser (its own, lower learning rate) on features computed on the fly
+from each window's audio, instead of frozen features cached once. The checkpoint
+then holds a `JointModel` (denoiser.* and encoder.* weights) and config["encoder"];
+`load_run` returns the denoiser of either kind, `run_encoder` the fine-tuned encoder.
 """
 from __future__ import annotations
 
@@ -16,7 +22,8 @@ import numpy as np
 import torch
 
 from backend.samplers import Schedule
-from training.denoiser.data import Utterance, all_frames, encode_split, random_batch
+from training.denoiser.data import (Utterance, all_frames, audio_batch, encode_split, load_split_audio,
+                                    random_batch)
 from training.denoiser.losses import VertexQuadratic
 from training.denoiser.model import Denoiser, DenoiserConfig
 from training.denoiser.stats import Normaliser, compute_stats, load_stats, save_stats
@@ -90,10 +97,49 @@ class DiffusionLoss:
         return loss, metrics
 
 
-def validator(loss: DiffusionLoss, data: list[Utterance], cfg: TrainConfig):
+class JointModel(torch.nn.Module):
+    """Denoiser + speech encoder trained together (-T): one module, so `fit`'s
+    checkpoints and optimiser state hold both."""
+
+    def __init__(self, denoiser: Denoiser, encoder):
+        super().__init__()
+        self.denoiser, self.encoder = denoiser, encoder
+
+
+class JointLoss:
+    """DiffusionLoss on features the (trainable) encoder computes from batch["audio"]."""
+
+    def __init__(self, loss: DiffusionLoss):
+        self.loss = loss
+
+    def __call__(self, model: JointModel, batch: dict, gen: torch.Generator | None = None):
+        feats = model.encoder.features_25(batch["audio"].to(self.loss.norm.mean.device))
+        return self.loss(model.denoiser, {**batch, "feats": feats}, gen)
+
+
+def encoder_spec(encoder) -> dict:
+    """What `build_encoder` needs to rebuild this encoder's architecture (weights aside)."""
+    from training.speech.encoder import TransformersBackbone
+    spec = {"config": asdict(encoder.cfg)}
+    if isinstance(encoder.backbone, TransformersBackbone) and encoder.cfg.kind not in ("wav2vec2", "logmel"):
+        spec["hf_config"] = encoder.backbone.model.config.to_dict()   # a pretrained transformers folder
+    return spec
+
+
+def build_encoder(spec: dict):
+    from training.speech.encoder import EncoderConfig, SpeechEncoder, TransformersBackbone
+    cfg = EncoderConfig.from_dict(spec["config"])
+    if "hf_config" in spec:
+        from transformers import AutoConfig, AutoModel
+        hf = dict(spec["hf_config"])
+        return SpeechEncoder(cfg, TransformersBackbone(AutoModel.from_config(AutoConfig.for_model(hf.pop("model_type"), **hf))))
+    return SpeechEncoder(cfg)
+
+
+def validator(loss: DiffusionLoss, data: list[Utterance], cfg: TrainConfig, batch_fn=random_batch):
     """Validation loss on fixed windows and fixed noise (comparable across steps)."""
     rng = np.random.default_rng(12345)
-    batches = [random_batch(data, rng, cfg.batch, cfg.window) for _ in range(cfg.val_batches)]
+    batches = [batch_fn(data, rng, cfg.batch, cfg.window) for _ in range(cfg.val_batches)]
 
     def validate(model):
         gen = torch.Generator().manual_seed(12345)
@@ -109,15 +155,26 @@ def validator(loss: DiffusionLoss, data: list[Utterance], cfg: TrainConfig):
 
 def train(out: Path, *, corpus: Path, encoder, head_npz: Path, cfg: TrainConfig, limit: int | None = None,
           cache: Path | None = None, m2s_loss=None, prov: dict | None = None, init: Path | None = None,
-          device: str = "cpu") -> dict:
+          device: str = "cpu", train_encoder: bool = False, encoder_lr: float = 1e-5,
+          encoder_source: str | None = None) -> dict:
     """Train into run folder `out` (resumes from out/last.pt). `init`: start from another
-    run's weights and stats (e.g. stage 2: fine-tune a no-M2S run with the M2S loss)."""
+    run's weights and stats (e.g. stage 2: fine-tune a no-M2S run with the M2S loss).
+    `train_encoder`: -T variant, `encoder` trained jointly at `encoder_lr` (module docstring)."""
     from training.speech.runs import corpus_data, fit, provenance
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    train_data = encode_split(corpus, encoder, "train", cache, limit)
-    val_data = encode_split(corpus, encoder, "val", cache, limit)
+    if (out / "last.pt").exists() and (out / "config.json").exists() and is_joint_run(out) != train_encoder:
+        raise ValueError(f"{out} was {'' if is_joint_run(out) else 'not '}trained with --train-encoder: "
+                         f"resume it the same way (or use another --out)")
+    if train_encoder:   # features on the fly from each window's audio: nothing to encode or cache
+        train_data = load_split_audio(corpus, "train", limit)
+        val_data = load_split_audio(corpus, "val", limit)
+        if init is not None and not (out / "last.pt").exists() and run_encoder(init) is not None:
+            encoder = run_encoder(init)   # continue from a -T run's fine-tuned encoder
+    else:
+        train_data = encode_split(corpus, encoder, "train", cache, limit)
+        val_data = encode_split(corpus, encoder, "val", cache, limit)
     stats_path = out / "stats.npz"
     if init is not None and not stats_path.exists():
         import shutil
@@ -137,6 +194,25 @@ def train(out: Path, *, corpus: Path, encoder, head_npz: Path, cfg: TrainConfig,
                          w_m2s=cfg.w_m2s, m2s_fraction=cfg.m2s_fraction).to(device)
     prov = prov or provenance(cfg.seed, corpus_data(corpus))
     config = {"train": asdict(cfg), "model": mcfg.to_dict(), "head": str(head_npz)}
+    if train_encoder:
+        config["encoder"] = {"trainable": True, "lr": encoder_lr, "source": encoder_source, **encoder_spec(encoder)}
+        (out / "config.json").write_text(json.dumps(config, indent=2))
+        encoder.train()
+        trainable = [p for n, p in encoder.named_parameters() if not n.startswith("phone_head.")]
+        for p in encoder.parameters():
+            p.requires_grad_(False)
+        for p in trainable:
+            p.requires_grad_(True)
+        net = JointModel(model, encoder).to(device)
+        joint = JointLoss(loss)
+        result = fit(net, out, next_batch=lambda rng: audio_batch(train_data, rng, cfg.batch, cfg.window),
+                     loss_fn=joint, validate=validator(joint, val_data, cfg, audio_batch),
+                     steps=cfg.steps, val_every=cfg.val_every, lr=cfg.lr, seed=cfg.seed, config=config,
+                     prov=prov, max_minutes=cfg.max_minutes, desc="denoiser-T",
+                     param_groups=[{"params": list(model.parameters()), "lr": cfg.lr},
+                                   {"params": trainable, "lr": encoder_lr}])
+        plot_curves(out)
+        return result
     (out / "config.json").write_text(json.dumps(config, indent=2))
     result = fit(model, out, next_batch=lambda rng: random_batch(train_data, rng, cfg.batch, cfg.window),
                  loss_fn=lambda m, b: loss(m, b), validate=validator(loss, val_data, cfg),
@@ -163,16 +239,45 @@ def quick_train(model: Denoiser, encoder, corpus: Path, head_npz: Path, steps: i
     return model.eval(), stats
 
 
-def load_run(run: Path, which: str = "best.pt") -> tuple[Denoiser, dict, dict]:
-    """(model in eval mode, stats, checkpoint) from a run folder."""
+def _checkpoint(run: Path, which: str) -> dict:
     run = Path(run)
     path = run / which if (run / which).exists() else run / "last.pt"
     if not path.exists():
         raise FileNotFoundError(f"no denoiser checkpoint in {run} (best.pt / last.pt)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)   # GPU-trained runs load on CPU
+    return torch.load(path, map_location="cpu", weights_only=False)   # GPU-trained runs load on CPU
+
+
+def _part(state: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def is_joint_run(run: Path) -> bool:
+    """Whether the run was trained with --train-encoder (-T), from its config.json."""
+    config = Path(run) / "config.json"
+    return config.exists() and bool(json.loads(config.read_text()).get("encoder", {}).get("trainable"))
+
+
+def load_run(run: Path, which: str = "best.pt") -> tuple[Denoiser, dict, dict]:
+    """(model in eval mode, stats, checkpoint) from a run folder (frozen-encoder or -T run)."""
+    ckpt = _checkpoint(run, which)
     model = Denoiser(DenoiserConfig.from_dict(ckpt["config"]["model"]))
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), load_stats(run / "stats.npz"), ckpt
+    joint = ckpt["config"].get("encoder", {}).get("trainable", False)
+    model.load_state_dict(_part(ckpt["model"], "denoiser.") if joint else ckpt["model"])
+    return model.eval(), load_stats(Path(run) / "stats.npz"), ckpt
+
+
+def run_encoder(run: Path, which: str = "best.pt"):
+    """The run's own fine-tuned speech encoder (frozen, eval) for a -T run, at the same
+    checkpoint `load_run` picks; None for a frozen-encoder run (use its --encoder)."""
+    if not is_joint_run(run):
+        return None
+    ckpt = _checkpoint(run, which)
+    encoder = build_encoder(ckpt["config"]["encoder"])
+    encoder.load_state_dict(_part(ckpt["model"], "encoder."))
+    encoder.eval()
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    return encoder
 
 
 def plot_curves(run: Path) -> Path | None:

@@ -93,7 +93,7 @@ class Deadline:
 
 def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validate, steps: int, val_every: int,
         lr: float, seed: int, config: dict, prov: dict, max_minutes: float = 0, warmup: int = 200,
-        desc: str = "train", save_minutes: float = 10.0, stop_at: int = 0) -> dict:
+        desc: str = "train", save_minutes: float = 10.0, stop_at: int = 0, param_groups: list | None = None) -> dict:
     """Resumable Adam loop shared by the trainers.
 
     next_batch(rng) -> batch; loss_fn(model, batch) -> (loss, {name: float});
@@ -101,13 +101,15 @@ def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validat
     stop_at > 0 stops (validated and checkpointed) at that step without changing the schedule.
     Resumes from out/last.pt when present (model, optimiser, step, rng, best); last.pt is
     also written every `save_minutes` between validations, so a killed run loses little.
+    param_groups: Adam parameter groups (e.g. a lower "lr" for a jointly trained encoder;
+    the schedule scales every group alike); default one group of model.parameters() at lr.
     """
     import numpy as np
     from tqdm import tqdm
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(param_groups if param_groups is not None else model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps))))
     step, best, rng = 0, float("inf"), np.random.default_rng(seed)
@@ -125,7 +127,9 @@ def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validat
         if prov_file.exists():   # record every resume next to the original command
             first = json.loads(prov_file.read_text())
             first.setdefault("resumes", []).append({k: prov[k] for k in ("command", "date", "commit", "machine")}
-                                                   | {"step": step})
+                                                   | {"step": step, "steps": steps})
+            if "steps" in first:   # a resume may shorten or lengthen the schedule: the file says the one in force
+                first["steps"] = steps
             write_json(prov_file, first)
         if state["provenance"].get("data") != prov.get("data"):
             print(f"warning: the data changed since this run started ({state['provenance'].get('data')} -> "

@@ -1,0 +1,1 @@
+"""Classic pipeline peers: non-learned lip-sync baselines for `thunder-train evaluate --peer`."""
