@@ -20,6 +20,7 @@ COMMANDS = {
     "m2s": "training.m2s.cli",
     "denoiser": "training.denoiser.cli",
     "evaluate": "training.denoiser.evaluate",
+    "effects": "training.denoiser.effects",
     "export": "training.export",
     "recipe": "training.recipe",
 }

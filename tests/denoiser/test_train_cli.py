@@ -49,6 +49,18 @@ def test_evaluate_writes_table_json_and_figure(runs, tiny_corpus, tiny_encoder, 
     assert result["rows"][2]["metrics"]["s_div_l"]["mean"] == 0      # the regression baseline cannot
     assert "| thunder | dpmpp2m:3 |" in stem.with_suffix(".md").read_text()
     assert stem.with_suffix(".png").stat().st_size > 1000
+    assert result["rows"][0]["per_utterance"]["ids"] == result["rows"][2]["per_utterance"]["ids"]
+    assert len(result["rows"][0]["per_utterance"]["lve"]) == 2
+
+    # effects: paired differences of the same utterances; a row against itself has no effect
+    eff = tmp_path / "reports" / "effect"
+    assert main(["effects", str(stem.with_suffix(".json")), "--pair", "thunder:baseline",
+                 "--pair", "thunder:thunder", "--sampler", "dpmpp2m:3", "--out", str(eff)]) == 0
+    e = json.loads(eff.with_suffix(".json").read_text())
+    lve = [p["metrics"]["lve"] for p in e["pairs"]]
+    thunder_lve = np.array(result["rows"][0]["per_utterance"]["lve"])
+    assert np.isclose(lve[0]["with"], thunder_lve.mean()) and lve[1]["diff"] == 0 and lve[1]["ci95"] == [0, 0]
+    assert "| lve | lower |" in eff.with_suffix(".md").read_text()
 
 
 def test_export_of_a_trained_run_loads_in_the_engine(runs, tiny_encoder, head_dir, tmp_path):

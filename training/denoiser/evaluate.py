@@ -146,10 +146,9 @@ def evaluate(runs: dict, *, corpus, head_dir, encoder_path, m2s_run=None, sample
                     m["sync_lve_rank"] = spearman(scores, m["per_sample_lve"])
                 m.pop("per_sample_lve")
                 per_utt.append(m)
-            summary = {k: _mean_std([p[k] for p in per_utt if k in p]) for k in METRICS if k in per_utt[0]}
             rows.append({"variant": name, "run": str(run), "sampler": sampler, "steps": steps,
                          "samples": 1 if model.cfg.deterministic else n_samples,
-                         "sample_seconds_per_utt": seconds / len(data), "metrics": summary})
+                         "sample_seconds_per_utt": seconds / len(data), **_summarise(per_utt, data)})
     rows += [_peer_row(peer, data, head_dir, head_model, head, scorer) for peer in peers]
     return {"rows": rows, "split": split, "source": source, "utterances": len(data), "guidance": guidance,
             "corpus": str(corpus), "machine": f"{platform.node()} {platform.machine()} {torch.get_num_threads()} threads",
@@ -187,10 +186,17 @@ def _peer_row(peer: str, data: list, head_dir, head_model, head, scorer) -> dict
             m["sync_lve_rank"] = spearman(scores, m["per_sample_lve"])
         m.pop("per_sample_lve")
         per_utt.append(m)
-    summary = {k: _mean_std([p[k] for p in per_utt if k in p]) for k in METRICS if k in per_utt[0]}
     return {"variant": f"peer-{peer}", "run": "pocketsphinx allphone -> corpus articulation (neutral style)",
             "sampler": "peer", "steps": 1, "samples": 1, "sample_seconds_per_utt": seconds / len(data),
-            "metrics": summary}
+            **_summarise(per_utt, data)}
+
+
+def _summarise(per_utt: list[dict], data: list[dict]) -> dict:
+    """Mean and std over utterances, plus the per-utterance values (paired comparisons: `effects`)."""
+    keys = [k for k in METRICS if k in per_utt[0]]
+    return {"metrics": {k: _mean_std([p[k] for p in per_utt if k in p]) for k in keys},
+            "per_utterance": {"ids": [d["id"] for d in data],
+                              **{k: [float(p.get(k, float("nan"))) for p in per_utt] for k in keys}}}
 
 
 def _mean_std(values) -> dict:
