@@ -256,6 +256,28 @@ def export_trained(out: Path, *, denoiser_run: Path, encoder_path: Path, m2s_run
     prov["export_command"] = " ".join(["thunder-train"] + sys.argv[1:])
     if ckpt["config"].get("encoder", {}).get("trainable"):
         prov["audio_encoder"] = f"fine-tuned with the denoiser (--train-encoder) from {ckpt['config']['encoder'].get('source')}"
+    # what the shipped graphs were made from: each upstream run's own record (command, seed, data, commit)
+    init = _option(prov.get("command", ""), "--init")
+    prov["inputs"] = {k: _run_provenance(v) for k, v in
+                      (("audio_encoder", encoder_path), ("m2s", m2s_run), ("denoiser_init", init)) if v}
     ev = json.loads(Path(evaluation).read_text()) if evaluation else {}
+    for row in ev.get("rows", []):
+        row.pop("per_utterance", None)   # the report file keeps them; the manifest keeps the table
     return write_bundle(out, name=name, head_npz=head_npz, stats=stats, graphs=graphs, provenance=prov,
                         evaluation=ev)
+
+
+def _option(command: str, flag: str) -> str | None:
+    import shlex
+    words = shlex.split(command)
+    return words[words.index(flag) + 1] if flag in words[:-1] else None
+
+
+def _run_provenance(path) -> dict:
+    """A run folder's provenance.json (a bare checkpoint file: its folder's), else just the path."""
+    path = Path(path)
+    record = (path if path.is_dir() else path.parent) / "provenance.json"
+    try:
+        return {"path": str(path), **json.loads(record.read_text())}
+    except (OSError, ValueError):
+        return {"path": str(path)}
