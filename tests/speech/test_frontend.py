@@ -58,3 +58,11 @@ def test_augment_keeps_labels_in_step(speech):
         out, stretch = augment(speech, rng)
         assert out.dtype == np.float32 and np.abs(out).max() <= 1.0
         assert abs(len(out) / len(speech) - stretch) < 0.01     # the timeline stretch the labels follow
+
+
+def test_evaluation_subsets_spread_over_speakers():
+    from training.speech.data import spread_over_speakers
+    entries = [{"id": f"{s}{i}", "speaker": s} for s in "abc" for i in range(4)]   # manifest order: by speaker
+    picked = spread_over_speakers(entries, 5)
+    assert [e["id"] for e in picked] == ["a0", "b0", "c0", "a1", "b1"]
+    assert spread_over_speakers(entries, None) == entries and len(spread_over_speakers(entries, 99)) == 12

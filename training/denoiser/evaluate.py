@@ -62,13 +62,13 @@ def _cli(args) -> int:
 
 
 def _utterances(corpus, split, source, limit):
-    from training.speech.data import utterances
+    from training.speech.data import spread_over_speakers, utterances
     utts = utterances(corpus, split)
     if source:
         utts = [u for u in utts if u.get("source") == source]
     if not utts:
         raise SystemExit(f"no {split} utterances{' of source ' + source if source else ''} in {corpus}")
-    return utts[:limit] if limit else utts
+    return spread_over_speakers(utts, limit)
 
 
 class Scorer:

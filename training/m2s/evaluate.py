@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from backend.vocoder import vocode
 from training.m2s.data import utterance_targets
-from training.speech.data import load_audio, utterances
+from training.speech.data import load_audio, spread_over_speakers, utterances
 from training.speech.runs import git_commit, write_json
 
 METRICS = ("stoi", "estoi", "pesq_wb", "pesq_nb", "unit_acc", "mel_l1", "wer")
@@ -126,7 +126,7 @@ def evaluate(corpus, models: dict, floor=None, split: str = "test", limit: int |
     encoder, units = load_encoder(first_cfg["encoder"]), Units.load(first_cfg["units"])
     results: dict[str, list[dict]] = {"recorded audio": [], "GT mel + Griffin-Lim (ceiling)": []}
     results.update({name: [] for name in loaded})
-    for utt in tqdm(utterances(corpus, split, limit=limit), desc="m2s evaluate", mininterval=5):
+    for utt in tqdm(spread_over_speakers(utterances(corpus, split), limit), desc="m2s evaluate", mininterval=5):
         target = utterance_targets(corpus, utt, encoder, units)
         ref = load_audio(corpus, utt)[:len(target["mel"]) * 160]
         ref_words = words(target["text"])

@@ -39,6 +39,22 @@ def utterances(corpus: str | Path, split: str | None = None, limit: int | None =
     return entries[:limit] if limit else entries
 
 
+def spread_over_speakers(entries: list[dict], limit: int | None) -> list[dict]:
+    """`limit` entries taken round-robin over speakers (manifest order within each), so a
+    short evaluation covers every speaker instead of the first one or two."""
+    if not limit or limit >= len(entries):
+        return list(entries)
+    by_speaker: dict[str, list[dict]] = {}
+    for e in entries:
+        by_speaker.setdefault(e["speaker"], []).append(e)
+    queues, picked = list(by_speaker.values()), []
+    for i in range(max(len(q) for q in queues)):
+        picked += [q[i] for q in queues if i < len(q)]
+        if len(picked) >= limit:
+            break
+    return picked[:limit]
+
+
 def load_audio(corpus: str | Path, utt: dict) -> np.ndarray:
     audio, sr = sf.read(Path(corpus) / utt["wav"], dtype="float32", always_2d=True)
     if sr != SAMPLE_RATE:
