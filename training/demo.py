@@ -148,8 +148,23 @@ def _quiet_stdout():
         os.close(saved)
 
 
-def render_preview(scene, wav: Path, out_mp4: Path, label: str, frames: int | None) -> Path:
-    """Workbench frames of the scene with `label` burnt in, H.264 with the speech muxed in."""
+def contact_strip(stills: list, out_png: Path, height: int = 240) -> Path:
+    """Stills side by side (the README's pictures of the preview)."""
+    from PIL import Image
+
+    thumbs = [im.resize((round(im.width * height / im.height), height)) for im in stills]
+    strip = Image.new("RGB", (sum(t.width for t in thumbs), height))
+    x = 0
+    for t in thumbs:
+        strip.paste(t, (x, 0))
+        x += t.width
+    strip.save(out_png)
+    return out_png
+
+
+def render_preview(scene, wav: Path, out_mp4: Path, label: str, frames: int | None, n_stills: int = 6) -> Path:
+    """Workbench frames of the scene with `label` burnt in, H.264 with the speech muxed in; also
+    `<name>_strip.png`, `n_stills` evenly spaced frames with their time."""
     import imageio_ffmpeg
     import numpy as np
     from PIL import Image
@@ -161,6 +176,8 @@ def render_preview(scene, wav: Path, out_mp4: Path, label: str, frames: int | No
     f1 = scene.frame_end if frames is None else min(scene.frame_end, f0 + frames - 1)
     size = (scene.render.resolution_x, scene.render.resolution_y)
     still = out_mp4.parent / f".{out_mp4.stem}_frame.png"
+    picks = set(np.linspace(f0, f1, n_stills).round().astype(int).tolist()) if n_stills else set()
+    stills = []
     # -shortest: a preview cut short by --frames cuts the audio with it
     writer = imageio_ffmpeg.write_frames(str(out_mp4), size, fps=scene.render.fps / scene.render.fps_base,
                                          macro_block_size=2, audio_path=str(wav), audio_codec="aac",
@@ -170,11 +187,16 @@ def render_preview(scene, wav: Path, out_mp4: Path, label: str, frames: int | No
         with _quiet_stdout():
             for f in tqdm(range(f0, f1 + 1), desc="[demo] preview", unit="frame"):
                 scene.frame_set(f)
-                img = _burn(Image.open(render_still(scene, still)).convert("RGB"), label)
+                frame = Image.open(render_still(scene, still)).convert("RGB")
+                img = _burn(frame.copy(), label)
                 writer.send(np.ascontiguousarray(np.asarray(img)).tobytes())
+                if f in picks:
+                    stills.append(_burn(frame, f"{(f - f0) / (scene.render.fps / scene.render.fps_base):.2f} s"))
     finally:
         writer.close()
         still.unlink(missing_ok=True)
+    if stills:
+        contact_strip(stills, out_mp4.with_name(f"{out_mp4.stem}_strip.png"))
     return out_mp4
 
 
@@ -202,7 +224,7 @@ def run_full(bundle: Path, out: Path, args) -> None:
     label = f"THUNDER  seed {row['best_seed']}  lip-sync {row['best_score']:.3f}  (best of {row['takes']})"
     mp4 = render_preview(scene, wav, out / "preview.mp4", label, args.frames)
     (out / "demo.blend1").unlink(missing_ok=True)  # Blender's backup of the scene before keying
-    print(f"[demo] preview: {mp4}")
+    print(f"[demo] preview: {mp4} (stills: {mp4.with_name(mp4.stem + '_strip.png')})")
 
 
 def run(args) -> int:

@@ -125,6 +125,9 @@ def test_preview_has_video_audio_and_burnt_label(demo):
     band, face = frame[-8:].mean(-1), frame[: SIZE[1] // 2].mean(-1)
     assert np.median(band) < 40 and band.max() > 150  # white text on the black label band
     assert np.median(face) > 40  # the head is above it, lit
+    from PIL import Image
+    strip = Image.open(demo["out"] / "preview_strip.png")
+    assert strip.height == 240 and strip.width == 6 * round(SIZE[0] * 240 / SIZE[1])   # six stills side by side
 
 
 def test_without_a_bundle_saves_the_rig_and_says_how_to_make_one(tmp_path, sandbox):
