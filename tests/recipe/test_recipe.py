@@ -29,7 +29,7 @@ def test_dry_run_prints_every_stage_and_writes_nothing(tmp_path, capsys):
 def test_full_size_plan_is_the_documented_recipe(tmp_path):
     stages = {s.name: s for s in plan(tmp_path, small=False)}
     assert "--small" not in " ".join(s.command for s in stages.values())
-    assert stages["denoiser-a"].argv[-4:] == ["--steps", "2500", "--max-minutes", "170"]
+    assert stages["denoiser-a"].argv[-4:] == ["--steps", "2000", "--max-minutes", "170"]
     assert "ddpm:1000,dpmpp2m:25,dpmpp2m:10" in stages["evaluate"].argv
     assert stages["export"].out == tmp_path / "bundle"
 
