@@ -51,6 +51,7 @@ def test_variant_shapes(head_dir, variant):
 def test_training_selects_best_and_resumes(mouth_run, tiny_corpus, tmp_path):
     log = [json.loads(line) for line in (mouth_run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [10, 20]
+    assert (mouth_run / "curves.png").stat().st_size > 1000   # every trainer draws its loss curves
     best = torch.load(mouth_run / "best.pt", weights_only=False)
     assert best["val"]["loss"] == min(r["val"]["loss"] for r in log)
     assert {"mel_l1", "ce", "unit_acc"} <= set(best["val"])

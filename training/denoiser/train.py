@@ -160,7 +160,7 @@ def train(out: Path, *, corpus: Path, encoder, head_npz: Path, cfg: TrainConfig,
     """Train into run folder `out` (resumes from out/last.pt). `init`: start from another
     run's weights and stats (e.g. stage 2: fine-tune a no-M2S run with the M2S loss).
     `train_encoder`: -T variant, `encoder` trained jointly at `encoder_lr` (module docstring)."""
-    from training.speech.runs import corpus_data, fit, provenance
+    from training.speech.runs import corpus_data, fit, plot_curves, provenance
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -211,14 +211,14 @@ def train(out: Path, *, corpus: Path, encoder, head_npz: Path, cfg: TrainConfig,
                      prov=prov, max_minutes=cfg.max_minutes, desc="denoiser-T",
                      param_groups=[{"params": list(model.parameters()), "lr": cfg.lr},
                                    {"params": trainable, "lr": encoder_lr}])
-        plot_curves(out)
+        plot_curves(out, "mm² per vertex")
         return result
     (out / "config.json").write_text(json.dumps(config, indent=2))
     result = fit(model, out, next_batch=lambda rng: random_batch(train_data, rng, cfg.batch, cfg.window),
                  loss_fn=lambda m, b: loss(m, b), validate=validator(loss, val_data, cfg),
                  steps=cfg.steps, val_every=cfg.val_every, lr=cfg.lr, seed=cfg.seed, config=config,
                  prov=prov, max_minutes=cfg.max_minutes, desc="denoiser")
-    plot_curves(out)
+    plot_curves(out, "mm² per vertex")
     return result
 
 
@@ -278,32 +278,3 @@ def run_encoder(run: Path, which: str = "best.pt"):
     for p in encoder.parameters():
         p.requires_grad_(False)
     return encoder
-
-
-def plot_curves(run: Path) -> Path | None:
-    """curves.png: training (smoothed) and validation losses per logged step."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    log = Path(run) / "log.jsonl"
-    if not log.exists():
-        return None
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    if not rows:
-        return None
-    steps = [r["step"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key in sorted(rows[-1]["val"]):
-        ax.plot(steps, [r["val"].get(key, np.nan) for r in rows], label=f"val {key}")
-    ax.plot(steps, [r["train"].get("loss", np.nan) for r in rows], "k--", label="train loss (EMA)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("mm² per vertex")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7)
-    ax.set_title(Path(run).name)
-    fig.tight_layout()
-    path = Path(run) / "curves.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

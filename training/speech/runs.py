@@ -180,4 +180,33 @@ def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validat
             tqdm.write(f"stopped at step {step} (--max-minutes / --stop-at); run again to resume")
             break
     bar.close()
+    plot_curves(out)
     return {"step": step, "best": best, "finished": step >= steps}
+
+
+def plot_curves(run: Path, ylabel: str = "loss") -> Path | None:
+    """RUN/curves.png: validation metrics and the (EMA-smoothed) training loss per logged step."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    log = Path(run) / "log.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    if not rows:
+        return None
+    steps = [r["step"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key in sorted(k for k in rows[-1]["val"] if k != "frames"):
+        ax.plot(steps, [r["val"].get(key, np.nan) for r in rows], label=f"val {key}")
+    ax.plot(steps, [r["train"].get("loss", np.nan) for r in rows], "k--", label="train loss (EMA)")
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.set_title(Path(run).name)
+    fig.tight_layout()
+    path = Path(run) / "curves.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
