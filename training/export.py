@@ -129,7 +129,8 @@ def _as_entry(v, out: Path) -> dict:
     """Exporters may return a manifest entry (dict) or just the written path."""
     if isinstance(v, dict):
         return v
-    return {"file": Path(v).relative_to(out).as_posix() if Path(v).is_absolute() else str(v)}
+    # a written path (absolute, or relative to the working folder like `out` itself) -> bundle-relative
+    return {"file": Path(v).resolve().relative_to(Path(out).resolve()).as_posix()}
 
 
 def tiny_speech_encoder(seed: int = 0):

@@ -63,11 +63,12 @@ def test_evaluate_writes_table_json_and_figure(runs, tiny_corpus, tiny_encoder, 
     assert "| lve | lower |" in eff.with_suffix(".md").read_text()
 
 
-def test_export_of_a_trained_run_loads_in_the_engine(runs, tiny_encoder, head_dir, tmp_path):
+def test_export_of_a_trained_run_loads_in_the_engine(runs, tiny_encoder, head_dir, tmp_path, monkeypatch):
     from backend.engine import Engine
-    out = tmp_path / "bundle"
-    assert main(["export", "--out", str(out), "--denoiser", str(runs / "thunder"), "--encoder", str(tiny_encoder),
-                 "--head", str(head_dir)]) == 0
+    monkeypatch.chdir(tmp_path)   # a relative --out, as in `--out backend/models/thunder-base`
+    out = tmp_path / "models" / "bundle"
+    assert main(["export", "--out", "models/bundle", "--denoiser", str(runs / "thunder"), "--encoder",
+                 str(tiny_encoder), "--head", str(head_dir)]) == 0
     engine = Engine(out)
     res = engine.animate(np.random.default_rng(0).normal(0, 0.1, 32000).astype(np.float32), takes=2)
     assert res.takes[0].exp.shape == (50, 50)
