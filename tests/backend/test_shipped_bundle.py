@@ -14,8 +14,7 @@ import pytest
 import soundfile as sf
 
 from backend.bundle import checked_file, read_manifest
-from backend.contracts import SAMPLES_PER_FRAME
-from backend.engine import Engine
+from backend.engine import SAMPLES_PER_FRAME, Engine
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "backend" / "models" / "thunder-base"
