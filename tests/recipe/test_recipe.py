@@ -1,6 +1,8 @@
 """`thunder-train recipe`: the plan, skip/resume and the state file, on the real --small chain."""
 import json
 
+from pathlib import Path
+
 import pytest
 
 from training.cli import main
@@ -30,7 +32,12 @@ def test_full_size_plan_is_the_documented_recipe(tmp_path):
     stages = {s.name: s for s in plan(tmp_path, small=False)}
     assert "--small" not in " ".join(s.command for s in stages.values())
     assert stages["denoiser-a"].argv[-4:] == ["--steps", "2000", "--max-minutes", "170"]
-    assert "ddpm:1000,dpmpp2m:25,dpmpp2m:10" in stages["evaluate"].argv
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().replace("\\\n", " ").split())
+    for stage, flags in {"encoder": "--steps 1600", "units": "--limit 600", "m2s": "--steps 800 --val-every 100",
+                         "denoiser-b": "--steps 300 --val-every 100",
+                         "evaluate": "--samplers dpmpp2m:25 --samples 16 --limit 30 --peer allphone"}.items():
+        assert flags in " ".join(stages[stage].argv), stage
+        assert flags in readme, f"README's recipe lacks {flags!r} ({stage})"
     assert stages["export"].out == tmp_path / "bundle"
 
 
