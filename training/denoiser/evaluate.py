@@ -139,15 +139,7 @@ def evaluate(runs: dict, *, corpus, head_dir, encoder_path, m2s_run=None, sample
                 z = sample_takes(model, d["feats"], list(range(s)), Schedule(), sampler, steps, guidance)
                 x = norm.denormalise(z).numpy()
                 seconds += time.perf_counter() - t0
-                with torch.no_grad():
-                    verts = head_model(torch.from_numpy(x)).numpy()
-                m = utterance_metrics(verts, d["gt"], head)
-                if scorer is not None:
-                    scores = scorer(d["audio"], d["speaker"], x)
-                    m["sync"] = float(scores.mean())
-                    m["sync_lve_rank"] = spearman(scores, m["per_sample_lve"])
-                m.pop("per_sample_lve")
-                per_utt.append(m)
+                per_utt.append(_take_metrics(x, d, head_model, head, scorer))
             rows.append({"variant": name, "run": str(run), "sampler": sampler, "steps": steps,
                          "samples": 1 if model.cfg.deterministic else n_samples,
                          "sample_seconds_per_utt": seconds / len(data), **_summarise(per_utt, data)})
@@ -156,6 +148,19 @@ def evaluate(runs: dict, *, corpus, head_dir, encoder_path, m2s_run=None, sample
             "corpus": str(corpus), "machine": f"{platform.node()} {platform.machine()} {torch.get_num_threads()} threads",
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
             "units": "mm (LVE, DTW, FDD, DIV); correlations unitless; sync = mel-band correlation"}
+
+
+@torch.no_grad()
+def _take_metrics(x: np.ndarray, d: dict, head_model, head, scorer) -> dict:
+    """Table-2 metrics of the takes x (S, T, 53) of one utterance, plus the M2S lip-sync score
+    and its rank correlation with the per-take LVE."""
+    m = utterance_metrics(head_model(torch.from_numpy(x)).numpy(), d["gt"], head)
+    if scorer is not None:
+        scores = scorer(d["audio"], d["speaker"], x)
+        m["sync"] = float(scores.mean())
+        m["sync_lve_rank"] = spearman(scores, m["per_sample_lve"])
+    m.pop("per_sample_lve")
+    return m
 
 
 @torch.no_grad()
@@ -179,15 +184,7 @@ def _peer_row(peer: str, data: list, head_dir, head_model, head, scorer) -> dict
         t0 = time.perf_counter()
         x = peer_motion(d["audio"], len(d["gt"]), face)[None]
         seconds += time.perf_counter() - t0
-        with torch.no_grad():
-            verts = head_model(torch.from_numpy(x)).numpy()
-        m = utterance_metrics(verts, d["gt"], head)
-        if scorer is not None:
-            scores = scorer(d["audio"], d["speaker"], x)
-            m["sync"] = float(scores.mean())
-            m["sync_lve_rank"] = spearman(scores, m["per_sample_lve"])
-        m.pop("per_sample_lve")
-        per_utt.append(m)
+        per_utt.append(_take_metrics(x, d, head_model, head, scorer))
     return {"variant": f"peer-{peer}", "run": "pocketsphinx allphone -> corpus articulation (neutral style)",
             "sampler": "peer", "steps": 1, "samples": 1, "sample_seconds_per_utt": seconds / len(data),
             **_summarise(per_utt, data)}
