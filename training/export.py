@@ -220,9 +220,10 @@ def _joint(run: Path) -> bool:
 def mean_speaker(m2s_run: Path) -> dict:
     """Mean training-speaker embedding (what `listen` uses when no speech is given),
     from the M2S run's target cache; none when that cache is gone."""
-    cache = m2s_run / "cache" / "train.npz"
-    if not cache.is_file():
+    caches = sorted((m2s_run / "cache").glob("train*.npz"))   # train.npz, or train-N.npz for a limited run
+    if not caches:
         return {}
+    cache = caches[0]
     with np.load(cache) as z:
         mean = z["speaker"].mean(0)
     return {"speaker_mean": (mean / np.linalg.norm(mean)).astype(np.float32)}

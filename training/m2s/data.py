@@ -112,7 +112,10 @@ def cache_key(encoder_path, units_path) -> dict:
 def load_split(cache_dir, corpus, split: str, encoder, units, key: dict, limit: int | None = None) -> Split:
     """Cached targets of one split; rebuilt when `key` (corpus, encoder, units, limit) changed."""
     cache_dir = Path(cache_dir)
-    path, meta = cache_dir / f"{split}.npz", cache_dir / f"{split}.json"
+    # one file per (split, limit): the M2S trainer (val limited) and the denoiser's M2S loss (all of val)
+    # share a cache folder and must not overwrite each other's targets
+    stem = split if limit is None else f"{split}-{limit}"
+    path, meta = cache_dir / f"{stem}.npz", cache_dir / f"{stem}.json"
     key = {**key, "manifest": file_sha256(Path(corpus) / "manifest.json"), "limit": limit}
     if path.exists() and meta.exists() and json.loads(meta.read_text()) == key:
         with np.load(path) as z:
