@@ -220,13 +220,24 @@ def _joint(run: Path) -> bool:
 def mean_speaker(m2s_run: Path) -> dict:
     """Mean training-speaker embedding (what `listen` uses when no speech is given),
     from the M2S run's target cache; none when that cache is gone."""
-    caches = sorted((m2s_run / "cache").glob("train*.npz"))   # train.npz, or train-N.npz for a limited run
-    if not caches:
+    caches = [c for folder in _m2s_caches(Path(m2s_run)) for c in sorted(folder.glob("train*.npz"))]
+    if not caches:   # train.npz, or train-N.npz for a limited run
         return {}
-    cache = caches[0]
-    with np.load(cache) as z:
+    with np.load(caches[0]) as z:
         mean = z["speaker"].mean(0)
     return {"speaker_mean": (mean / np.linalg.norm(mean)).astype(np.float32)}
+
+
+def _m2s_caches(m2s_run: Path) -> list[Path]:
+    """Where the run's targets were cached: as recorded in its config, as its command's
+    --cache named (runs from before the config recorded it), or the default run/cache."""
+    import shlex
+    prov_path = m2s_run / "provenance.json"
+    prov = json.loads(prov_path.read_text()) if prov_path.exists() else {}
+    found = [prov.get("config", {}).get("cache")]
+    words = shlex.split(prov.get("command", ""))
+    found += [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--cache"]
+    return [Path(f) for f in found if f] + [m2s_run / "cache"]
 
 
 def export_trained(out: Path, *, denoiser_run: Path, encoder_path: Path, m2s_run: Path | None,

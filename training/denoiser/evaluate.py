@@ -45,6 +45,9 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--peer", choices=["allphone"], default=None,
                    help="add a classic pipeline peer row: allphone = pocketsphinx phones -> corpus articulation")
+    p.add_argument("--append", action="store_true",
+                   help="add these rows to an existing <out>.json of the same utterances (replacing rows of the "
+                        "same variant and sampler), so variants can be evaluated as they finish training")
     p.set_defaults(func=_cli)
 
 
@@ -56,7 +59,10 @@ def _cli(args) -> int:
                       samplers=samplers, n_samples=args.samples, split=args.split, source=args.source,
                       limit=args.limit, guidance=args.guidance,
                       peers=[args.peer] if args.peer else ())
-    write_report(result, args.out)
+    if args.append:
+        result = append_report(result, args.out)
+    else:
+        write_report(result, args.out)
     print(markdown(result))
     return 0
 
@@ -144,6 +150,8 @@ def evaluate(runs: dict, *, corpus, head_dir, encoder_path, m2s_run=None, sample
                          "samples": 1 if model.cfg.deterministic else n_samples,
                          "sample_seconds_per_utt": seconds / len(data), **_summarise(per_utt, data)})
     rows += [_peer_row(peer, data, head_dir, head_model, head, scorer) for peer in peers]
+    stamp = {"commit": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    rows = [{**r, **stamp} for r in rows]   # rows of one table may come from several --append calls
     return {"rows": rows, "split": split, "source": source, "utterances": len(data), "guidance": guidance,
             "corpus": str(corpus), "machine": f"{platform.node()} {platform.machine()} {torch.get_num_threads()} threads",
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
@@ -215,6 +223,35 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['variant']} | {r['sampler']}:{r['steps']} | " + " | ".join(cells)
                      + f" | {r['sample_seconds_per_utt']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def append_report(result: dict, stem: Path) -> dict:
+    """Merge `result` into `<stem>.json` under a file lock (several evaluations may finish at
+    once): rows of the same variant and sampler are replaced. The utterances, split and source
+    must be the same, so every row of a table is measured on the same speech."""
+    import fcntl
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    with open(stem.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = stem.with_suffix(".json")
+        if path.exists():
+            old = json.loads(path.read_text())
+            for key in ("split", "source", "utterances", "guidance"):
+                if old[key] != result[key]:
+                    raise SystemExit(f"--append: {path} has {key}={old[key]!r}, this evaluation {result[key]!r}")
+            if _ids(old) != _ids(result):
+                raise SystemExit(f"--append: {path} was measured on other utterances")
+            new = {(r["variant"], r["sampler"], r["steps"]) for r in result["rows"]}
+            rows = [r for r in old["rows"] if (r["variant"], r["sampler"], r["steps"]) not in new]
+            result = {**result, "rows": rows + result["rows"]}
+        write_report(result, stem)
+    return result
+
+
+def _ids(result: dict) -> list:
+    return result["rows"][0]["per_utterance"]["ids"] if result["rows"] else []
 
 
 def write_report(result: dict, stem: Path) -> None:

@@ -116,7 +116,7 @@ def train(args) -> int:
     val_every = args.val_every or (15 if args.small else max(1, steps // args.epochs))
     config = {"model": cfg.to_dict(), "head": str(Path(args.head).resolve()) if args.head else None,
               "head_id": head_id, "encoder": key["encoder"], "units": str(Path(args.units).resolve()),
-              "window": window, "batch": args.batch}
+              "window": window, "batch": args.batch, "cache": str(cache.resolve())}
     prov = provenance(args.seed, {**corpus_data(args.corpus), **key}, config=config, steps=steps,
                       train_frames=frames, params=sum(p.numel() for p in model.m2s.parameters()))
     print(f"m2s {cfg.variant}: {prov['params'] / 1e6:.2f} M params, {frames / 25 / 3600:.2f} h, {steps} steps")
