@@ -21,6 +21,7 @@ COMMANDS = {
     "denoiser": "training.denoiser.cli",
     "evaluate": "training.denoiser.evaluate",
     "effects": "training.denoiser.effects",
+    "fidelity": "training.denoiser.fidelity",
     "export": "training.export",
     "recipe": "training.recipe",
 }
