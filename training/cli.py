@@ -24,6 +24,7 @@ COMMANDS = {
     "fidelity": "training.denoiser.fidelity",
     "export": "training.export",
     "recipe": "training.recipe",
+    "curves": "training.curves",
 }
 
 
