@@ -120,10 +120,14 @@ def _cli(args) -> int:
             raise SystemExit(f"effects: --pair wants WITH:WITHOUT, got {p!r}")
         pairs.append(tuple(p.split(":", 1)))
     result = effects(report, pairs, args.sampler, args.boot)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    md = markdown(result, str(args.report))
-    out.with_suffix(".md").write_text(md)
-    print(md)
+    write_summary(args.out, result, markdown(result, str(args.report)))
     return 0
+
+
+def write_summary(stem: Path, result: dict, md: str) -> None:
+    """<stem>.json and <stem>.md of a summary computed from a report; the table is printed too."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    stem.with_suffix(".md").write_text(md)
+    print(md)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from training.denoiser.effects import write_summary
+
 TARGETS = {"lve": 0.03, "s_div_u": 0.05}
 MIN_SPEEDUP = 40.0
 SHOWN = ["lve", "l_pcc", "lip_dtw", "s_div_u", "s_div_l", "sync"]
@@ -76,10 +78,5 @@ def markdown(result: dict, source: str) -> str:
 def _cli(args) -> int:
     report = json.loads(Path(args.report).read_text())
     result = fidelity(report, args.reference, args.variant)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    md = markdown(result, str(args.report))
-    out.with_suffix(".md").write_text(md)
-    print(md)
+    write_summary(args.out, result, markdown(result, str(args.report)))
     return 0
