@@ -118,7 +118,7 @@ def plan(work: Path, small: bool = False, bundle_out: Path | None = None) -> lis
         Stage("evaluate", report, ["evaluate", "--corpus", str(corpus), "--encoder", str(enc), "--head", str(head),
                                    "--m2s", str(m2s), "--run", f"thunder={thunder}", "--run", f"base={base}",
                                    *(["--samplers", "dpmpp2m:3", "--samples", "2", "--limit", "2"] if small else
-                                     ["--samplers", "dpmpp2m:25", "--samples", "16", "--limit", "30",
+                                     ["--samplers", "dpmpp2m:25", "--samples", "32", "--limit", "20",
                                       "--peer", "allphone"]),
                                    "--out", str(report)],
               lambda p: p.with_suffix(".json").is_file(), nothing),

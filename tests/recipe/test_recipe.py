@@ -35,7 +35,7 @@ def test_full_size_plan_is_the_documented_recipe(tmp_path):
     readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().replace("\\\n", " ").split())
     for stage, flags in {"encoder": "--steps 1600", "units": "--limit 600", "m2s": "--steps 800 --val-every 100",
                          "denoiser-b": "--steps 300 --val-every 100",
-                         "evaluate": "--samplers dpmpp2m:25 --samples 16 --limit 30 --peer allphone"}.items():
+                         "evaluate": "--samplers dpmpp2m:25 --samples 32 --limit 20 --peer allphone"}.items():
         assert flags in " ".join(stages[stage].argv), stage
         assert flags in readme, f"README's recipe lacks {flags!r} ({stage})"
     assert stages["export"].out == tmp_path / "bundle"
