@@ -90,3 +90,14 @@ def test_lip_sync_score_prefers_the_synced_take(engine, audio, takes):
     for take in takes:
         shifted = engine.score(audio, np.roll(take.exp, 10, 0), np.roll(take.jaw, 10, 0))   # 0.4 s late
         assert take.score > shifted + 0.02, f"seed {take.seed}: {take.score:.3f} vs shifted {shifted:.3f}"
+
+
+def test_listening_without_speech_uses_the_training_speakers_mean(engine, takes):
+    """`listen` (what M2S hears from keyed motion alone) needs a speaker: the bundle carries
+    the mean training-speaker embedding, a unit vector like the speaker encoder's output."""
+    mean = engine.bundle.stats.get("speaker_mean")
+    assert mean is not None and mean.shape == (256,)
+    assert abs(float(np.linalg.norm(mean)) - 1.0) < 1e-4
+    wav = engine.listen(takes[0].exp, takes[0].jaw)
+    assert wav.ndim == 1 and len(wav) >= (len(takes[0].exp) - 2) * SAMPLES_PER_FRAME
+    assert np.isfinite(wav).all() and float(np.abs(wav).max()) > 1e-3
