@@ -39,7 +39,7 @@ def curves(runs: dict, offsets: dict, metrics: list[str] | None, out: Path) -> d
         raise SystemExit("curves: the runs share no validation metric")
     data = {name: {"steps": [r["step"] + offsets.get(name, 0) for r in rows],
                    **{m: [r["val"].get(m) for r in rows] for m in metrics}} for name, rows in logs.items()}
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics) + 1.2, 3.2), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         for i, (name, d) in enumerate(data.items()):   # one colour per run in every panel
             pts = [(s, v) for s, v in zip(d["steps"], d[m]) if v is not None]
@@ -47,8 +47,9 @@ def curves(runs: dict, offsets: dict, metrics: list[str] | None, out: Path) -> d
                 ax.plot(*zip(*pts), marker="o", ms=3, label=name, color=f"C{i}")
         ax.set_title(f"val {m}")
         ax.set_xlabel("step")
-    fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize=7, loc="upper right")
-    fig.tight_layout()
+    handles = {l: h for ax in axes[0] for h, l in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="center right")
+    fig.tight_layout(rect=(0, 0, 0.84, 1))   # the legend sits right of the panels
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out.with_suffix(".png"), dpi=100)
