@@ -1,4 +1,5 @@
-"""Diffusion samplers for an x0-predicting denoiser: DDPM, DDIM, DPM-Solver++(2M).
+"""Diffusion samplers for an x0-predicting denoiser: DDPM, DDIM, DPM-Solver++(2M)
+and its stochastic (SDE) form.
 
 The samplers are plain functions of `(denoise, x_T, schedule, ...)` as in
 k-diffusion. They only add, multiply and scale arrays by Python floats, so the
@@ -17,7 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-SAMPLERS = ("dpmpp2m", "ddim", "ddpm")
+SAMPLERS = ("dpmpp2m", "dpmpp2m-sde", "ddim", "ddpm")
+STOCHASTIC = ("ddpm", "dpmpp2m-sde")   # draw fresh noise at every step
 
 
 class SamplerError(ValueError):
@@ -89,13 +91,16 @@ def sample(denoise: Callable, x_T, schedule: Schedule, sampler: str = "dpmpp2m",
            noise: Callable | None = None, progress: Callable[[float], None] | None = None):
     """Run `sampler` from x_T (pure N(0, I) noise) and return the clean sample."""
     check_sampler(sampler)
+    if sampler in STOCHASTIC and noise is None:
+        raise SamplerError(f"{sampler} needs a noise source")
     if sampler == "ddpm":
-        if noise is None:
-            raise SamplerError("ddpm needs a noise source")
         return ddpm(denoise, x_T, schedule, noise, progress)
     ts = timesteps(schedule, steps)
-    fn = ddim if sampler == "ddim" else dpmpp2m
-    return fn(denoise, x_T, schedule, ts, progress)
+    if sampler == "ddim":
+        return ddim(denoise, x_T, schedule, ts, progress)
+    if sampler == "dpmpp2m-sde":
+        return dpmpp2m(denoise, x_T, schedule, ts, progress, eta=1.0, noise=noise)
+    return dpmpp2m(denoise, x_T, schedule, ts, progress)
 
 
 def _report(progress, i, n):
@@ -136,11 +141,16 @@ def ddim(denoise, x, schedule: Schedule, ts: list[int], progress=None):
     return x
 
 
-def dpmpp2m(denoise, x, schedule: Schedule, ts: list[int], progress=None):
+def dpmpp2m(denoise, x, schedule: Schedule, ts: list[int], progress=None, eta: float = 0.0,
+            noise: Callable | None = None):
     """DPM-Solver++(2M) (Lu et al. 2022), data prediction, multistep second order.
 
-    First order on the first step; after the last evaluation (t = 0) the output
-    is the model's x0 (denoise to zero, as the reference implementation does).
+    eta = 0: the probability-flow ODE solver. eta = 1: the SDE solver (DPM-Solver++(2M)
+    SDE, k-diffusion's `sample_dpmpp_2m_sde`, midpoint correction, written for the VP
+    schedule): each step keeps e^{-eta h} of the current noise and draws the rest fresh,
+    as ancestral DDPM does, at few steps. First order on the first step; after the last
+    evaluation (t = 0) the output is the model's x0 (denoise to zero, as the reference
+    implementation does).
     """
     ac = schedule.alphas_cumprod
     alpha = lambda t: math.sqrt(ac[t])
@@ -159,7 +169,10 @@ def dpmpp2m(denoise, x, schedule: Schedule, ts: list[int], progress=None):
             else:
                 r = h_prev / h
                 d = x0 * float(1.0 + 0.5 / r) - x0_prev * float(0.5 / r)
-            x = x * float(sigma(s) / sigma(t)) - d * float(alpha(s) * math.expm1(-h))
+            keep = sigma(s) / sigma(t) * math.exp(-eta * h)
+            x = x * float(keep) - d * float(alpha(s) * math.expm1(-(1.0 + eta) * h))
+            if eta > 0:
+                x = x + noise(i) * float(sigma(s) * math.sqrt(-math.expm1(-2.0 * eta * h)))
             x0_prev, h_prev = x0, h
         _report(progress, i, len(ts))
     return x

@@ -42,6 +42,7 @@ def numpy_takes(sessions, feats, seeds, sampler, steps, guidance, sched):
 
 # DDPM walks every step: a 40-step schedule keeps it fast (same code as for 1000)
 @pytest.mark.parametrize("sampler,steps,guidance,sched", [("dpmpp2m", 6, 1.0, SCHED), ("ddim", 5, 2.5, SCHED),
+                                                          ("dpmpp2m-sde", 6, 1.5, SCHED),
                                                           ("ddpm", 0, 1.5, Schedule(steps=40, beta_end=0.3))])
 def test_onnx_numpy_sampler_matches_torch(exported, sampler, steps, guidance, sched):
     model, sessions = exported

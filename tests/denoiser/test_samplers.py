@@ -18,7 +18,7 @@ def oracle(x, t):
     return M + (a * S * S / (a * a * S * S + var)) * (x - a * M)
 
 
-@pytest.mark.parametrize("sampler,steps", [("ddpm", 1000), ("ddim", 50), ("dpmpp2m", 10)])
+@pytest.mark.parametrize("sampler,steps", [("ddpm", 1000), ("ddim", 50), ("dpmpp2m", 10), ("dpmpp2m-sde", 25)])
 def test_samplers_reach_the_data_distribution(sampler, steps):
     x_T, noise = take_noise(list(range(4)), (500, 2))
     x = sample(oracle, x_T, SCHED, sampler, steps, noise)
@@ -39,11 +39,21 @@ def test_dpmpp2m_few_steps_matches_the_ode_solution():
 
 
 def test_same_code_runs_on_torch_tensors():
-    x_T, noise = take_noise([5, 6], (40, 53))
-    for sampler in ("ddim", "dpmpp2m"):
-        a = sample(oracle, x_T, SCHED, sampler, 8)
-        b = sample(oracle, torch.from_numpy(x_T), SCHED, sampler, 8)
+    for sampler in ("ddim", "dpmpp2m", "dpmpp2m-sde"):
+        x_T, noise = take_noise([5, 6], (40, 53))
+        a = sample(oracle, x_T, SCHED, sampler, 8, noise)
+        x_T, noise = take_noise([5, 6], (40, 53))
+        b = sample(oracle, torch.from_numpy(x_T), SCHED, sampler, 8, lambda k: torch.from_numpy(noise(k)))
         np.testing.assert_allclose(a, b.numpy(), atol=1e-5)
+
+
+def test_sde_solver_draws_fresh_noise_and_needs_a_source():
+    x_T, noise = take_noise([1], (300, 2))
+    ode = sample(oracle, x_T, SCHED, "dpmpp2m", 10)
+    sde = sample(oracle, x_T, SCHED, "dpmpp2m-sde", 10, noise)
+    assert np.abs(ode - sde).mean() > 0.1 * S   # not the ODE map of x_T
+    with pytest.raises(SamplerError, match="noise source"):
+        sample(oracle, x_T, SCHED, "dpmpp2m-sde", 10)
 
 
 def test_take_noise_depends_only_on_its_seed():

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from backend.samplers import SAMPLERS
+
 SMALL_MODEL = {"d_model": 32, "n_layers": 2, "d_ff": 64}
 
 
@@ -55,7 +57,7 @@ def register(subparsers) -> None:
     s.add_argument("--out", required=True, type=Path, help=".npz with exp (K,T,50), jaw (K,T,3)")
     s.add_argument("--takes", type=int, default=4)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--sampler", default="dpmpp2m", choices=["dpmpp2m", "ddim", "ddpm"])
+    s.add_argument("--sampler", default="dpmpp2m", choices=SAMPLERS)
     s.add_argument("--steps", type=int, default=10)
     s.add_argument("--guidance", type=float, default=1.0)
     s.set_defaults(func=_sample)
