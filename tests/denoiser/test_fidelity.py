@@ -35,7 +35,7 @@ def test_cli_writes_markdown_and_json(tmp_path):
     (tmp_path / "r.json").write_text(json.dumps(_report()))
     assert main(["fidelity", str(tmp_path / "r.json"), "--out", str(tmp_path / "f")]) == 0
     md = (tmp_path / "f.md").read_text()
-    assert "| dpmpp2m:25 | 5.100 (+2.0%)" in md and "missed: lve" in md
+    assert "| dpmpp2m:25 | 5.1000 (+2.0%)" in md and "missed: lve" in md
     assert json.loads((tmp_path / "f.json").read_text())["reference"] == "ddpm:1000"
 
 
