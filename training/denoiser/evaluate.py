@@ -264,13 +264,16 @@ def write_report(result: dict, stem: Path) -> None:
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
     stem.with_suffix(".md").write_text(markdown(result))
     shown = [k for k in ("lve", "l_pcc", "lip_dtw", "s_div_l") if k in result["rows"][0]["metrics"]]
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3))
-    labels = [f"{r['variant']}\n{r['sampler']}:{r['steps']}" for r in result["rows"]]
-    for ax, k in zip(np.atleast_1d(axes), shown):
-        ax.bar(range(len(labels)), [r["metrics"][k]["mean"] for r in result["rows"]],
-               yerr=[r["metrics"][k]["std"] for r in result["rows"]], color="tab:blue", alpha=0.8)
-        ax.set_xticks(range(len(labels)), labels, fontsize=6, rotation=45, ha="right")
-        ax.set_title(k)
+    rows = result["rows"]
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.8 * len(shown) + 1.5, 0.28 * len(rows) + 1.2),
+                             sharey=True, squeeze=False)
+    labels = [f"{r['variant']} ({r['sampler']}:{r['steps']})" for r in rows]
+    for ax, k in zip(axes[0], shown):   # one row per variant, labelled once on the left
+        ax.barh(range(len(rows)), [r["metrics"][k]["mean"] for r in rows],
+                xerr=[r["metrics"][k]["std"] for r in rows], color="tab:blue", alpha=0.8)
+        ax.set_yticks(range(len(rows)), labels, fontsize=7)
+        ax.set_title(f"{k} (mean ± sd over utterances)", fontsize=8)
+    axes[0][0].invert_yaxis()   # shared: once, so the table's first row is on top
     fig.tight_layout()
     fig.savefig(stem.with_suffix(".png"), dpi=100)
     plt.close(fig)
