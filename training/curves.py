@@ -20,11 +20,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=_cli)
 
 
-def read_log(run: Path) -> list[dict]:
-    log = Path(run) / "log.jsonl"
-    if not log.exists():
+def _log(run: Path) -> list[dict]:
+    from training.speech.runs import read_log
+    rows = read_log(run)
+    if not rows:
         raise SystemExit(f"curves: {run} has no log.jsonl")
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return rows
 
 
 def curves(runs: dict, offsets: dict, metrics: list[str] | None, out: Path) -> dict:
@@ -32,7 +33,7 @@ def curves(runs: dict, offsets: dict, metrics: list[str] | None, out: Path) -> d
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    logs = {name: read_log(run) for name, run in runs.items()}
+    logs = {name: _log(run) for name, run in runs.items()}
     shared = set.intersection(*(set(rows[-1]["val"]) - {"frames"} for rows in logs.values()))
     metrics = metrics or sorted(shared)
     if not metrics:

@@ -154,8 +154,7 @@ def evaluate(runs: dict, *, corpus, head_dir, encoder_path, m2s_run=None, sample
     rows = [{**r, **stamp} for r in rows]   # rows of one table may come from several --append calls
     return {"rows": rows, "split": split, "source": source, "utterances": len(data), "guidance": guidance,
             "corpus": str(corpus), "machine": f"{platform.node()} {platform.machine()} {torch.get_num_threads()} threads",
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
-            "units": "mm (LVE, DTW, FDD, DIV); correlations unitless; sync = mel-band correlation"}
+            **stamp, "units": "mm (LVE, DTW, FDD, DIV); correlations unitless; sync = mel-band correlation"}
 
 
 @torch.no_grad()

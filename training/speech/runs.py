@@ -184,6 +184,12 @@ def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validat
     return {"step": step, "best": best, "finished": step >= steps}
 
 
+def read_log(run: str | Path) -> list[dict]:
+    """RUN/log.jsonl as records (one per validation); [] when the run has not logged yet."""
+    log = Path(run) / "log.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+
+
 def plot_curves(run: Path, ylabel: str = "loss") -> Path | None:
     """RUN/curves.png: validation metrics and the (EMA-smoothed) training loss per logged step."""
     import matplotlib
@@ -191,8 +197,7 @@ def plot_curves(run: Path, ylabel: str = "loss") -> Path | None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    log = Path(run) / "log.jsonl"
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    rows = read_log(run)
     if not rows:
         return None
     steps = [r["step"] for r in rows]
