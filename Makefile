@@ -20,8 +20,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -c "import torch, bpy, smplx, onnxruntime; assert not torch.version.cuda, 'CUDA torch'"
 	touch $@
 
+# DEMO_OUT / DEMO_ARGS: the test suite runs this very target with a short preview.
+DEMO_OUT ?= out/demo
+DEMO_ARGS ?=
 demo: setup
-	$(BIN)/thunder-train demo --out out/demo
+	$(BIN)/thunder-train demo --out $(DEMO_OUT) $(DEMO_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q -ra tests

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backend import jsonio
 from backend.contracts import FPS, SAMPLE_RATE
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
@@ -247,7 +248,7 @@ def write(report: dict, out_dir: Path = REPORTS) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"bench-{report['bundle']}-{report['date'][:10]}"
     jpath, mpath = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    jpath.write_text(json.dumps(report, indent=2))
+    jsonio.write_json(jpath, jsonio.finite(report))
     mpath.write_text(markdown(report))
     return jpath, mpath
 

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 FORMAT = "thunder-bundle"
 VERSION = 1
@@ -32,10 +35,15 @@ def read_manifest(bundle_dir) -> dict:
         raise BundleError(f"bundle folder {bundle_dir} does not exist")
     if not path.is_file():
         raise BundleError(f"{bundle_dir} is not a model bundle: manifest.json is missing")
+    non_finite: list = []
     try:
-        manifest = json.loads(path.read_text())
+        # An older exporter wrote NaN for undefined figures: read them as null, since
+        # what the backend sends must be strict JSON and a figure is no reason to refuse a model.
+        manifest = json.loads(path.read_text(), parse_constant=lambda c: non_finite.append(c))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{path} is not valid JSON: {e}") from e
+    if non_finite:
+        log.warning("%s holds %d NaN/Infinity value(s) (not strict JSON); served as null", path, len(non_finite))
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{path} is not a {FORMAT} manifest")
     if manifest.get("version") != VERSION:

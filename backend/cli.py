@@ -91,7 +91,7 @@ def cmd_animate(args) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from backend import jobs
+    from backend import jobs, jsonio
     from backend.audio import AudioError
     out_path = Path(args.out)
     if out_path.suffix not in (".npz", ".json"):
@@ -116,7 +116,7 @@ def cmd_animate(args) -> int:
     if out_path.suffix == ".npz":
         np.savez(out_path, **jobs.to_npz_dict(out))
     else:
-        out_path.write_text(json.dumps(jobs.to_payload(out, opts.encoding), separators=(",", ":")))
+        out_path.write_text(jsonio.dumps(jobs.to_payload(out, opts.encoding), compact=True))
     scores = ", ".join(f"{t.seed}:{t.score:.3f}" for t in out.takes)
     print(f"{len(out.takes)} takes × {out.n_frames} frames ({out.duration:.2f} s) → {out_path}  "
           f"[{out.sampler} {out.steps} steps, {out.timings['total']:.2f} s]  seed:score {scores}")
@@ -149,7 +149,7 @@ def load_take(path: Path, index: int):
     """exp (T,50), jaw (T,3) of take `index` from an animate .npz or .json."""
     import numpy as np
 
-    from backend import jobs
+    from backend import jobs, jsonio
     if path.suffix == ".npz":
         with np.load(path) as z:
             if not 0 <= index < len(z["exp"]):
@@ -166,7 +166,7 @@ def load_take(path: Path, index: int):
 
 
 def cmd_listen(args) -> int:
-    from backend import jobs
+    from backend import jobs, jsonio
     from backend.bundle import BundleError
     exp, jaw = load_take(Path(args.input), args.take)
     engine = open_engine(args)

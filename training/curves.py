@@ -6,8 +6,9 @@ the plotted values.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from backend import jsonio
 
 
 def register(subparsers) -> None:
@@ -55,8 +56,8 @@ def curves(runs: dict, offsets: dict, metrics: list[str] | None, out: Path) -> d
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out.with_suffix(".png"), dpi=100)
     plt.close(fig)
-    out.with_suffix(".json").write_text(json.dumps({"runs": {k: str(v) for k, v in runs.items()}, "curves": data},
-                                                   indent=1))
+    jsonio.write_json(out.with_suffix(".json"),
+                      jsonio.finite({"runs": {k: str(v) for k, v in runs.items()}, "curves": data}), indent=1)
     return data
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backend import jsonio
 from backend.bundle import FORMAT, VERSION, BundleError, sha256_file
 from backend.contracts import FPS, LAYOUT, N_EXP, N_PARAMS, SAMPLE_RATE, FeatureConfig
 from backend.engine import DEFAULT_PRESETS
@@ -72,9 +73,9 @@ def write_bundle(out: Path, *, name: str, head_npz: Path, stats: dict, graphs: d
         "evaluation": evaluation or {},
         **(extra or {}),
     }
-    tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    tmp.replace(out / "manifest.json")
+    # Strict JSON: a NaN here once made GET /v1/model answer 500 for every user.
+    # Undefined figures must already be null (see `finite`); anything else non-finite is refused.
+    jsonio.write_json(out / "manifest.json", manifest, default=str)
     return manifest
 
 
@@ -273,7 +274,8 @@ def export_trained(out: Path, *, denoiser_run: Path, encoder_path: Path, m2s_run
     init = _option(prov.get("command", ""), "--init")
     prov["inputs"] = {k: _run_provenance(v) for k, v in
                       (("audio_encoder", encoder_path), ("m2s", m2s_run), ("denoiser_init", init)) if v}
-    ev = json.loads(Path(evaluation).read_text()) if evaluation else {}
+    # an undefined figure (a rank correlation over one take) is null in the manifest
+    ev = jsonio.finite(jsonio.read_json(evaluation)) if evaluation else {}
     for row in ev.get("rows", []):
         row.pop("per_utterance", None)   # the report file keeps them; the manifest keeps the table
     return write_bundle(out, name=name, head_npz=head_npz, stats=stats, graphs=graphs, provenance=prov,

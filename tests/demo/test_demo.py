@@ -155,3 +155,20 @@ def test_backend_is_stopped_when_keying_fails(tmp_path, sandbox, tiny_bundle):
     url = re.search(r"\[demo\] backend: .* on (http://127\.0\.0\.1:\d+)", proc.stdout).group(1)
     with pytest.raises(OSError):  # nothing answers there any more
         urllib.request.urlopen(f"{url}/v1/health", timeout=2)
+
+
+@pytest.mark.slow
+def test_make_demo_on_the_committed_bundle(tmp_path, sandbox):
+    """The README's main job, `make demo`, on the bundle that ships (no --bundle), with a
+    short preview: a change that breaks what users run first cannot land."""
+    out = tmp_path / "demo"
+    proc = subprocess.run(["make", "--no-print-directory", "demo", f"DEMO_OUT={out}",
+                           f"DEMO_ARGS=--frames {FRAMES} --resolution {SIZE[0]}x{SIZE[1]} --takes 2"],
+                          env=sandbox, cwd=str(ROOT), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "backend/models/thunder-base" in proc.stdout          # the committed bundle served the takes
+    assert re.search(r"seed \d+\s+lip-sync score [0-9.]+\s+<- best", proc.stdout), proc.stdout[-2000:]
+    for name in ("demo.blend", "preview.mp4", "preview_strip.png", "head_poses.png"):
+        assert (out / name).is_file(), name
+    n_frames, _ = __import__("imageio_ffmpeg").count_frames_and_secs(str(out / "preview.mp4"))
+    assert n_frames == FRAMES

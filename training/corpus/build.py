@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from backend import jsonio
 from backend.contracts import FPS, SAMPLE_RATE
 
 from . import espeak, mbrola
@@ -252,7 +253,7 @@ def build(cfg: BuildConfig, command: str = "") -> dict:
                                 if k in sp} for sp in sorted(speakers, key=lambda s: s["id"])},
         "utterances": sorted(entries, key=lambda e: e["id"]),
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    jsonio.write_json(out / "manifest.json", manifest, indent=1, sort_keys=True)
     table = summary_table(manifest)
     info = {
         "command": command, "config": asdict(cfg), "seed": cfg.seed, "head_id": face.head_id,
@@ -263,7 +264,7 @@ def build(cfg: BuildConfig, command: str = "") -> dict:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "timings": {"plan_s": round(t_plan, 2), "total_s": round(time.time() - t0, 2)},
     }
-    (out / "build.json").write_text(json.dumps(info, indent=1) + "\n")
+    jsonio.write_json(out / "build.json", jsonio.finite(info), indent=1)
     print(table)
     print(f"built {len(entries)} utterances in {time.time() - t0:.1f} s -> {out}")
     return manifest

@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from backend import jsonio
 from backend.contracts import FPS, N_EXP, SAMPLE_RATE
 
 from .build import split_counts
@@ -111,7 +112,7 @@ def import_corpus(src: str | Path, out: str | Path, layout: str = "auto", head_i
         spk = {s: {"source": "import", "split": "by-utterance"} for s in speakers}
     manifest = {"version": 1, "fps": FPS, "sample_rate": SAMPLE_RATE, "head_id": head_id,
                 "speakers": spk, "utterances": sorted(entries, key=lambda e: e["id"])}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    jsonio.write_json(out / "manifest.json", manifest, indent=1, sort_keys=True)
     (out / "build.json").write_text(json.dumps({"command": "corpus import", "src": str(src),
                                                 "layout": layout, "clips": len(entries)}, indent=1) + "\n")
     return manifest

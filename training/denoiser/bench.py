@@ -9,7 +9,6 @@ ONNX step graph, the context graph (once) and the numpy sampler arithmetic.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -20,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from backend import jsonio
 from backend.samplers import Schedule, sample, take_noise
 from training.denoiser.model import Denoiser, DenoiserConfig, n_parameters
 from training.denoiser.onnx_graphs import export_denoiser
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     r = bench(args.takes, args.seconds)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(r, indent=2))
+    jsonio.write_json(args.out.with_suffix(".json"), jsonio.finite(r))
     args.out.with_suffix(".md").write_text(markdown(r))
     print(markdown(r))
     return 0

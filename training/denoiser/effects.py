@@ -10,8 +10,9 @@ differences, and a verdict. Writes `<out>.md` and `<out>.json`.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from backend import jsonio
 
 import numpy as np
 
@@ -113,7 +114,7 @@ def markdown(result: dict, source: str) -> str:
 
 
 def _cli(args) -> int:
-    report = json.loads(Path(args.report).read_text())
+    report = jsonio.read_json(args.report)
     pairs = []
     for p in args.pair:
         if ":" not in p:
@@ -128,6 +129,6 @@ def write_summary(stem: Path, result: dict, md: str) -> None:
     """<stem>.json and <stem>.md of a summary computed from a report; the table is printed too."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    jsonio.write_json(stem.with_suffix(".json"), jsonio.finite(result))
     stem.with_suffix(".md").write_text(md)
     print(md)

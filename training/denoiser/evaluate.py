@@ -8,7 +8,6 @@ with the speech) and its rank correlation with LVE over the takes. Writes
 """
 from __future__ import annotations
 
-import json
 import platform
 import time
 from datetime import datetime, timezone
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from backend import jsonio
 from backend.engine import band_correlation
 from backend.features import log_mel
 from backend.samplers import Schedule
@@ -210,6 +210,11 @@ def _mean_std(values) -> dict:
     return {"mean": float(v.mean()) if len(v) else float("nan"), "std": float(v.std()) if len(v) else float("nan")}
 
 
+def _cell(value) -> str:
+    """A table cell: undefined figures (null in the JSON, NaN in memory) read 'n/a'."""
+    return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
 def markdown(result: dict) -> str:
     keys = [k for k in METRICS if any(k in r["metrics"] for r in result["rows"])]
     head = "| variant | sampler | " + " | ".join(keys) + " | s/utt |"
@@ -218,7 +223,7 @@ def markdown(result: dict) -> str:
              f"{result['machine']}, {result['date']}, commit {result['commit']}", "", head,
              "|" + "---|" * (len(keys) + 3)]
     for r in result["rows"]:
-        cells = [f"{r['metrics'][k]['mean']:.3f}" if k in r["metrics"] else "" for k in keys]
+        cells = [_cell(r["metrics"][k]["mean"]) if k in r["metrics"] else "" for k in keys]
         lines.append(f"| {r['variant']} | {r['sampler']}:{r['steps']} | " + " | ".join(cells)
                      + f" | {r['sample_seconds_per_utt']:.2f} |")
     return "\n".join(lines) + "\n"
@@ -236,7 +241,7 @@ def append_report(result: dict, stem: Path) -> dict:
         fcntl.flock(lock, fcntl.LOCK_EX)
         path = stem.with_suffix(".json")
         if path.exists():
-            old = json.loads(path.read_text())
+            old = jsonio.read_json(path)
             for key in ("split", "source", "utterances", "guidance"):
                 if old[key] != result[key]:
                     raise SystemExit(f"--append: {path} has {key}={old[key]!r}, this evaluation {result[key]!r}")
@@ -260,7 +265,7 @@ def write_report(result: dict, stem: Path) -> None:
 
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    jsonio.write_json(stem.with_suffix(".json"), jsonio.finite(result))
     stem.with_suffix(".md").write_text(markdown(result))
     shown = [k for k in ("lve", "l_pcc", "lip_dtw", "s_div_l") if k in result["rows"][0]["metrics"]]
     rows = result["rows"]

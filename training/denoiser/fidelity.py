@@ -12,9 +12,9 @@ also gives the model passes each sampler makes. Writes `<out>.md` and `<out>.jso
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from backend import jsonio
 from backend.samplers import SAMPLERS, Schedule, n_evaluations
 from training.denoiser.effects import write_summary
 
@@ -60,6 +60,12 @@ def fidelity(report: dict, reference: str = "ddpm:1000", variant: str | None = N
             "rows": rows}
 
 
+def _rank(metrics: dict) -> str:
+    """The sync/LVE rank correlation, 'n/a' where undefined (one take, or constant scores)."""
+    v = metrics.get("sync_lve_rank")
+    return "n/a" if v is None or v != v else f"{v:+.2f}"
+
+
 def markdown(result: dict, source: str) -> str:
     ref = result["reference_metrics"]
     lines = [f"Sampler fidelity of `{result['variant']}` against {result['reference']} "
@@ -68,20 +74,20 @@ def markdown(result: dict, source: str) -> str:
              "| sampler | " + " | ".join(SHOWN) + " | rank(sync, LVE) | model passes | s/utt | speed-up | targets |",
              "|---|" + "---|" * (len(SHOWN) + 5),
              f"| {result['reference']} | " + " | ".join(f"{ref[k]:.4f}" if k in ref else "" for k in SHOWN)
-             + f" | {ref.get('sync_lve_rank', float('nan')):+.2f} | {result['reference_model_passes']}"
+             + f" | {_rank(ref)} | {result['reference_model_passes']}"
              + f" | {result['reference_seconds_per_utt']:.1f} | 1× | reference |"]
     for r in result["rows"]:
         cells = [f"{r['metrics'][k]:.4f} ({r['relative'][k]:+.1%})" if k in r["relative"] else "" for k in SHOWN]
         failed = [k for k, ok in r["checks"].items() if not ok]
         lines.append(f"| {r['sampler']} | " + " | ".join(cells)
-                     + f" | {r['metrics'].get('sync_lve_rank', float('nan')):+.2f} | {r['model_passes']}"
+                     + f" | {_rank(r['metrics'])} | {r['model_passes']}"
                      + f" | {r['seconds_per_utt']:.2f}"
                      + f" | {r['speedup']:.0f}× | {'all met' if r['passes'] else 'missed: ' + ', '.join(failed)} |")
     return "\n".join(lines) + "\n"
 
 
 def _cli(args) -> int:
-    report = json.loads(Path(args.report).read_text())
+    report = jsonio.read_json(args.report)
     result = fidelity(report, args.reference, args.variant)
     write_summary(args.out, result, markdown(result, str(args.report)))
     return 0

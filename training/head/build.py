@@ -6,13 +6,13 @@ flame_static_embedding.pkl. Deterministic: the same seed writes identical bytes.
 from __future__ import annotations
 
 import io
-import json
 import pickle
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from backend import jsonio
 from backend.contracts import JOINT_NAMES, JOINT_PARENTS, N_EXP
 
 from .expressions import ExpressionBasis, build_basis, landmarks
@@ -122,5 +122,5 @@ def write_head_folder(out: str | Path, seed: int = 0, fmt: str = "npz") -> dict:
         "semantic_fit_residual_max": max(basis.fit_residual.values()),
         "regions": {k: int(len(v)) for k, v in extra["regions"].items()},
     }
-    (out / "head.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    jsonio.write_json(out / "head.json", jsonio.finite(summary), sort_keys=True)
     return summary

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from backend import jsonio
+
 
 def git_commit() -> str:
     try:
@@ -55,11 +57,8 @@ def corpus_data(corpus: str | Path) -> dict:
 
 
 def write_json(path: str | Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)
+    """A run's record (config, provenance, summary): strict JSON, undefined figures as null."""
+    jsonio.write_json(path, jsonio.finite(obj), default=str)
 
 
 def save_checkpoint(path: str | Path, **state) -> None:
