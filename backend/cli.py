@@ -60,8 +60,9 @@ def cmd_serve(args) -> int:
                         max_queue=args.max_queue, timeout_s=args.timeout)
     app = create_app(settings, token=token)
     health = "model: " + (app.state.engine.manifest.get("name", "?") if app.state.engine else "none (no_model)")
-    print(f"thunder serve on http://{args.host}:{args.port}  {health}  token: {security.token_path()}",
-          file=sys.stderr, flush=True)
+    # Which backend code and which Python run: the add-on's launcher and its tests read this line.
+    print(f"thunder serve on http://{args.host}:{args.port}  {health}  token: {security.token_path()}  "
+          f"code: {Path(__file__).resolve().parent}  python: {sys.executable}", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                 limit_concurrency=max(64, 4 * args.max_queue), timeout_keep_alive=5,
                 timeout_graceful_shutdown=3)      # then in-flight requests are cancelled, and their jobs

@@ -24,9 +24,10 @@ class ThunderPreferences(bpy.types.AddonPreferences):
     auto_start: BoolProperty(name="Start the bundled backend", default=True,
                              description="Start the backend shipped with the add-on when none answers")
     python: StringProperty(name="Python", subtype="FILE_PATH", default="",
-                           description="Python with onnxruntime, numpy, soundfile, soxr, fastapi, uvicorn and "
-                                       "python-multipart to run the bundled backend; empty: Blender's own if it "
-                                       "has them, else the `thunder` command, else python3")
+                           description="Your own Python environment to run the bundled backend (e.g. one with "
+                                       "onnxruntime-gpu for CUDA); it needs onnxruntime, numpy, soundfile, soxr, "
+                                       "fastapi, uvicorn, python-multipart. Empty: Blender's own Python with the "
+                                       "wheels this extension installed, else the `thunder` command")
     bundle: StringProperty(name="Model bundle", subtype="DIR_PATH", default="",
                            description="Empty: the model bundled with the add-on")
     device: EnumProperty(name="Device", items=DEVICES, default="auto")

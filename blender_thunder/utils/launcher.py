@@ -1,11 +1,12 @@
 """Start and stop the backend shipped inside the extension (`thunder serve`).
 
 The extension zip carries the backend's pure-Python package and a model bundle
-under `backend_runtime/` (see tools/build_extension.py). They run in a Python
-that has onnxruntime and the backend's other requirements: the one set in the
-preferences, else Blender's own if it has them, else the `thunder` command,
-else `python3`. GPU users point that at an environment with onnxruntime-gpu, or
-the backend URL at a backend they run themselves. No bpy here.
+under `backend_runtime/`, and the backend's requirements as wheels that Blender
+unpacks into the extensions' `.local/lib/pythonX.Y/site-packages` (see
+tools/build_extension.py). So by default the backend runs on Blender's own
+Python with those wheels. An environment of the user's own (Preferences ›
+Python: e.g. one with onnxruntime-gpu for CUDA) runs it instead when set, and a
+`thunder` command on PATH is the last resort. No bpy here.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from functools import lru_cache
 from pathlib import Path
 
 from .client import BackendError, Client
@@ -24,10 +24,22 @@ from .client import BackendError, Client
 ADDON_DIR = Path(__file__).resolve().parent.parent
 RUNTIME = ADDON_DIR / "backend_runtime"          # inside the built extension
 CHECKOUT = ADDON_DIR.parent                      # a source checkout: ../backend
-NEEDS = ("onnxruntime", "numpy", "soundfile", "soxr", "fastapi", "uvicorn", "multipart")
+# import name -> what to install (pip name) for each module the backend imports
+NEEDS = {"onnxruntime": "onnxruntime", "numpy": "numpy", "soundfile": "soundfile", "soxr": "soxr",
+         "fastapi": "fastapi", "uvicorn": "uvicorn", "multipart": "python-multipart"}
+# Imports each module and prints those that fail: run in the candidate Python itself.
+PROBE = ("import importlib, sys\n"
+         "missing = []\n"
+         "for name in sys.argv[1:]:\n"
+         "    try:\n"
+         "        importlib.import_module(name)\n"
+         "    except Exception:\n"
+         "        missing.append(name)\n"
+         "print('THUNDER-MISSING ' + ' '.join(missing))\n")
 
 _proc: subprocess.Popen | None = None
 _log_path: str | None = None
+_complete: set = set()   # (python, PYTHONPATH) known to have every requirement
 
 
 def backend_root() -> Path | None:
@@ -47,13 +59,44 @@ def default_bundle() -> Path | None:
     return None
 
 
-@lru_cache(maxsize=8)
-def _has_requirements(python: str) -> bool:
-    code = "import " + ", ".join(NEEDS)
+def wheel_site_packages() -> list[str]:
+    """Where Blender unpacked the extension's wheels: `<extensions>/.local/lib/pythonX.Y/
+    site-packages`, beside the repository folder the extension is installed in."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [ADDON_DIR.parent.parent / ".local" / "lib" / version / "site-packages"]
+    candidates += [Path(p) for p in sys.path if p.endswith("site-packages") and
+                   f"{os.sep}extensions{os.sep}.local{os.sep}" in p]
+    out: list[str] = []
+    for c in candidates:
+        if c.is_dir() and str(c) not in out:
+            out.append(str(c))
+    return out
+
+
+def _env(paths: list[str]) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [*paths, env.get("PYTHONPATH", "")]))
+    env["PYTHONNOUSERSITE"] = "1"
+    return env
+
+
+def missing_requirements(python: str, env: dict) -> list[str] | None:
+    """pip names of what `python` (with `env`) cannot import; None when it does not run.
+    Only complete results are cached: packages installed later are found without a restart."""
+    key = (python, env.get("PYTHONPATH", ""))
+    if key in _complete:
+        return []
     try:
-        return subprocess.run([python, "-c", code], capture_output=True, timeout=60).returncode == 0
+        proc = subprocess.run([python, "-c", PROBE, *NEEDS], env=env, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired):
-        return False
+        return None
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("THUNDER-MISSING")), None)
+    if proc.returncode != 0 or line is None:
+        return None
+    missing = [NEEDS[m] for m in line.split()[1:]]
+    if not missing:
+        _complete.add(key)
+    return missing
 
 
 def command(python: str = "", bundle: str = "", port: int = 8765, device: str = "auto") -> tuple[list, dict]:
@@ -64,22 +107,37 @@ def command(python: str = "", bundle: str = "", port: int = 8765, device: str = 
     tail = ["serve", "--bundle", str(bundle_dir), "--port", str(int(port))]
     if device and device != "auto":
         tail += ["--device", device]
-    env = dict(os.environ)
     root = backend_root()
-    if python or root is not None:
-        candidates = [python] if python else [sys.executable, shutil.which("python3") or ""]
-        for py in filter(None, candidates):
-            if root is not None and _has_requirements(py):
-                env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH", "")]))
-                env["PYTHONNOUSERSITE"] = "1"
-                return [py, "-m", "backend.cli", *tail], env
-        if python:
-            raise BackendError("no_python", f"{python} cannot run the backend: it needs {', '.join(NEEDS)}")
+    # `-P`: never import a `backend` from the working folder (Blender's may be a checkout
+    # or anything else); only the one on PYTHONPATH runs.
+    if python:
+        # The user's own environment (e.g. onnxruntime-gpu): it must hold the requirements
+        # itself; the extension's wheels are built for Blender's Python, not for it.
+        env = _env([str(root)] if root else [])
+        missing = missing_requirements(python, env)
+        if missing is None:
+            raise BackendError("no_python", f"Preferences › Python: {python} does not run")
+        if missing:
+            raise BackendError("no_python", f"Preferences › Python: {python} lacks {', '.join(missing)}: "
+                                            f"install with `{python} -m pip install {' '.join(missing)}`")
+        if root is not None:
+            return [python, "-P", "-m", "backend.cli", *tail], env
+    missing = None
+    if root is not None and not python:
+        env = _env([str(root), *wheel_site_packages()])
+        missing = missing_requirements(sys.executable, env)
+        if missing == []:
+            return [sys.executable, "-P", "-m", "backend.cli", *tail], env
     thunder = shutil.which("thunder")
     if thunder:
-        return [thunder, *tail], env
-    raise BackendError("no_python", "no Python with onnxruntime found to run the backend: set "
-                                    "Preferences › Python (or install the backend: pip install thunder-blender)")
+        return [thunder, *tail], dict(os.environ)
+    if root is None:
+        raise BackendError("no_backend", "this add-on carries no backend and no `thunder` command is on PATH: "
+                                         "install the extension zip for your platform, or set Preferences › Backend URL")
+    lacks = f"lacks {', '.join(missing)}" if missing else "does not run"
+    raise BackendError("no_python", f"Blender's Python {lacks} (this extension's wheels are for another "
+                                    f"platform or not installed): install the zip built for this platform, or set "
+                                    f"Preferences › Python to a Python that has them, or run `thunder serve`")
 
 
 def start(python: str = "", bundle: str = "", port: int = 8765, device: str = "auto") -> subprocess.Popen:

@@ -24,25 +24,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def sandbox(tmp_path_factory) -> dict:
-    """Environment of every bpy/backend subprocess: own Blender user folder and config."""
-    base = tmp_path_factory.mktemp("blender_sandbox")
+def new_sandbox(base: Path) -> dict:
+    """Environment of bpy/backend subprocesses with their own Blender user folder and config."""
     env = dict(os.environ)
     env["BLENDER_USER_RESOURCES"] = str(base / "blender_user")
     env["XDG_CONFIG_HOME"] = str(base / "config")
     env["HOME"] = str(base / "home")
     env["PYTHONNOUSERSITE"] = "1"
+    env.pop("THUNDER_BUNDLE", None)
     for d in ("blender_user", "config", "home"):
-        (base / d).mkdir()
+        (base / d).mkdir(parents=True)
     return env
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory) -> dict:
+    """Environment of every bpy/backend subprocess: own Blender user folder and config."""
+    return new_sandbox(tmp_path_factory.mktemp("blender_sandbox"))
 
 
 # The Python whose bpy runs the scenarios: this one, or THUNDER_BPY (another Blender version, e.g. 4.5).
 BPY_PYTHON = os.environ.get("THUNDER_BPY") or sys.executable
 
 
-def run_bpy_in(env: dict, scenario: str, func: str, timeout: float = 240, python: str = BPY_PYTHON, **params):
+def run_bpy_in(env: dict, scenario: str, func: str, timeout: float = 240, python: str = BPY_PYTHON,
+               cwd: Path = ROOT, **params):
     """Call `func(**params)` from tests/blender/scenarios/<scenario>.py in a fresh bpy process
     (`python`: one with the bpy module; another Blender version for the LTS tests)."""
     work = Path(env["HOME"])
@@ -51,7 +57,7 @@ def run_bpy_in(env: dict, scenario: str, func: str, timeout: float = 240, python
     params_path.write_text(json.dumps(params))
     proc = subprocess.run([python, str(HERE / "bpy_runner.py"), str(HERE / "scenarios" / f"{scenario}.py"),
                            func, str(params_path), str(out_path)],
-                          env=env, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
+                          env=env, capture_output=True, text=True, timeout=timeout, cwd=str(cwd))
     if proc.returncode != 0 or not out_path.exists():
         raise AssertionError(f"bpy scenario {scenario}.{func} failed (exit {proc.returncode}):\n"
                              f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
@@ -74,9 +80,10 @@ def head_npz(head_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def extension_zip(tmp_path_factory, tiny_bundle) -> Path:
-    """The zip as `make extension` builds it, carrying the tiny bundle as its model."""
-    from build_extension import build
-    return build(tmp_path_factory.mktemp("dist"), bundle=tiny_bundle)
+    """This platform's zip as `make extension` builds it (wheels included), carrying the
+    tiny bundle as its model."""
+    from build_extension import build, host_platform
+    return build(tmp_path_factory.mktemp("dist"), bundle=tiny_bundle, platforms=[host_platform()])[host_platform()]
 
 
 @pytest.fixture(scope="session")

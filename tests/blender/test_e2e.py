@@ -129,7 +129,9 @@ def test_bundled_backend_starts_from_the_zip(run_bpy, installed, head_npz, wavs,
     assert out["running"] and out["takes"] == 1
     # It ran the backend copied into the installed extension, not this checkout's.
     assert out["backend_root"].startswith(installed["BLENDER_USER_RESOURCES"])
-    assert out["backend_root"].endswith("backend_runtime") and out["cmd"][1:4] == ["-m", "backend.cli", "serve"]
+    assert out["backend_root"].endswith("backend_runtime") and out["cmd"][1:5] == ["-P", "-m", "backend.cli", "serve"]
+    # The checkout is Blender's working folder here: the code that served must still be the zip's.
+    assert f"code: {out['backend_root']}/backend " in out["log"], out["log"]
     assert out["bundle"] == f"{out['backend_root']}/models/{tiny_bundle.name}"    # the model in the zip
     assert out["stopped"] and not out["answers_after_stop"]
 

@@ -11,11 +11,20 @@ pytestmark = pytest.mark.blender
 
 
 def test_zip_is_valid_and_carries_the_backend(extension_zip, tiny_bundle):
-    assert extension_zip.name == "thunder-0.1.0.zip"
+    from build_extension import host_platform, requirements
+    assert extension_zip.name == f"thunder-0.1.0-{host_platform().replace('-', '_')}.zip"
     with zipfile.ZipFile(extension_zip) as z:
         names = set(z.namelist())
         manifest = tomllib.loads(z.read("blender_manifest.toml").decode())
     assert manifest["id"] == "thunder" and manifest["blender_version_min"] == "4.2.0"
+    # This platform's wheels only: every requirement once, at its pin, and no other platform's binaries.
+    generated = manifest["build"]["generated"]
+    assert generated["platforms"] == [host_platform()]
+    wheels = {w.split("/")[-1] for w in generated["wheels"]}
+    assert {f"wheels/{w}" for w in wheels} <= names
+    pins = {r.split("==")[0].lower().replace("-", "_"): r.split("==")[1] for r in requirements(host_platform())}
+    assert {w.split("-")[0].lower(): w.split("-")[1] for w in wheels} == pins
+    assert not any(tag in w for w in wheels for tag in ("win_amd64", "macosx"))
     assert set(manifest["permissions"]) == {"network", "files"}
     assert {"__init__.py", "rig.py", "headless.py", "utils/keying.py", "backend_runtime/backend/cli.py",
             "backend_runtime/backend/service.py", f"backend_runtime/models/{tiny_bundle.name}/manifest.json",
@@ -55,3 +64,19 @@ def test_panel_and_preferences_draw(run_bpy):
         assert item in panel, item
     assert {x[1] for x in out["prefs"] if x[0] == "prop"} == {
         "backend_url", "token", "token_file", "auto_start", "python", "bundle", "device", "flame_dir"}
+
+
+def test_wheel_pins_equal_the_tested_requirements():
+    """The zips run the versions the test suite runs (requirements.txt), one source for both;
+    only the documented per-platform overrides (Intel Macs' onnxruntime) differ."""
+    from build_extension import ROOT, platform_names, requirements, wheels_config
+    pinned = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if "==" in line:
+            name, version = line.split("==")
+            pinned[name.lower().replace("-", "_")] = version.strip()
+    for req in wheels_config()["requirements"]:
+        name, version = req.split("==")
+        assert pinned.get(name.lower().replace("-", "_")) == version, req
+    assert set(platform_names()) == {"linux-x64", "windows-x64", "macos-arm64", "macos-x64"}
+    assert "onnxruntime==1.23.2" in requirements("macos-x64")

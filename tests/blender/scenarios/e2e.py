@@ -210,7 +210,7 @@ def bundled_backend(head_path: str, wav: str, port: int, backend_python: str = "
     job = jobs.wait(jobs.latest(), 180)
     out = {"state": job.state, "message": job.message, "running": launcher.running(),
            "backend_root": str(launcher.backend_root()), "cmd": cmd, "bundle": str(launcher.default_bundle()),
-           "takes": len(scene.thunder.takes)}
+           "takes": len(scene.thunder.takes), "log": launcher.log_tail(4000)}
     assert bpy.ops.thunder.backend_stop() == {"FINISHED"}
     out["stopped"] = not launcher.running()
     try:
