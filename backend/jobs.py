@@ -3,12 +3,15 @@
 `animate` decodes audio, runs the engine (windowed for long clips) and returns
 the takes as numpy arrays; `to_payload` turns that into the JSON the protocol
 documents (docs/protocol.md); `parse_take` / `listen` serve `/v1/listen`.
+`ProgressTracker` turns the engine's fractions into the window / step / time-left
+records the streaming `/v1/animate` sends.
 One code path, so `thunder animate` and `POST /v1/animate` cannot disagree.
 """
 from __future__ import annotations
 
 import base64
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -18,13 +21,17 @@ from backend import audio as audio_io
 from backend import windows
 from backend.contracts import FPS, N_EXP, N_JAW, SAMPLE_RATE
 from backend.engine import Cancelled
-from backend.samplers import SAMPLERS, SamplerError
+from backend.samplers import SAMPLERS, SamplerError, timesteps
 
 PRESETS = ("draft", "default", "high")
 ENCODINGS = ("json", "b64")
 MAX_TAKES = 32
 MAX_STEPS = 1000
 MAX_GUIDANCE = 10.0
+# Engine.animate reports, per pass: ENCODED once the audio is encoded, ENCODED + (SAMPLED - ENCODED)·i/n
+# after sampler step i of n, and 1.0 once the takes are scored (backend/engine.py). ProgressTracker
+# inverts that mapping to name the stage and the step, so the two must move together.
+ENCODED, SAMPLED = 0.05, 0.90
 
 
 class OptionError(ValueError):
@@ -99,25 +106,153 @@ def decode(source, opts: AnimateOptions, max_seconds: float | None = None) -> tu
 
 
 def animate_audio(engine, audio: np.ndarray, opts: AnimateOptions, *, progress=None, cancel=None,
-                  timings: dict | None = None) -> AnimateOutput:
-    """Decoded audio → ranked takes (windowed when longer than one engine pass)."""
+                  timings: dict | None = None, tracker: "ProgressTracker | None" = None) -> AnimateOutput:
+    """Decoded audio → ranked takes (windowed when longer than one engine pass).
+
+    `progress(fraction)` gets the whole job's fraction (the CLI's bar); `tracker`,
+    when given, also follows windows and sampler steps (the streaming HTTP answer).
+    """
     opts.check()
     sampler, steps = resolve_preset(engine, opts)
     t0 = time.perf_counter()
     if cancel is not None and cancel.is_set():
         raise Cancelled("cancelled before sampling")
+    if tracker is not None:
+        tracker.begin(walked_steps(engine, sampler, steps))
+    report, on_window = _progress_hooks(progress, tracker)
     try:
         result = windows.animate(engine, audio, takes=opts.takes, seed=opts.seed, preset=opts.preset,
                                  sampler=sampler, steps=steps, guidance=opts.guidance,
-                                 progress=progress, cancel=cancel)
+                                 progress=report, on_window=on_window, cancel=cancel)
     except SamplerError as exc:
         raise OptionError(str(exc)) from None
+    if tracker is not None:
+        tracker.finish()
     takes = list(result.takes)
     if opts.rank:
         takes.sort(key=lambda t: -float(t.score))
     timings = {**(timings or {}), **{k: float(v) for k, v in result.timings.items()}}
     timings["total"] = timings.get("decode", 0.0) + time.perf_counter() - t0
     return AnimateOutput(takes, sampler, steps, opts.guidance, len(audio) / SAMPLE_RATE, timings)
+
+
+def walked_steps(engine, sampler: str, steps: int) -> int:
+    """Denoiser passes per window: ddpm walks the whole schedule, the others at most `steps`
+    distinct steps (fewer when the schedule is too short to space them apart)."""
+    try:
+        if sampler == "ddpm":
+            return int(engine.schedule.steps)
+        return len(timesteps(engine.schedule, steps))
+    except (AttributeError, SamplerError):     # an engine without a schedule: no step count to show
+        return 0
+
+
+def _progress_hooks(progress, tracker):
+    """windows.animate's `progress` and `on_window` hooks feeding a fraction callback and/or a tracker."""
+    if tracker is None:
+        return progress, None
+
+    def report(fraction: float) -> None:
+        tracker.update(fraction)
+        if progress is not None:
+            progress(fraction)
+    return report, tracker.window
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a job stands: one `progress` event of the streaming /v1/animate (docs/protocol.md)."""
+
+    fraction: float = 0.0        # of the whole job, never decreasing
+    stage: str = "queued"        # queued | encoding | sampling | scoring | done
+    window: int = 0              # 1-based; 0 while queued
+    windows: int = 0
+    step: int = 0                # sampler steps done in this window
+    steps: int = 0               # sampler steps per window
+    elapsed_s: float = 0.0       # since the worker started the job (queue wait excluded)
+    eta_s: float | None = None   # None until a sampler step has been timed
+
+    def as_dict(self) -> dict:
+        return {"fraction": round(self.fraction, 4), "stage": self.stage, "window": self.window,
+                "windows": self.windows, "step": self.step, "steps": self.steps,
+                "elapsed_s": round(self.elapsed_s, 2),
+                "eta_s": None if self.eta_s is None else round(self.eta_s, 1)}
+
+
+class ProgressTracker:
+    """Engine fractions → `Progress` snapshots: written by the worker thread, read from any thread.
+
+    The worker swaps in a new immutable snapshot under a lock and readers take the
+    latest one (the HTTP stream polls every 0.1 s), so a fast sampler cannot flood
+    a slow reader and nothing piles up in between.
+    """
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._now = Progress()
+        self._t0 = 0.0
+        self._steps = 0
+        self._window = (0, 1)        # (index, count) of the window running
+        self._origin = None          # (time, fraction) when sampling first began: the rate's start
+
+    def snapshot(self) -> Progress:
+        with self._lock:
+            return self._now
+
+    def begin(self, steps: int) -> None:
+        """The worker took the job up: start the clock."""
+        self._t0, self._steps = self._clock(), steps
+
+    def window(self, index: int, count: int) -> None:
+        """windows.animate's `on_window`: window `index` of `count` starts."""
+        self._window = (index, count)
+        self._publish(index / count, 0.0)
+
+    def update(self, fraction: float) -> None:
+        """windows.animate's `progress`: the whole clip's fraction."""
+        index, count = self._window
+        self._publish(fraction, fraction * count - index)
+
+    def finish(self) -> None:
+        """The takes are ready: 1.0 and `done`, whatever the engine reported last."""
+        self._window = (self._window[1] - 1, self._window[1])
+        self._publish(1.0, 1.0)
+
+    def _publish(self, fraction: float, local: float) -> None:
+        """`local`: the running window's own fraction, in the engine's mapping (ENCODED, SAMPLED)."""
+        index, count = self._window
+        local = min(1.0, max(0.0, local))
+        step = round(min(1.0, max(0.0, (local - ENCODED) / (SAMPLED - ENCODED))) * self._steps)
+        now = self._clock()
+        with self._lock:
+            fraction = min(1.0, max(fraction, self._now.fraction))
+            stage = _stage(fraction, local, step, self._steps)
+            if self._origin is None and stage == "sampling":
+                self._origin = (now, fraction)
+            self._now = Progress(fraction, stage, index + 1, count, step, self._steps, now - self._t0,
+                                 self._eta(now, fraction))
+
+    def _eta(self, now: float, fraction: float) -> float | None:
+        """Seconds left at the rate since sampling began. Measuring from there, not from the
+        start, keeps the first window's quick encode (5 % of its fraction) from making the
+        first estimates far too short."""
+        if fraction >= 1.0:
+            return 0.0
+        if self._origin is None or fraction <= self._origin[1]:
+            return None
+        t0, f0 = self._origin
+        return (now - t0) * (1.0 - fraction) / (fraction - f0)
+
+
+def _stage(fraction: float, local: float, step: int, steps: int) -> str:
+    if fraction >= 1.0:
+        return "done"
+    if local < ENCODED:
+        return "encoding"
+    # The last step's report means the takes are being scored now (rounding keeps this exact
+    # where `local` itself, rebuilt from the whole clip's fraction, is off by an ulp).
+    return "scoring" if steps and step >= steps else "sampling"
 
 
 def animate(engine, source, opts: AnimateOptions, *, max_seconds: float | None = None,

@@ -9,6 +9,12 @@ that outlives `timeout_s`, sets the job's cancel event and the engine stops at
 its next step. Uploads larger than 1 MB are spooled to disk by Starlette, the
 body size is capped (`BodyLimit`) and decoding is streamed, so memory stays
 bounded by the queue length times one clip's 16 kHz samples.
+
+`POST /v1/animate` can also answer as a stream (`Accept: application/x-ndjson`
+or `stream=true`): one JSON line of progress per poll while the job runs, then
+the result (or an error) as the last line. Both forms watch the job the same
+way (`JobWatch`); the stream's body ends however the response ends, and so
+does its job.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from typing import Annotated, Literal, Optional
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -40,6 +46,8 @@ from backend.samplers import SAMPLERS
 log = logging.getLogger("thunder.service")
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "models" / "thunder-base"
+NDJSON = "application/x-ndjson"
+POLL_S = 0.1          # how often a waiting request checks its connection (and a stream sends progress)
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 413: "too_large", 415: "bad_audio", 422: "bad_option"}
 
@@ -122,6 +130,104 @@ class Worker:
             for cancel in self._cancels:
                 cancel.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class JobWatch:
+    """A queued job as its request sees it: cancelled if the client leaves or time runs out."""
+
+    def __init__(self, worker: Worker, fn, timeout_s: float):
+        self.cancel = threading.Event()
+        future = worker.submit(fn, self.cancel)              # `busy` is raised here, before any answer
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())   # never "unretrieved"
+        self._waiter = asyncio.wrap_future(future)
+        self._timeout_s = timeout_s
+        self._deadline = asyncio.get_running_loop().time() + timeout_s
+
+    async def tick(self, request: Request) -> bool:
+        """Wait up to POLL_S: True once the job has ended. A gone client or a passed
+        deadline cancels the job and raises the protocol's error."""
+        done, _ = await asyncio.wait({self._waiter}, timeout=POLL_S)
+        if done:
+            return True
+        if await request.is_disconnected():
+            self.cancel.set()
+            raise ApiError(499, "cancelled", "client disconnected; job cancelled")
+        if asyncio.get_running_loop().time() > self._deadline:
+            self.cancel.set()
+            raise ApiError(503, "timeout", f"request took longer than {self._timeout_s:g} s")
+        return False
+
+    def result(self):
+        return _job_result(self._waiter)
+
+    def abandon(self) -> None:
+        """Nobody will read the result: stop the job unless it has already ended."""
+        if not self._waiter.done():
+            self.cancel.set()
+
+
+class JobStream(StreamingResponse):
+    """An NDJSON answer whose job is cancelled however the response ends: finished,
+    client gone, server stopping, or never started sending (the body generator's own
+    `finally` would not run then)."""
+
+    media_type = NDJSON
+
+    def __init__(self, lines, watch: JobWatch):
+        super().__init__(lines, headers={"Cache-Control": "no-store"})
+        self.watch = watch
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.watch.abandon()
+
+
+def _line(event: dict) -> bytes:
+    return json.dumps(event, separators=(",", ":")).encode() + b"\n"
+
+
+def _error_line(exc: ApiError) -> bytes:
+    return _line({"event": "error", "code": exc.code, "status": exc.status, "message": exc.message})
+
+
+def _result_line(watch: JobWatch) -> bytes:
+    """The stream's last line: the finished job's payload tagged as the result, or its error."""
+    try:
+        body = watch.result()
+    except ApiError as exc:
+        return _error_line(exc)
+    except Exception as exc:            # headers are sent: a bug can only be reported in the stream
+        log.exception("unexpected error in a streamed job")
+        return _error_line(ApiError(500, "internal", f"internal error: {type(exc).__name__}"))
+    # The worker already serialised the payload (`{...}`); splice the tag in rather than
+    # re-encode a long clip's JSON on the event loop.
+    return b'{"event":"result",' + body[1:] + b"\n"
+
+
+async def progress_lines(request: Request, watch: JobWatch, tracker: jobs.ProgressTracker):
+    """The streaming body: the tracker's snapshot whenever it changed, polled every POLL_S
+    (so at most 1/POLL_S lines a second), the final one (fraction 1.0 on success)
+    included, then the result line."""
+    sent, done = None, False
+    try:
+        while True:
+            now = tracker.snapshot()
+            if now is not sent:
+                sent = now
+                yield _line({"event": "progress", **now.as_dict()})
+            if done:
+                break
+            done = await watch.tick(request)
+    except ApiError as exc:             # disconnect or timeout: the job is cancelled already
+        yield _error_line(exc)
+        return
+    yield _result_line(watch)
+
+
+def wants_stream(request: Request, stream: bool) -> bool:
+    return stream or NDJSON in request.headers.get("accept", "")
 
 
 # ---- response models (documentation in the OpenAPI schema) ----
@@ -291,27 +397,19 @@ def create_app(settings: Settings = Settings(), token: str | None = None, engine
         return error_response(500, "internal", f"internal error: {type(exc).__name__}")
 
     async def run_job(request: Request, fn):
-        """Queue `fn(cancel)` on the worker; cancel it if the client leaves or time runs out."""
-        cancel = threading.Event()
-        future = worker.submit(fn, cancel)
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())   # never "unretrieved"
-        waiter = asyncio.wrap_future(future)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + settings.timeout_s
+        """Queue `fn(cancel)` on the worker and wait for its result (see JobWatch)."""
+        watch = JobWatch(worker, fn, settings.timeout_s)
         try:
-            while True:
-                done, _ = await asyncio.wait({waiter}, timeout=0.1)
-                if done:
-                    return _job_result(waiter)
-                if await request.is_disconnected():
-                    cancel.set()
-                    raise ApiError(499, "cancelled", "client disconnected; job cancelled")
-                if loop.time() > deadline:
-                    cancel.set()
-                    raise ApiError(503, "timeout", f"request took longer than {settings.timeout_s:g} s")
+            while not await watch.tick(request):
+                pass
+            return watch.result()
         finally:
-            if not waiter.done():
-                cancel.set()
+            watch.abandon()
+
+    def stream_job(request: Request, fn, tracker: jobs.ProgressTracker) -> JobStream:
+        """Queue `fn(cancel)` now (so `busy` is still a plain 503) and answer with its progress stream."""
+        watch = JobWatch(worker, fn, settings.timeout_s)
+        return JobStream(progress_lines(request, watch, tracker), watch)
 
     @app.get("/v1/health", response_model=Health)
     async def health():
@@ -334,7 +432,11 @@ def create_app(settings: Settings = Settings(), token: str | None = None, engine
         eng = require_engine()
         return FileResponse(eng.head_path, media_type="application/octet-stream", filename="head.npz")
 
-    @app.post("/v1/animate", dependencies=[Authed], response_model=AnimateResponse, responses=ERRORS)
+    streamed = {"description": "with `Accept: application/x-ndjson` or `stream=true`: progress lines, "
+                               "then the result (docs/protocol.md)", "content": {NDJSON: {}}}
+
+    @app.post("/v1/animate", dependencies=[Authed], response_model=AnimateResponse,
+              responses={**ERRORS, 200: streamed})
     async def animate(
         request: Request,
         audio: Annotated[UploadFile, File(description="WAV, FLAC, OGG or MP3; any rate and channels")],
@@ -348,6 +450,7 @@ def create_app(settings: Settings = Settings(), token: str | None = None, engine
         end: Annotated[Optional[float], Form(gt=0.0, le=MAX_TIME)] = None,
         rank: Annotated[bool, Form()] = False,
         encoding: Annotated[Literal[jobs.ENCODINGS], Form()] = "json",
+        stream: Annotated[bool, Form(description="answer as NDJSON progress lines, then the result")] = False,
     ):
         """Speech → takes of FLAME expression (T×50) and jaw (T×3) at 25 fps."""
         opts = jobs.AnimateOptions(takes=takes, seed=seed, preset=preset, sampler=sampler, steps=steps,
@@ -360,12 +463,16 @@ def create_app(settings: Settings = Settings(), token: str | None = None, engine
                 _checked, lambda: jobs.decode(audio.file, opts, settings.max_seconds))
         eng = require_engine()
         _checked(lambda: jobs.resolve_preset(eng, opts))
+        tracker = jobs.ProgressTracker() if wants_stream(request, stream) else None
 
         def work(cancel):
-            out = jobs.animate_audio(eng, pcm, opts, cancel=cancel, timings={"decode": t_decode})
+            out = jobs.animate_audio(eng, pcm, opts, cancel=cancel, timings={"decode": t_decode},
+                                     tracker=tracker)
             # Serialise on the worker: a long clip's JSON must not stall the event loop.
             return json.dumps(jobs.to_payload(out, opts.encoding), separators=(",", ":")).encode()
 
+        if tracker is not None:
+            return stream_job(request, work, tracker)
         body = await run_job(request, work)
         return Response(body, media_type="application/json")
 

@@ -71,20 +71,25 @@ def blend(pieces: list[np.ndarray], spans: list[tuple[int, int]]) -> np.ndarray:
 
 
 def animate(engine, audio: np.ndarray, *, window: int | None = None, overlap: int | None = None,
-            progress=None, cancel=None, **options):
+            progress=None, cancel=None, on_window=None, **options):
     """`engine.animate` for audio of any length (same arguments, same result type).
 
     A clip that fits one pass (`engine.max_frames`) runs in one pass; a longer one
     in windows of `window` frames (default LONG_WINDOW, at most max_frames).
+    `progress(fraction)` gets the whole clip's fraction; `on_window(index, count)`
+    is called as each window starts (once with (0, 1) for a single pass), so a
+    caller can tell which window a fraction belongs to.
     """
     n_frames = len(audio) // SAMPLES_PER_FRAME          # the engine drops a trailing partial frame
     max_frames = int(engine.max_frames)
     if n_frames <= max_frames:
+        _starting(on_window, 0, 1)
         return engine.animate(audio, progress=progress, cancel=cancel, **options)
     length = min(max_frames, window or LONG_WINDOW)
     spans = plan(n_frames, length, default_overlap(length) if overlap is None else overlap)
     results = []
     for k, (s, e) in enumerate(spans):
+        _starting(on_window, k, len(spans))
         chunk = audio[s * SAMPLES_PER_FRAME: e * SAMPLES_PER_FRAME]
         results.append(engine.animate(chunk, progress=_sub_progress(progress, k, len(spans)),
                                       cancel=cancel, **options))
@@ -117,3 +122,8 @@ def _sub_progress(progress, index: int, count: int):
     def report(fraction: float):
         progress((index + float(fraction)) / count)
     return report
+
+
+def _starting(on_window, index: int, count: int) -> None:
+    if on_window is not None:
+        on_window(index, count)

@@ -3,9 +3,14 @@
 No bpy: it runs on worker threads. A request can be cancelled from another
 thread: `Cancel.cancel()` shuts the socket down, the blocked read raises, and
 the backend sees the client go away.
+
+`animate(..., progress=fn)` asks for the streaming answer (NDJSON progress lines,
+then the result) and calls `fn(event)` per progress line; a backend that does not
+stream answers plain JSON, which is read as before.
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -16,6 +21,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 DEFAULT_URL = "http://127.0.0.1:8765"
+NDJSON = "application/x-ndjson"
+STAGE_TEXT = {"queued": "queued", "encoding": "encoding audio", "sampling": "sampling",
+              "scoring": "scoring takes", "done": "finishing"}
 
 
 class BackendError(RuntimeError):
@@ -109,9 +117,12 @@ class Client:
         this client was made writes it on first start."""
         return self._token if self._token else read_token(self.token_file)
 
-    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
-                 cancel: Cancel | None = None, timeout: float | None = None) -> tuple[bytes, str]:
-        headers = {"Accept": "application/json"}
+    @contextlib.contextmanager
+    def _exchange(self, method: str, path: str, body: bytes | None, content_type: str | None,
+                  cancel: Cancel | None, timeout: float | None, accept: str = "application/json"):
+        """Send a request and yield its response for reading; a network failure, while
+        sending or while the caller reads, becomes BackendError (Cancelled once cancelled)."""
+        headers = {"Accept": accept}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         if content_type:
@@ -121,11 +132,13 @@ class Client:
             if cancel is not None:
                 cancel._attach(conn)
             conn.request(method, self.prefix + path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-        except (OSError, http.client.HTTPException) as exc:
+            yield conn.getresponse()
+        except (OSError, http.client.HTTPException, BackendError) as exc:
+            # A cancelled read may end in an error or in a cut-short stream: either way, cancelled.
             if cancel is not None and cancel.is_set:
                 raise Cancelled("cancelled") from None
+            if isinstance(exc, BackendError):
+                raise
             raise BackendError("unreachable", f"cannot reach the THUNDER backend at {self.url}: {exc}") from None
         finally:
             if cancel is not None:
@@ -133,23 +146,17 @@ class Client:
             conn.close()
         if cancel is not None and cancel.is_set:
             raise Cancelled("cancelled")
-        if resp.status >= 400:
-            try:
-                err = json.loads(data)["error"]
-                raise BackendError(str(err.get("code", "error")), str(err.get("message", "")), resp.status)
-            except (ValueError, KeyError, TypeError):
-                raise BackendError("http", f"HTTP {resp.status}: {data[:200]!r}", resp.status) from None
+
+    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
+                 cancel: Cancel | None = None, timeout: float | None = None) -> tuple[bytes, str]:
+        with self._exchange(method, path, body, content_type, cancel, timeout) as resp:
+            data = resp.read()
+        _raise_for_status(resp.status, data)
         return data, resp.getheader("Content-Type", "")
 
     def _json(self, *args, **kwargs) -> dict:
         data, _ = self._request(*args, **kwargs)
-        try:
-            out = json.loads(data)
-        except ValueError:
-            raise BackendError("bad_reply", "the backend sent something that is not JSON") from None
-        if not isinstance(out, dict):
-            raise BackendError("bad_reply", "the backend sent JSON that is not an object")
-        return out
+        return _json_object(data)
 
     def health(self, timeout: float = 2.0) -> dict:
         return self._json("GET", "/v1/health", timeout=timeout)
@@ -160,11 +167,82 @@ class Client:
     def head(self) -> bytes:
         return self._request("GET", "/v1/model/head")[0]
 
-    def animate(self, audio: bytes, filename: str, options: dict, cancel: Cancel | None = None) -> dict:
+    def animate(self, audio: bytes, filename: str, options: dict, cancel: Cancel | None = None,
+                progress=None) -> dict:
+        """The /v1/animate payload. With `progress`, the answer is streamed and
+        `progress(event)` is called on this thread for each progress event (a dict:
+        fraction, stage, window, windows, step, steps, elapsed_s, eta_s)."""
         fields = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in options.items() if v is not None}
         body, ctype = encode_multipart(fields, {"audio": (filename, audio)})
-        return self._json("POST", "/v1/animate", body, ctype, cancel=cancel)
+        if progress is None:
+            return self._json("POST", "/v1/animate", body, ctype, cancel=cancel)
+        # An older backend ignores the Accept header and answers plain JSON: read that as before.
+        with self._exchange("POST", "/v1/animate", body, ctype, cancel, None,
+                            accept=f"{NDJSON}, application/json;q=0.5") as resp:
+            if resp.status < 400 and resp.getheader("Content-Type", "").startswith(NDJSON):
+                return _read_events(resp, progress)
+            data = resp.read()
+        _raise_for_status(resp.status, data)
+        return _json_object(data)
 
     def listen(self, payload: dict, cancel: Cancel | None = None) -> bytes:
         body = json.dumps(payload).encode()
         return self._request("POST", "/v1/listen", body, "application/json", cancel=cancel)[0]
+
+
+def _raise_for_status(status: int, data: bytes) -> None:
+    if status < 400:
+        return
+    try:
+        err = json.loads(data)["error"]
+        raise BackendError(str(err.get("code", "error")), str(err.get("message", "")), status)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise BackendError("http", f"HTTP {status}: {data[:200]!r}", status) from None
+
+
+def _json_object(data: bytes) -> dict:
+    try:
+        out = json.loads(data)
+    except ValueError:
+        raise BackendError("bad_reply", "the backend sent something that is not JSON") from None
+    if not isinstance(out, dict):
+        raise BackendError("bad_reply", "the backend sent JSON that is not an object")
+    return out
+
+
+def _read_events(resp, progress) -> dict:
+    """A streamed /v1/animate answer: progress lines to `progress`, then the result or the error."""
+    for line in resp:                  # http.client undoes the chunked encoding line by line
+        if not line.strip():
+            continue
+        event = _json_object(line)
+        kind = event.pop("event", None)
+        if kind == "progress":
+            progress(event)
+        elif kind == "result":
+            return event
+        elif kind == "error":
+            raise BackendError(str(event.get("code", "error")), str(event.get("message", "")),
+                               int(event.get("status") or 0))
+    raise BackendError("bad_reply", "the backend's stream ended without a result")
+
+
+def progress_text(event: dict) -> str:
+    """One progress event as the panel shows it: `sampling · window 2/3 · step 9/25 · 14 s left`."""
+    stage = str(event.get("stage", ""))
+    parts = [STAGE_TEXT.get(stage, stage)]
+    working = stage in ("encoding", "sampling", "scoring")
+    if working and int(event.get("windows") or 0) > 1:
+        parts.append(f"window {event['window']}/{event['windows']}")
+    if stage == "sampling" and event.get("steps"):
+        parts.append(f"step {event.get('step', 0)}/{event['steps']}")
+    if working and event.get("eta_s") is not None:
+        parts.append(f"{_duration(float(event['eta_s']))} left")
+    return " · ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 1:
+        return "< 1 s"
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"

@@ -59,7 +59,14 @@ def _fetch(job: jobs.Job, client: Client, info: StripInfo, options: Options, rig
         audio = fh.read()
     form = {**options.form(), "start": round(info.start_s, 6), "end": round(info.end_s, 6)}
     job.report(0.2, f"sampling {options.takes} take(s)")
-    reply = client.animate(audio, os.path.basename(info.audio_path), form, cancel=job.cancel)
+    from .client import progress_text
+
+    def sampling(event: dict) -> None:
+        """The backend's progress (window, step, time left) fills the bar from 0.2 to 0.9;
+        an older backend sends none and the bar waits at 0.2 as before."""
+        job.report(0.2 + 0.7 * float(event.get("fraction", 0.0)), progress_text(event))
+
+    reply = client.animate(audio, os.path.basename(info.audio_path), form, cancel=job.cancel, progress=sampling)
     job.report(0.9, "decoding")
     found, meta = parse_animate(reply, expect_takes=options.takes)
     return found, meta, model
