@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 # Parameter layout: x = [psi | theta_jaw] per frame, at FPS.
@@ -23,6 +24,41 @@ SHAPE_KEY_NAMES = tuple(f"exp{i:03d}" for i in range(N_EXP))
 
 # Region masks every head file carries (index arrays into the vertices).
 REGION_NAMES = ("lips", "mouth", "upper_face", "eyes", "forehead")
+
+# Custom property naming the head a Blender rig was built from (its head_id).
+HEAD_ID_PROP = "thunder_head_id"
+
+# Quality presets a bundle offers (sampler and steps; a manifest may override them).
+DEFAULT_PRESETS = {"draft": {"sampler": "dpmpp2m", "steps": 6},
+                   "default": {"sampler": "dpmpp2m", "steps": 10},
+                   "high": {"sampler": "dpmpp2m", "steps": 25}}
+PRESET_NAMES = tuple(DEFAULT_PRESETS)
+
+# Limits of one animate request: the HTTP schema, the CLI, the engine and the add-on's
+# controls all take them from here (the add-on through its checked copy, utils/contract.py).
+MAX_TAKES = 32
+MAX_STEPS = 1000
+MAX_GUIDANCE = 10.0
+MAX_SEED = 2**32 - 1            # seeds are uint32: take i of a request uses seed + i
+
+
+class OptionError(ValueError):
+    """An option the engine cannot honour (HTTP 422 `bad_option`)."""
+
+    code = "bad_option"
+    status = 422
+
+
+def check_request(takes: int, seed: int, steps: int | None, guidance: float) -> None:
+    """The one range check of an animate request (service, CLI and Engine.animate)."""
+    if not 1 <= takes <= MAX_TAKES:
+        raise OptionError(f"takes must be 1..{MAX_TAKES}, got {takes}")
+    if seed < 0 or seed + takes > MAX_SEED + 1:
+        raise OptionError(f"seed must be 0..{MAX_SEED + 1 - takes}, got {seed}")
+    if steps is not None and not 1 <= steps <= MAX_STEPS:
+        raise OptionError(f"steps must be 1..{MAX_STEPS}, got {steps}")
+    if not (math.isfinite(guidance) and 0.0 <= guidance <= MAX_GUIDANCE):
+        raise OptionError(f"guidance must be 0..{MAX_GUIDANCE:g}, got {guidance}")
 
 
 @dataclass(frozen=True)

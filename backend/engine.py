@@ -18,14 +18,15 @@ import numpy as np
 
 from backend import features as feat
 from backend.bundle import BundleError, load_bundle
-from backend.contracts import FPS, N_EXP, N_PARAMS, SAMPLE_RATE, FeatureConfig
+from backend.contracts import DEFAULT_PRESETS, FPS, N_EXP, N_PARAMS, SAMPLE_RATE, FeatureConfig, check_request
 from backend.samplers import Schedule, SamplerError, check_sampler, guided, sample, take_noise
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 MIN_ENCODER_FRAMES = 2   # the audio encoder graph takes whole frames, at least two
-DEFAULT_PRESETS = {"draft": {"sampler": "dpmpp2m", "steps": 6},
-                   "default": {"sampler": "dpmpp2m", "steps": 10},
-                   "high": {"sampler": "dpmpp2m", "steps": 25}}
+# What Engine.animate reports per pass: PROGRESS_ENCODED once the audio is encoded,
+# PROGRESS_ENCODED + (PROGRESS_SAMPLED - PROGRESS_ENCODED)·i/n after sampler step i of n, and 1.0
+# once the takes are scored. backend/jobs.ProgressTracker inverts it to name stage and step.
+PROGRESS_ENCODED, PROGRESS_SAMPLED = 0.05, 0.90
 
 
 class Cancelled(Exception):
@@ -160,14 +161,9 @@ class Engine:
         sampler = sampler or self.presets[preset]["sampler"]
         steps = int(steps if steps is not None else self.presets[preset]["steps"])
         check_sampler(sampler)
-        if steps < 1:
+        if steps < 1:   # a sampler's domain (SamplerError), before the request's ranges
             raise SamplerError(f"steps must be >= 1, got {steps}")
-        if not 1 <= int(takes) <= 64:
-            raise ValueError(f"takes must be between 1 and 64, got {takes}")
-        if not np.isfinite(guidance) or guidance < 0:
-            raise ValueError(f"guidance must be a finite number >= 0, got {guidance}")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+        check_request(int(takes), int(seed), steps, float(guidance))
         n_frames = audio.size // SAMPLES_PER_FRAME
         if n_frames > self.max_frames:
             raise ValueError(f"audio is {n_frames} frames long; animate() takes at most {self.max_frames} "
@@ -179,9 +175,10 @@ class Engine:
                 raise Cancelled("cancelled before start")
             feats = self.encode(audio, n_frames)
             t1 = time.perf_counter()
-            report(0.05)
+            report(PROGRESS_ENCODED)
             z = self._sample(feats, seeds, sampler, steps, float(guidance),
-                             lambda f: report(0.05 + 0.85 * f), cancel)
+                             lambda f: report(PROGRESS_ENCODED + (PROGRESS_SAMPLED - PROGRESS_ENCODED) * f),
+                             cancel)
             t2 = time.perf_counter()
             x = z @ self._chol_t + self._mean
             speech_mel, spk = self._speech_side(audio)

@@ -10,7 +10,6 @@ One code path, so `thunder animate` and `POST /v1/animate` cannot disagree.
 from __future__ import annotations
 
 import base64
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,26 +18,12 @@ import numpy as np
 
 from backend import audio as audio_io
 from backend import windows
-from backend.contracts import FPS, N_EXP, N_JAW, SAMPLE_RATE
-from backend.engine import Cancelled
+from backend.contracts import (FPS, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, MAX_TAKES, N_EXP, N_JAW,  # noqa: F401
+                               PRESET_NAMES, SAMPLE_RATE, OptionError, check_request)
+from backend.engine import PROGRESS_ENCODED, PROGRESS_SAMPLED, Cancelled
 from backend.samplers import SAMPLERS, SamplerError, timesteps
 
-PRESETS = ("draft", "default", "high")
 ENCODINGS = ("json", "b64")
-MAX_TAKES = 32
-MAX_STEPS = 1000
-MAX_GUIDANCE = 10.0
-# Engine.animate reports, per pass: ENCODED once the audio is encoded, ENCODED + (SAMPLED - ENCODED)·i/n
-# after sampler step i of n, and 1.0 once the takes are scored (backend/engine.py). ProgressTracker
-# inverts that mapping to name the stage and the step, so the two must move together.
-ENCODED, SAMPLED = 0.05, 0.90
-
-
-class OptionError(ValueError):
-    """An option the engine cannot honour (HTTP 422 `bad_option`)."""
-
-    code = "bad_option"
-    status = 422
 
 
 @dataclass(frozen=True)
@@ -56,16 +41,9 @@ class AnimateOptions:
 
     def check(self) -> "AnimateOptions":
         """Range checks (the HTTP layer checks these too; the CLI relies on this)."""
-        if not 1 <= self.takes <= MAX_TAKES:
-            raise OptionError(f"takes must be 1..{MAX_TAKES}, got {self.takes}")
-        if self.seed < 0 or self.seed + self.takes > 2**32:
-            raise OptionError(f"seed must be 0..{2**32 - self.takes}, got {self.seed}")
+        check_request(self.takes, self.seed, self.steps, self.guidance)
         if self.sampler is not None and self.sampler not in SAMPLERS:
             raise OptionError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if self.steps is not None and not 1 <= self.steps <= MAX_STEPS:
-            raise OptionError(f"steps must be 1..{MAX_STEPS}, got {self.steps}")
-        if not (math.isfinite(self.guidance) and 0.0 <= self.guidance <= MAX_GUIDANCE):
-            raise OptionError(f"guidance must be 0..{MAX_GUIDANCE:g}, got {self.guidance}")
         if self.encoding not in ENCODINGS:
             raise OptionError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
         return self
@@ -220,10 +198,11 @@ class ProgressTracker:
         self._publish(1.0, 1.0)
 
     def _publish(self, fraction: float, local: float) -> None:
-        """`local`: the running window's own fraction, in the engine's mapping (ENCODED, SAMPLED)."""
+        """`local`: the running window's own fraction, in the engine's mapping (backend/engine.py)."""
         index, count = self._window
         local = min(1.0, max(0.0, local))
-        step = round(min(1.0, max(0.0, (local - ENCODED) / (SAMPLED - ENCODED))) * self._steps)
+        sampled = (local - PROGRESS_ENCODED) / (PROGRESS_SAMPLED - PROGRESS_ENCODED)
+        step = round(min(1.0, max(0.0, sampled)) * self._steps)
         now = self._clock()
         with self._lock:
             fraction = min(1.0, max(fraction, self._now.fraction))
@@ -248,7 +227,7 @@ class ProgressTracker:
 def _stage(fraction: float, local: float, step: int, steps: int) -> str:
     if fraction >= 1.0:
         return "done"
-    if local < ENCODED:
+    if local < PROGRESS_ENCODED:
         return "encoding"
     # The last step's report means the takes are being scored now (rounding keeps this exact
     # where `local` itself, rebuilt from the whole clip's fraction, is off by an ulp).

@@ -20,8 +20,7 @@ import torch
 
 from backend import jsonio
 from backend.bundle import FORMAT, VERSION, BundleError, sha256_file
-from backend.contracts import FPS, LAYOUT, N_EXP, N_PARAMS, SAMPLE_RATE, FeatureConfig
-from backend.engine import DEFAULT_PRESETS
+from backend.contracts import DEFAULT_PRESETS, FPS, LAYOUT, N_EXP, N_PARAMS, SAMPLE_RATE, FeatureConfig
 from backend.headfile import load_head_file
 from backend.samplers import Schedule
 

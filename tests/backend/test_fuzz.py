@@ -156,6 +156,14 @@ def bounded(form: dict) -> dict:
     return form
 
 
+def _streamed_result(r) -> dict:
+    """The result line of a progress stream (stream=true): every line is JSON, the last the result."""
+    import json
+    lines = [json.loads(line) for line in r.text.splitlines()]
+    assert all(e["event"] == "progress" for e in lines[:-1]) and lines[-1]["event"] == "result", lines[-1]
+    return lines[-1]
+
+
 def test_fuzz_animate_with_model(model_server, schema):
     seen = []
 
@@ -168,7 +176,7 @@ def test_fuzz_animate_with_model(model_server, schema):
         seen.append(r.status_code)
         assert r.status_code != 503 or r.json()["error"]["code"] not in ("no_model", "timeout")
         if r.status_code == 200:
-            body = r.json()
+            body = r.json() if "ndjson" not in r.headers["content-type"] else _streamed_result(r)
             n = body["n_frames"]
             assert n >= 1 and len(body["takes"]) == int(form.get("takes", 4))
             for take in body["takes"]:
