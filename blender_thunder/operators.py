@@ -57,7 +57,7 @@ class THUNDER_OT_generate(bpy.types.Operator):
         try:
             rig = find_in_scene(context.scene, context.active_object)
             job = generation.start_generate(context.scene, _strip(context), rig, options,
-                                            preferences.client(context), launch=_launch(context))
+                                            preferences.client(context), launch=_launch(context), replace=True)
         except (RigError, StripError, BackendError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -167,6 +167,39 @@ class THUNDER_OT_remove_take(_TakeOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
+def panel_rig(context):
+    """The rig the panel talks about (None when there is none or it is ambiguous)."""
+    try:
+        return resolve(find_in_scene(context.scene, context.active_object))
+    except RigError:
+        return None
+
+
+class THUNDER_OT_arrange_nla(bpy.types.Operator):
+    """Let the takes play: move the rig's active Action (yours, which Blender plays over every
+    NLA track) into an NLA track right under the THUNDER tracks. The Action itself is unchanged"""
+    bl_idname = "thunder.arrange_nla"
+    bl_label = "Let Takes Play"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None
+
+    def execute(self, context):
+        try:
+            rig = resolve(find_in_scene(context.scene, context.active_object))
+            moved = takes.arrange(rig)
+        except (RigError, RuntimeError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if not moved:
+            self.report({"INFO"}, "nothing to arrange: no active Action plays over the takes")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"moved {', '.join(repr(n) for n in moved)} under the THUNDER tracks")
+        return {"FINISHED"}
+
+
 class THUNDER_OT_backend_start(bpy.types.Operator):
     """Start the backend bundled with the add-on"""
     bl_idname = "thunder.backend_start"
@@ -257,5 +290,5 @@ class THUNDER_OT_add_head(bpy.types.Operator):
 
 
 CLASSES = (THUNDER_OT_add_head, THUNDER_OT_generate, THUNDER_OT_cancel, THUNDER_OT_use_take, THUNDER_OT_resample_take,
-           THUNDER_OT_listen_take, THUNDER_OT_remove_take, THUNDER_OT_backend_start, THUNDER_OT_backend_stop,
-           THUNDER_OT_backend_check)
+           THUNDER_OT_listen_take, THUNDER_OT_remove_take, THUNDER_OT_arrange_nla, THUNDER_OT_backend_start,
+           THUNDER_OT_backend_stop, THUNDER_OT_backend_check)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import bpy
 
-from .operators import backend_status
+from .operators import backend_status, panel_rig
 from .utils import jobs, launcher, takes
 
 
@@ -17,6 +17,28 @@ class THUNDER_UL_takes(bpy.types.UIList):
         row.label(text=item.strip)
 
 
+def _draw_rig_notes(col, context) -> None:
+    """What about the rig keeps takes from playing, and how the jaw is keyed."""
+    rig = panel_rig(context)
+    if rig is None:
+        return
+    over = takes.overriding_actions(rig)
+    if over:
+        box = col.box()
+        for what, name in over:
+            box.label(text=f"Active Action {name!r} ({what}) plays over the takes", icon="ERROR")
+        box.operator("thunder.arrange_nla", icon="NLA_PUSHDOWN")
+    mode = rig.armature.pose.bones[takes.JAW].rotation_mode
+    shown = f"{mode} Euler" if len(mode) == 3 else mode.replace("_", " ").title()
+    col.label(text=f"Jaw keyed in its own mode: {shown}", icon="BONE_DATA")
+    s = context.scene.thunder
+    item = s.takes[s.active_take] if 0 <= s.active_take < len(s.takes) else None
+    if item is not None and item.rig == rig.name and takes.jaw_mode_stale(rig, item.action):
+        row = col.row()
+        row.label(text="This take's jaw was keyed in another rotation mode", icon="ERROR")
+        row.operator("thunder.use_take", text="Re-key Jaw").index = s.active_take
+
+
 def _draw(self, context):
     layout = self.layout
     s = context.scene.thunder
@@ -28,6 +50,7 @@ def _draw(self, context):
         col.prop_search(s, "strip", se, "strips_all" if hasattr(se, "strips_all") else "sequences_all",
                         text="Strip", icon="SOUND")
     col.prop(s, "rig")
+    _draw_rig_notes(col, context)
     row = col.row(align=True)
     row.prop(s, "seed")
     row.prop(s, "takes_count")

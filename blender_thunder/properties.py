@@ -32,8 +32,8 @@ def _on_pick(self, context):
         rig = resolve(bpy.data.objects.get(item.rig))
     except RigError:
         return
-    if takes.shown(rig, item.strip) != item.action:
-        takes.show(rig, takes.take_actions(item.action))
+    if takes.shown(rig, item.strip) != item.action or takes.jaw_mode_stale(rig, item.action):
+        takes.show(rig, takes.take_actions(item.action))   # also re-keys the jaw in the bone's mode
 
 
 class ThunderTake(bpy.types.PropertyGroup):

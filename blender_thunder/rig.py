@@ -83,6 +83,7 @@ def build_rig(head: dict, name: str = "THUNDER_Head", collection=None):
     for k in range(exp_dirs.shape[2]):
         key = obj.shape_key_add(name=f"exp{k:03d}", from_mix=False)
         key.slider_min, key.slider_max = -SHAPE_KEY_RANGE, SHAPE_KEY_RANGE
+        key.value = 0.0          # the rest face: Blender 5.0 starts new shape keys at 1.0 (4.x at 0.0)
         key.data.foreach_set("co", flame_to_blender(verts + exp_dirs[:, :, k]).astype(np.float32).ravel())
 
     arm_data = bpy.data.armatures.new(f"{name}_rig")
@@ -133,15 +134,68 @@ def _add_bones(arm, joints: np.ndarray) -> None:
         pb.rotation_mode = "QUATERNION"
 
 
-def axis_angle_to_bone_quaternions(axis_angle: np.ndarray, bone) -> np.ndarray:
-    """FLAME-frame axis-angle (T, 3) of a joint -> pose-bone local quaternions (T, 4) wxyz,
-    for a bone whose parents are at rest (the jaw under an unposed neck)."""
+def _bone_axis_angle(axis_angle: np.ndarray, bone) -> tuple[np.ndarray, np.ndarray]:
+    """FLAME-frame axis-angle (T, 3) -> (angle (T, 1), unit axis (T, 3)) in the bone's rest frame
+    (zero axis where the angle is zero), for a bone whose parents are at rest."""
     aa = flame_to_blender(axis_angle)
     rest = np.array(bone.matrix_local.to_3x3())           # bone frame in armature space
     angle = np.linalg.norm(aa, axis=-1, keepdims=True)
     axis = np.divide(aa, angle, out=np.zeros_like(aa), where=angle > 1e-12)
-    local_axis = axis @ rest                               # rest^T @ axis, row-wise
+    return angle, axis @ rest                              # rest^T @ axis, row-wise
+
+
+def axis_angle_to_bone_quaternions(axis_angle: np.ndarray, bone) -> np.ndarray:
+    """FLAME-frame axis-angle (T, 3) of a joint -> pose-bone local quaternions (T, 4) wxyz,
+    for a bone whose parents are at rest (the jaw under an unposed neck)."""
+    angle, local_axis = _bone_axis_angle(axis_angle, bone)
     half = 0.5 * angle
     q = np.concatenate([np.cos(half), np.sin(half) * local_axis], axis=-1)
     q[angle[:, 0] <= 1e-12] = (1.0, 0.0, 0.0, 0.0)
     return q
+
+
+EULER_ORDERS = ("XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX")
+
+
+def rotation_property(mode: str) -> str:
+    """The pose-bone property a rotation mode reads."""
+    if mode == "QUATERNION":
+        return "rotation_quaternion"
+    if mode == "AXIS_ANGLE":
+        return "rotation_axis_angle"
+    if mode in EULER_ORDERS:
+        return "rotation_euler"
+    raise ValueError(f"unknown rotation mode {mode!r}")
+
+
+def bone_rotation_keys(axis_angle: np.ndarray, bone, mode: str) -> tuple[str, np.ndarray]:
+    """FLAME-frame axis-angle (T, 3) of a joint -> (pose-bone property, values (T, C)) in the
+    bone's own rotation mode: quaternions wxyz, Euler angles of that order kept continuous
+    from frame to frame, or axis-angle (angle, x, y, z) without sign flips."""
+    from mathutils import Quaternion
+    q = axis_angle_to_bone_quaternions(axis_angle, bone)
+    prop = rotation_property(mode)
+    if mode == "QUATERNION":
+        return prop, q
+    if mode == "AXIS_ANGLE":
+        # Straight from the take's axis-angle (no wrap). A zero rotation keeps the last axis, and
+        # an axis turning back on itself becomes a negative angle, so keys interpolate smoothly.
+        angle, axis = _bone_axis_angle(axis_angle, bone)
+        out = np.empty((len(q), 4))
+        last = None
+        for i in range(len(q)):
+            a, ax = float(angle[i, 0]), axis[i]
+            if a <= 1e-12:
+                ax = last if last is not None else np.array([1.0, 0.0, 0.0])
+            elif last is not None and float(ax @ last) < 0.0:
+                a, ax = -a, -ax
+            out[i] = (a, *ax)
+            last = ax
+        return prop, out
+    out = np.empty((len(q), 3))
+    prev = None
+    for i, qi in enumerate(q):
+        e = Quaternion(qi).to_euler(mode, prev) if prev is not None else Quaternion(qi).to_euler(mode)
+        out[i] = tuple(e)
+        prev = e
+    return prop, out

@@ -106,8 +106,11 @@ def _list_index(scene, action) -> int:
 
 
 def start_generate(scene, strip, rig_obj, options: Options, client: Client, check_rig: bool = True,
-                   launch: dict | None = None) -> jobs.Job:
-    """Validate on the main thread, then generate on a worker; `apply` keys the takes."""
+                   launch: dict | None = None, replace: bool = False) -> jobs.Job:
+    """Validate on the main thread, then generate on a worker; `apply` keys the takes.
+    `replace`: a seed that already has an add-on take of this strip on this rig gets the new
+    take in its place (same name, same list row) instead of a `.001` twin; the artist's
+    copies and renamed takes are never touched. The Generate button replaces."""
     rig = resolve(rig_obj)
     info = strip_info(scene, strip)
     rig_name, scene_name = rig.armature.name, scene.name
@@ -122,25 +125,63 @@ def start_generate(scene, strip, rig_obj, options: Options, client: Client, chec
         created, list_len = [], len(scn.thunder.takes)
         before = takes_mod.shown(rg, info.strip)
         rng = (scn.frame_start, scn.frame_end)
+        old = takes_mod.same_seed_takes(scn, info.strip, rg.name, [t.seed for t in found]) if replace else {}
         try:
             for take in found:
                 created.append(takes_mod.create(rg, info, take, _extra(model, options)))
-            for actions in created:
-                _add_to_list(scn, actions)
             # The best lip-sync score plays first (the first one on ties, as the backend ranked them).
             best = max(created, key=lambda a: takes_mod.meta(a[0])["score"])
             takes_mod.show(rg, best)
-            scn.thunder.active_take = _list_index(scn, best[0])
             m = takes_mod.meta(best[0])
             takes_mod.extend_range(scn, m["frame_start"], m["frame_end"])
+            n_replaced = 0
+            for actions in created:
+                olds = old.get(takes_mod.meta(actions[0])["seed"], [])
+                if _replace_in_list(scn, olds, actions):
+                    n_replaced += 1
+                else:
+                    _add_to_list(scn, actions)
+            if n_replaced:
+                takes_mod.show(rg, best)      # the NLA strip takes the take's final name
+            scn.thunder.active_take = _list_index(scn, best[0])
         except Exception:
             _rollback(scn, rg, info.strip, created, list_len, before, rng)
             raise
         _undo_push("THUNDER: generate takes")
-        return f"{len(created)} take(s) for {info.strip!r} in {meta.get('timings', {}).get('total', 0):.1f} s"
+        again = f", {n_replaced} replaced" if n_replaced else ""
+        return (f"{len(created)} take(s) for {info.strip!r}{again} in "
+                f"{meta.get('timings', {}).get('total', 0):.1f} s")
 
     return jobs.start(f"Generate {info.strip}",
                       lambda job: _fetch(job, client, info, options, rig_head, launch), apply)
+
+
+def _replace_in_list(scene, olds: list, actions) -> bool:
+    """Put a new take where the add-on's takes of the same seed were: the first one's list row
+    and names; the others (older `.001` twins) go. False when there is nothing to replace."""
+    olds = [o for o in olds if takes_mod.is_owned(o[0])]
+    if not olds:
+        return False
+    first = olds[0]
+    names = [a.name for a in first]
+    row = _list_index(scene, first[0])
+    for twin in olds[1:]:
+        i = _list_index(scene, twin[0])
+        if i >= 0:
+            scene.thunder.takes.remove(i)
+            row = _list_index(scene, first[0])
+    for twin in olds:
+        takes_mod.remove(twin)
+    if row >= 0:
+        item = scene.thunder.takes[row]
+        m = takes_mod.meta(actions[0])
+        item.action, item.seed, item.score, item.duration = actions[0], m["seed"], m["score"], m["duration"]
+        item.strip, item.rig = m["strip"], m["rig"]
+    else:
+        _add_to_list(scene, actions)
+    if len(names) == len(actions):
+        takes_mod.rename(actions, names)
+    return True
 
 
 def _rollback(scene, rig, strip_name, created, list_len, before, rng) -> None:
@@ -247,6 +288,24 @@ def listen_dir() -> str:
     return os.path.join(tempfile.gettempdir(), "thunder_listen")
 
 
+def write_listen_file(out_dir: str, stem: str, wav: bytes) -> str:
+    """`stem`.wav in `out_dir` (the stem names the take's content). An existing file is
+    never overwritten: the same bytes are reused, other bytes get `stem-2.wav`, `-3`…"""
+    os.makedirs(out_dir, exist_ok=True)
+    n = 1
+    while True:
+        path = os.path.join(out_dir, f"{stem}.wav" if n == 1 else f"{stem}-{n}.wav")
+        try:
+            with open(path, "xb") as fh:      # exclusive: another Blender writing the same name loses the race
+                fh.write(wav)
+            return path
+        except FileExistsError:
+            with open(path, "rb") as fh:
+                if fh.read() == wav:
+                    return path
+        n += 1
+
+
 def start_listen(scene, index: int, client: Client, launch: dict | None = None) -> jobs.Job:
     """Add the M2S audio of a take (what the face 'says') as a sound strip."""
     item = scene.thunder.takes[index]
@@ -256,6 +315,7 @@ def start_listen(scene, index: int, client: Client, launch: dict | None = None) 
     take = takes_mod.stored_take(act)
     m = takes_mod.meta(act)
     scene_name, name = scene.name, act.name
+    digest = takes_mod.content_hash(act)
     out_dir = listen_dir()
 
     def work(job):
@@ -267,10 +327,7 @@ def start_listen(scene, index: int, client: Client, launch: dict | None = None) 
         if not wav.startswith(b"RIFF"):
             raise ValueError("the backend's listen reply is not a WAV file")
         scn = bpy.data.scenes[scene_name]
-        os.makedirs(out_dir, exist_ok=True)
-        path = os.path.join(out_dir, f"{bpy.path.clean_name(name)}_m2s.wav")
-        with open(path, "wb") as fh:
-            fh.write(wav)
+        path = write_listen_file(out_dir, f"{bpy.path.clean_name(name)}_{digest}_m2s", wav)
         f0 = int(m["frame_start"])
         channel = free_channel(scn, f0, int(m["frame_end"]) + 1)
         strip = top_strips(scn).new_sound(f"{name} M2S", path, channel=channel, frame_start=f0)

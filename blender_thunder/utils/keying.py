@@ -112,11 +112,36 @@ def read_curve(action: bpy.types.Action, data_path: str, index: int = 0, slot=No
     return co.reshape(-1, 2)
 
 
+def remove_curves(target: Target, data_path: str) -> int:
+    """Delete every F-Curve of `data_path` from a target's channels; returns how many."""
+    fcurves = _fcurves_for(target)
+    doomed = [fc for fc in fcurves if fc.data_path == data_path]
+    for fc in doomed:
+        fcurves.remove(fc)
+    return len(doomed)
+
+
+def channel_paths(action, slot=None) -> set:
+    """The data paths an Action animates (on 4.4+: those of `slot`, or of every slot)."""
+    if action is None:
+        return set()
+    if SLOTTED_ACTIONS:
+        out = set()
+        for layer in action.layers:
+            for strip in layer.strips:
+                for s in ([slot] if slot is not None else list(action.slots)):
+                    bag = strip.channelbag(s) if s is not None else None
+                    if bag is not None:
+                        out.update(fc.data_path for fc in bag.fcurves)
+        return out
+    return {fc.data_path for fc in action.fcurves}
+
+
 def assign_nla(id_block, track_name: str, target: Target, frame_start: float, frame_end: float,
-               strip_name: str):
-    """Show `target`'s action on `id_block` through an NLA track the add-on owns.
-    The track holds exactly this strip; the datablock's active action (the
-    artist's) is never touched."""
+               strip_name: str, blend: float = 0.0, extrapolation: str = "NOTHING"):
+    """Show `target`'s action on `id_block` through an NLA track the add-on owns (a new
+    one goes on top). The track holds exactly this strip; the datablock's active action
+    (the artist's) is never touched. `blend`: blend in and out, in frames."""
     ad = id_block.animation_data or id_block.animation_data_create()
     track = ad.nla_tracks.get(track_name)
     if track is None:
@@ -134,5 +159,52 @@ def assign_nla(id_block, track_name: str, target: Target, frame_start: float, fr
         strip.action_frame_start = frame_start
         strip.frame_end = frame_end
         strip.frame_start = frame_start
-    strip.extrapolation = "NOTHING"  # rest pose outside the take, not its first/last frame
+    strip.extrapolation = extrapolation  # NOTHING: rest pose outside the take, not its first/last frame
+    strip.use_auto_blend = False
+    strip.blend_in = blend
+    strip.blend_out = blend
     return track, strip
+
+
+_STRIP_SETTINGS = ("extrapolation", "blend_type", "use_auto_blend", "blend_in", "blend_out", "mute",
+                   "use_reverse", "use_animated_influence", "influence")
+
+
+def _clone_strip(src, track):
+    """A copy of one of the add-on's own strips (action, slot, ranges, blends) in `track`."""
+    new = track.strips.new(src.name, int(round(src.frame_start)), src.action)
+    if SLOTTED_ACTIONS and src.action_slot is not None:
+        new.action_slot = src.action_slot
+    for _ in range(2):
+        new.action_frame_end, new.action_frame_start = src.action_frame_end, src.action_frame_start
+        new.frame_end, new.frame_start = src.frame_end, src.frame_start
+    for name in _STRIP_SETTINGS:
+        try:
+            setattr(new, name, getattr(src, name))
+        except (AttributeError, TypeError, RuntimeError):
+            pass
+    return new
+
+
+def new_track_below(ad, above):
+    """A new, empty NLA track right under `above`, one of the add-on's own tracks.
+
+    Python can only add a track on top or after another one, never at the bottom:
+    when `above` is the bottom track, its strips (the add-on's) move up into a new
+    track right after it and the emptied bottom track is the one returned. Other
+    tracks are never moved or rebuilt."""
+    tracks = list(ad.nla_tracks)
+    i = tracks.index(above)
+    if i > 0:
+        return ad.nla_tracks.new(prev=tracks[i - 1])
+    moved = ad.nla_tracks.new(prev=above)
+    for st in list(above.strips):
+        _clone_strip(st, moved)
+        above.strips.remove(st)
+    name, mute, lock, solo = above.name, above.mute, above.lock, above.is_solo
+    above.name = "THUNDER (moving)"
+    moved.name, moved.mute, moved.lock = name, mute, lock
+    if solo:
+        moved.is_solo = True
+    above.mute = above.lock = False
+    return above

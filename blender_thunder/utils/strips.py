@@ -1,6 +1,7 @@
 """Sound strips: their audio file and the time range the scene shows."""
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -20,9 +21,9 @@ class StripInfo:
     scene: str
     strip: str
     audio_path: str
-    start_s: float      # audio time of the first visible frame
-    end_s: float        # audio time of the end of the visible range
-    frame_start: int    # scene frame of the first key (= the strip's visible start)
+    start_s: float      # source second heard at frame_start (Sound Offset and trims applied)
+    end_s: float        # source second heard at the end of the visible range
+    frame_start: int    # scene frame of the first key: the first whole frame with sound
     fps: float
 
     @property
@@ -45,16 +46,41 @@ def audio_file(strip) -> str:
     return path
 
 
+def sound_offset(strip) -> float:
+    """The strip's Sound Offset in seconds (0 on Blender versions without it).
+
+    Blender plays the sound that many seconds later inside the strip: at scene frame f
+    the sequencer plays source second (f - frame_start) / fps - sound_offset, and
+    silence where that is before the file's start (measured with the 5.0 mixdown)."""
+    try:
+        return float(getattr(strip, "sound_offset", 0.0) or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def strip_info(scene, strip) -> StripInfo:
+    """What the sequencer plays: keys start at the first whole frame of the visible range
+    that has sound (a positive Sound Offset delays it), with the source second heard there."""
     if strip is None or strip.type != "SOUND" or strip.sound is None:
         raise StripError("no sound strip: select one in the Sequencer (or pick it in the THUNDER panel)")
     fps = scene_fps(scene)
-    start = (strip.frame_final_start - strip.frame_start) / fps
-    end = (strip.frame_final_end - strip.frame_start) / fps
-    if end - start <= 0:
+    offset = sound_offset(strip)
+
+    def source_s(frame: float) -> float:       # the source second heard at a scene frame
+        return (frame - strip.frame_start) / fps - offset
+
+    first = int(strip.frame_final_start)
+    sound_begins = strip.frame_start + offset * fps   # scene frame where source second 0 plays
+    if sound_begins > first:
+        first = int(math.ceil(sound_begins - 1e-6))
+    end_frame = strip.frame_final_end
+    start, end = max(source_s(first), 0.0), source_s(end_frame)
+    if first >= end_frame or end - start <= 0:
+        if offset:
+            raise StripError(f"sound strip {strip.name!r} plays no audio: its Sound Offset ({offset:g} s) "
+                             "pushes the sound past the strip's end")
         raise StripError(f"sound strip {strip.name!r} is empty")
-    return StripInfo(scene.name, strip.name, audio_file(strip), max(start, 0.0), end,
-                     int(strip.frame_final_start), fps)
+    return StripInfo(scene.name, strip.name, audio_file(strip), start, end, first, fps)
 
 
 def find(scene, name: str):

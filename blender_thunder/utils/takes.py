@@ -3,10 +3,17 @@
 Ownership: an Action is the add-on's when its `thunder_take` property says so
 *and* records the Action's own name. A copy the artist makes (`.001`) or a take
 the artist renames is theirs from then on: the add-on never edits or deletes it.
+
+NLA layout per rig datablock, bottom to top: the rest track (shape keys, only on
+Blender versions whose NLA would otherwise rest shape keys at 1.0), the artist's
+tracks, then a `THUNDER <strip>` track per sound strip. The datablock's active
+Action (the artist's) plays over all of them: `arrange` pushes it into a track
+right under the THUNDER tracks so the takes play.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import random
 
 import bpy
@@ -15,13 +22,22 @@ import numpy as np
 from . import keying, resample
 from .compat import SLOTTED_ACTIONS
 from .messages import Take
-from ..rig import axis_angle_to_bone_quaternions
-from .rigs import Rig
+from ..rig import bone_rotation_keys, rotation_property
+from .rigs import SHAPE_KEYS, Rig
 from .strips import StripInfo
 
 OWNER = "thunder_take"
+REST_OWNER = "thunder_rest"
 TRACK_PREFIX = "THUNDER "
+REST_TRACK = "THUNDER rest face"
+REST_ACTION = "THUNDER rest face"
 SRC_FPS = 25.0
+BLEND_S = 0.1          # take strips blend in and out over this long (at most a quarter of the strip)
+JAW = "jaw"
+# Blender 5.0 gives a shape key's value an RNA default of 1.0 (0.0 before), and the NLA
+# evaluates a channel that no strip covers at that default: every take frame would be
+# framed by a crumpled face. A held rest strip under everything brings back 0.0.
+REST_NEEDED = bpy.types.ShapeKey.bl_rna.properties["value"].default != 0.0
 
 
 def is_owned(action) -> bool:
@@ -49,8 +65,8 @@ def track_name(strip_name: str) -> str:
 def create(rig: Rig, info: StripInfo, take: Take, extra: dict | None = None) -> list:
     """Key one take on new Action(s); returns them. Only adds datablocks."""
     exp = resample.resample(take.exp, SRC_FPS, info.fps)
-    jaw = axis_angle_to_bone_quaternions(resample.resample(take.jaw, SRC_FPS, info.fps),
-                                         rig.armature.data.bones["jaw"])
+    jaw_mode = rig.armature.pose.bones[JAW].rotation_mode
+    jaw_prop, jaw = _jaw_keys(rig, take.jaw, info.fps, jaw_mode)
     frames = info.frame_start + np.arange(len(exp), dtype=np.float64)
     name = f"{info.strip} s{take.seed}"
     tc = keying.new_take_channels(name, {"KEY": rig.key.name, "OBJECT": rig.armature.name}, {"OBJECT": " jaw"})
@@ -58,13 +74,13 @@ def create(rig: Rig, info: StripInfo, take: Take, extra: dict | None = None) -> 
         key_t, arm_t = tc.targets["KEY"], tc.targets["OBJECT"]
         for i in range(exp.shape[1]):
             keying.write_curves(key_t, f'key_blocks["exp{i:03d}"].value', frames, exp[:, i], "Expression")
-        keying.write_curves(arm_t, 'pose.bones["jaw"].rotation_quaternion', frames, jaw, "jaw")
+        keying.write_curves(arm_t, f'pose.bones["{JAW}"].{jaw_prop}', frames, jaw, JAW)
         record = {
             "owner": "thunder", "scene": info.scene, "strip": info.strip, "rig": rig.name,
             "seed": int(take.seed), "score": float(take.score), "n_frames": int(take.n_frames),
             "duration": float((take.n_frames - 1) / SRC_FPS), "fps": float(info.fps),
             "frame_start": float(frames[0]), "frame_end": float(frames[-1]),
-            "audio_start": float(info.start_s), "audio_end": float(info.end_s),
+            "audio_start": float(info.start_s), "audio_end": float(info.end_s), "jaw_mode": jaw_mode,
             "exp_b64": base64.b64encode(take.exp.astype("<f4").tobytes()).decode(),
             "jaw_b64": base64.b64encode(take.jaw.astype("<f4").tobytes()).decode(),
             **(extra or {}),
@@ -79,6 +95,17 @@ def create(rig: Rig, info: StripInfo, take: Take, extra: dict | None = None) -> 
     return tc.actions
 
 
+def _jaw_keys(rig: Rig, jaw25: np.ndarray, fps: float, mode: str) -> tuple[str, np.ndarray]:
+    """The jaw's keys at the scene fps, in the bone's rotation mode: (property, values)."""
+    return bone_rotation_keys(resample.resample(jaw25, SRC_FPS, fps), rig.armature.data.bones[JAW], mode)
+
+
+def content_hash(action) -> str:
+    """A short digest of a take's stored arrays: two takes share it only if they are the same take."""
+    m = action[OWNER]
+    return hashlib.sha256((m["exp_b64"] + "|" + m["jaw_b64"]).encode()).hexdigest()[:12]
+
+
 def targets(actions) -> dict:
     """id_type -> keying.Target of a take's Action(s)."""
     out = {}
@@ -91,16 +118,128 @@ def targets(actions) -> dict:
     return out
 
 
+def blend_frames(frame_start: float, frame_end: float, fps: float) -> float:
+    """Blend in / out of a take strip: BLEND_S seconds, never more than a quarter of the strip."""
+    return float(min(BLEND_S * fps, max(frame_end - frame_start, 0.0) / 4.0))
+
+
 def show(rig: Rig, actions) -> None:
-    """Make a take the one that plays: an add-on NLA track per rig datablock and strip."""
+    """Make a take the one that plays: an add-on NLA track per rig datablock and strip.
+    The rig's settings stay as they are (the jaw's rotation mode included): an add-on
+    take keyed in another jaw rotation mode is re-keyed in the jaw's mode first."""
     m = meta(actions[0])
     tg = targets(actions)
     name = actions[0].name
     f0, f1 = m["frame_start"], max(m["frame_end"], m["frame_start"] + 1)
-    rig.armature.pose.bones["jaw"].rotation_mode = "QUATERNION"
+    rekey_jaw(rig, actions)
     widen_sliders(rig, stored_take(actions[0]).exp)
-    keying.assign_nla(rig.key, track_name(m["strip"]), tg["KEY"], f0, f1, name)
-    keying.assign_nla(rig.armature, track_name(m["strip"]), tg["OBJECT"], f0, f1, name)
+    blend = blend_frames(f0, f1, float(m.get("fps") or 25.0))
+    track = track_name(m["strip"])
+    if REST_NEEDED:
+        ensure_rest(rig.key)
+    keying.assign_nla(rig.key, track, tg["KEY"], f0, f1, name, blend=blend)
+    keying.assign_nla(rig.armature, track, tg["OBJECT"], f0, f1, name, blend=blend)
+
+
+def jaw_mode_stale(rig: Rig, action) -> bool:
+    """An add-on take keyed in another jaw rotation mode than the jaw bone has now."""
+    if action is None or not is_owned(action):
+        return False
+    return meta(action).get("jaw_mode", "QUATERNION") != rig.armature.pose.bones[JAW].rotation_mode
+
+
+def rekey_jaw(rig: Rig, actions) -> bool:
+    """Key an add-on take's jaw again in the jaw bone's rotation mode, if it was keyed in
+    another one (the artist changed the mode). Artists' takes are left alone."""
+    mode = rig.armature.pose.bones[JAW].rotation_mode
+    m = meta(actions[0])
+    have = m.get("jaw_mode", "QUATERNION")
+    if have == mode or not all(is_owned(a) for a in actions):
+        return False
+    arm_t = targets(actions)["OBJECT"]
+    keying.remove_curves(arm_t, f'pose.bones["{JAW}"].{rotation_property(have)}')
+    prop, values = _jaw_keys(rig, stored_take(actions[0]).jaw, float(m["fps"]), mode)
+    frames = float(m["frame_start"]) + np.arange(len(values), dtype=np.float64)
+    keying.write_curves(arm_t, f'pose.bones["{JAW}"].{prop}', frames, values, JAW)
+    for act in actions:
+        rec = act[OWNER]
+        rec["jaw_mode"] = mode
+    return True
+
+
+def _is_take_track(track) -> bool:
+    return track.name.startswith(TRACK_PREFIX) and track.name != REST_TRACK
+
+
+def _lowest_take_track(idb):
+    ad = idb.animation_data
+    for t in (ad.nla_tracks if ad else ()):
+        if _is_take_track(t):
+            return t
+    return None
+
+
+def rest_action():
+    """The add-on's Action holding every exp shape key at 0 (created when missing)."""
+    for act in bpy.data.actions:
+        rec = act.get(REST_OWNER)
+        if rec is not None and rec.get("owner") == "thunder" and rec.get("name") == act.name:
+            return act
+    tc = keying.new_take_channels(REST_ACTION, {"KEY": "rest face"})
+    target = tc.targets["KEY"]
+    for name in SHAPE_KEYS:
+        keying.write_curves(target, f'key_blocks["{name}"].value', np.zeros(1), np.zeros(1))
+    act = tc.actions[0]
+    act[REST_OWNER] = {"owner": "thunder", "name": act.name}
+    return act
+
+
+def _rest_track(key):
+    ad = key.animation_data
+    track = ad.nla_tracks.get(REST_TRACK) if ad else None
+    if track is None or len(track.strips) != 1:
+        return None
+    act = track.strips[0].action
+    rec = act.get(REST_OWNER) if act is not None else None
+    return track if rec is not None and rec.get("owner") == "thunder" else None
+
+
+def ensure_rest(key) -> bool:
+    """Put the rest track at the bottom of the shape keys' NLA stack. Only where it can go
+    under everything: never over an artist's track (their animation would be hidden)."""
+    ad = key.animation_data or key.animation_data_create()
+    if _rest_track(key) is not None:
+        return True
+    tracks = list(ad.nla_tracks)
+    if tracks and not _is_take_track(tracks[0]):
+        return False              # an artist's track is at the bottom: theirs stays the base
+    act = rest_action()
+    tg = targets([act])["KEY"]
+    track = keying.new_track_below(ad, tracks[0]) if tracks else ad.nla_tracks.new()
+    track.name = REST_TRACK
+    strip = track.strips.new(REST_TRACK, 0, act)
+    if SLOTTED_ACTIONS:
+        strip.action_slot = tg.slot
+    for _ in range(2):
+        strip.action_frame_end, strip.action_frame_start = 1.0, 0.0
+        strip.frame_end, strip.frame_start = 1.0, 0.0
+    strip.extrapolation = "HOLD"   # before and after: the whole timeline
+    track.lock = True
+    return True
+
+
+def _drop_rest(key) -> None:
+    """No take track left on the shape keys: the rest track goes too (and its Action when unused)."""
+    ad = key.animation_data
+    if ad is None or any(_is_take_track(t) for t in ad.nla_tracks):
+        return
+    track = _rest_track(key)
+    if track is None:
+        return
+    act = track.strips[0].action
+    ad.nla_tracks.remove(track)
+    if act is not None and act.users == 0 and act[REST_OWNER].get("name") == act.name:
+        bpy.data.actions.remove(act)        # only the add-on's own, under its own name
 
 
 def widen_sliders(rig: Rig, exp: np.ndarray) -> None:
@@ -127,6 +266,57 @@ def unshow(rig: Rig, strip_name: str) -> None:
         track = ad.nla_tracks.get(track_name(strip_name)) if ad else None
         if track is not None:
             ad.nla_tracks.remove(track)
+    _drop_rest(rig.key)
+
+
+def _take_paths(rig: Rig, idb) -> set:
+    if idb == rig.key:
+        return {f'key_blocks["{n}"].value' for n in SHAPE_KEYS}
+    return {f'pose.bones["{JAW}"].{p}' for p in ("rotation_quaternion", "rotation_euler", "rotation_axis_angle")}
+
+
+def overriding_actions(rig: Rig) -> list:
+    """(what, Action name) for each active Action of the rig that plays over the takes'
+    channels: Blender evaluates a datablock's active Action after its NLA tracks."""
+    out = []
+    for idb, what in ((rig.key, "shape keys"), (rig.armature, "armature")):
+        ad = idb.animation_data
+        if ad is None or ad.action is None or _lowest_take_track(idb) is None:
+            continue
+        slot = getattr(ad, "action_slot", None) if SLOTTED_ACTIONS else None
+        if SLOTTED_ACTIONS and slot is None:
+            continue                  # no slot assigned: the Action animates nothing here
+        if keying.channel_paths(ad.action, slot) & _take_paths(rig, idb):
+            out.append((what, ad.action.name))
+    return out
+
+
+def arrange(rig: Rig) -> list:
+    """Let the takes play: each active Action of the rig that overrides them moves into an
+    NLA track right under the THUNDER tracks (the Action itself untouched), like Blender's
+    Push Down but under the takes. Returns the Actions moved."""
+    moved = []
+    for idb, what in ((rig.key, "shape keys"), (rig.armature, "armature")):
+        if not any(w == what for w, _ in overriding_actions(rig)):
+            continue
+        ad = idb.animation_data
+        if ad.use_tweak_mode:
+            raise RuntimeError(f"the {what} are in NLA tweak mode: leave it first (Tab in the NLA editor)")
+        act = ad.action
+        slot = ad.action_slot if SLOTTED_ACTIONS else None
+        track = keying.new_track_below(ad, _lowest_take_track(idb))
+        track.name = act.name
+        strip = track.strips.new(act.name, int(round(act.frame_range[0])), act)
+        if SLOTTED_ACTIONS:
+            strip.action_slot = slot
+        strip.blend_type = ad.action_blend_type
+        strip.extrapolation = ad.action_extrapolation
+        if ad.action_influence < 1.0:   # as Blender's Push Down: keyed influence keeps the mix
+            strip.influence = ad.action_influence
+            strip.use_animated_influence = True
+        ad.action = None
+        moved.append(act.name)
+    return moved
 
 
 def extend_range(scene, frame_start: float, frame_end: float) -> None:
@@ -164,3 +354,27 @@ def scene_takes(scene, strip_name: str | None = None) -> list:
             out.append(act)
     return out
 
+
+def same_seed_takes(scene, strip_name: str, rig_name: str, seeds) -> dict:
+    """seed -> [take's Actions, …]: the add-on's takes of a strip on a rig with those seeds
+    (oldest first; more than one only in files from before Generate replaced them)."""
+    seeds = {int(s) for s in seeds}
+    out: dict = {}
+    for act in scene_takes(scene, strip_name):
+        m = meta(act)
+        if m.get("rig") == rig_name and int(m.get("seed", -1)) in seeds:
+            out.setdefault(int(m["seed"]), []).append(take_actions(act))
+    for found in out.values():
+        found.sort(key=lambda acts: (len(acts[0].name), acts[0].name))
+    return out
+
+
+def rename(actions, names) -> None:
+    """Rename a take's Actions (the add-on's) and keep their ownership records in step."""
+    for act, name in zip(actions, names):
+        act.name = name
+    final = [a.name for a in actions]
+    for act in actions:
+        rec = act[OWNER]
+        rec["name"] = act.name
+        rec["actions"] = final

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from .conftest import run_bpy_in
-from .test_keying import quats, reference_take, resampled
+from .test_keying import blended, quats, reference_take, resampled
 
 LTS = os.environ.get("THUNDER_BPY_LTS", "")
 pytestmark = [pytest.mark.blender,
@@ -46,7 +46,9 @@ def test_legacy_keys(lts_env, head_npz, fps):
     want_jaw = quats(resampled(jaw, fps_f), np.array(out["to_bone"]))
     np.testing.assert_allclose(np.array(out["exp"])[:, :, 1].T, want_exp, atol=1e-5)
     np.testing.assert_allclose(np.array(out["jaw"])[:, :, 1].T, want_jaw, atol=1e-5)
-    np.testing.assert_allclose(np.array(out["evaluated"]), np.concatenate([want_exp, want_jaw], 1), atol=1e-5)
+    rest = np.array([0.0] * want_exp.shape[1] + [1.0, 0.0, 0.0, 0.0])   # take strips blend in / out
+    np.testing.assert_allclose(np.array(out["evaluated"]), blended(np.concatenate([want_exp, want_jaw], 1), rest,
+                                                                   fps_f, start + np.arange(len(want_exp))), atol=1e-5)
 
 
 def test_legacy_ownership(lts_env, head_npz):

@@ -89,7 +89,7 @@ def generate(url: str, fps: str, head_path: str, wav: str, frame_start: int = 5,
     if len(items) > 1:
         scene.thunder.active_take = 1
         out["shown_after_pick"] = takes_mod.shown(addon("utils.rigs").resolve(arm), strip.name).name
-        f = int(items[1]["frame_start"]) + 3
+        f = int((items[1]["frame_start"] + items[1]["frame_end"]) / 2)   # clear of the strip's blends
         scene.frame_set(f)
         out["evaluated_pick"] = [arm.children[0].data.shape_keys.key_blocks[f"exp{i:03d}"].value for i in EXP_CHECK]
         out["evaluated_frame"] = f

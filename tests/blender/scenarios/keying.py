@@ -65,6 +65,7 @@ def ownership(head_path: str) -> dict:
     out["artist_still_active"] = rig.key.animation_data.action == artist
     out["artist_keys_same"] = keying.read_curve(artist, 'key_blocks["exp000"].value').tolist() == artist_keys
     out["tracks"] = [t.name for t in rig.key.animation_data.nla_tracks]
+    out["rest_needed"] = takes.REST_NEEDED
     acts[0].name = "my favourite take"
     out["renamed_owned"] = takes.is_owned(acts[0])
     acts[0].name = out_name = f"line s5"
