@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,14 @@ REQUIRED_GRAPHS = ("audio_encoder", "denoiser_context", "denoiser")
 
 class BundleError(RuntimeError):
     """A missing, corrupt or mismatched bundle; the message says what and where."""
+
+
+# The model that ships with the backend; $THUNDER_BUNDLE points elsewhere.
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "models" / "thunder-base"
+
+
+def default_bundle() -> Path:
+    return Path(os.environ.get("THUNDER_BUNDLE") or DEFAULT_BUNDLE)
 
 
 def sha256_file(path: Path) -> str:

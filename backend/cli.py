@@ -14,6 +14,8 @@ import logging
 import sys
 from pathlib import Path
 
+from backend.settings import DEFAULTS
+
 COMMANDS = {
     "serve": "backend.cli",
     "animate": "backend.cli",
@@ -28,7 +30,7 @@ OPTIONAL = {"backend.batch"}
 def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", default=None,
                    help="model bundle folder (default: $THUNDER_BUNDLE or backend/models/thunder-base)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default=DEFAULTS.device, choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=None,
                    help="onnxruntime intra-op threads (default: one per core; 1 can be faster on a busy machine)")
 
@@ -53,7 +55,8 @@ def cmd_serve(args) -> int:
         raise SystemExit(f"thunder serve: {exc}")
     import uvicorn
 
-    from backend.service import Settings, create_app
+    from backend.service import create_app
+    from backend.settings import Settings
     settings = Settings(bundle=args.bundle, device=args.device, threads=args.threads,
                         allow_remote=args.allow_remote, extra_hosts=tuple(args.allowed_host),
                         max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
@@ -78,10 +81,11 @@ def register_serve(sub) -> None:
                    help="allow a non-loopback bind and IP-literal Host headers (token still required)")
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                    help="extra Host name to accept (repeatable)")
-    p.add_argument("--max-upload-mb", type=float, default=200.0)
-    p.add_argument("--max-seconds", type=float, default=600.0, help="longest audio per request")
-    p.add_argument("--max-queue", type=int, default=8, help="jobs held before 503 busy")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds per request, queue wait included")
+    p.add_argument("--max-upload-mb", type=float, default=DEFAULTS.max_upload_mb)
+    p.add_argument("--max-seconds", type=float, default=DEFAULTS.max_seconds, help="longest audio per request")
+    p.add_argument("--max-queue", type=int, default=DEFAULTS.max_queue, help="jobs held before 503 busy")
+    p.add_argument("--timeout", type=float, default=DEFAULTS.timeout_s,
+                   help="seconds per request, queue wait included")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=cmd_serve)
 

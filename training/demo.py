@@ -55,13 +55,14 @@ def register(sub) -> None:
 
 def find_bundle(arg: str | None) -> Path | None:
     """The bundle to run, None when there is none; a bundle named explicitly must exist."""
-    from backend.service import DEFAULT_BUNDLE
+    from backend import bundle as bundles
     named = arg or os.environ.get("THUNDER_BUNDLE")
     if named:
         if not (Path(named) / "manifest.json").is_file():
             raise SystemExit(f"thunder-train demo: no model bundle at {named} (manifest.json missing)")
         return Path(named)
-    return DEFAULT_BUNDLE if (DEFAULT_BUNDLE / "manifest.json").is_file() else None
+    shipped = bundles.DEFAULT_BUNDLE
+    return shipped if (shipped / "manifest.json").is_file() else None
 
 
 def _free_port() -> int:

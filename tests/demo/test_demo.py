@@ -132,7 +132,7 @@ def test_preview_has_video_audio_and_burnt_label(demo):
 
 def test_without_a_bundle_saves_the_rig_and_says_how_to_make_one(tmp_path, sandbox):
     # The shipped bundle's place points at an empty folder: the demo must fall back, not fail.
-    code = ("import sys, pathlib, backend.service as s; s.DEFAULT_BUNDLE = pathlib.Path(sys.argv[1]); "
+    code = ("import sys, pathlib, backend.bundle as s; s.DEFAULT_BUNDLE = pathlib.Path(sys.argv[1]); "
             "from training.cli import main; sys.exit(main(['demo', '--out', sys.argv[2]]))")
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "no-bundle"), str(out)], env=sandbox,
