@@ -36,7 +36,8 @@ def _ensure_registered() -> None:
 
 
 def _drop(scene, old_actions) -> None:
-    """--force: the strip's previous takes (the add-on's own only) go once new ones exist."""
+    """--force: the strip's previous takes of other seeds (the add-on's own only) go once new
+    ones exist (those of the same seeds were replaced in place by Generate)."""
     names = {a.name for a in old_actions}
     for i in reversed(range(len(scene.thunder.takes))):
         act = scene.thunder.takes[i].action
@@ -58,15 +59,19 @@ def key_strip(scene, strip, rig_obj, options, client, force: bool, timeout: floa
     if old and not force:
         row.update(status="skipped", takes=len(old), message="already keyed (use --force to redo)")
         return row
+    # By name and seed: Generate replaces same-seed takes in place, so those datablocks go.
+    old_seeds = {a.name: int(takes.meta(a)["seed"]) for a in old}
     t0 = time.monotonic()
-    job = generation.start_generate(scene, strip, rig_obj, options, client)
+    job = generation.start_generate(scene, strip, rig_obj, options, client, replace=True)
     jobs.wait(job, timeout)
     row["seconds"] = round(time.monotonic() - t0, 2)
     if job.state != "done":
         row.update(status="failed", message=job.message)
         return row
-    if old:
-        _drop(scene, old)
+    new_seeds = {options.seed + i for i in range(options.takes)}
+    stale = [bpy.data.actions[n] for n, seed in old_seeds.items() if seed not in new_seeds and n in bpy.data.actions]
+    if stale:
+        _drop(scene, stale)
     new = takes.scene_takes(scene, strip.name)
     best = max(new, key=lambda a: takes.meta(a)["score"])
     row.update(status="keyed", takes=len(new), message=job.message, best_score=takes.meta(best)["score"],

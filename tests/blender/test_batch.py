@@ -61,6 +61,12 @@ def test_batch_two_files_then_resume(run_bpy, installed, backend, head_npz, wavs
     assert after[str(a)] == got_a                                   # untouched by the forced run
     assert [s for _, s, _ in after[str(b)]["line1"]] == [40]
 
+    # --force with the same seed replaces the take in place: one take, its own name, no `.001` twin.
+    again = batch(installed, backend, b, "--takes", 1, "--seed", 40, "--force", "--preset", "draft")
+    assert again.returncode == 0 and "1 keyed" in again.stdout, again.stdout + again.stderr
+    names = [n for n, _, _ in run_bpy("files", "inspect_many", paths=[str(b)])[str(b)]["line1"]]
+    assert names == ["line1 s40"], names
+
 
 # ---- children die with the batch; one batch per .blend ----
 
