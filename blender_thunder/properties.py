@@ -5,11 +5,13 @@ import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
                        PointerProperty, StringProperty)
 
-from .utils.rigs import SHAPE_KEYS
+from .utils.contract import MAX_GUIDANCE, MAX_TAKES, PRESET_NAMES, SHAPE_KEY_NAMES as SHAPE_KEYS
 
-PRESETS = [("draft", "Draft", "Fewest sampler steps: quick look"),
-           ("default", "Default", "The bundle's default sampler and steps"),
-           ("high", "High", "More sampler steps: final quality")]
+# Labels of the backend's presets (utils/contract.py names them; the backend defines them).
+PRESET_LABELS = {"draft": ("Draft", "Fewest sampler steps: quick look"),
+                 "default": ("Default", "The bundle's default sampler and steps"),
+                 "high": ("High", "More sampler steps: final quality")}
+PRESETS = [(name, *PRESET_LABELS[name]) for name in PRESET_NAMES]
 
 
 def _is_rig(self, obj) -> bool:
@@ -50,8 +52,8 @@ class ThunderSettings(bpy.types.PropertyGroup):
     rig: PointerProperty(type=bpy.types.Object, name="Rig", poll=_is_rig,
                          description="THUNDER head (armature or mesh) to key")
     seed: IntProperty(name="Seed", min=0, default=0, description="First seed; take i uses seed + i")
-    takes_count: IntProperty(name="Takes", min=1, max=32, default=4, description="Takes to generate")
-    guidance: FloatProperty(name="Guidance", min=0.0, max=10.0, default=1.0,
+    takes_count: IntProperty(name="Takes", min=1, max=MAX_TAKES, default=4, description="Takes to generate")
+    guidance: FloatProperty(name="Guidance", min=0.0, max=MAX_GUIDANCE, default=1.0,
                             description="Classifier-free guidance scale on the audio")
     preset: EnumProperty(name="Quality", items=PRESETS, default="default")
     rank: BoolProperty(name="Best first", default=True, description="Sort takes by lip-sync score")

@@ -11,8 +11,8 @@ import numpy as np
 
 import bpy
 
-JOINT_NAMES = ("root", "neck", "jaw", "eye_L", "eye_R")
-HEAD_ID_PROP = "thunder_head_id"
+from .utils.contract import HEAD_ID_PROP, JOINT_NAMES
+
 SHAPE_KEY_RANGE = 10.0      # psi is ~N(0, 1); generous slider range
 
 

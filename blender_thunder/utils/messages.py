@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-N_EXP, N_JAW = 50, 3  # the parameter layout; the bundle's /v1/model must agree
-MAX_FRAMES = 25 * 60 * 60  # an hour at 25 fps: anything longer is a bug
+from .contract import FPS, N_EXP, N_JAW
+
+MAX_FRAMES = FPS * 60 * 60  # an hour of motion: anything longer is a bug
 
 
 class BadMessage(ValueError):
@@ -27,6 +28,16 @@ class Take:
     @property
     def n_frames(self) -> int:
         return len(self.exp)
+
+
+def encode_array(arr: np.ndarray) -> str:
+    """The protocol's b64 encoding: float32 little-endian, row-major."""
+    return base64.b64encode(np.ascontiguousarray(arr, dtype="<f4").tobytes()).decode()
+
+
+def decode_array(text: str, width: int) -> np.ndarray:
+    """encode_array's inverse, as (frames, width)."""
+    return np.frombuffer(base64.b64decode(text), dtype="<f4").reshape(-1, width)
 
 
 def _array(take: dict, name: str, width: int, n_frames: int | None) -> np.ndarray:
@@ -95,7 +106,7 @@ def check_model(model: dict) -> dict:
     """The parts of /v1/model the add-on relies on."""
     layout = model.get("layout") or {}
     if layout.get("n_exp", N_EXP) != N_EXP or layout.get("n_jaw", N_JAW) != N_JAW:
-        raise BadMessage(f"the bundle's parameter layout {layout} is not 50 expression + 3 jaw")
+        raise BadMessage(f"the bundle's parameter layout {layout} is not {N_EXP} expression + {N_JAW} jaw")
     head = model.get("head") or {}
     if not isinstance(head.get("head_id"), str) or not head["head_id"]:
         raise BadMessage("the bundle does not say which head it was trained on (head.head_id)")
@@ -106,7 +117,6 @@ def encode_take(take: Take) -> dict:
     """The /v1/listen body for one take (base64 float32)."""
     return {
         "n_frames": take.n_frames,
-        "exp_b64": base64.b64encode(take.exp.astype("<f4").tobytes()).decode(),
-        "jaw_b64": base64.b64encode(take.jaw.astype("<f4").tobytes()).decode(),
+        "exp_b64": encode_array(take.exp), "jaw_b64": encode_array(take.jaw),
     }
 

@@ -12,9 +12,7 @@ import hashlib
 import bpy
 import numpy as np
 
-SHAPE_KEYS = tuple(f"exp{i:03d}" for i in range(50))
-BONES = ("root", "neck", "jaw", "eye_L", "eye_R")
-HEAD_ID_PROP = "thunder_head_id"
+from .contract import HEAD_ID_PROP, JOINT_NAMES as BONES, SHAPE_KEY_NAMES as SHAPE_KEYS  # noqa: F401
 
 
 class RigError(ValueError):

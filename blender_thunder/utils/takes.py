@@ -12,7 +12,6 @@ right under the THUNDER tracks so the takes play.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import random
 
@@ -21,7 +20,8 @@ import numpy as np
 
 from . import keying, resample
 from .compat import SLOTTED_ACTIONS
-from .messages import Take
+from .contract import FPS, N_EXP, N_JAW
+from .messages import Take, decode_array, encode_array
 from ..rig import bone_rotation_keys, rotation_property
 from .rigs import SHAPE_KEYS, Rig
 from .strips import StripInfo
@@ -31,7 +31,7 @@ REST_OWNER = "thunder_rest"
 TRACK_PREFIX = "THUNDER "
 REST_TRACK = "THUNDER rest face"
 REST_ACTION = "THUNDER rest face"
-SRC_FPS = 25.0
+SRC_FPS = float(FPS)   # the backend's motion rate
 BLEND_S = 0.1          # take strips blend in and out over this long (at most a quarter of the strip)
 JAW = "jaw"
 # Blender 5.0 gives a shape key's value an RNA default of 1.0 (0.0 before), and the NLA
@@ -53,8 +53,7 @@ def meta(action) -> dict:
 def stored_take(action) -> Take:
     """The backend's 25 fps arrays kept in the take (for Listen and checks)."""
     m = action[OWNER]
-    exp = np.frombuffer(base64.b64decode(m["exp_b64"]), dtype="<f4").reshape(-1, 50)
-    jaw = np.frombuffer(base64.b64decode(m["jaw_b64"]), dtype="<f4").reshape(-1, 3)
+    exp, jaw = decode_array(m["exp_b64"], N_EXP), decode_array(m["jaw_b64"], N_JAW)
     return Take(int(m["seed"]), float(m["score"]), exp, jaw)
 
 
@@ -81,8 +80,7 @@ def create(rig: Rig, info: StripInfo, take: Take, extra: dict | None = None) -> 
             "duration": float((take.n_frames - 1) / SRC_FPS), "fps": float(info.fps),
             "frame_start": float(frames[0]), "frame_end": float(frames[-1]),
             "audio_start": float(info.start_s), "audio_end": float(info.end_s), "jaw_mode": jaw_mode,
-            "exp_b64": base64.b64encode(take.exp.astype("<f4").tobytes()).decode(),
-            "jaw_b64": base64.b64encode(take.jaw.astype("<f4").tobytes()).decode(),
+            "exp_b64": encode_array(take.exp), "jaw_b64": encode_array(take.jaw),
             **(extra or {}),
         }
         for act in tc.actions:
@@ -133,7 +131,7 @@ def show(rig: Rig, actions) -> None:
     f0, f1 = m["frame_start"], max(m["frame_end"], m["frame_start"] + 1)
     rekey_jaw(rig, actions)
     widen_sliders(rig, stored_take(actions[0]).exp)
-    blend = blend_frames(f0, f1, float(m.get("fps") or 25.0))
+    blend = blend_frames(f0, f1, float(m.get("fps") or SRC_FPS))
     track = track_name(m["strip"])
     if REST_NEEDED:
         ensure_rest(rig.key)

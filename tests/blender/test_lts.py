@@ -21,9 +21,10 @@ pytestmark = [pytest.mark.blender,
 
 @pytest.fixture(scope="module")
 def lts_env(tmp_path_factory):
-    from build_extension import build
+    from build_extension import build, host_platform
     base = tmp_path_factory.mktemp("lts")
-    extension_zip = build(base / "dist", bundle=None)  # no model needed: no backend on 4.2 (no audio)
+    # no model needed: no backend on 4.2 (no audio)
+    extension_zip = build(base / "dist", bundle=None, platforms=[host_platform()])[host_platform()]
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(base / "user"), HOME=str(base / "home"),
                XDG_CONFIG_HOME=str(base / "config"))
     for d in ("user", "home", "config"):

@@ -4,25 +4,14 @@ from __future__ import annotations
 import base64
 import importlib.util
 import math
-import sys
 
 import numpy as np
 import pytest
 
-from .conftest import ROOT
 
 
-def _load(name: str):
-    """utils/<name>.py on its own: importing the package would import bpy."""
-    spec = importlib.util.spec_from_file_location(f"thunder_{name}", ROOT / "blender_thunder" / "utils" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
-
-
-messages = _load("messages")
-resample = _load("resample")
+messages = importlib.import_module("blender_thunder.utils.messages")
+resample = importlib.import_module("blender_thunder.utils.resample")
 
 
 def reply(n=10, takes=2, **take_overrides):
