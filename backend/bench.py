@@ -1,7 +1,7 @@
 """`thunder bench`: real-time factors per preset/sampler × clip length × takes, and a profile.
 
 Runs the same path as a request (`jobs.animate_audio`, windowed for long clips)
-on a generated speech-like clip, for every (device, duration, takes, sampler,
+on real speech (the project's sample, repeated to length), for every (device, duration, takes, sampler,
 steps) in the grid, and writes `reports/bench-<bundle>-<date>.{json,md}`
 stamped with machine, date and commit. `--profile` adds where the time goes for
 one configuration: the engine's stage timings, onnxruntime's per-operator
@@ -25,17 +25,16 @@ from backend import jsonio
 from backend.contracts import FPS, SAMPLE_RATE
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
+SPEECH = Path(__file__).resolve().parent.parent / "assets" / "speech" / "demo.wav"
 
 
-def speechlike(seconds: float, rate: int = SAMPLE_RATE, seed: int = 0) -> np.ndarray:
-    """A voiced, syllable-rate modulated signal: sampling cost does not depend on content."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate)) / rate
-    phase = 2 * np.pi * np.cumsum(120 + 20 * np.sin(2 * np.pi * 0.7 * t)) / rate
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
-    envelope = np.clip(np.sin(2 * np.pi * 3.5 * t + rng.uniform(0, 6)), 0, None) ** 0.5
-    x = 0.3 * voiced * envelope + 0.01 * rng.standard_normal(len(t))
-    return (0.8 * x / max(1e-6, np.abs(x).max())).astype(np.float32)
+def speech_clip(seconds: float) -> np.ndarray:
+    """`seconds` of real speech at 16 kHz: the project's sample (assets/speech/demo.wav),
+    repeated. Timing does not depend on content; a real voice keeps the request honest."""
+    import soundfile as sf
+    audio, rate = sf.read(str(SPEECH), dtype="float32")
+    assert rate == SAMPLE_RATE and audio.ndim == 1, f"{SPEECH} must be 16 kHz mono"
+    return np.resize(audio, int(round(seconds * SAMPLE_RATE)))      # np.resize repeats the clip
 
 
 def machine() -> dict:
@@ -189,7 +188,7 @@ def run(engine, *, durations=(10.0, 60.0), takes=(1, 8), presets=("draft", "defa
         samplers=("ddim",), repeat: int = 1, do_profile: bool = True, progress=None) -> dict:
     rows = []
     configs = [(d, k, g) for d in durations for k in takes for g in grid(engine, list(samplers), list(presets))]
-    clips = {d: speechlike(d) for d in durations}
+    clips = {d: speech_clip(d) for d in durations}
     engine.animate(clips[durations[0]][: SAMPLE_RATE], takes=1, steps=1)      # warm-up (graph init)
     for i, (d, k, (label, sampler, steps)) in enumerate(configs):
         r = time_one(engine, clips[d], k, sampler, steps, repeat)
@@ -203,7 +202,7 @@ def run(engine, *, durations=(10.0, 60.0), takes=(1, 8), presets=("draft", "defa
     if do_profile:
         d = 10.0 if 10.0 in clips else durations[0]
         pre = engine.presets["default"]
-        report["profile"] = profile(engine, clips.get(d, speechlike(d)), 8, pre["sampler"], int(pre["steps"]))
+        report["profile"] = profile(engine, clips.get(d, speech_clip(d)), 8, pre["sampler"], int(pre["steps"]))
     target = [r for r in rows if r["seconds"] == 10.0 and r["takes"] == 8 and r["preset"] == "default"]
     if target:
         report["target"] = {"what": "8 takes of 10 s speech, default preset, <= 2 s wall",

@@ -24,8 +24,8 @@ MAX_CONCURRENCY = 64
 def speech_wav(seconds: float) -> bytes:
     """The bench's speech-like clip as 16 kHz WAV bytes."""
     from backend.audio import encode_wav
-    from backend.bench import speechlike
-    return encode_wav(speechlike(seconds))
+    from backend.bench import speech_clip
+    return encode_wav(speech_clip(seconds))
 
 
 def percentiles(values: list[float]) -> dict:

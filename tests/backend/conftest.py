@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 import uvicorn
 
-from backend.bench import speechlike  # noqa: F401  (re-exported for the tests)
+from tests.signals import speechlike  # noqa: F401  (re-exported for the tests)
 from backend.service import Settings, create_app
 
 TOKEN = "test-token-0123456789abcdef"
