@@ -89,14 +89,14 @@ def default_stats() -> dict:
 
 
 def base_provenance(command: str, seed: int, data: str, **extra) -> dict:
-    from training.speech.runs import git_commit
+    from training.provenance import git_commit
     return {"command": command, "commit": git_commit(), "seed": seed, "data": data,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "versions": {"torch": torch.__version__, "numpy": np.__version__}, **extra}
 
 
 def export_speech_graphs(out: Path, encoder, m2s=None, speaker: bool = True, head_dir: Path | None = None) -> dict:
-    """Audio encoder, speaker and M2S graphs through the speech/M2S engineer's exporters."""
+    """Audio encoder, speaker and M2S graphs, each through its package's exporter."""
     from training.speech.export import export_audio_encoder, export_speaker_encoder
     graphs = {"audio_encoder": export_audio_encoder(encoder, out / "audio_encoder.onnx")}
     if speaker:
