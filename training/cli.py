@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 # sub-command name -> module defining register(subparsers)
@@ -28,6 +29,24 @@ COMMANDS = {
 }
 
 
+class _Console(logging.StreamHandler):
+    """stderr as it is when a record is written (a redirect, a test's capture), not as it
+    was when the handler was made: the recipe calls `main` again for every stage."""
+
+    stream = property(lambda self: sys.stderr, lambda self, value: None)
+
+
+def console_logging() -> None:
+    """The trainers' progress (logger "training") on stderr, once per process."""
+    log = logging.getLogger("training")
+    if not any(isinstance(h, _Console) for h in log.handlers):
+        handler = _Console()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thunder-train", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -38,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    console_logging()
     result = args.func(args)
     return int(result or 0)
 

@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
 
 def _log(run: Path) -> list[dict]:
-    from training.speech.runs import read_log
+    from training.loop import read_log
     rows = read_log(run)
     if not rows:
         raise SystemExit(f"curves: {run} has no log.jsonl")

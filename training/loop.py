@@ -1,64 +1,27 @@
-"""Run folders shared by the speech and M2S trainers: provenance, checkpoints, logs.
+"""The training loop every trainer shares, and the run folder it keeps.
 
-A run folder holds `last.pt` (everything needed to resume), `best.pt` (lowest
-validation loss so far), `log.jsonl` (one line per validation) and
-`provenance.json` (command, seed, data, commit, versions, date).
+`fit` is one resumable loop for the encoder, M2S and denoiser trainers: Adam,
+linear warm-up then cosine decay to a tenth, gradient-norm clipping, validation
+every `val_every` steps (and at the last), best.pt by validation loss, last.pt to
+resume, a clean stop at a deadline. A run folder holds `last.pt` (everything needed
+to resume), `best.pt`, `log.jsonl` (one line per validation), `curves.png` and
+`provenance.json` (`training.provenance`).
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import platform
-import subprocess
-import sys
+import logging
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from backend import jsonio
+from training.provenance import write_json
 
+log = logging.getLogger(__name__)
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parents[2])
-        commit = out.stdout.strip() if out.returncode == 0 else "uncommitted"
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10,
-                               cwd=Path(__file__).resolve().parents[2]).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def provenance(seed: int, data: dict, **extra) -> dict:
-    import numpy
-    command = " ".join(["thunder-train"] + sys.argv[1:]) if "thunder-train" in sys.argv[0] else " ".join(sys.argv)
-    return {"command": command,
-            "seed": seed, "data": data, "commit": git_commit(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{platform.node()} {platform.machine()} {torch.get_num_threads()} threads",
-            "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__},
-            **extra}
-
-
-def corpus_data(corpus: str | Path) -> dict:
-    corpus = Path(corpus)
-    return {"corpus": str(corpus.resolve()), "manifest_sha256": file_sha256(corpus / "manifest.json")}
-
-
-def write_json(path: str | Path, obj) -> None:
-    """A run's record (config, provenance, summary): strict JSON, undefined figures as null."""
-    jsonio.write_json(path, jsonio.finite(obj), default=str)
+CLIP_NORM = 5.0        # every trainer's gradient-norm clip
+LR_FLOOR = 0.1         # the cosine ends at this share of the peak learning rate
 
 
 def save_checkpoint(path: str | Path, **state) -> None:
@@ -91,9 +54,10 @@ class Deadline:
 
 
 def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validate, steps: int, val_every: int,
-        lr: float, seed: int, config: dict, prov: dict, max_minutes: float = 0, warmup: int = 200,
+        lr: float, warmup: int, seed: int, config: dict, prov: dict, max_minutes: float = 0,
         desc: str = "train", save_minutes: float = 10.0, stop_at: int = 0, param_groups: list | None = None) -> dict:
-    """Resumable Adam loop shared by the trainers.
+    """Resumable Adam loop shared by the trainers (steps, val_every, lr, warmup, max_minutes:
+    the trainer's section of its training config).
 
     next_batch(rng) -> batch; loss_fn(model, batch) -> (loss, {name: float});
     validate(model) -> {"loss": float, ...} (lower is better; selects best.pt).
@@ -105,12 +69,13 @@ def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validat
     """
     import numpy as np
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     opt = torch.optim.Adam(param_groups if param_groups is not None else model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps))))
+        opt, lambda s: min(1.0, (s + 1) / warmup) * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps))))
     step, best, rng = 0, float("inf"), np.random.default_rng(seed)
     torch.manual_seed(seed)
     state = load_checkpoint(out / "last.pt")
@@ -121,7 +86,7 @@ def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validat
         step, best = state["step"], state["best"]
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
-        print(f"resumed {out} at step {step} (best val {best:.4f})")
+        log.info("resumed %s at step %d (best val %.4f)", out, step, best)
         prov_file = out / "provenance.json"
         if prov_file.exists():   # record every resume next to the original command
             first = json.loads(prov_file.read_text())
@@ -131,8 +96,8 @@ def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validat
                 first["steps"] = steps
             write_json(prov_file, first)
         if state["provenance"].get("data") != prov.get("data"):
-            print(f"warning: the data changed since this run started ({state['provenance'].get('data')} -> "
-                  f"{prov.get('data')}); continuing on the new data")
+            log.warning("the data changed since this run started (%s -> %s); continuing on the new data",
+                        state["provenance"].get("data"), prov.get("data"))
     else:
         write_json(out / "provenance.json", prov)
     deadline = Deadline(max_minutes)
@@ -146,38 +111,40 @@ def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validat
     bar = tqdm(total=steps, initial=step, desc=desc, dynamic_ncols=True, mininterval=5)
     running: dict = {}
     stopped = False
-    while step < steps:
-        model.train()
-        loss, metrics = loss_fn(model, next_batch(rng))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        sched.step()
-        step += 1
-        for k, v in metrics.items():
-            running[k] = 0.95 * running.get(k, v) + 0.05 * v
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
-        stopped = deadline.passed() or (stop_at > 0 and step >= stop_at)
-        if step % val_every == 0 or step == steps or stopped:
-            model.eval()
-            with torch.no_grad():
-                val = validate(model)
-            improved = val["loss"] < best
-            best = min(best, val["loss"])
-            append_log(out, {"step": step, "train": dict(running), "val": val, "best": improved})
-            tqdm.write(f"step {step}: train {running} val {val}{' (best)' if improved else ''}")
-            if improved:
-                checkpoint(out / "best.pt", val=val)
-            checkpoint(out / "last.pt")
-            last_save = time.monotonic()
-        elif time.monotonic() - last_save > save_minutes * 60:
-            checkpoint(out / "last.pt")
-            last_save = time.monotonic()
-        if stopped:
-            tqdm.write(f"stopped at step {step} (--max-minutes / --stop-at); run again to resume")
-            break
+    # log lines go through tqdm.write while the bar is up, so they do not tear it
+    with logging_redirect_tqdm([logging.getLogger("training")]):
+        while step < steps:
+            model.train()
+            loss, metrics = loss_fn(model, next_batch(rng))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
+            opt.step()
+            sched.step()
+            step += 1
+            for k, v in metrics.items():
+                running[k] = 0.95 * running.get(k, v) + 0.05 * v
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
+            stopped = deadline.passed() or (stop_at > 0 and step >= stop_at)
+            if step % val_every == 0 or step == steps or stopped:
+                model.eval()
+                with torch.no_grad():
+                    val = validate(model)
+                improved = val["loss"] < best
+                best = min(best, val["loss"])
+                append_log(out, {"step": step, "train": dict(running), "val": val, "best": improved})
+                log.info("step %d: train %s val %s%s", step, running, val, " (best)" if improved else "")
+                if improved:
+                    checkpoint(out / "best.pt", val=val)
+                checkpoint(out / "last.pt")
+                last_save = time.monotonic()
+            elif time.monotonic() - last_save > save_minutes * 60:
+                checkpoint(out / "last.pt")
+                last_save = time.monotonic()
+            if stopped:
+                log.info("stopped at step %d (--max-minutes / --stop-at); run again to resume", step)
+                break
     bar.close()
     plot_curves(out)
     return {"step": step, "best": best, "finished": step >= steps}
@@ -185,8 +152,8 @@ def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validat
 
 def read_log(run: str | Path) -> list[dict]:
     """RUN/log.jsonl as records (one per validation); [] when the run has not logged yet."""
-    log = Path(run) / "log.jsonl"
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    path = Path(run) / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def plot_curves(run: Path, ylabel: str = "loss") -> Path | None:

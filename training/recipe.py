@@ -3,7 +3,10 @@
 head -> corpus -> encoder -> units -> m2s (mouth2s) -> denoiser stage A -> stage B
 (+ M2S loss, --init from A) -> evaluate -> export. Each stage is the existing
 sub-command, called through `training.cli.main`; this module only decides the
-folders, the arguments and what to skip. A stage whose output is complete is
+folders, the arguments and what to skip. Every number comes from one training
+config (`--config`, training/configs/*.json; `--small` is small.json): each trainer
+gets `--config NAME` and the flags of the file's `recipe` section for its stage.
+A stage whose output is complete is
 skipped, one that is not is run (the trainers resume from their last.pt), and
 WORK/recipe.json records per stage its command, start/end time, wall seconds
 and status. Run the same command again after an interruption.
@@ -18,6 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from training.config import DEFAULT, SMALL, add_config_options, load_config, recipe_flags
+
 STATE = "recipe.json"
 
 
@@ -30,7 +35,7 @@ def _json(path: Path) -> dict | None:
 
 
 def run_finished(run: Path) -> bool:
-    """A trainer's run folder (training.speech.runs.fit) reached its scheduled step:
+    """A trainer's run folder (training.loop.fit) reached its scheduled step:
     fit always validates and logs at the last step, so log.jsonl's last step says so."""
     config, prov = _json(run / "config.json") or {}, _json(run / "provenance.json") or {}
     total = config.get("train", {}).get("steps") or prov.get("steps")   # denoiser | encoder, m2s
@@ -82,45 +87,43 @@ class Stage:
 STAGE_NAMES = ["head", "corpus", "encoder", "units", "m2s", "denoiser-a", "denoiser-b", "evaluate", "export"]
 
 
-def plan(work: Path, small: bool = False, bundle_out: Path | None = None) -> list[Stage]:
-    """The stages with their exact arguments. Full size follows README.md and
-    training/denoiser/README.md; --small gives each stage its quick option."""
+def plan(work: Path, config: str = DEFAULT, bundle_out: Path | None = None) -> list[Stage]:
+    """The stages with their exact arguments: each trainer gets `--config config` and the
+    flags of that file's `recipe` section for its stage."""
     w = Path(work)
     head, corpus = w / "head", w / "corpus"
     enc, units, m2s = w / "runs/encoder", w / "runs/units", w / "runs/m2s/mouth2s"
     base, thunder = w / "runs/denoiser/base", w / "runs/denoiser/thunder"
     report, bundle = w / "reports/denoiser-eval", Path(bundle_out) if bundle_out else w / "bundle"
-    quick = ["--small"] if small else []
+    file = load_config(config)
+
+    def sized(stage: str) -> list[str]:
+        return ["--config", config, *recipe_flags(file.recipe(stage))]
+
     den = ["denoiser", "train", "--corpus", str(corpus), "--encoder", str(enc), "--head", str(head)]
     trained = lambda p: (p / "last.pt").is_file()
     nothing = lambda p: False
     return [
         Stage("head", head, ["head", "build", "--out", str(head)], files("head.npz", "FLAME_NEUTRAL.npz"), nothing),
-        Stage("corpus", corpus, ["corpus", "build", "--out", str(corpus), "--head", str(head), *quick],
+        Stage("corpus", corpus, ["corpus", "build", "--out", str(corpus), "--head", str(head), *sized("corpus")],
               corpus_finished, corpus_started),
-        Stage("encoder", enc, ["encoder", "train", "--corpus", str(corpus), "--out", str(enc),
-                               *(quick or ["--steps", "1600"])],
+        Stage("encoder", enc, ["encoder", "train", "--corpus", str(corpus), "--out", str(enc), *sized("encoder")],
               run_finished, trained),
         Stage("units", units, ["units", "fit", "--encoder", str(enc), "--corpus", str(corpus), "--out", str(units),
-                               *(["--n-units", "20", "--limit", "40"] if small else ["--limit", "600"])],
+                               *sized("units")],
               files("units.npz", "provenance.json"), nothing),
         Stage("m2s", m2s, ["m2s", "train", "--corpus", str(corpus), "--head", str(head), "--encoder", str(enc),
-                           "--units", str(units), "--variant", "mouth2s", "--out", str(m2s),
-                           *(quick or ["--steps", "800", "--val-every", "100"])],
+                           "--units", str(units), "--variant", "mouth2s", "--out", str(m2s), *sized("m2s")],
               run_finished, trained),
-        Stage("denoiser-a", base, [*den, "--out", str(base),
-                                   *(quick or ["--steps", "2000", "--max-minutes", "170"])],
+        Stage("denoiser-a", base, [*den, "--out", str(base), *sized("denoiser-a")],
               run_finished, trained),
         Stage("denoiser-b", thunder, [*den, "--m2s", str(m2s), "--units", str(units), "--init", str(base),
-                                      "--out", str(thunder),
-                                      *(quick or ["--steps", "300", "--val-every", "100", "--max-minutes", "170"])],
+                                      "--out", str(thunder), *sized("denoiser-b")],
               run_finished, trained),
+        # evaluate is no trainer: no --config, only the recipe's flags (how many utterances, samples)
         Stage("evaluate", report, ["evaluate", "--corpus", str(corpus), "--encoder", str(enc), "--head", str(head),
                                    "--m2s", str(m2s), "--run", f"thunder={thunder}", "--run", f"base={base}",
-                                   *(["--samplers", "dpmpp2m:3", "--samples", "2", "--limit", "2"] if small else
-                                     ["--samplers", "dpmpp2m:25", "--samples", "32", "--limit", "20",
-                                      "--peer", "allphone"]),
-                                   "--out", str(report)],
+                                   *recipe_flags(file.recipe("evaluate")), "--out", str(report)],
               lambda p: p.with_suffix(".json").is_file(), nothing),
         Stage("export", bundle, ["export", "--out", str(bundle), "--denoiser", str(thunder), "--encoder", str(enc),
                                  "--m2s", str(m2s), "--head", str(head), "--evaluation",
@@ -166,20 +169,26 @@ def _save(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
-def load_state(work: Path, small: bool) -> dict:
-    state = _json(Path(work) / STATE) or {"version": 1, "small": small, "stages": {}}
-    if state.get("small") != small:
-        raise SystemExit(f"{work} holds a {'--small' if state.get('small') else 'full-size'} recipe: "
+def _size(config: str) -> str:
+    return {SMALL: "--small", DEFAULT: "full-size"}.get(config, f"--config {config}")
+
+
+def load_state(work: Path, config: str) -> dict:
+    state = _json(Path(work) / STATE) or {"version": 1, "config": config, "stages": {}}
+    # recipe.json from before --config said only "small": true|false
+    held = state.get("config") or (SMALL if state.get("small") else DEFAULT)
+    if held != config:
+        raise SystemExit(f"{work} holds a {_size(held)} recipe, not {_size(config)}: "
                          f"use another --work (the trainers would resume its runs)")
     return state
 
 
-def run(work: Path, *, first: str = STAGE_NAMES[0], last: str = STAGE_NAMES[-1], small: bool = False,
+def run(work: Path, *, first: str = STAGE_NAMES[0], last: str = STAGE_NAMES[-1], config: str = DEFAULT,
         bundle_out: Path | None = None, dry_run: bool = False) -> int:
     from training.cli import main
 
     work = Path(work)
-    stages = plan(work, small, bundle_out)
+    stages = plan(work, config, bundle_out)
     acts = actions(stages, first, last)
     print(table(stages, acts))
     missing = [s.name for s, a in zip(stages, acts) if a.startswith("MISSING")]
@@ -189,7 +198,7 @@ def run(work: Path, *, first: str = STAGE_NAMES[0], last: str = STAGE_NAMES[-1],
         return 0
     work.mkdir(parents=True, exist_ok=True)
     state_path = work / STATE
-    state = load_state(work, small)
+    state = load_state(work, config)
     todo = [(i, s, a) for i, (s, a) in enumerate(zip(stages, acts), 1) if a in ("run", "resume", "skip (complete)")]
     t_all = time.monotonic()
     for i, stage, act in todo:
@@ -243,9 +252,9 @@ def register(subparsers) -> None:
                    help="start at this stage (earlier ones must be complete)")
     p.add_argument("--until", dest="last", choices=STAGE_NAMES, default=STAGE_NAMES[-1],
                    help="stop after this stage")
-    p.add_argument("--small", action="store_true", help="every stage's quick option: minutes in all (tests)")
+    add_config_options(p)
     p.add_argument("--bundle-out", type=Path, default=None,
                    help="bundle folder (default WORK/bundle; the shipped one is backend/models/thunder-base)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
-    p.set_defaults(func=lambda a: run(a.work, first=a.first, last=a.last, small=a.small,
+    p.set_defaults(func=lambda a: run(a.work, first=a.first, last=a.last, config=a.config,
                                       bundle_out=a.bundle_out, dry_run=a.dry_run))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from backend.contracts import SAMPLE_RATE
-from training.corpus.build import BuildConfig, build
+from training.corpus.build import build, corpus_config
 from training.corpus.cli import default_cache
 from training.corpus.dataset import load_corpus
 from training.corpus.report import report
@@ -70,8 +70,8 @@ def _digest(folder: Path) -> dict:
 
 
 def test_same_seed_same_bytes_and_resume(tmp_path, head_dir):
-    cfg = BuildConfig(out=str(tmp_path / "a"), head=str(head_dir), cache=default_cache(), hours=1.2 / 60,
-                      espeak_speakers=3, workers=1, real=False)
+    cfg, _ = corpus_config("full", out=str(tmp_path / "a"), head=str(head_dir), cache=default_cache(), workers=1,
+                           hours=1.2 / 60, espeak_speakers=3, real=False)
     build(cfg)
     build(replace(cfg, out=str(tmp_path / "b"), workers=2))
     a, b = _digest(tmp_path / "a"), _digest(tmp_path / "b")

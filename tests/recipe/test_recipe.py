@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 
 from training.cli import main
+from training.config import load_config, recipe_flags
 from training.recipe import STAGE_NAMES, actions, plan
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 UNTIL = "denoiser-b"    # as much of the real chain as the 3-minute budget holds (the rest: the dry-run plan)
 
@@ -22,22 +25,31 @@ def test_dry_run_prints_every_stage_and_writes_nothing(tmp_path, capsys):
     lines = [line.split() for line in out.splitlines()[2:]]
     assert [ln[1] for ln in lines] == STAGE_NAMES
     assert all(ln[2] == "run" for ln in lines)
-    assert f"thunder-train encoder train --corpus {work / 'corpus'} --out {work / 'runs/encoder'} --small" in out
+    assert f"thunder-train encoder train --corpus {work / 'corpus'} --out {work / 'runs/encoder'} --config small" in out
     assert f"--init {work / 'runs/denoiser/base'}" in out and f"--m2s {work / 'runs/m2s/mouth2s'}" in out
     assert f"export --out {tmp_path / 'b'}" in out
     assert not work.exists()
 
 
 def test_full_size_plan_is_the_documented_recipe(tmp_path):
-    stages = {s.name: s for s in plan(tmp_path, small=False)}
+    """The recipe and the README both quote training/configs/full.json: each trainer stage
+    runs `--config full` plus the file's `recipe` flags for it, and the README's commands
+    carry exactly those flags."""
+    stages = {s.name: s for s in plan(tmp_path)}
+    full = load_config("full")
     assert "--small" not in " ".join(s.command for s in stages.values())
-    assert stages["denoiser-a"].argv[-4:] == ["--steps", "2000", "--max-minutes", "170"]
-    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().replace("\\\n", " ").split())
-    for stage, flags in {"encoder": "--steps 1600", "units": "--limit 600", "m2s": "--steps 800 --val-every 100",
-                         "denoiser-b": "--steps 300 --val-every 100",
-                         "evaluate": "--samplers dpmpp2m:25 --samples 32 --limit 20 --peer allphone"}.items():
-        assert flags in " ".join(stages[stage].argv), stage
-        assert flags in readme, f"README's recipe lacks {flags!r} ({stage})"
+    readme = " ".join(README.read_text().replace("\\\n", " ").split())
+    assert "training/configs/full.json" in readme
+    for name in ("corpus", "encoder", "units", "m2s", "denoiser-a", "denoiser-b", "evaluate"):
+        flags = recipe_flags(full.recipe(name))
+        quoted = " ".join(flags if name == "evaluate" else ["--config", "full", *flags])
+        assert quoted in " ".join(stages[name].argv), name
+        assert quoted in readme, f"README's recipe lacks {quoted!r} ({name})"
+    assert set(full.data["recipe"]) <= set(STAGE_NAMES)
+    denoiser_readme = " ".join((README.parent / "training/denoiser/README.md").read_text().replace("\\\n", " ").split())
+    for name in ("denoiser-a", "denoiser-b"):
+        assert " ".join(["--config", "full", *recipe_flags(full.recipe(name))]) in denoiser_readme, name
+    assert stages["denoiser-a"].argv[-4:] == recipe_flags(full.recipe("denoiser-a"))
     assert stages["export"].out == tmp_path / "bundle"
 
 
@@ -62,7 +74,7 @@ def chain(tmp_path_factory):
     """Real --small chain to UNTIL, with the encoder interrupted half-way by hand first."""
     work = tmp_path_factory.mktemp("recipe")
     assert main(["recipe", "--work", str(work), "--small", "--until", "corpus"]) == 0
-    stages = plan(work, small=True)
+    stages = plan(work, "small")
     encoder = stages[STAGE_NAMES.index("encoder")]
     assert main([*encoder.argv, "--stop-at", "20"]) == 0            # a run stopped before its end
     acts_before = actions(stages, STAGE_NAMES[0], UNTIL)
@@ -97,7 +109,7 @@ def test_rerun_skips_complete_stages_and_plans_the_rest(chain, capsys):
     assert out.count("skip:") == len(before) and " run:" not in out and "resume:" not in out
     after = _state(work)
     assert {k: v["end"] for k, v in after.items()} == {k: v["end"] for k, v in before.items()}
-    acts = actions(plan(work, small=True), STAGE_NAMES[0], STAGE_NAMES[-1])
+    acts = actions(plan(work, "small"), STAGE_NAMES[0], STAGE_NAMES[-1])
     n = len(before)
     assert acts == ["skip (complete)"] * n + ["run"] * (len(STAGE_NAMES) - n)
     assert main(["recipe", "--work", str(work), "--small", "--from", "m2s", "--dry-run"]) == 0
@@ -115,7 +127,7 @@ def test_an_older_bundle_at_bundle_out_is_not_complete(tmp_path):
     bundle = tmp_path / "shipped"
     bundle.mkdir()
     (bundle / "manifest.json").write_text("{}")
-    export = plan(tmp_path / "w", small=True, bundle_out=bundle)[-1]
+    export = plan(tmp_path / "w", "small", bundle_out=bundle)[-1]
     assert not export.done(export.out)          # no runs yet
     run = tmp_path / "w/runs/denoiser/thunder"
     run.mkdir(parents=True)

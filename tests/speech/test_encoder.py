@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from training.cli import main as thunder_train
+from training.config import load_config
 from training.speech.data import load_audio, utterances
 from training.speech.encoder import EncoderConfig, SpeechEncoder, load_encoder
 from training.speech.export import export_audio_encoder
@@ -20,6 +21,9 @@ def test_small_training_learns_and_records_provenance(encoder_run):
     prov = json.loads((encoder_run / "provenance.json").read_text())
     assert {"command", "seed", "data", "commit", "date"} <= set(prov)
     assert prov["data"]["manifest_sha256"]
+    source = prov["training_config"]      # the config file that made the run, and what the command changed
+    assert source["file"] == "training/configs/small.json" and source["sha256"] == load_config("small").sha256
+    assert source["overrides"] == {"steps": 20, "val_every": 10} and source["resolved"]["steps"] == 20
 
 
 def test_training_resumes(encoder_run, tiny_corpus, tmp_path):

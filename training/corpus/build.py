@@ -15,7 +15,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -35,24 +35,38 @@ REAL_SPEAKER = "real-allison"
 SPLITS = (("train", 0.70), ("val", 0.15), ("test", 0.15))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BuildConfig:
+    """Run settings (out, head, cache, seed, workers) and the `corpus` section of a
+    training config (training/configs/*.json): hours .. mbrola."""
     out: str
     head: str
     cache: str
-    hours: float = 6.0
+    hours: float
     seed: int = 0
-    espeak_speakers: int = 72
-    real_prompts: int | None = None        # None: every prompt that aligns
+    espeak_speakers: int
+    real_prompts: int | None                # None: every prompt that aligns
     workers: int = 2
-    real: bool = True
-    mbrola: bool = True
+    real: bool
+    mbrola: bool
+
+
+_RUN_SETTINGS = ("out", "head", "cache", "seed", "workers")
+
+
+def corpus_config(config: str | Path = "full", *, out: str, head: str, cache: str, seed: int = 0, workers: int = 2,
+                  **overrides) -> tuple[BuildConfig, dict]:
+    """(BuildConfig from a training config's `corpus` section with `overrides` (None: keep)
+    on top, origin record for build.json)."""
+    from training.config import load_config
+    names = {f.name for f in fields(BuildConfig)} - set(_RUN_SETTINGS)
+    values, origin = load_config(config).values("corpus", names, overrides)
+    return BuildConfig(out=out, head=head, cache=cache, seed=seed, workers=workers, **values), origin
 
 
 def small_config(out: str, head: str, cache: str, seed: int = 0, workers: int = 2) -> BuildConfig:
-    """About 10 minutes of speech, for tests and quick experiments."""
-    return BuildConfig(out=out, head=head, cache=cache, hours=10 / 60, seed=seed, espeak_speakers=12,
-                       real_prompts=12, workers=workers)
+    """About 10 minutes of speech, for tests and quick experiments (training/configs/small.json)."""
+    return corpus_config("small", out=out, head=head, cache=cache, seed=seed, workers=workers)[0]
 
 
 def split_counts(n: int) -> list[str]:
@@ -210,7 +224,7 @@ def summary_table(manifest: dict) -> str:
     return "\n".join(lines)
 
 
-def build(cfg: BuildConfig, command: str = "") -> dict:
+def build(cfg: BuildConfig, command: str = "", origin: dict | None = None) -> dict:
     from tqdm import tqdm
 
     t0 = time.time()
@@ -257,7 +271,7 @@ def build(cfg: BuildConfig, command: str = "") -> dict:
     table = summary_table(manifest)
     info = {
         "command": command, "config": asdict(cfg), "seed": cfg.seed, "head_id": face.head_id,
-        "commit": _git_commit(),
+        "commit": _git_commit(), **({"training_config": origin} if origin else {}),
         "notes": notes, "summary": table.splitlines(),
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
                      **{m: _version(m) for m in ("espeakng-loader", "pocketsphinx", "soxr", "soundfile")}},

@@ -5,6 +5,8 @@ import os
 import sys
 from pathlib import Path
 
+from training.config import add_config_options
+
 
 def default_cache() -> str:
     return os.environ.get("THUNDER_CACHE", str(Path.home() / ".cache" / "thunder"))
@@ -29,14 +31,17 @@ def register(sub) -> None:
 
     b = cs.add_parser("build", help="synthesise a paired speech + FLAME-motion corpus")
     b.add_argument("--out", required=True)
-    b.add_argument("--hours", type=float, default=6.0, help="hours of speech (default 6)")
-    b.add_argument("--small", action="store_true", help="about 10 minutes, for tests (overrides --hours)")
+    add_config_options(b)
+    # the corpus's size and sources: default None = the --config file's `corpus` section
+    b.add_argument("--hours", type=float, default=None, help="hours of speech")
+    b.add_argument("--speakers", dest="espeak_speakers", type=int, default=None, help="espeak-ng speakers")
+    b.add_argument("--no-real", dest="real", action="store_const", const=False, default=None,
+                   help="leave out the real speaker")
+    # run settings
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--speakers", type=int, default=72, help="espeak-ng speakers (default 72)")
     b.add_argument("--workers", type=int, default=2)
     b.add_argument("--head", help="head folder (default: the stand-in head, built into the cache)")
     b.add_argument("--cache", default=default_cache(), help="downloads and alignments (default %(default)s)")
-    b.add_argument("--no-real", action="store_true", help="leave out the real speaker")
     b.set_defaults(func=_build)
 
     r = cs.add_parser("report", help="check a corpus: closures, pauses, jaw vs openness, splits")
@@ -66,19 +71,13 @@ def register(sub) -> None:
 
 
 def _build(args) -> int:
-    from .build import BuildConfig, build, small_config
+    from .build import build, corpus_config
 
     head = resolve_head(args.head, args.cache)
-    if args.small:
-        cfg = small_config(args.out, head, args.cache, seed=args.seed, workers=args.workers)
-    else:
-        cfg = BuildConfig(out=args.out, head=head, cache=args.cache, hours=args.hours, seed=args.seed,
-                          espeak_speakers=args.speakers, workers=args.workers)
-    if args.no_real:
-        from dataclasses import replace
-
-        cfg = replace(cfg, real=False)
-    build(cfg, command=" ".join(["thunder-train"] + sys.argv[1:]))
+    cfg, origin = corpus_config(args.config, out=args.out, head=head, cache=args.cache, seed=args.seed,
+                                workers=args.workers, hours=args.hours, espeak_speakers=args.espeak_speakers,
+                                real=args.real)
+    build(cfg, command=" ".join(["thunder-train"] + sys.argv[1:]), origin=origin)
     return 0
 
 

@@ -4,16 +4,20 @@ Full recipe (see README / report for wall times):
     thunder-train denoiser train --corpus C --encoder ENC --head HEAD --out runs/denoiser/base
     thunder-train denoiser train ... --m2s runs/m2s/mouth2s --units UNITS --init runs/denoiser/base \
         --out runs/denoiser/thunder
-Every run resumes from OUT/last.pt; `--max-minutes` stops cleanly to resume in a later session.
+Sizes and schedule: the `denoiser` section of --config (training/configs/*.json); the
+recipe's stage lengths: its `recipe` section. Every run resumes from OUT/last.pt;
+`--max-minutes` stops cleanly to resume in a later session.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from backend.samplers import SAMPLERS
+from training.config import add_config_options
 
-SMALL_MODEL = {"d_model": 32, "n_layers": 2, "d_ff": 64}
+log = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
@@ -29,25 +33,27 @@ def register(subparsers) -> None:
     t.add_argument("--m2s", type=Path, help="frozen M2S run for L_m2s (mouth2s / face2s / exp2s)")
     t.add_argument("--units", type=Path, help="speech units folder (needed with --m2s)")
     t.add_argument("--m2s-encoder", type=Path, help="encoder the M2S units came from (default: --encoder)")
-    t.add_argument("--w-m2s", type=float, default=1.0)
-    t.add_argument("--m2s-fraction", type=float, default=0.25, help="share of each batch through M2S")
     t.add_argument("--init", type=Path, help="start from this run's weights and stats (fine-tuning)")
     t.add_argument("--train-encoder", action="store_true",
                    help="-T variant: train --encoder jointly (features on the fly from each window's audio; "
                         "several times slower per step, see README)")
-    t.add_argument("--encoder-lr", type=float, default=1e-5, help="encoder learning rate with --train-encoder")
-    t.add_argument("--steps", type=int, default=None, help="default 20000 (30 with --small)")
-    t.add_argument("--batch", type=int, default=48)
-    t.add_argument("--window", type=int, default=70)
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--val-every", type=int, default=None, help="default 500 (15 with --small)")
+    add_config_options(t)
+    # hyperparameters: default None = the --config file's `denoiser` section
+    t.add_argument("--w-m2s", type=float, default=None, help="weight of L_m2s (with --m2s)")
+    t.add_argument("--m2s-fraction", type=float, default=None, help="share of each batch through M2S")
+    t.add_argument("--encoder-lr", type=float, default=None, help="encoder learning rate with --train-encoder")
+    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--batch", type=int, default=None)
+    t.add_argument("--window", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--val-every", type=int, default=None)
     t.add_argument("--limit", type=int, default=None, help="use only the first N utterances per split")
+    t.add_argument("--max-minutes", type=float, default=None)
+    # run settings
     t.add_argument("--cache", type=Path, help="feature cache folder (default OUT/../cache)")
-    t.add_argument("--max-minutes", type=float, default=0.0)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--device", default="cpu", help="torch device for training (cuda on a lent GPU)")
-    t.add_argument("--small", action="store_true", help="tiny model, 30 steps, 8 utterances (tests)")
     t.set_defaults(func=_train)
 
     s = sub.add_parser("sample", help="sample takes for one wav from a run (torch)")
@@ -66,19 +72,13 @@ def register(subparsers) -> None:
 def _train(args: argparse.Namespace) -> int:
     import torch
 
+    from training.config import from_args
     from training.denoiser.train import TrainConfig, train
     from training.speech.encoder import load_encoder
 
     torch.set_num_threads(args.threads)
-    model = dict(SMALL_MODEL) if args.small else {}
-    if args.variant == "baseline":
-        model.update(deterministic=True, p_uncond=0.0)
-    cfg = TrainConfig(steps=args.steps or (30 if args.small else 20000), batch=8 if args.small else args.batch,
-                      window=40 if args.small else args.window, lr=1e-3 if args.small else args.lr,
-                      val_every=args.val_every or (15 if args.small else 500), val_batches=2 if args.small else 8,
-                      seed=args.seed, w_m2s=args.w_m2s if args.m2s else 0.0, m2s_fraction=args.m2s_fraction,
-                      max_minutes=args.max_minutes, model=model)
-    limit = 8 if args.small else args.limit
+    cfg, origin = from_args(TrainConfig, "denoiser", args)
+    limit = cfg.limit
     cache = args.cache or args.out.parent / "cache"
     head_npz = args.head / "head.npz" if args.head.is_dir() else args.head
     m2s_loss = None
@@ -89,10 +89,9 @@ def _train(args: argparse.Namespace) -> int:
         m2s_loss = build_m2s_loss(args.m2s, head_npz.parent, args.corpus, args.m2s_encoder or args.encoder,
                                   args.units, cache / "m2s", limit, limit)
     encoder = load_encoder(args.encoder)
-    result = train(args.out, corpus=args.corpus, encoder=encoder, head_npz=head_npz, cfg=cfg, limit=limit,
-                   cache=cache, m2s_loss=m2s_loss, init=args.init, device=args.device,
-                   train_encoder=args.train_encoder, encoder_lr=args.encoder_lr, encoder_source=str(args.encoder))
-    print(result)
+    log.info("%s", train(args.out, cfg, corpus=args.corpus, encoder=encoder, head_npz=head_npz, seed=args.seed,
+                         variant=args.variant, cache=cache, m2s_loss=m2s_loss, init=args.init, device=args.device,
+                         train_encoder=args.train_encoder, encoder_source=str(args.encoder), origin=origin))
     return 0
 
 

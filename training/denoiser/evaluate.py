@@ -105,7 +105,7 @@ def evaluate(runs: dict, *, corpus, head_dir, encoder_path, m2s_run=None, sample
     from training.m2s.vertices import RegionVertices
     from training.speech.data import load_audio, load_motion
     from training.speech.encoder import load_encoder
-    from training.speech.runs import git_commit
+    from training.provenance import git_commit
 
     head_dir = Path(head_dir)
     head = load_head_file(head_dir / "head.npz")

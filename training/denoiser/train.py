@@ -4,7 +4,8 @@ L_total = L_rec + L_vel (+ w_m2s L_m2s): vertex-space losses through the exact
 quadratic forms of `losses.VertexQuadratic`, on x0 predicted from z_t at a
 uniformly drawn step t; the audio is swapped for the learned null vector with
 probability p_uncond (classifier-free guidance). Runs resume from last.pt
-(`training.speech.runs.fit`), log to log.jsonl and draw curves.png.
+(`training.loop.fit`), log to log.jsonl and draw curves.png. Sizes and schedule:
+the config's `denoiser` section (training/configs/*.json).
 
 `train_encoder=True` is the paper's "-T" variant: the speech encoder is trained
 with the denoiser (its own, lower learning rate) on features computed on the fly
@@ -15,7 +16,7 @@ then holds a `JointModel` (denoiser.* and encoder.* weights) and config["encoder
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,19 +30,22 @@ from training.denoiser.model import Denoiser, DenoiserConfig
 from training.denoiser.stats import Normaliser, compute_stats, load_stats, save_stats
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 20000
-    batch: int = 48
-    window: int = 70            # frames per training sequence (2.8 s)
-    lr: float = 2e-4
-    val_every: int = 500
-    val_batches: int = 8
-    seed: int = 0
-    w_m2s: float = 0.0          # 1.0 in the paper's recipe (needs --m2s)
-    m2s_fraction: float = 0.25  # share of each batch that goes through the frozen M2S
-    max_minutes: float = 0.0
-    model: dict = field(default_factory=dict)   # DenoiserConfig overrides
+    """The `denoiser` section of a training config (training/configs/*.json)."""
+    model: dict                 # DenoiserConfig fields over its defaults (the small sizes)
+    steps: int
+    batch: int
+    window: int                 # frames per training sequence (70: 2.8 s)
+    lr: float
+    warmup: int
+    val_every: int
+    val_batches: int
+    limit: int | None           # first N utterances per split (None: all)
+    w_m2s: float                # weight of L_m2s; applies only with an M2S model (stage B)
+    m2s_fraction: float         # share of each batch that goes through the frozen M2S
+    encoder_lr: float           # the encoder's learning rate in the -T variant (train_encoder)
+    max_minutes: float          # 0: no deadline
 
 
 class DiffusionLoss:
@@ -153,15 +157,23 @@ def validator(loss: DiffusionLoss, data: list[Utterance], cfg: TrainConfig, batc
     return validate
 
 
-def train(out: Path, *, corpus: Path, encoder, head_npz: Path, cfg: TrainConfig, limit: int | None = None,
-          cache: Path | None = None, m2s_loss=None, prov: dict | None = None, init: Path | None = None,
-          device: str = "cpu", train_encoder: bool = False, encoder_lr: float = 1e-5,
-          encoder_source: str | None = None) -> dict:
-    """Train into run folder `out` (resumes from out/last.pt). `init`: start from another
-    run's weights and stats (e.g. stage 2: fine-tune a no-M2S run with the M2S loss).
-    `train_encoder`: -T variant, `encoder` trained jointly at `encoder_lr` (module docstring)."""
-    from training.speech.runs import corpus_data, fit, plot_curves, provenance
+def train(out: Path, cfg: TrainConfig, *, corpus: Path, encoder, head_npz: Path, seed: int = 0,
+          variant: str = "diffusion", cache: Path | None = None, m2s_loss=None, init: Path | None = None,
+          device: str = "cpu", train_encoder: bool = False, encoder_source: str | None = None,
+          prov: dict | None = None, origin: dict | None = None) -> dict:
+    """Train into run folder `out` (resumes from out/last.pt). `variant` "baseline": the
+    deterministic regression on the same backbone. `init`: start from another run's weights
+    and stats (e.g. stage B: fine-tune a no-M2S run with the M2S loss). `train_encoder`: -T
+    variant, `encoder` trained jointly at cfg.encoder_lr (module docstring). `origin`: where
+    cfg came from (training.config), recorded in provenance.json."""
+    from training.loop import fit, plot_curves
+    from training.provenance import corpus_data, provenance
 
+    if variant == "baseline":
+        cfg = replace(cfg, model={**cfg.model, "deterministic": True, "p_uncond": 0.0})
+    if m2s_loss is None:   # config.json records the weight in force
+        cfg = replace(cfg, w_m2s=0.0)
+    limit = cfg.limit
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if (out / "last.pt").exists() and (out / "config.json").exists() and is_joint_run(out) != train_encoder:
@@ -192,10 +204,11 @@ def train(out: Path, *, corpus: Path, encoder, head_npz: Path, cfg: TrainConfig,
     model.to(device)
     loss = DiffusionLoss(Normaliser(stats), VertexQuadratic.from_head(head_npz), m2s_loss=m2s_loss,
                          w_m2s=cfg.w_m2s, m2s_fraction=cfg.m2s_fraction).to(device)
-    prov = prov or provenance(cfg.seed, corpus_data(corpus))
-    config = {"train": asdict(cfg), "model": mcfg.to_dict(), "head": str(head_npz)}
+    prov = prov or provenance(seed, corpus_data(corpus), training_config=origin)
+    config = {"train": {**asdict(cfg), "seed": seed}, "model": mcfg.to_dict(), "head": str(head_npz)}
     if train_encoder:
-        config["encoder"] = {"trainable": True, "lr": encoder_lr, "source": encoder_source, **encoder_spec(encoder)}
+        config["encoder"] = {"trainable": True, "lr": cfg.encoder_lr, "source": encoder_source,
+                             **encoder_spec(encoder)}
         (out / "config.json").write_text(json.dumps(config, indent=2))
         encoder.train()
         trainable = [p for n, p in encoder.named_parameters() if not n.startswith("phone_head.")]
@@ -207,17 +220,17 @@ def train(out: Path, *, corpus: Path, encoder, head_npz: Path, cfg: TrainConfig,
         joint = JointLoss(loss)
         result = fit(net, out, next_batch=lambda rng: audio_batch(train_data, rng, cfg.batch, cfg.window),
                      loss_fn=joint, validate=validator(joint, val_data, cfg, audio_batch),
-                     steps=cfg.steps, val_every=cfg.val_every, lr=cfg.lr, seed=cfg.seed, config=config,
-                     prov=prov, max_minutes=cfg.max_minutes, desc="denoiser-T",
+                     steps=cfg.steps, val_every=cfg.val_every, lr=cfg.lr, warmup=cfg.warmup, seed=seed,
+                     config=config, prov=prov, max_minutes=cfg.max_minutes, desc="denoiser-T",
                      param_groups=[{"params": list(model.parameters()), "lr": cfg.lr},
-                                   {"params": trainable, "lr": encoder_lr}])
+                                   {"params": trainable, "lr": cfg.encoder_lr}])
         plot_curves(out, "mm² per vertex")
         return result
     (out / "config.json").write_text(json.dumps(config, indent=2))
     result = fit(model, out, next_batch=lambda rng: random_batch(train_data, rng, cfg.batch, cfg.window),
                  loss_fn=lambda m, b: loss(m, b), validate=validator(loss, val_data, cfg),
-                 steps=cfg.steps, val_every=cfg.val_every, lr=cfg.lr, seed=cfg.seed, config=config,
-                 prov=prov, max_minutes=cfg.max_minutes, desc="denoiser")
+                 steps=cfg.steps, val_every=cfg.val_every, lr=cfg.lr, warmup=cfg.warmup, seed=seed,
+                 config=config, prov=prov, max_minutes=cfg.max_minutes, desc="denoiser")
     plot_curves(out, "mm² per vertex")
     return result
 

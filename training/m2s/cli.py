@@ -1,12 +1,25 @@
 """`thunder-train m2s`: train / evaluate / listen / export the mesh-to-speech model."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+from training.config import add_config_options
+
+log = logging.getLogger(__name__)
 
 
 def _train(args):
-    from training.m2s.train import train
-    return train(args)
+    import torch
+
+    from training.config import from_args
+    from training.m2s.train import TrainConfig, train
+    torch.set_num_threads(args.threads)
+    cfg, origin = from_args(TrainConfig, "m2s", args)
+    log.info("%s", train(args.out, cfg, corpus=args.corpus, head=args.head, encoder=args.encoder, units=args.units,
+                         variant=args.variant, cache=args.cache, seed=args.seed, stop_at=args.stop_at,
+                         origin=origin))
+    return 0
 
 
 def _evaluate(args):
@@ -41,20 +54,22 @@ def register(subparsers) -> None:
     t.add_argument("--variant", default="mouth2s", choices=["mouth2s", "face2s", "exp2s", "noface"])
     t.add_argument("--out", required=True, type=Path)
     t.add_argument("--cache", type=Path, help="target cache folder (default OUT/cache; share it between variants)")
-    t.add_argument("--dim", type=int, default=256, help="conformer width")
-    t.add_argument("--layers", type=int, default=4, help="conformer blocks")
-    t.add_argument("--epochs", type=float, default=30)
-    t.add_argument("--steps", type=int, default=0)
-    t.add_argument("--batch", type=int, default=16)
-    t.add_argument("--window", type=int, default=125, help="frames at 25 fps")
-    t.add_argument("--lr", type=float, default=5e-4)
-    t.add_argument("--val-every", type=int, default=0)
-    t.add_argument("--val-utts", type=int, default=200)
-    t.add_argument("--max-minutes", type=float, default=0, help="stop cleanly after this long (resume later)")
+    add_config_options(t)
+    # hyperparameters: default None = the --config file's `m2s` section
+    t.add_argument("--dim", type=int, default=None, help="conformer width")
+    t.add_argument("--layers", type=int, default=None, help="conformer blocks")
+    t.add_argument("--epochs", type=float, default=None)
+    t.add_argument("--steps", type=int, default=None, help="total steps (0: from --epochs)")
+    t.add_argument("--batch", type=int, default=None)
+    t.add_argument("--window", type=int, default=None, help="frames at 25 fps")
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--val-every", type=int, default=None)
+    t.add_argument("--val-utts", type=int, default=None)
+    t.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this long (resume later)")
+    # run settings
     t.add_argument("--stop-at", type=int, default=0, help="stop cleanly at this step (schedule unchanged)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
-    t.add_argument("--small", action="store_true", help="tiny model, few steps (tests)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="STOI/ESTOI/PESQ/unit acc/mel L1/WER on test speakers -> reports/")

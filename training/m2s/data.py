@@ -17,7 +17,7 @@ from tqdm import tqdm
 from backend.features import log_mel
 from training.speech.data import load_audio, load_motion, utterances
 from training.speech.encoder import HOP_25
-from training.speech.runs import file_sha256
+from training.provenance import file_sha256
 
 
 def _fit(audio: np.ndarray, n: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from backend.vocoder import vocode
 from training.m2s.data import utterance_targets
 from training.speech.data import load_audio, spread_over_speakers, utterances
-from training.speech.runs import git_commit, write_json
+from training.provenance import git_commit, write_json
 
 METRICS = ("stoi", "estoi", "pesq_wb", "pesq_nb", "unit_acc", "mel_l1", "wer")
 

@@ -1,12 +1,15 @@
 """Train M2S: L = 10 * L1(mel) + CE(units) on windows of 125 frames, Adam, best by validation loss.
 
     thunder-train m2s train --corpus DIR --head HEAD --encoder ENC_RUN --units UNITS_DIR \
-        --variant mouth2s --out RUN [--max-minutes M] [--small]
+        --variant mouth2s --out RUN [--config full|small] [--max-minutes M]
 
 Resumes from RUN/last.pt; RUN/best.pt is the selected model (`load_m2s(RUN)`).
+Sizes and schedule: the config's `m2s` section (training/configs/*.json).
 """
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +19,29 @@ import torch.nn.functional as F
 from training.m2s.data import cache_key, load_split
 from training.m2s.model import M2SConfig, M2SFromParams
 from training.speech.data import read_manifest
-from training.speech.runs import corpus_data, fit, load_checkpoint, provenance
+from training.loop import fit, load_checkpoint
+from training.provenance import corpus_data, provenance
 
-SMALL = {"dim": 64, "layers": 1, "heads": 2}
+log = logging.getLogger(__name__)
 MEL_WEIGHT = 10.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The `m2s` section of a training config (training/configs/*.json)."""
+    dim: int                  # conformer width
+    layers: int               # conformer blocks
+    heads: int | None         # None: dim // 64 (at least 1)
+    epochs: float             # sets steps when steps is 0
+    steps: int
+    batch: int
+    window: int               # frames at 25 fps
+    lr: float
+    warmup: int
+    val_every: int            # 0: once an epoch
+    val_utts: int
+    limit: int | None         # training utterances (None: all)
+    max_minutes: float        # 0: no deadline
 
 
 def m2s_loss(model, batch):
@@ -88,42 +110,41 @@ def load_m2s(run, head_dir=None) -> tuple[M2SFromParams, dict]:
     return model.eval(), ckpt
 
 
-def train(args) -> int:
+def train(out: Path, cfg: TrainConfig, *, corpus: Path, head: Path | None, encoder: Path, units: Path,
+          variant: str = "mouth2s", cache: Path | None = None, seed: int = 0, stop_at: int = 0,
+          origin: dict | None = None) -> dict:
+    """Train one variant into run folder `out` (resumes from out/last.pt). `cache`: the
+    target cache (default out/cache); `origin`: where cfg came from, for provenance.json."""
     from training.speech.encoder import load_encoder
     from training.speech.units import Units
-    torch.set_num_threads(args.threads)
-    encoder, units = load_encoder(args.encoder), Units.load(args.units)
-    key = cache_key(args.encoder, args.units)
-    cache = Path(args.cache or Path(args.out) / "cache")
-    limit = 8 if args.small else None
-    train_split = load_split(cache, args.corpus, "train", encoder, units, key, limit)
-    val_split = load_split(cache, args.corpus, "val", encoder, units, key, 4 if args.small else args.val_utts)
-    size = SMALL if args.small else {"dim": args.dim, "layers": args.layers, "heads": max(1, args.dim // 64)}
-    cfg = M2SConfig(variant=args.variant, n_units=units.n_units, **size)
+    speech, unit_set = load_encoder(encoder), Units.load(units)
+    key = cache_key(encoder, units)
+    cache = Path(cache or Path(out) / "cache")
+    train_split = load_split(cache, corpus, "train", speech, unit_set, key, cfg.limit)
+    val_split = load_split(cache, corpus, "val", speech, unit_set, key, cfg.val_utts)
+    size = {"dim": cfg.dim, "layers": cfg.layers, "heads": cfg.heads or max(1, cfg.dim // 64)}
+    model_cfg = M2SConfig(variant=variant, n_units=unit_set.n_units, **size)
     head_id, region = None, None
-    if args.variant in ("mouth2s", "face2s"):
-        head, region = head_region(args.head)
-        head_id = head.head_id
-        corpus_head = read_manifest(args.corpus).get("head_id", "")
+    if variant in ("mouth2s", "face2s"):
+        head_model, region = head_region(head)
+        head_id = head_model.head_id
+        corpus_head = read_manifest(corpus).get("head_id", "")
         if len(corpus_head) == 64 and corpus_head != head_id:
-            raise ValueError(f"{args.corpus} was animated on head {corpus_head[:12]}, but --head {args.head} is "
+            raise ValueError(f"{corpus} was animated on head {corpus_head[:12]}, but --head {head} is "
                              f"head {head_id[:12]}: pass the corpus's head")
-    model = M2SFromParams(cfg, args.head, region)
-    window = 50 if args.small else args.window
-    set_statistics(model, train_split, np.random.default_rng(args.seed), window=window)
+    model = M2SFromParams(model_cfg, head, region)
+    set_statistics(model, train_split, np.random.default_rng(seed), window=cfg.window)
     frames = int(train_split.offsets[-1])
-    steps = args.steps or (30 if args.small else max(1, int(args.epochs * frames / (args.batch * window))))
-    val_every = args.val_every or (15 if args.small else max(1, steps // args.epochs))
-    config = {"model": cfg.to_dict(), "head": str(Path(args.head).resolve()) if args.head else None,
-              "head_id": head_id, "encoder": key["encoder"], "units": str(Path(args.units).resolve()),
-              "window": window, "batch": args.batch, "cache": str(cache.resolve())}
-    prov = provenance(args.seed, {**corpus_data(args.corpus), **key}, config=config, steps=steps,
-                      train_frames=frames, params=sum(p.numel() for p in model.m2s.parameters()))
-    print(f"m2s {cfg.variant}: {prov['params'] / 1e6:.2f} M params, {frames / 25 / 3600:.2f} h, {steps} steps")
-    result = fit(model, args.out, next_batch=lambda rng: train_split.random_batch(rng, args.batch, window),
-                 loss_fn=m2s_loss, validate=lambda m: validate(m, val_split, window), steps=steps,
-                 val_every=val_every, lr=args.lr, seed=args.seed, config=config, prov=prov,
-                 max_minutes=args.max_minutes, stop_at=args.stop_at,
-                 warmup=10 if args.small else 500, desc=f"m2s {cfg.variant}")
-    print(result)
-    return 0
+    steps = cfg.steps or max(1, int(cfg.epochs * frames / (cfg.batch * cfg.window)))
+    val_every = cfg.val_every or max(1, steps // cfg.epochs)
+    config = {"model": model_cfg.to_dict(), "head": str(Path(head).resolve()) if head else None,
+              "head_id": head_id, "encoder": key["encoder"], "units": str(Path(units).resolve()),
+              "window": cfg.window, "batch": cfg.batch, "cache": str(cache.resolve())}
+    prov = provenance(seed, {**corpus_data(corpus), **key}, config=config, steps=steps, train_frames=frames,
+                      params=sum(p.numel() for p in model.m2s.parameters()), training_config=origin)
+    log.info("m2s %s: %.2f M params, %.2f h, %d steps", model_cfg.variant, prov["params"] / 1e6,
+             frames / 25 / 3600, steps)
+    return fit(model, out, next_batch=lambda rng: train_split.random_batch(rng, cfg.batch, cfg.window),
+               loss_fn=m2s_loss, validate=lambda m: validate(m, val_split, cfg.window), steps=steps,
+               val_every=val_every, lr=cfg.lr, warmup=cfg.warmup, seed=seed, config=config, prov=prov,
+               max_minutes=cfg.max_minutes, stop_at=stop_at, desc=f"m2s {model_cfg.variant}")

@@ -9,7 +9,8 @@ the checkpoint with the lowest validation loss (what `load_encoder(RUN)` loads).
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,29 @@ from training.speech.augment import augment
 from training.corpus.phones import INVENTORY
 from training.speech.data import load_audio, load_motion, phone_labels, utterances
 from training.speech.encoder import HOP_50, EncoderConfig, SpeechEncoder, load_encoder
-from training.speech.runs import corpus_data, fit, provenance, write_json
+from training.config import add_config_options, from_args
+from training.loop import fit
+from training.provenance import corpus_data, provenance, write_json
 
+log = logging.getLogger(__name__)
 IGNORE = -100
-SMALL = {"hidden": 64, "layers": 2, "heads": 2, "ff": 128, "conv_dim": 64}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The `encoder` section of a training config (training/configs/*.json)."""
+    kind: str                 # logmel | wav2vec2
+    model: dict               # EncoderConfig fields over its defaults (the small sizes)
+    epochs: float             # sets steps when steps is 0
+    steps: int
+    batch: int
+    seconds: float            # crop length
+    lr: float
+    warmup: int
+    val_every: int            # 0: once an epoch
+    val_utts: int
+    augment: bool
+    max_minutes: float        # 0: no deadline
 
 
 class PhoneBatches:
@@ -78,27 +98,33 @@ def evaluate_phones(model, corpus, utts) -> dict:
     return {"loss": total_loss / count, "acc": correct / count, "frames": count}
 
 
-def train(args) -> int:
-    torch.set_num_threads(args.threads)
-    overrides = SMALL if args.small else {}
-    cfg = EncoderConfig(kind=args.kind, **overrides)
-    model = SpeechEncoder(cfg)
-    train_utts = utterances(args.corpus, "train")
-    val_utts = utterances(args.corpus, "val", limit=4 if args.small else args.val_utts)
+def train(out: Path, cfg: TrainConfig, *, corpus: Path, seed: int = 0, stop_at: int = 0,
+          origin: dict | None = None) -> dict:
+    """Train into run folder `out` (resumes from out/last.pt). `origin`: where cfg came
+    from (training.config), recorded in provenance.json."""
+    model_cfg = EncoderConfig(kind=cfg.kind, **cfg.model)
+    model = SpeechEncoder(model_cfg)
+    train_utts = utterances(corpus, "train")
+    val_utts = utterances(corpus, "val", limit=cfg.val_utts)
     hours = sum(u["duration"] for u in train_utts) / 3600
-    steps = args.steps or (40 if args.small else max(1, int(args.epochs * hours * 3600 / (args.batch * args.seconds))))
-    val_every = args.val_every or (20 if args.small else max(1, steps // args.epochs))
-    prov = provenance(args.seed, corpus_data(args.corpus), config=asdict(cfg), steps=steps, batch=args.batch,
-                      seconds=args.seconds, train_hours=hours,
-                      params=sum(p.numel() for p in model.parameters()))
-    print(f"encoder {cfg.kind}: {prov['params'] / 1e6:.2f} M params, {hours:.2f} h train audio, {steps} steps")
-    result = fit(model, args.out, next_batch=PhoneBatches(args.corpus, train_utts, args.batch,
-                                                          1.0 if args.small else args.seconds, not args.no_augment),
-                 loss_fn=phone_loss, validate=lambda m: evaluate_phones(m, args.corpus, val_utts),
-                 steps=steps, val_every=val_every, lr=args.lr, seed=args.seed, config=asdict(cfg), prov=prov,
-                 max_minutes=args.max_minutes, stop_at=args.stop_at,
-                 warmup=10 if args.small else 500, desc=f"encoder {cfg.kind}")
-    print(result)
+    steps = cfg.steps or max(1, int(cfg.epochs * hours * 3600 / (cfg.batch * cfg.seconds)))
+    val_every = cfg.val_every or max(1, steps // cfg.epochs)
+    prov = provenance(seed, corpus_data(corpus), config=asdict(model_cfg), steps=steps, batch=cfg.batch,
+                      seconds=cfg.seconds, train_hours=hours,
+                      params=sum(p.numel() for p in model.parameters()), training_config=origin)
+    log.info("encoder %s: %.2f M params, %.2f h train audio, %d steps", model_cfg.kind, prov["params"] / 1e6,
+             hours, steps)
+    return fit(model, out, next_batch=PhoneBatches(corpus, train_utts, cfg.batch, cfg.seconds, cfg.augment),
+               loss_fn=phone_loss, validate=lambda m: evaluate_phones(m, corpus, val_utts),
+               steps=steps, val_every=val_every, lr=cfg.lr, warmup=cfg.warmup, seed=seed,
+               config=asdict(model_cfg), prov=prov, max_minutes=cfg.max_minutes, stop_at=stop_at,
+               desc=f"encoder {model_cfg.kind}")
+
+
+def train_cmd(args) -> int:
+    torch.set_num_threads(args.threads)
+    cfg, origin = from_args(TrainConfig, "encoder", args)
+    log.info("%s", train(args.out, cfg, corpus=args.corpus, seed=args.seed, stop_at=args.stop_at, origin=origin))
     return 0
 
 
@@ -185,21 +211,23 @@ def register(subparsers) -> None:
     t = sub.add_parser("train", help="train (resumes from OUT/last.pt)")
     t.add_argument("--corpus", required=True, type=Path)
     t.add_argument("--out", required=True, type=Path)
-    t.add_argument("--kind", default="logmel", choices=["logmel", "wav2vec2"])
-    t.add_argument("--epochs", type=float, default=20)
-    t.add_argument("--steps", type=int, default=0, help="total steps (default: from --epochs)")
-    t.add_argument("--batch", type=int, default=16)
-    t.add_argument("--seconds", type=float, default=3.0, help="crop length")
-    t.add_argument("--lr", type=float, default=5e-4)
-    t.add_argument("--val-every", type=int, default=0)
-    t.add_argument("--val-utts", type=int, default=200)
-    t.add_argument("--no-augment", action="store_true")
-    t.add_argument("--max-minutes", type=float, default=0, help="stop cleanly after this long (resume later)")
+    add_config_options(t)
+    # hyperparameters: default None = the --config file's `encoder` section
+    t.add_argument("--kind", default=None, choices=["logmel", "wav2vec2"])
+    t.add_argument("--epochs", type=float, default=None)
+    t.add_argument("--steps", type=int, default=None, help="total steps (0: from --epochs)")
+    t.add_argument("--batch", type=int, default=None)
+    t.add_argument("--seconds", type=float, default=None, help="crop length")
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--val-every", type=int, default=None)
+    t.add_argument("--val-utts", type=int, default=None)
+    t.add_argument("--no-augment", dest="augment", action="store_const", const=False, default=None)
+    t.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this long (resume later)")
+    # run settings
     t.add_argument("--stop-at", type=int, default=0, help="stop cleanly at this step (schedule unchanged)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
-    t.add_argument("--small", action="store_true", help="tiny model, few steps (tests)")
-    t.set_defaults(func=train)
+    t.set_defaults(func=train_cmd)
     e = sub.add_parser("eval", help="frame phone accuracy on a split")
     e.add_argument("--encoder", required=True, type=Path)
     e.add_argument("--corpus", required=True, type=Path)

@@ -2,12 +2,15 @@
 
 Computed from audio alone, so any corpus (imported ones too) gets units:
 
-    thunder-train units fit --encoder RUN --corpus DIR --out UNITS_DIR [--n-units 100] [--layer -2]
+    thunder-train units fit --encoder RUN --corpus DIR --out UNITS_DIR [--config full|small] [--n-units N]
 
-writes UNITS_DIR/units.npz (centroids, layer, encoder) and provenance.json.
+writes UNITS_DIR/units.npz (centroids, layer, encoder) and provenance.json; the
+number of units, the layer and the data come from the config's `units` section.
 """
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,19 @@ from tqdm import tqdm
 
 from training.speech.data import load_audio, utterances
 from training.speech.encoder import SpeechEncoder, load_encoder
-from training.speech.runs import corpus_data, provenance, write_json
+from training.config import add_config_options, from_args
+from training.provenance import corpus_data, provenance, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The `units` section of a training config (training/configs/*.json)."""
+    n_units: int
+    layer: int                # encoder layer (python index into its layers)
+    max_frames: int           # k-means sees at most this many training frames
+    limit: int | None         # only the first N training utterances
 
 
 @torch.no_grad()
@@ -61,11 +76,11 @@ class Units:
             return cls(z["centroids"], int(z["layer"]))
 
 
-def fit_units(encoder: SpeechEncoder, corpus, n_units: int = 100, layer: int = -2, max_frames: int = 300_000,
-              seed: int = 0, limit: int | None = None) -> Units:
-    """k-means (scikit-learn MiniBatchKMeans) on up to max_frames training frames of `layer`."""
+def fit_units(encoder: SpeechEncoder, corpus, cfg: TrainConfig, seed: int = 0) -> Units:
+    """k-means (scikit-learn MiniBatchKMeans) on up to cfg.max_frames training frames of cfg.layer."""
     from sklearn.cluster import MiniBatchKMeans
-    utts = utterances(corpus, "train", limit=limit)
+    n_units, layer, max_frames = cfg.n_units, cfg.layer, cfg.max_frames
+    utts = utterances(corpus, "train", limit=cfg.limit)
     rng = np.random.default_rng(seed)
     rng.shuffle(utts)
     feats, total = [], 0
@@ -83,15 +98,22 @@ def fit_units(encoder: SpeechEncoder, corpus, n_units: int = 100, layer: int = -
     return Units(km.cluster_centers_, layer)
 
 
+def train(out: Path, cfg: TrainConfig, *, encoder: Path, corpus: Path, seed: int = 0,
+          origin: dict | None = None) -> Units:
+    """Fit units on `encoder`'s features into folder `out` (units.npz, provenance.json)."""
+    units = fit_units(load_encoder(encoder), corpus, cfg, seed)
+    path = units.save(out, encoder=encoder)
+    write_json(Path(out) / "provenance.json",
+               provenance(seed, corpus_data(corpus), encoder=str(encoder), n_units=cfg.n_units,
+                          layer=cfg.layer, max_frames=cfg.max_frames, training_config=origin))
+    log.info("wrote %s: %d units on layer %d", path, units.n_units, units.layer)
+    return units
+
+
 def fit_cmd(args) -> int:
     torch.set_num_threads(args.threads)
-    encoder = load_encoder(args.encoder)
-    units = fit_units(encoder, args.corpus, args.n_units, args.layer, args.max_frames, args.seed, args.limit)
-    path = units.save(args.out, encoder=args.encoder)
-    write_json(Path(args.out) / "provenance.json",
-               provenance(args.seed, corpus_data(args.corpus), encoder=str(args.encoder), n_units=args.n_units,
-                          layer=args.layer, max_frames=args.max_frames))
-    print(f"wrote {path}: {units.n_units} units on layer {units.layer}")
+    cfg, origin = from_args(TrainConfig, "units", args)
+    train(args.out, cfg, encoder=args.encoder, corpus=args.corpus, seed=args.seed, origin=origin)
     return 0
 
 
@@ -103,10 +125,13 @@ def register(subparsers) -> None:
                    help="encoder run folder / .pt / transformers folder")
     f.add_argument("--corpus", required=True, type=Path)
     f.add_argument("--out", required=True, type=Path)
-    f.add_argument("--n-units", type=int, default=100)
-    f.add_argument("--layer", type=int, default=-2, help="encoder layer (python index into its layers)")
-    f.add_argument("--max-frames", type=int, default=300_000)
+    add_config_options(f)
+    # hyperparameters: default None = the --config file's `units` section
+    f.add_argument("--n-units", type=int, default=None)
+    f.add_argument("--layer", type=int, default=None, help="encoder layer (python index into its layers)")
+    f.add_argument("--max-frames", type=int, default=None)
     f.add_argument("--limit", type=int, default=None, help="use only the first N training utterances")
+    # run settings
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--threads", type=int, default=1)
     f.set_defaults(func=fit_cmd)
