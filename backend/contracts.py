@@ -35,7 +35,7 @@ DEFAULT_PRESETS = {"draft": {"sampler": "dpmpp2m", "steps": 6},
 PRESET_NAMES = tuple(DEFAULT_PRESETS)
 
 # Limits of one animate request: the HTTP schema, the CLI, the engine and the add-on's
-# controls all take them from here (the add-on through its checked copy, utils/contract.py).
+# controls all take them from here (the add-on through its checked copy, core/contract.py).
 MAX_TAKES = 32
 MAX_STEPS = 1000
 MAX_GUIDANCE = 10.0

@@ -14,17 +14,20 @@ resumes), and writes a JSON report when `report` names a file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
 import bpy
 
-from .utils import generation, jobs, takes
-from .utils.client import DEFAULT_URL, BackendError, Client
+from .core import jobs
+from .core.client import DEFAULT_URL, BackendError, Client
+from .utils import generation, takes
 from .utils.compat import sound_strips
 from .utils.rigs import RigError, find_in_scene
 from .utils.strips import StripError
 
+log = logging.getLogger(__name__)
 DEFAULTS = {"takes": 4, "seed": 0, "preset": "default", "guidance": 1.0, "force": False,
             "url": None, "token_file": None, "report": None, "timeout": 1800.0, "save": True}
 
@@ -103,6 +106,8 @@ def main(config: dict | None = None) -> dict:
             except (RigError, StripError, BackendError, ValueError, TimeoutError) as exc:
                 row = _row(scene, strip, "failed", str(exc))
             rows.append(row)
+            if row["status"] == "failed":
+                log.warning("%s / %s: %s", scene.name, strip.name, row["message"])
             if row["status"] == "keyed" and cfg["save"] and bpy.data.filepath:
                 bpy.ops.wm.save_mainfile()  # after every strip: a crash loses at most one
     report = {"file": bpy.data.filepath, "rows": rows,

@@ -1,20 +1,48 @@
 """Operators: generate / cancel, take list actions, backend start / stop, add head."""
 from __future__ import annotations
 
+import functools
+import logging
 from urllib.parse import urlsplit
 
 import bpy
 from bpy.props import IntProperty
 
 from . import preferences
-from .utils import generation, jobs, launcher, takes
-from .utils.client import BackendError
+from .core import jobs, launcher
+from .core.client import BackendError
+from .utils import generation, takes
 from .utils.compat import active_strip
 from .utils.rigs import RigError, find_in_scene, resolve
 from .utils.strips import StripError, find as find_strip
 
 # Last /v1/health answer (or error), shown by the panel; the panel never does network I/O.
 backend_status = {"text": "not checked", "ok": False}
+BUSY = "THUNDER is busy: wait for the running job, or Cancel it"
+log = logging.getLogger(__name__)
+
+
+def reports(*errors: type[Exception]):
+    """An execute() whose `errors` are the user's to fix: reported (and logged), the operator
+    cancelled, instead of a traceback."""
+    def decorate(execute):
+        @functools.wraps(execute)
+        def run(self, context):
+            try:
+                return execute(self, context)
+            except errors as exc:
+                log.error("%s: %s", self.bl_idname, exc)
+                self.report({"ERROR"}, str(exc))
+                return {"CANCELLED"}
+        return run
+    return decorate
+
+
+def why_not(cls, ok: bool, reason: str) -> bool:
+    """poll()'s answer; when False, Blender shows `reason` on the greyed-out button (4.0+)."""
+    if not ok and hasattr(cls, "poll_message_set"):
+        cls.poll_message_set(reason)
+    return ok
 
 
 def _launch(context, force: bool = False) -> dict | None:
@@ -48,19 +76,18 @@ class THUNDER_OT_generate(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return context.scene is not None and not jobs.active()
+        if context.scene is None:
+            return why_not(cls, False, "no scene")
+        return why_not(cls, not jobs.active(), BUSY)
 
+    @reports(RigError, StripError, BackendError, ValueError)
     def execute(self, context):
         s = context.scene.thunder
         options = generation.Options(takes=s.takes_count, seed=s.seed, preset=s.preset,
                                      guidance=s.guidance, rank=s.rank)
-        try:
-            rig = find_in_scene(context.scene, context.active_object)
-            job = generation.start_generate(context.scene, _strip(context), rig, options,
-                                            preferences.client(context), launch=_launch(context), replace=True)
-        except (RigError, StripError, BackendError, ValueError) as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        rig = find_in_scene(context.scene, context.active_object)
+        job = generation.start_generate(context.scene, _strip(context), rig, options,
+                                        preferences.client(context), launch=_launch(context), replace=True)
         self.report({"INFO"}, f"THUNDER: {job.label}…")
         return {"FINISHED"}
 
@@ -72,7 +99,7 @@ class THUNDER_OT_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return bool(jobs.active())
+        return why_not(cls, bool(jobs.active()), "nothing is running")
 
     def execute(self, context):
         jobs.cancel()
@@ -89,12 +116,9 @@ class THUNDER_OT_use_take(_TakeOperator, bpy.types.Operator):
     bl_label = "Use Take"
     bl_options = {"REGISTER", "UNDO"}
 
+    @reports(IndexError)
     def execute(self, context):
-        try:
-            context.scene.thunder.active_take = _take_index(self, context)  # its update shows the take
-        except IndexError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        context.scene.thunder.active_take = _take_index(self, context)  # its update shows the take
         return {"FINISHED"}
 
 
@@ -105,15 +129,12 @@ class THUNDER_OT_resample_take(_TakeOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return not jobs.active()
+        return why_not(cls, not jobs.active(), BUSY)
 
+    @reports(IndexError, RigError, StripError, BackendError, ValueError)
     def execute(self, context):
-        try:
-            generation.start_resample(context.scene, _take_index(self, context), preferences.client(context),
-                                      launch=_launch(context))
-        except (IndexError, RigError, StripError, BackendError, ValueError) as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        generation.start_resample(context.scene, _take_index(self, context), preferences.client(context),
+                                  launch=_launch(context))
         return {"FINISHED"}
 
 
@@ -124,15 +145,12 @@ class THUNDER_OT_listen_take(_TakeOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return not jobs.active()
+        return why_not(cls, not jobs.active(), BUSY)
 
+    @reports(IndexError, BackendError, ValueError)
     def execute(self, context):
-        try:
-            generation.start_listen(context.scene, _take_index(self, context), preferences.client(context),
-                                    launch=_launch(context))
-        except (IndexError, BackendError, ValueError) as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        generation.start_listen(context.scene, _take_index(self, context), preferences.client(context),
+                                launch=_launch(context))
         return {"FINISHED"}
 
 
@@ -142,18 +160,17 @@ class THUNDER_OT_remove_take(_TakeOperator, bpy.types.Operator):
     bl_label = "Remove Take"
     bl_options = {"REGISTER", "UNDO"}
 
+    @reports(IndexError)
     def execute(self, context):
         settings = context.scene.thunder
-        try:
-            i = _take_index(self, context)
-        except IndexError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        i = _take_index(self, context)
         item = settings.takes[i]
         act = item.action
         if act is not None:
             if not takes.is_owned(act):
-                self.report({"WARNING"}, f"{act.name!r} is not THUNDER's any more: removed from the list, kept")
+                kept = f"{act.name!r} is not THUNDER's any more: removed from the list, kept"
+                log.warning(kept)
+                self.report({"WARNING"}, kept)
             else:
                 try:
                     rig = resolve(bpy.data.objects.get(item.rig))
@@ -184,15 +201,12 @@ class THUNDER_OT_arrange_nla(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return context.scene is not None
+        return why_not(cls, context.scene is not None, "no scene")
 
+    @reports(RigError, RuntimeError)
     def execute(self, context):
-        try:
-            rig = resolve(find_in_scene(context.scene, context.active_object))
-            moved = takes.arrange(rig)
-        except (RigError, RuntimeError) as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        rig = resolve(find_in_scene(context.scene, context.active_object))
+        moved = takes.arrange(rig)
         if not moved:
             self.report({"INFO"}, "nothing to arrange: no active Action plays over the takes")
             return {"CANCELLED"}
@@ -231,7 +245,7 @@ class THUNDER_OT_backend_stop(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return launcher.running()
+        return why_not(cls, launcher.running(), "no backend started by THUNDER is running")
 
     def execute(self, context):
         launcher.stop()
@@ -263,16 +277,13 @@ class THUNDER_OT_add_head(bpy.types.Operator):
     bl_label = "Add THUNDER Head"
     bl_options = {"REGISTER"}
 
+    @reports(RigError)
     def execute(self, context):
         client, launch = preferences.client(context), _launch(context)
         flame_dir = bpy.path.abspath(preferences.get(context).flame_dir or "")
         scene_name = context.scene.name
         if flame_dir:  # the user's own FLAME: a local file, no backend needed
-            try:
-                arm = generation.add_head(context.scene, None, flame_dir)
-            except RigError as exc:
-                self.report({"ERROR"}, str(exc))
-                return {"CANCELLED"}
+            arm = generation.add_head(context.scene, None, flame_dir)
             self.report({"INFO"}, f"added {arm.name!r} from {flame_dir}")
             return {"FINISHED"}
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import bpy
 
+from .core import jobs, launcher
 from .operators import backend_status, panel_rig
-from .utils import jobs, launcher, takes
+from .utils import takes
 
 
 class THUNDER_UL_takes(bpy.types.UIList):

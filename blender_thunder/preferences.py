@@ -4,7 +4,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
-from .utils.client import DEFAULT_URL, token_path
+from .core.client import DEFAULT_URL, token_path
 
 DEVICES = [("auto", "Auto", "GPU when the backend's onnxruntime has one, else CPU"),
            ("cpu", "CPU", "Always run on the CPU"),
@@ -74,7 +74,7 @@ class _Defaults:
 
 
 def client(context=None, timeout: float = 600.0):
-    from .utils.client import Client
+    from .core.client import Client
     prefs = get(context)
     token_file = bpy.path.abspath(prefs.token_file) if prefs.token_file else None
     return Client(prefs.backend_url, prefs.token or None, timeout=timeout, token_file=token_file)

@@ -5,9 +5,9 @@ import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
                        PointerProperty, StringProperty)
 
-from .utils.contract import MAX_GUIDANCE, MAX_TAKES, PRESET_NAMES, SHAPE_KEY_NAMES as SHAPE_KEYS
+from .core.contract import MAX_GUIDANCE, MAX_TAKES, PRESET_NAMES, SHAPE_KEY_NAMES as SHAPE_KEYS
 
-# Labels of the backend's presets (utils/contract.py names them; the backend defines them).
+# Labels of the backend's presets (core/contract.py names them; the backend defines them).
 PRESET_LABELS = {"draft": ("Draft", "Fewest sampler steps: quick look"),
                  "default": ("Default", "The bundle's default sampler and steps"),
                  "high": ("High", "More sampler steps: final quality")}

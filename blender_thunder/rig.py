@@ -11,7 +11,7 @@ import numpy as np
 
 import bpy
 
-from .utils.contract import HEAD_ID_PROP, JOINT_NAMES
+from .core.contract import HEAD_ID_PROP, JOINT_NAMES
 
 SHAPE_KEY_RANGE = 10.0      # psi is ~N(0, 1); generous slider range
 

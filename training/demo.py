@@ -74,8 +74,8 @@ def _free_port() -> int:
 @contextmanager
 def bundled_backend(bundle: Path, timeout: float = 180.0):
     """`thunder serve` on CPU on a free loopback port, through the add-on's launcher; yields its URL."""
-    from blender_thunder.utils import launcher
-    from blender_thunder.utils.client import Client
+    from blender_thunder.core import launcher
+    from blender_thunder.core.client import Client
 
     client = Client(f"http://127.0.0.1:{_free_port()}")
     launcher.start(bundle=str(bundle), port=client.port, device="cpu")

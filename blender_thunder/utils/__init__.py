@@ -1,2 +1,2 @@
-"""Helpers of the THUNDER add-on. Modules without `bpy` (client, launcher, messages,
-resample) are also usable outside Blender."""
+"""The add-on's Blender layer below the operators: rigs, strips, keying, takes and
+generation, all through bpy. What needs no bpy lives in `..core`."""

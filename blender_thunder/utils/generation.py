@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import bpy
 
-from . import jobs, takes as takes_mod
-from .client import BackendError, Client
+from ..core import jobs
+from ..core.client import BackendError, Client
+from ..core.messages import check_model, encode_take, parse_animate
+from . import takes as takes_mod
 from .compat import top_strips
-from .messages import check_model, encode_take, parse_animate
 from .rigs import RigError, check_head_ids, resolve
 from .strips import StripInfo, find as find_strip, free_channel, strip_info
 
@@ -34,7 +35,7 @@ class Options:
 def ensure_backend(job: jobs.Job, client: Client, launch: dict | None) -> None:
     """Worker thread: make sure a backend answers, starting the bundled one if allowed.
     `launch`: keyword arguments of launcher.start (captured from the preferences), or None."""
-    from . import launcher
+    from ..core import launcher
     try:
         client.health()
         return
@@ -59,7 +60,7 @@ def _fetch(job: jobs.Job, client: Client, info: StripInfo, options: Options, rig
         audio = fh.read()
     form = {**options.form(), "start": round(info.start_s, 6), "end": round(info.end_s, 6)}
     job.report(0.2, f"sampling {options.takes} take(s)")
-    from .client import progress_text
+    from ..core.client import progress_text
 
     def sampling(event: dict) -> None:
         """The backend's progress (window, step, time left) fills the bar from 0.2 to 0.9;

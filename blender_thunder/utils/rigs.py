@@ -12,7 +12,7 @@ import hashlib
 import bpy
 import numpy as np
 
-from .contract import HEAD_ID_PROP, JOINT_NAMES as BONES, SHAPE_KEY_NAMES as SHAPE_KEYS  # noqa: F401
+from ..core.contract import HEAD_ID_PROP, JOINT_NAMES as BONES, SHAPE_KEY_NAMES as SHAPE_KEYS  # noqa: F401
 
 
 class RigError(ValueError):

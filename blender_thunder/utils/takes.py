@@ -18,11 +18,12 @@ import random
 import bpy
 import numpy as np
 
-from . import keying, resample
-from .compat import SLOTTED_ACTIONS
-from .contract import FPS, N_EXP, N_JAW
-from .messages import Take, decode_array, encode_array
+from ..core import resample
+from ..core.contract import FPS, N_EXP, N_JAW
+from ..core.messages import Take, decode_array, encode_array
 from ..rig import bone_rotation_keys, rotation_property
+from . import keying
+from .compat import SLOTTED_ACTIONS
 from .rigs import SHAPE_KEYS, Rig
 from .strips import StripInfo
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from backend.service import Settings
-from blender_thunder.utils import client as addon
+from blender_thunder.core import client as addon
 from tests.backend.conftest import HTTP, TOKEN, auth, encode, running_server, speechlike
 
 WINDOW = 100               # frames per pass: a 9 s clip (225 frames) then needs 3 windows

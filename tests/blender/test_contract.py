@@ -1,4 +1,4 @@
-"""The add-on's copy of the contract (blender_thunder/utils/contract.py, which must not
+"""The add-on's copy of the contract (blender_thunder/core/contract.py, which must not
 import `backend`) equals backend/contracts.py, name by name."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 from backend import contracts
-from blender_thunder.utils import contract
+from blender_thunder.core import contract
 
 ROOT = Path(__file__).resolve().parents[2]
 

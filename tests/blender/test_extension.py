@@ -48,6 +48,8 @@ def test_worker_queue_and_main_thread(run_bpy):
     assert out["work_thread_is_main"] is False and out["apply_thread_is_main"] is True
     assert out["running_during"] is True and out["timer_idle"] is True and out["timer_running"] is True
     assert out["cancel_state"] == "cancelled" and out["cancel_applied"] is False
+    assert out["cancel_greyed"].endswith("poll() nothing is running")                    # the greyed button says why
+    assert out["generate_greyed"].endswith("THUNDER is busy: wait for the running job, or Cancel it")
     assert out["error_state"] == "failed" and "nope" in out["error_message"]
     assert out["apply_error_state"] == "failed"
     assert out["load_state"] == "cancelled" and out["load_applied"] is False

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from blender_thunder.utils import launcher
-from blender_thunder.utils.client import BackendError
+from blender_thunder.core import launcher
+from blender_thunder.core.client import BackendError
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import pytest
 
 
 
-messages = importlib.import_module("blender_thunder.utils.messages")
-resample = importlib.import_module("blender_thunder.utils.resample")
+messages = importlib.import_module("blender_thunder.core.messages")
+resample = importlib.import_module("blender_thunder.core.resample")
 
 
 def reply(n=10, takes=2, **take_overrides):

@@ -14,7 +14,7 @@ EXP = [f"exp{i:03d}" for i in range(50)]
 
 
 def _mods():
-    return [addon(f"utils.{m}") for m in ("takes", "strips", "rigs", "keying", "compat", "messages")]
+    return [addon(m) for m in ("utils.takes", "utils.strips", "utils.rigs", "utils.keying", "utils.compat", "core.messages")]
 
 
 def _show_take(rig, scene, strip: str, frame_start: int, take):
@@ -81,7 +81,7 @@ def _setup_backend(url: str, fps: str, head_path: str):
 
 
 def _generate(scene, arm, strip, takes: int, seed: int):
-    jobs = addon("utils.jobs")
+    jobs = addon("core.jobs")
     s = scene.thunder
     s.rig, s.takes_count, s.seed, s.preset, s.rank, s.strip = arm, takes, seed, "draft", False, strip.name
     assert bpy.ops.thunder.generate() == {"FINISHED"}
@@ -149,7 +149,7 @@ def sound_offset(url: str, head_path: str, wav: str, mixdown: str) -> dict:
 def _sweep_take(n: int, bone):
     """A jaw turning far (0 -> 5 rad, mostly about the bone's own x axis, clear of gimbal lock):
     Euler angles jump by 2 pi at pi unless kept continuous."""
-    messages = addon("utils.messages")
+    messages = addon("core.messages")
     t = np.linspace(0.0, 1.0, n)[:, None]
     local = np.array([1.0, 0.15, 0.1])
     arm_axis = np.array(bone.matrix_local.to_3x3()) @ (local / np.linalg.norm(local))
@@ -375,7 +375,7 @@ def same_seed(url: str, head_path: str, wav: str, other_wav: str) -> dict:
                    "owned": sorted(a.name for a in takes.scene_takes(scene, strip.name))}
     # Listen: the same take twice reuses its file; another unsaved file's take of the same name
     # (other audio) gets its own file and leaves this one as it was.
-    jobs = addon("utils.jobs")
+    jobs = addon("core.jobs")
     files = []
     for _ in range(2):
         assert bpy.ops.thunder.listen_take(index=0) == {"FINISHED"}

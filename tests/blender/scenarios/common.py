@@ -43,7 +43,7 @@ def add_sound(scene, path: str, frame_start: int = 1, channel: int = 1, name: st
 
 def synthetic_take(seed: int, n_frames: int):
     """A smooth deterministic take (the tests recompute it outside Blender)."""
-    messages = addon("utils.messages")
+    messages = addon("core.messages")
     t = np.arange(n_frames)[:, None] / 25.0
     k = np.arange(50)[None, :]
     exp = (0.5 * np.sin(2 * math.pi * (0.3 + 0.05 * k) * t + seed)).astype(np.float32)

@@ -15,7 +15,7 @@ def _setup(url: str, fps: str, head_path: str, wav: str, frame_start: int, takes
     prefs = bpy.context.preferences.addons[ADDON].preferences
     prefs.backend_url, prefs.auto_start = url, False
     scene = fresh_scene(fps)
-    jobs = addon("utils.jobs")
+    jobs = addon("core.jobs")
     if use_add_head:
         assert bpy.ops.thunder.add_head() == {"FINISHED"}
         job = jobs.wait(jobs.latest(), 120)
@@ -62,7 +62,7 @@ def generate(url: str, fps: str, head_path: str, wav: str, frame_start: int = 5,
              save_as: str = "", use_add_head: bool = False) -> dict:
     scene, strip, arm = _setup(url, fps, head_path, wav, frame_start, takes, seed, use_add_head)
     scene.frame_end = 12
-    jobs, keying, takes_mod, compat = (addon(f"utils.{m}") for m in ("jobs", "keying", "takes", "compat"))
+    jobs, keying, takes_mod, compat = (addon(m) for m in ("core.jobs", "utils.keying", "utils.takes", "utils.compat"))
     assert bpy.ops.thunder.generate() == {"FINISHED"}
     job = jobs.wait(jobs.latest(), 180)
     out = {"state": job.state, "message": job.message, "fps": compat.scene_fps(scene),
@@ -117,7 +117,7 @@ def reopen(path: str) -> dict:
 def failures(url: str, head_path: str, wav: str, bad_wav: str, long_wav: str) -> dict:
     """Backend error, head mismatch and cancel: each leaves the scene exactly as it was."""
     scene, strip, arm = _setup(url, "24", head_path, wav, 3, 2, 0)
-    jobs = addon("utils.jobs")
+    jobs = addon("core.jobs")
     # Some existing state that must survive untouched: the artist's own keys.
     key = arm.children[0].data.shape_keys
     key.key_blocks["exp001"].value = 0.5
@@ -167,7 +167,7 @@ def failures(url: str, head_path: str, wav: str, bad_wav: str, long_wav: str) ->
 def take_ops(url: str, head_path: str, wav: str, listen: bool = True) -> dict:
     """Resample one take, Listen to one, remove one; an artist-adopted take is never deleted."""
     scene, strip, arm = _setup(url, "25", head_path, wav, 10, 3, 100)
-    jobs, takes_mod = addon("utils.jobs"), addon("utils.takes")
+    jobs, takes_mod = addon("core.jobs"), addon("utils.takes")
     assert bpy.ops.thunder.generate() == {"FINISHED"}
     assert jobs.wait(jobs.latest(), 120).state == "done"
     out = {"before": [(i.action.name, i.seed) for i in scene.thunder.takes]}
@@ -200,12 +200,12 @@ def take_ops(url: str, head_path: str, wav: str, listen: bool = True) -> dict:
 def bundled_backend(head_path: str, wav: str, port: int, backend_python: str = "") -> dict:
     """No backend answers: Generate starts the backend and model shipped inside the extension,
     then Stop stops it."""
-    launcher = addon("utils.launcher")
+    launcher = addon("core.launcher")
     scene, strip, arm = _setup(f"http://127.0.0.1:{port}", "25", head_path, wav, 1, 1, 3)
     prefs = bpy.context.preferences.addons[ADDON].preferences
     prefs.auto_start, prefs.bundle, prefs.device, prefs.python = True, "", "cpu", backend_python
     cmd, env = launcher.command(python=backend_python, port=port, device="cpu")
-    jobs = addon("utils.jobs")
+    jobs = addon("core.jobs")
     assert bpy.ops.thunder.generate() == {"FINISHED"}
     job = jobs.wait(jobs.latest(), 180)
     out = {"state": job.state, "message": job.message, "running": launcher.running(),
@@ -214,9 +214,9 @@ def bundled_backend(head_path: str, wav: str, port: int, backend_python: str = "
     assert bpy.ops.thunder.backend_stop() == {"FINISHED"}
     out["stopped"] = not launcher.running()
     try:
-        addon("utils.client").Client(f"http://127.0.0.1:{port}").health(timeout=1)
+        addon("core.client").Client(f"http://127.0.0.1:{port}").health(timeout=1)
         out["answers_after_stop"] = True
-    except addon("utils.client").BackendError:
+    except addon("core.client").BackendError:
         out["answers_after_stop"] = False
     return out
 
@@ -234,7 +234,7 @@ def undo_redo(url: str, head_path: str, wav: str) -> dict:
     scene.thunder.rig = None
     bpy.ops.ed.undo_push(message="set up")
     before = snapshot()
-    jobs = addon("utils.jobs")
+    jobs = addon("core.jobs")
     assert bpy.ops.thunder.generate() == {"FINISHED"}
     job = jobs.wait(jobs.latest(), 120)
     after = snapshot()

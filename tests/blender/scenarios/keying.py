@@ -44,7 +44,7 @@ def ownership(head_path: str) -> dict:
     artist_keys = keying.read_curve(artist, 'key_blocks["exp000"].value').tolist()
     scene.frame_end = 500
     info = strips.StripInfo(scene.name, "line", "", 0.0, 2.0, 20, 25.0)
-    acts = takes.create(rig, info, addon("utils.messages").Take(5, 0.7, np.zeros((51, 50), "f4"),
+    acts = takes.create(rig, info, addon("core.messages").Take(5, 0.7, np.zeros((51, 50), "f4"),
                                                                np.zeros((51, 3), "f4")))
     takes.show(rig, acts)
     takes.extend_range(scene, 20, 70)

@@ -25,11 +25,20 @@ def registration() -> dict:
     return out
 
 
+def _greyed(op) -> str:
+    """Why a greyed-out operator is (its poll message), or "" when it runs."""
+    try:
+        op()
+    except RuntimeError as exc:
+        return str(exc)
+    return ""
+
+
 def jobs_flow() -> dict:
-    jobs = addon("utils.jobs")
-    client = addon("utils.client")
+    jobs = addon("core.jobs")
+    client = addon("core.client")
     main = threading.main_thread()
-    seen = {}
+    seen = {"cancel_greyed": _greyed(bpy.ops.thunder.cancel)}
 
     def work(job):
         seen["work_thread_is_main"] = threading.current_thread() is main
@@ -46,7 +55,7 @@ def jobs_flow() -> dict:
     running_during = jobs.drain()
     jobs.wait(job, 10)
     out = {"ok_state": job.state, "ok_message": job.message, "answer": bpy.context.scene.get("answer"),
-           "running_during": running_during, **seen, "timer_idle": jobs._timer() is None}
+           "running_during": running_during, **seen, "timer_idle": jobs.tick() is None}
 
     # Cancel while the worker blocks: apply must never run.
     gate = threading.Event()
@@ -58,7 +67,8 @@ def jobs_flow() -> dict:
         return 1
 
     job = jobs.start("slow", slow, lambda v: bpy.context.scene.__setitem__("slow", v) or "x")
-    out["timer_running"] = jobs._timer() == jobs.POLL_S
+    out["timer_running"] = jobs.tick() == jobs.POLL_S
+    out["generate_greyed"] = _greyed(bpy.ops.thunder.generate)
     jobs.cancel(job.id)
     gate.set()
     jobs.wait(job, 10)

@@ -19,7 +19,7 @@ def _done(jobs, timeout: float):
 
 
 def generate_from_zip(wav: str, port: int, takes: int = 4) -> dict:
-    launcher, jobs = addon("utils.launcher"), addon("utils.jobs")
+    launcher, jobs = addon("core.launcher"), addon("core.jobs")
     out = {"blender_python": sys.executable,
            # what this Blender's own Python has, before the extension's wheels are on sys.path
            "wheels_dir": launcher.wheel_site_packages()}

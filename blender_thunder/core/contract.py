@@ -3,7 +3,7 @@
 The add-on must not import `backend` (it talks HTTP, and a zip may ship without
 one), so these are a copy of `backend/contracts.py`'s shared names;
 tests/blender/test_contract.py fails the moment the two disagree. A bundle states
-its own layout in `/v1/model`, which utils/messages.py checks against this one.
+its own layout in `/v1/model`, which messages.py checks against this one.
 No bpy.
 """
 from __future__ import annotations

@@ -1,17 +1,20 @@
 """Background work: a worker thread per job, a queue, and a timer that drains it.
 
 Threads never touch bpy: they talk to the backend and decode. Everything they
-produce goes through `_queue`; `drain()` runs on Blender's main thread (from a
-`bpy.app.timers` timer, or called directly headless where no event loop runs)
-and only there does a job's `apply` change the scene.
+produce goes through `_queue`; `drain()` runs on Blender's main thread (from the
+timer `tick`, or called directly headless where no event loop runs) and only
+there does a job's `apply` change the scene.
+
+No bpy here: the Blender layer (handlers.py) hands in `set_waker` the function that
+schedules `tick` on a `bpy.app.timers` timer, and adds the UI redraw with `listen`.
 """
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -22,8 +25,9 @@ POLL_S = 0.1
 _queue: "queue.Queue[tuple]" = queue.Queue()
 _jobs: dict[int, "Job"] = {}
 _ids = itertools.count(1)
-_use_timer = False  # set by the add-on's register(); headless callers drain() themselves
+_wake: Callable[[], None] | None = None    # schedules tick(): set by the add-on's register(); headless, None
 _listeners: list[Callable[[], None]] = []  # called after each drain while jobs run (UI redraw)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,9 +64,11 @@ def _run(job: Job) -> None:
     except Cancelled:
         _queue.put(("cancelled", job.id, None))
     except (BackendError, BadMessage, OSError, ValueError) as exc:
+        if not job.cancel.is_set:
+            log.warning("%s failed: %s", job.label, exc, exc_info=log.isEnabledFor(logging.DEBUG))
         _queue.put(("cancelled" if job.cancel.is_set else "error", job.id, str(exc)))
     except Exception as exc:  # a bug: keep the traceback for the console
-        traceback.print_exc()
+        log.exception("%s failed", job.label)
         _queue.put(("error", job.id, f"{type(exc).__name__}: {exc}"))
     else:
         _queue.put(("done", job.id, result))
@@ -73,7 +79,8 @@ def start(label: str, work: Callable[[Job], Any], apply: Callable[[Any], str]) -
     _jobs[job.id] = job
     job.thread = threading.Thread(target=_run, args=(job,), name=f"thunder-{job.id}", daemon=True)
     job.thread.start()
-    _ensure_timer()
+    if _wake is not None:
+        _wake()
     return job
 
 
@@ -115,7 +122,7 @@ def drain() -> bool:
             try:
                 _finish(job, "done", job.apply(payload[0]))
             except Exception as exc:  # apply rolls back its own changes before raising
-                traceback.print_exc()
+                log.exception("%s: applying the result failed", job.label)
                 _finish(job, "failed", f"failed: {exc} (the scene was not changed)")
     still = any(j.running for j in _jobs.values())
     if changed or still:  # while running, the elapsed time shown changes too
@@ -148,29 +155,31 @@ def latest() -> Job | None:
     return max(_jobs.values(), key=lambda j: j.id, default=None)
 
 
-def _timer() -> float | None:
+def tick() -> float | None:
+    """The timer's function: drain, and ask to be called again in POLL_S while jobs run."""
     still = drain()
     return POLL_S if still else None
 
 
-def enable_timer(on: bool = True) -> None:
-    global _use_timer
-    _use_timer = on
+def set_waker(wake: Callable[[], None] | None) -> None:
+    """`wake()` runs after each start() to have tick() called from the main thread's event
+    loop (the add-on's bpy timer); None: nobody does, callers drain() (headless)."""
+    global _wake
+    _wake = wake
 
 
-def _ensure_timer() -> None:
-    if not _use_timer:
-        return
-    import bpy
-    if not bpy.app.timers.is_registered(_timer):
-        bpy.app.timers.register(_timer, first_interval=POLL_S)
+def listen(fn: Callable[[], None]) -> None:
+    """`fn()` after every drain that changed something or while jobs run (a UI redraw)."""
+    if fn not in _listeners:
+        _listeners.append(fn)
+
+
+def unlisten(fn: Callable[[], None]) -> None:
+    if fn in _listeners:
+        _listeners.remove(fn)
 
 
 def shutdown() -> None:
-    """Unregister: cancel running jobs and stop the timer."""
+    """Unregister: cancel running jobs; no more waking."""
     cancel()
-    if _use_timer:
-        import bpy
-        if bpy.app.timers.is_registered(_timer):
-            bpy.app.timers.unregister(_timer)
-    enable_timer(False)
+    set_waker(None)

@@ -11,6 +11,7 @@ Python: e.g. one with onnxruntime-gpu for CUDA) runs it instead when set, and a
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import subprocess
@@ -40,6 +41,7 @@ PROBE = ("import importlib, sys\n"
 _proc: subprocess.Popen | None = None
 _log_path: str | None = None
 _complete: set = set()   # (python, PYTHONPATH) known to have every requirement
+log = logging.getLogger(__name__)
 
 
 def backend_root() -> Path | None:
@@ -147,9 +149,10 @@ def start(python: str = "", bundle: str = "", port: int = 8765, device: str = "a
         return _proc
     cmd, env = command(python, bundle, port, device)
     fd, _log_path = tempfile.mkstemp(prefix="thunder-backend-", suffix=".log")
-    with os.fdopen(fd, "w") as log:
-        _proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    with os.fdopen(fd, "w") as out:
+        _proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  start_new_session=True)
+    log.info("started the backend (pid %d, log %s): %s", _proc.pid, _log_path, " ".join(cmd))
     return _proc
 
 
@@ -172,6 +175,7 @@ def wait_ready(client: Client, timeout: float = 60.0, cancel=None) -> dict:
             return client.health()
         except BackendError:
             if _proc is not None and _proc.poll() is not None:
+                log.error("the backend exited with %s; its log %s ends:\n%s", _proc.returncode, _log_path, log_tail(2000))
                 raise BackendError("backend_exited", f"the backend stopped (exit {_proc.returncode}): "
                                                      f"{log_tail(400).strip()}") from None
             if time.monotonic() > deadline or (cancel is not None and cancel.is_set):
@@ -185,6 +189,7 @@ def stop(timeout: float = 10.0) -> bool:
     if _proc is None:
         return False
     if _proc.poll() is None:
+        log.info("stopping the backend (pid %d)", _proc.pid)
         _proc.terminate()
         try:
             _proc.wait(timeout)

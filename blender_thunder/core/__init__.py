@@ -1,0 +1,8 @@
+"""The add-on's bpy-free core: it imports, and is tested, in any Python.
+
+`client` (HTTP to the backend, stdlib), `messages` (backend replies checked before
+anything touches the scene), `contract` (the backend's names and limits, a checked
+copy), `resample` (25 fps to scene frames), `launcher` (the bundled backend's
+process), `jobs` (worker threads and the queue the main thread drains). Nothing here
+imports bpy: the Blender layer (the add-on's top-level modules and `utils/`) drives it.
+"""
