@@ -1,19 +1,20 @@
 """`thunder`: serve the backend, or animate / listen / bench without a server.
 
 Sub-commands live in COMMANDS (name -> module with `register(subparsers)` that
-sets `func`), as in `thunder-train`. `thunder batch` comes from `backend.batch`
-(the Blender side's module) and appears once that module exists.
+sets `func`), as in `thunder-train`. Other packages add theirs as entry points
+(backend/plugins.py): `thunder batch` comes from `studio.batch`, which drives
+Blender, and is there when `studio` is installed.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import logging
 import sys
 from pathlib import Path
 
+from backend import plugins
 from backend.settings import DEFAULTS
 
 COMMANDS = {
@@ -22,9 +23,8 @@ COMMANDS = {
     "listen": "backend.cli",
     "bench": "backend.bench",
     "loadtest": "backend.loadtest",
-    "batch": "backend.batch",          # the Blender side's module: optional
 }
-OPTIONAL = {"backend.batch"}
+PLUGINS = "thunder.commands"   # entry points: name -> register(subparsers) of another package
 
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
@@ -202,21 +202,10 @@ def register(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thunder", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    registered = set()
-    for name, module_name in COMMANDS.items():
-        if module_name in registered:
-            continue
-        if module_name in OPTIONAL:
-            try:
-                if importlib.util.find_spec(module_name) is None:
-                    continue
-                importlib.import_module(module_name).register(sub)
-            except Exception as exc:           # a broken optional command must not break `thunder serve`
-                logging.getLogger("thunder").warning("thunder %s unavailable: %s", name, exc)
-                continue
-        else:
-            importlib.import_module(module_name).register(sub)
-        registered.add(module_name)
+    for module_name in dict.fromkeys(COMMANDS.values()):
+        importlib.import_module(module_name).register(sub)
+    for register in plugins.load(PLUGINS).values():
+        register(sub)
     return parser
 
 

@@ -30,7 +30,7 @@ BACKEND = ROOT / "backend"
 DEFAULT_BUNDLE = BACKEND / "models" / "thunder-base"
 WHEELS_CONFIG = Path(__file__).resolve().parent / "extension_wheels.toml"
 WHEEL_CACHE = ROOT / "build" / "wheels"
-IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.blend1", "models", "batch.py")
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.blend1", "models")
 
 log = logging.getLogger("build_extension")
 

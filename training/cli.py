@@ -3,6 +3,8 @@
 Each module in COMMANDS defines `register(subparsers)` that adds its parser and
 sets `func` (called with the parsed args). Modules import lazily so that
 `thunder-train --help` stays fast and one broken stage cannot hide the others.
+Other packages add theirs as entry points (backend/plugins.py): `thunder-train
+demo` comes from `studio.demo`, which drives Blender.
 """
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ import importlib
 import logging
 import sys
 
+from backend import plugins
+
 # sub-command name -> module defining register(subparsers)
 COMMANDS = {
     "head": "training.head.cli",
     "corpus": "training.corpus.cli",
-    "demo": "training.demo",
     "encoder": "training.speech.train_encoder",
     "units": "training.speech.units",
     "m2s": "training.m2s.cli",
@@ -27,6 +30,7 @@ COMMANDS = {
     "recipe": "training.recipe",
     "curves": "training.curves",
 }
+PLUGINS = "thunder_train.commands"   # entry points: name -> register(subparsers) of another package
 
 
 class _Console(logging.StreamHandler):
@@ -52,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for module_name in COMMANDS.values():
         importlib.import_module(module_name).register(sub)
+    for register in plugins.load(PLUGINS).values():
+        register(sub)
     return parser
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.batch import _healthy
+from studio.batch import _healthy
 
 from .conftest import ROOT, _free_port, write_wav
 

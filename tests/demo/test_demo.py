@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from training.demo import DEMO_WAV, _resolution, find_bundle
+from studio.demo import DEMO_WAV, _resolution, find_bundle
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FRAMES, SIZE, TAKES = 10, (96, 80), 3

@@ -13,7 +13,7 @@ SCRIPT = textwrap.dedent("""
     import sys, numpy as np, bpy
     from backend.headfile import load_head_file
     from blender_thunder.rig import build_rig, JOINT_NAMES
-    from training.head.render import new_scene, pose
+    from studio.render import new_scene, pose
     head_dir, out = sys.argv[1], sys.argv[2]
     data = np.load(out + '.in.npz')
     new_scene()

@@ -2,7 +2,8 @@
 
 Two head renderers: "numpy" (flat-shaded mesh with a z-buffer in numpy, several
 frames a second, no Blender needed) and "blender" (Workbench through the add-on's rig
-builder, ~1 s a frame). `--out FILE.png` writes a frame strip instead of a video.
+builder, ~1 s a frame: studio.render's, plugged in as an entry point). `--out
+FILE.png` writes a frame strip instead of a video.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backend import plugins
 from backend.contracts import FPS, SAMPLE_RATE
 
 from .kinematics import Kinematics
@@ -19,6 +21,7 @@ from .phones import BILABIAL, SIL, VOWELS
 
 HEAD_PX = 320
 YAW_DEG = 20.0
+RENDERERS = "thunder.head_renderers"   # entry points: name -> renderer class of another package
 
 
 def _load(utt: str, corpus: str | None):
@@ -115,37 +118,11 @@ class NumpyHeadRenderer:
         return rasterize(v, self.faces, HEAD_PX, self.centre, self.half)
 
 
-class BlenderHeadRenderer:
-    """Workbench render of the rigged head (blender_thunder.rig), one still a frame."""
-
-    def __init__(self, head_dir: str):
-        from backend.headfile import load_head_file
-        from blender_thunder.rig import build_rig
-        from training.head.render import add_camera, new_scene
-
-        self.scene = new_scene((HEAD_PX, HEAD_PX))
-        self.mesh, self.arm = build_rig(load_head_file(Path(head_dir) / "head.npz"))
-        add_camera(self.scene, azimuth_deg=YAW_DEG, distance=0.48, target=(0.0, -0.01, -0.03))
-        self._tmp = tempfile.TemporaryDirectory(prefix="thunder-preview-")   # removed with the renderer
-
-    def __call__(self, exp: np.ndarray, jaw: np.ndarray) -> np.ndarray:
-        from PIL import Image
-
-        from training.head.render import pose, render_still
-
-        pose(self.mesh, self.arm, exp, jaw)
-        path = render_still(self.scene, os.path.join(self._tmp.name, "frame.png"))
-        return np.asarray(Image.open(path).convert("RGB"))
-
-
-def _has_blender() -> bool:
-    try:
-        import bpy  # noqa: F401
-
-        import blender_thunder.rig  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _blender_renderer():
+    """The Blender renderer's class (studio.render, an entry point: training never imports
+    Blender code), or None when it is not installed or bpy does not import."""
+    found = plugins.load(RENDERERS).get("blender")
+    return found if found is not None and found.available() else None
 
 
 def make_renderer(head_dir: str, renderer: str):
@@ -153,7 +130,11 @@ def make_renderer(head_dir: str, renderer: str):
 
     head = load_head(head_dir)
     if renderer == "blender":
-        return BlenderHeadRenderer(head_dir)
+        blender = _blender_renderer()
+        if blender is None:
+            raise SystemExit("corpus preview: the blender renderer needs bpy and the studio package "
+                             "(pip install -e .); --renderer numpy needs neither")
+        return blender(head_dir, size=HEAD_PX, yaw_deg=YAW_DEG)
     return NumpyHeadRenderer(head_dir, head.faces, len(head.v_template), head.lip_upper)
 
 
@@ -206,7 +187,7 @@ def preview(utt: str, out: str, corpus: str | None = None, head: str | None = No
     n = len(exp) if seconds is None else min(len(exp), int(seconds * FPS))
     audio = audio[: int(round(n / FPS * SAMPLE_RATE))]
     if renderer == "auto":
-        renderer = "blender" if _has_blender() else "numpy"
+        renderer = "blender" if _blender_renderer() is not None else "numpy"
     draw_head = make_renderer(head, renderer)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -96,7 +96,7 @@ def build_scene(bundle: Path, wav: Path, blend: Path, resolution: tuple[int, int
     from blender_thunder.rig import build_rig
     from blender_thunder.utils.compat import top_strips
 
-    from .head.render import add_camera, new_scene
+    from .render import add_camera, new_scene
 
     manifest = json.loads((bundle / "manifest.json").read_text())
     head = load_head_file(bundle / manifest["head"]["file"])
@@ -171,7 +171,7 @@ def render_preview(scene, wav: Path, out_mp4: Path, label: str, frames: int | No
     from PIL import Image
     from tqdm import tqdm
 
-    from .head.render import render_still
+    from .render import render_still
 
     f0 = scene.frame_start
     f1 = scene.frame_end if frames is None else min(scene.frame_end, f0 + frames - 1)
@@ -229,8 +229,8 @@ def run_full(bundle: Path, out: Path, args) -> None:
 
 
 def run(args) -> int:
-    from .head.build import write_head_folder
-    from .head.render import render_head_sheet
+    from training.head.build import write_head_folder
+    from .render import render_head_sheet
 
     bundle = find_bundle(args.bundle)
     if (args.frames is not None and args.frames < 1) or args.takes < 1:

@@ -1,7 +1,11 @@
-"""Headless renders of the head rig through bpy (Workbench): stills and contact sheets."""
+"""Headless renders of the head rig through bpy (Workbench): stills, contact sheets, and
+the Blender head renderer of `thunder-train corpus preview`. The rig is the add-on's
+(blender_thunder.rig), so what these show is what an artist gets."""
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +121,34 @@ def render_head_sheet(head_dir: str | Path, out_png: str | Path, blend_path: str
         pose(mesh_obj, arm_obj, np.zeros(coeffs.shape[1]), np.zeros(3))
         bpy.ops.wm.save_as_mainfile(filepath=str(Path(blend_path).resolve()))
     return sheet
+
+
+class BlenderHeadRenderer:
+    """Workbench render of the rigged head (blender_thunder.rig), one still a frame: the
+    `blender` renderer of `corpus preview` (an entry point: training never imports this)."""
+
+    def __init__(self, head_dir: str, size: int = 320, yaw_deg: float = 20.0):
+        from blender_thunder.rig import build_rig
+
+        self.scene = new_scene((size, size))
+        self.mesh, self.arm = build_rig(load_head_file(Path(head_dir) / "head.npz"))
+        add_camera(self.scene, azimuth_deg=yaw_deg, distance=0.48, target=(0.0, -0.01, -0.03))
+        self._tmp = tempfile.TemporaryDirectory(prefix="thunder-preview-")   # removed with the renderer
+
+    @staticmethod
+    def available() -> bool:
+        """bpy imports here (the add-on's rig builder needs it)."""
+        try:
+            import bpy  # noqa: F401
+
+            import blender_thunder.rig  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def __call__(self, exp: np.ndarray, jaw: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        pose(self.mesh, self.arm, exp, jaw)
+        path = render_still(self.scene, os.path.join(self._tmp.name, "frame.png"))
+        return np.asarray(Image.open(path).convert("RGB"))
