@@ -31,7 +31,7 @@ def reports(*errors: type[Exception]):
             try:
                 return execute(self, context)
             except errors as exc:
-                log.error("%s: %s", self.bl_idname, exc)
+                log.error("%s: %s", self.bl_label, exc)
                 self.report({"ERROR"}, str(exc))
                 return {"CANCELLED"}
         return run
@@ -39,7 +39,7 @@ def reports(*errors: type[Exception]):
 
 
 def why_not(cls, ok: bool, reason: str) -> bool:
-    """poll()'s answer; when False, Blender shows `reason` on the greyed-out button (4.0+)."""
+    """poll()'s answer; when False, Blender shows `reason` on the greyed-out button (3.0+)."""
     if not ok and hasattr(cls, "poll_message_set"):
         cls.poll_message_set(reason)
     return ok
