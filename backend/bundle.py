@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from backend.onnxfix import safe_normalisation
+
 log = logging.getLogger(__name__)
 
 FORMAT = "thunder-bundle"
@@ -67,18 +69,34 @@ def read_manifest(bundle_dir) -> dict:
     return manifest
 
 
-def checked_file(bundle_dir: Path, entry: dict, what: str) -> Path:
-    """The file an entry names, after its sha256 check."""
+def _entry_path(bundle_dir: Path, entry: dict, what: str) -> Path:
     if "file" not in entry or "sha256" not in entry:
         raise BundleError(f"manifest entry for {what} needs 'file' and 'sha256'")
     path = bundle_dir / entry["file"]
     if not path.is_file():
         raise BundleError(f"{what}: file {path} is missing from the bundle")
-    digest = sha256_file(path)
+    return path
+
+
+def _check_digest(path: Path, digest: str, entry: dict, what: str) -> None:
     if digest != entry["sha256"]:
         raise BundleError(f"{what}: {path} is corrupt or was changed (sha256 {digest[:12]}…, "
                           f"manifest says {entry['sha256'][:12]}…)")
+
+
+def checked_file(bundle_dir: Path, entry: dict, what: str) -> Path:
+    """The file an entry names, after its sha256 check."""
+    path = _entry_path(bundle_dir, entry, what)
+    _check_digest(path, sha256_file(path), entry, what)
     return path
+
+
+def checked_bytes(bundle_dir: Path, entry: dict, what: str) -> tuple[Path, bytes]:
+    """The file an entry names and its bytes, read once and checked against the manifest's sha256."""
+    path = _entry_path(bundle_dir, entry, what)
+    data = path.read_bytes()
+    _check_digest(path, hashlib.sha256(data).hexdigest(), entry, what)
+    return path, data
 
 
 def providers(device: str) -> tuple[list[str], str]:
@@ -147,9 +165,17 @@ def load_bundle(bundle_dir, device: str = "auto", threads: int | None = None,
         opts.intra_op_num_threads = threads
     sessions = {}
     for name, entry in manifest["graphs"].items():
-        path = checked_file(bundle_dir, entry, f"graph {name!r}")
+        path, graph = checked_bytes(bundle_dir, entry, f"graph {name!r}")
         try:
-            sessions[name] = ort.InferenceSession(str(path), opts, providers=provs)
+            # M2S's Rodrigues divides the jaw by its length: NaN at the rest pose unless made safe.
+            graph, fixed = safe_normalisation(graph)
+        except (ValueError, IndexError):     # not protobuf we can walk: onnxruntime says why below
+            fixed = 0
+        if fixed:
+            log.info("graph %r: %d vector normalisation(s) made defined at zero", name, fixed)
+        try:
+            sessions[name] = ort.InferenceSession(graph, opts, providers=provs)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
             raise BundleError(f"graph {name!r}: onnxruntime cannot load {path}: {e}") from e
+        del graph
     return Bundle(bundle_dir, manifest, head_path, stats, sessions, used)

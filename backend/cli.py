@@ -53,22 +53,27 @@ def cmd_serve(args) -> int:
         token = security.load_or_create_token()
     except security.SecurityError as exc:
         raise SystemExit(f"thunder serve: {exc}")
-    import uvicorn
-
+    from backend import transport
     from backend.service import create_app
     from backend.settings import Settings
     settings = Settings(bundle=args.bundle, device=args.device, threads=args.threads,
                         allow_remote=args.allow_remote, extra_hosts=tuple(args.allowed_host),
+                        allowed_origins=tuple(args.allowed_origin),
                         max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
-                        max_queue=args.max_queue, timeout_s=args.timeout)
+                        max_queue=args.max_queue, timeout_s=args.timeout, max_cost=args.max_cost,
+                        header_timeout_s=args.header_timeout, idle_timeout_s=args.idle_timeout,
+                        require_model=args.require_model)
     app = create_app(settings, token=token)
+    if app.state.engine is None and settings.require_model:
+        # For a supervisor: a server that cannot do its work should not look alive.
+        raise SystemExit(f"thunder serve: --require-model: {app.state.service.load_error}")
     health = "model: " + (app.state.engine.manifest.get("name", "?") if app.state.engine else "none (no_model)")
     # Which backend code and which Python run: the add-on's launcher and its tests read this line.
     print(f"thunder serve on http://{args.host}:{args.port}  {health}  token: {security.token_path()}  "
           f"code: {Path(__file__).resolve().parent}  python: {sys.executable}", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                limit_concurrency=max(64, 4 * args.max_queue), timeout_keep_alive=5,
-                timeout_graceful_shutdown=3)      # then in-flight requests are cancelled, and their jobs
+    # On SIGTERM, waiting requests answer 503 shutting_down at once; any still open after 3 s
+    # are cancelled (and answered the same way if nothing was sent yet).
+    transport.server(app, settings, args.host, args.port, args.log_level, graceful_s=3).run()
     return 0
 
 
@@ -86,6 +91,18 @@ def register_serve(sub) -> None:
     p.add_argument("--max-queue", type=int, default=DEFAULTS.max_queue, help="jobs held before 503 busy")
     p.add_argument("--timeout", type=float, default=DEFAULTS.timeout_s,
                    help="seconds per request, queue wait included")
+    p.add_argument("--max-cost", type=float, default=DEFAULTS.max_cost,
+                   help="denoiser frame-passes per request (frames × takes × steps walked × 2 with guidance); "
+                        "0: no limit")
+    p.add_argument("--header-timeout", type=float, default=DEFAULTS.header_timeout_s,
+                   help="seconds a client has to send a request's headers")
+    p.add_argument("--idle-timeout", type=float, default=DEFAULTS.idle_timeout_s,
+                   help="seconds a request body may go silent")
+    p.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
+                   help="browser origin (scheme://host:port) allowed to call the API (repeatable); "
+                        "by default every request with an Origin header is refused")
+    p.add_argument("--require-model", action="store_true",
+                   help="exit non-zero when the bundle cannot be loaded (default: serve and answer no_model)")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=cmd_serve)
 

@@ -40,6 +40,10 @@ MAX_TAKES = 32
 MAX_STEPS = 1000
 MAX_GUIDANCE = 10.0
 MAX_SEED = 2**32 - 1            # seeds are uint32: take i of a request uses seed + i
+# Limits of a take sent to /v1/listen: far outside any face (FLAME psi lives within a few
+# units; a jaw turns well under a radian), yet finite in float32 all the way through M2S.
+MAX_ABS_EXP = 100.0
+MAX_ABS_JAW = 2 * math.pi
 
 
 class OptionError(ValueError):

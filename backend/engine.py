@@ -95,6 +95,7 @@ class Engine:
         self._chol_t = st["chol"].astype(np.float32).T
         self._speaker_default = st.get("speaker_mean")
         self._deterministic = bool(m["graphs"]["denoiser"].get("config", {}).get("deterministic", False))
+        self.deterministic = self._deterministic     # one denoiser pass per take, whatever the sampler
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------- audio side
@@ -232,11 +233,19 @@ class Engine:
             speech_mel, spk = self._speech_side(audio)
             return self._scores(speech_mel, spk, np.asarray(exp)[None], np.asarray(jaw)[None])[0]
 
-    def listen(self, exp, jaw) -> np.ndarray:
-        """What M2S hears from a take: its mel through Griffin-Lim, 16 kHz float32."""
+    def hear(self, exp, jaw) -> np.ndarray:
+        """What M2S hears from one window of a take: its mel through Griffin-Lim, 16 kHz float32,
+        not normalised (windows.listen stitches windows, then normalises the whole)."""
         from backend.vocoder import vocode
         if "m2s" not in self.bundle.sessions:
             raise BundleError("this bundle has no m2s graph to listen with")
         with self._lock:
             mel = self._m2s_mel(np.asarray(exp)[None], np.asarray(jaw)[None], None)[0]
-        return vocode(mel, self.features)
+        return vocode(mel, self.features, normalise=False)
+
+    def listen(self, exp, jaw, cancel: threading.Event | None = None) -> np.ndarray:
+        """What M2S hears from a take of any length (windowed: backend/windows.py), 16 kHz float32."""
+        from backend.windows import listen
+        if "m2s" not in self.bundle.sessions:
+            raise BundleError("this bundle has no m2s graph to listen with")
+        return listen(self, np.asarray(exp, np.float32), np.asarray(jaw, np.float32), cancel=cancel)

@@ -15,13 +15,20 @@ from backend.engine import Cancelled
 
 # Starlette's own HTTP errors (routing, methods, body limits) by status.
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 413: "too_large", 415: "bad_audio", 422: "bad_option"}
+              405: "method_not_allowed", 408: "timeout", 413: "too_large", 415: "bad_audio",
+              422: "bad_option", 503: "busy"}
 
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def shutting_down() -> ApiError:
+    """What a request gets while the server stops (SIGTERM): nothing of it will be done."""
+    return ApiError(503, "shutting_down", "the server is shutting down; retry once it is back",
+                    headers={"Retry-After": "5"})
 
 
 def _own(exc) -> ApiError:                # exceptions that carry their own status and code

@@ -10,6 +10,7 @@ One code path, so `thunder animate` and `POST /v1/animate` cannot disagree.
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,8 +19,8 @@ import numpy as np
 
 from backend import audio as audio_io
 from backend import windows
-from backend.contracts import (FPS, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, MAX_TAKES, N_EXP, N_JAW,  # noqa: F401
-                               PRESET_NAMES, SAMPLE_RATE, OptionError, check_request)
+from backend.contracts import (FPS, MAX_ABS_EXP, MAX_ABS_JAW, MAX_GUIDANCE, MAX_SEED,  # noqa: F401
+                               MAX_STEPS, MAX_TAKES, N_EXP, N_JAW, PRESET_NAMES, SAMPLE_RATE, OptionError, check_request)
 from backend.engine import PROGRESS_ENCODED, PROGRESS_SAMPLED, Cancelled
 from backend.samplers import SAMPLERS, SamplerError, timesteps
 
@@ -112,6 +113,38 @@ def animate_audio(engine, audio: np.ndarray, opts: AnimateOptions, *, progress=N
     timings = {**(timings or {}), **{k: float(v) for k, v in result.timings.items()}}
     timings["total"] = timings.get("decode", 0.0) + time.perf_counter() - t0
     return AnimateOutput(takes, sampler, steps, opts.guidance, len(audio) / SAMPLE_RATE, timings)
+
+
+def cost(engine, n_frames: int, opts: AnimateOptions) -> int:
+    """What a request asks of the denoiser, in frame-passes: the frames it samples (window
+    overlaps included) × takes × steps walked (ddpm: the whole schedule) × 2 with guidance
+    (each step runs the null-audio twin too). Checked against `--max-cost` before queueing."""
+    sampler, steps = resolve_preset(engine, opts)
+    frames = sum(e - s for s, e in windows.animate_spans(n_frames, int(engine.max_frames)))
+    if getattr(engine, "deterministic", False):           # one denoiser pass, whatever the sampler
+        return frames * opts.takes
+    passes = 2 if opts.guidance != 1.0 else 1
+    return frames * opts.takes * max(1, walked_steps(engine, sampler, steps)) * passes
+
+
+def check_cost(engine, n_frames: int, opts: AnimateOptions, budget: float | None) -> int:
+    """The request's cost; CostError (413 `too_costly`) when over a positive budget."""
+    spent = cost(engine, n_frames, opts)
+    if budget and spent > budget:
+        sampler, _ = resolve_preset(engine, opts)
+        why = " × 2 for guidance" if opts.guidance != 1.0 else ""
+        hint = f" (ddpm walks all {walked_steps(engine, sampler, 1)} steps)" if sampler == "ddpm" else ""
+        raise CostError(f"this request needs {spent:,} denoiser frame-passes (frames × takes × steps walked{why}); "
+                        f"this server allows {int(budget):,}: ask for fewer takes or steps, a shorter clip, "
+                        f"or another sampler{hint}")
+    return spent
+
+
+class CostError(OptionError):
+    """A request over the server's work budget (HTTP 413 `too_costly`)."""
+
+    code = "too_costly"
+    status = 413
 
 
 def walked_steps(engine, sampler: str, steps: int) -> int:
@@ -247,21 +280,36 @@ def _b64(a: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(a, dtype="<f4").tobytes()).decode("ascii")
 
 
-def to_payload(out: AnimateOutput, encoding: str = "json") -> dict:
-    """The /v1/animate response body (docs/protocol.md)."""
-    takes = []
-    for t in out.takes:
-        item = {"seed": int(t.seed), "score": float(t.score)}
-        if encoding == "b64":
-            item["exp_b64"], item["jaw_b64"] = _b64(t.exp), _b64(t.jaw)
-        else:
-            item["exp"] = np.asarray(t.exp, np.float32).round(6).tolist()
-            item["jaw"] = np.asarray(t.jaw, np.float32).round(6).tolist()
-        takes.append(item)
+def _take_item(t, encoding: str) -> dict:
+    item = {"seed": int(t.seed), "score": float(t.score)}
+    if encoding == "b64":
+        item["exp_b64"], item["jaw_b64"] = _b64(t.exp), _b64(t.jaw)
+    else:
+        item["exp"] = np.asarray(t.exp, np.float32).round(6).tolist()
+        item["jaw"] = np.asarray(t.jaw, np.float32).round(6).tolist()
+    return item
+
+
+def to_payload(out: AnimateOutput, encoding: str = "json", takes: bool = True) -> dict:
+    """The /v1/animate response body (docs/protocol.md); `takes=False` leaves them out (null)."""
     return {"fps": FPS, "n_frames": out.n_frames, "duration": round(out.duration, 6),
             "sample_rate": SAMPLE_RATE, "sampler": out.sampler, "steps": out.steps,
-            "guidance": out.guidance, "encoding": encoding, "takes": takes,
+            "guidance": out.guidance, "encoding": encoding,
+            "takes": [_take_item(t, encoding) for t in out.takes] if takes else None,
             "timings": {k: round(v, 6) for k, v in out.timings.items()}}
+
+
+def to_json(out: AnimateOutput, encoding: str = "json") -> bytes:
+    """`to_payload` as compact strict JSON bytes, the same bytes as json.dumps of it, built one
+    take at a time: 32 takes of 10 minutes as Python lists would take gigabytes at once."""
+    def dumps(value) -> bytes:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    head = dumps(to_payload(out, encoding, takes=False))
+    before, after = head.split(b'"takes":null', 1)
+    parts = [before, b'"takes":[']
+    for i, t in enumerate(out.takes):
+        parts += [b"," if i else b"", dumps(_take_item(t, encoding))]
+    return b"".join(parts + [b"]", after])
 
 
 def to_npz_dict(out: AnimateOutput) -> dict:
@@ -274,43 +322,60 @@ def to_npz_dict(out: AnimateOutput) -> dict:
             "guidance": np.float32(out.guidance)}
 
 
-def _array(payload: dict, name: str, width: int, max_frames: int) -> np.ndarray:
-    if payload.get(name) is not None:
+LIMITS = {"exp": (N_EXP, MAX_ABS_EXP), "jaw": (N_JAW, MAX_ABS_JAW)}
+
+
+def _array(payload: dict, name: str, max_frames: int) -> np.ndarray:
+    """One of a take's arrays, given as a list of rows or as base64, checked and as float32."""
+    width, limit = LIMITS[name]
+    listed, encoded = payload.get(name), payload.get(f"{name}_b64")
+    if listed is not None and encoded is not None:
+        raise OptionError(f"give {name} or {name}_b64, not both")
+    if listed is not None:
+        if not isinstance(listed, (list, tuple, np.ndarray)):
+            raise OptionError(f"{name} must be a list of {width}-float rows")
         try:
-            a = np.asarray(payload[name], dtype=np.float64)
+            a = np.asarray(listed, dtype=np.float64)
         except (TypeError, ValueError):
             raise OptionError(f"{name} must be a list of {width}-float rows") from None
-    elif payload.get(f"{name}_b64") is not None:
+    elif encoded is not None:
         try:
-            raw = base64.b64decode(payload[f"{name}_b64"], validate=True)
+            raw = base64.b64decode(encoded, validate=True)
         except (ValueError, TypeError):
             raise OptionError(f"{name}_b64 is not valid base64") from None
         if len(raw) % (4 * width):
             raise OptionError(f"{name}_b64 holds {len(raw)} bytes: not a whole number of {width}-float32 rows")
         a = np.frombuffer(raw, "<f4").reshape(-1, width)
-        n = payload.get("n_frames")
-        if n is not None and n != len(a):
-            raise OptionError(f"n_frames is {n} but {name}_b64 holds {len(a)} frames")
     else:
         raise OptionError(f"{name} (or {name}_b64) is required")
     if a.ndim != 2 or a.shape[1] != width or len(a) == 0:
         raise OptionError(f"{name} must have shape [n_frames >= 1, {width}], got {list(a.shape)}")
     if len(a) > max_frames:
         raise OptionError(f"{name} has {len(a)} frames; the limit is {max_frames}")
+    n = payload.get("n_frames")
+    if n is not None and n != len(a):
+        raise OptionError(f"n_frames is {n} but {name} holds {len(a)} frames")
+    # Checked after the float32 cast: 1e300 is finite as a float64 and inf as the model sees it.
+    a = a.astype(np.float32)
     if not np.isfinite(a).all():
         raise OptionError(f"{name} holds NaN or infinite values")
-    return a.astype(np.float32)
+    if np.abs(a).max() > limit:
+        raise OptionError(f"{name} values must be within ±{limit:g}, got {float(np.abs(a).max()):g}")
+    return a
 
 
 def parse_take(payload: dict, max_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """exp (T, 50) and jaw (T, 3) from a /v1/listen body (lists or base64)."""
-    exp = _array(payload, "exp", N_EXP, max_frames)
-    jaw = _array(payload, "jaw", N_JAW, max_frames)
+    exp = _array(payload, "exp", max_frames)
+    jaw = _array(payload, "jaw", max_frames)
     if len(exp) != len(jaw):
         raise OptionError(f"exp has {len(exp)} frames but jaw has {len(jaw)}")
     return exp, jaw
 
 
-def listen(engine, exp: np.ndarray, jaw: np.ndarray) -> bytes:
-    """A take → M2S mel → Griffin-Lim → 16 kHz WAV bytes."""
-    return audio_io.encode_wav(engine.listen(exp, jaw), SAMPLE_RATE)
+def listen(engine, exp: np.ndarray, jaw: np.ndarray, cancel=None) -> bytes:
+    """A take → M2S mel → Griffin-Lim (window by window) → 16 kHz WAV bytes."""
+    audio = engine.listen(exp, jaw, cancel=cancel)
+    if not np.isfinite(audio).all():       # a model bug: never answer it as a WAV of full-scale noise
+        raise RuntimeError("M2S produced non-finite audio from a finite take")
+    return audio_io.encode_wav(audio, SAMPLE_RATE)

@@ -7,19 +7,20 @@ decode requests on the event loop, and leave model work to the worker thread.
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 from dataclasses import dataclass
 from typing import Annotated, Literal, Optional
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from backend import __version__, jobs
 from backend.audio import MAX_TIME
-from backend.contracts import FPS
-from backend.errors import ApiError, checked
+from backend.contracts import MAX_ABS_EXP, MAX_ABS_JAW, N_EXP, N_JAW
+from backend.engine import SAMPLES_PER_FRAME
+from backend.errors import ApiError, checked, shutting_down
 from backend.samplers import SAMPLERS
 from backend.settings import Settings
 from backend.worker import NDJSON, JobStream, JobWatch, Worker, progress_lines, wants_stream
@@ -79,13 +80,30 @@ class Health(BaseModel):
     detail: Optional[str] = None
 
 
+def _rows(width: int, limit: float | None = None, max_frames: int | None = None, strict: bool = False):
+    """A [n_frames, width] float array as JSON lists, with its shape (and value range) stated."""
+    value = Annotated[float, Field(ge=-limit if limit else None, le=limit, strict=strict, allow_inf_nan=False)]
+    row = Annotated[list[value], Field(min_length=width, max_length=width)]
+    return Annotated[list[row], Field(min_length=1, max_length=max_frames,
+                                      description=f"[n_frames, {width}] float rows")]
+
+
+B64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
+def _b64(width: int, max_frames: int | None = None):
+    size = None if max_frames is None else 4 * -(-(max_frames * width * 4) // 3)
+    return Annotated[str, Field(max_length=size, description=f"base64 of float32 little-endian [n_frames, {width}], "
+                                                           "row-major", json_schema_extra={"pattern": B64_PATTERN})]
+
+
 class TakeOut(BaseModel):
     seed: int
     score: float
-    exp: Optional[list[list[float]]] = None
-    jaw: Optional[list[list[float]]] = None
-    exp_b64: Optional[str] = None
-    jaw_b64: Optional[str] = None
+    exp: Optional[_rows(N_EXP)] = None
+    jaw: Optional[_rows(N_JAW)] = None
+    exp_b64: Optional[_b64(N_EXP)] = None
+    jaw_b64: Optional[_b64(N_JAW)] = None
 
 
 class AnimateResponse(BaseModel):
@@ -101,12 +119,20 @@ class AnimateResponse(BaseModel):
     timings: dict[str, float]
 
 
-class ListenRequest(BaseModel):
-    exp: Optional[list[list[float]]] = Field(None, description="[n_frames, 50] expression coefficients")
-    jaw: Optional[list[list[float]]] = Field(None, description="[n_frames, 3] jaw axis-angle")
-    exp_b64: Optional[str] = Field(None, description="base64 float32 little-endian, row-major")
-    jaw_b64: Optional[str] = None
-    n_frames: Optional[int] = Field(None, ge=1)
+@functools.lru_cache(maxsize=4)
+def listen_model(max_frames: int) -> type[BaseModel]:
+    """The /v1/listen body for takes of at most `max_frames` frames: what is checked (strict
+    numbers: no strings or booleans as floats, finite, in range) and what the schema states.
+    Exactly one of `exp`/`exp_b64` and of `jaw`/`jaw_b64`; both arrays the same length
+    (jobs.parse_take checks what a schema cannot say)."""
+    return create_model(
+        "ListenRequest", __config__=ConfigDict(extra="ignore"),
+        exp=(Optional[_rows(N_EXP, MAX_ABS_EXP, max_frames, strict=True)], None),
+        jaw=(Optional[_rows(N_JAW, MAX_ABS_JAW, max_frames, strict=True)], None),
+        exp_b64=(Optional[_b64(N_EXP, max_frames)], None),
+        jaw_b64=(Optional[_b64(N_JAW, max_frames)], None),
+        n_frames=(Optional[Annotated[int, Field(ge=1, le=max_frames, strict=True,
+                                                description="frame count, checked against the arrays")]], None))
 
 
 ERRORS = {s: {"model": ErrorResponse} for s in (400, 401, 413, 415, 422, 503)}
@@ -138,6 +164,22 @@ async def health(state: State):
                   queue=state.worker.held, detail=state.load_error)
 
 
+class Ready(BaseModel):
+    status: Literal["ready"]
+    bundle: Optional[str]
+
+
+@public.get("/ready", response_model=Ready, responses={503: {"model": ErrorResponse}})
+async def ready(state: State):
+    """Readiness for a supervisor or a load balancer (no token): 200 once a model is loaded
+    and the server takes work; 503 `no_model` without a model, 503 `shutting_down` while
+    it stops. (`/v1/health` answers 200 whenever the process is up.)"""
+    if state.worker.closing.is_set():
+        raise shutting_down()
+    engine = loaded_engine(state)
+    return Ready(status="ready", bundle=engine.manifest.get("name"))
+
+
 @router.get("/model")
 async def model(engine: Engine):
     """The bundle manifest plus where to fetch its head file."""
@@ -160,9 +202,9 @@ async def animate(
     preset: Annotated[Literal[jobs.PRESET_NAMES], Form()] = "default",
     sampler: Annotated[Optional[Literal[SAMPLERS]], Form()] = None,
     steps: Annotated[Optional[int], Form(ge=1, le=jobs.MAX_STEPS)] = None,
-    guidance: Annotated[float, Form(ge=0.0, le=jobs.MAX_GUIDANCE)] = 1.0,
-    start: Annotated[Optional[float], Form(ge=0.0, le=MAX_TIME)] = None,
-    end: Annotated[Optional[float], Form(gt=0.0, le=MAX_TIME)] = None,
+    guidance: Annotated[float, Form(ge=0.0, le=jobs.MAX_GUIDANCE, allow_inf_nan=False)] = 1.0,
+    start: Annotated[Optional[float], Form(ge=0.0, le=MAX_TIME, allow_inf_nan=False)] = None,
+    end: Annotated[Optional[float], Form(gt=0.0, le=MAX_TIME, allow_inf_nan=False)] = None,
     rank: Annotated[bool, Form()] = False,
     encoding: Annotated[Literal[jobs.ENCODINGS], Form()] = "json",
     stream: Annotated[bool, Form(description="answer as NDJSON progress lines, then the result")] = False,
@@ -177,14 +219,14 @@ async def animate(
         pcm, t_decode = await asyncio.to_thread(
             checked, lambda: jobs.decode(audio.file, opts, state.settings.max_seconds))
     engine = loaded_engine(state)
-    checked(lambda: jobs.resolve_preset(engine, opts))
+    checked(lambda: jobs.check_cost(engine, len(pcm) // SAMPLES_PER_FRAME, opts, state.settings.max_cost))
     tracker = jobs.ProgressTracker() if wants_stream(request, stream) else None
 
     def work(cancel):
         out = jobs.animate_audio(engine, pcm, opts, cancel=cancel, timings={"decode": t_decode},
                                  tracker=tracker)
         # Serialise on the worker: a long clip's JSON must not stall the event loop.
-        return json.dumps(jobs.to_payload(out, opts.encoding), separators=(",", ":"), allow_nan=False).encode()
+        return jobs.to_json(out, opts.encoding)
 
     if tracker is not None:
         # Queue now (so `busy` is still a plain 503), then answer with the progress stream.
@@ -194,10 +236,59 @@ async def animate(
     return Response(body, media_type="application/json")
 
 
-@router.post("/listen", responses={**ERRORS, 200: {"content": {"audio/wav": {}}}}, response_class=Response)
-async def listen(request: Request, state: State, take: ListenRequest):
-    """A take → M2S → Griffin-Lim: hear what the face says (16 kHz mono WAV)."""
-    exp, jaw = checked(lambda: jobs.parse_take(take.model_dump(), int(state.settings.max_seconds * FPS)))
+@router.post("/listen", responses={**ERRORS, 200: {"content": {"audio/wav": {"schema": {
+    "type": "string", "format": "binary"}}}}}, response_class=Response)
+async def listen(request: Request, state: State):
+    """A take → M2S → Griffin-Lim: hear what the face says (16 kHz mono WAV).
+
+    The body (schema below: `ListenRequest`) is read with its own size limit and parsed
+    on a thread: a long take's JSON must not stall the event loop."""
+    max_frames = state.settings.max_frames
+    body = await request.body()
+    # Every value but the first of each array follows a comma: more commas than the longest
+    # take has values is refused before parsing, which keeps parsing memory to a valid take's.
+    if body.count(b",") > max_frames * (N_EXP + N_JAW + 1) + 16:
+        raise ApiError(413, "too_large", f"the take holds more values than {max_frames} frames can")
+    model = listen_model(max_frames)
+
+    def parse():
+        try:
+            take = model.model_validate_json(body)
+        except ValidationError as exc:
+            raise ApiError(422, "bad_option", validation_message(exc.errors())) from None
+        return jobs.parse_take(take.model_dump(exclude_none=True), max_frames)
+    async with state.decode_slots:
+        exp, jaw = await asyncio.to_thread(checked, parse)
+    del body
     engine = loaded_engine(state)
-    wav = await run_job(request, state, lambda cancel: jobs.listen(engine, exp, jaw))
+    wav = await run_job(request, state, lambda cancel: jobs.listen(engine, exp, jaw, cancel=cancel))
     return Response(wav, media_type="audio/wav")
+
+
+def validation_message(errors) -> str:
+    """Pydantic's errors as one line naming the fields (`exp.0.3: Input should be ...`)."""
+    parts = []
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "form"))
+        parts.append(f"{loc or 'request'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def document_limits(schema: dict, settings: Settings) -> dict:
+    """The served OpenAPI schema with this server's limits: the listen body (from the same
+    model that checks it) and the upload size."""
+    model = listen_model(settings.max_frames)
+    body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    body["description"] = (f"one take: at most {settings.max_frames} frames, body at most "
+                           f"{settings.listen_max_bytes} bytes")
+    schema.setdefault("components", {}).setdefault("schemas", {})["ListenRequest"] = body
+    schema["paths"]["/v1/listen"]["post"]["requestBody"] = {
+        "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ListenRequest"}}}}
+    upload = int(settings.max_upload_mb * 2**20)
+    for name, item in schema["components"]["schemas"].items():
+        if name.startswith("Body_animate") and "audio" in item.get("properties", {}):
+            item["properties"]["audio"]["maxLength"] = upload
+            item["properties"]["audio"]["description"] = (
+                f"WAV, FLAC, OGG or MP3; any rate and channels; at most {settings.max_seconds:g} s "
+                f"after start/end and {upload} bytes")
+    return schema

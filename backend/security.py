@@ -36,23 +36,53 @@ def load_or_create_token(path: Path | None = None) -> str:
 
     A token file readable by others is tightened to 0600 rather than trusted
     as is: another local user could have read it, but refusing to start would
-    only push users to work around the check.
+    only push users to work around the check. A symbolic link is refused, not
+    followed: chmod would change whatever file it points at. Every problem is a
+    SecurityError with a one-line message.
     """
     path = Path(path) if path is not None else token_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise SecurityError(f"cannot create the token folder {path.parent}: {exc.strerror or exc}") from None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
     except FileExistsError:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            os.chmod(path, 0o600)
-        token = path.read_text(encoding="ascii").strip()
-        if len(token) < 16:
-            raise SecurityError(f"token file {path} holds no usable token (< 16 characters); delete it to regenerate")
-        return token
+        return _read_token(path)
+    except OSError as exc:
+        raise SecurityError(f"cannot create the token file {path}: {exc.strerror or exc}") from None
     token = secrets.token_urlsafe(32)
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(token + "\n")
+    return token
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _read_token(path: Path) -> str:
+    try:
+        info = path.lstat()
+    except OSError as exc:
+        raise SecurityError(f"cannot read the token file {path}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise SecurityError(f"token file {path} is a symbolic link; replace it with the file itself "
+                            "(the server will not follow or chmod a link)")
+    if not stat.S_ISREG(info.st_mode):
+        raise SecurityError(f"token file {path} is not a regular file; remove it to regenerate the token")
+    try:
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            os.chmod(path, 0o600)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SecurityError(f"cannot read the token file {path}: {exc.strerror or exc}") from None
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise SecurityError(f"token file {path} holds non-ASCII bytes; delete it to regenerate") from None
+    if len(token) < 16 or not token.isprintable() or any(c.isspace() for c in token):
+        raise SecurityError(f"token file {path} holds no usable token (16 or more printable characters, "
+                            "no spaces); delete it to regenerate")
     return token
 
 
@@ -64,6 +94,17 @@ def bearer_ok(authorization: str | None, token: str) -> bool:
     if scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+def origin_ok(origin: str, allowed: frozenset[str]) -> bool:
+    """An `Origin` header is allowed only when listed (scheme://host[:port], case-insensitive).
+    `null` (sandboxed frames, file: pages) is never allowed."""
+    origin = origin.strip().lower().rstrip("/")
+    return origin != "null" and origin in allowed
+
+
+def normal_origins(origins) -> frozenset[str]:
+    return frozenset(o.strip().lower().rstrip("/") for o in origins if o and o.strip())
 
 
 def split_host(host_header: str) -> str:

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from backend import __version__, routes, security
 from backend.bundle import default_bundle
 from backend.errors import HTTP_CODES, ApiError, error_response
-from backend.middleware import AccessCheck, BodyLimit
+from backend.middleware import AccessCheck, BodyLimit, Guard
 from backend.settings import Settings
 from backend.worker import Worker
 
@@ -52,11 +52,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request, exc: RequestValidationError):
-        parts = []
-        for err in exc.errors()[:5]:
-            loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "form"))
-            parts.append(f"{loc or 'request'}: {err.get('msg', 'invalid')}")
-        return error_response(422, "bad_option", "; ".join(parts) or "invalid request")
+        return error_response(422, "bad_option", routes.validation_message(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request, exc: StarletteHTTPException):
@@ -86,10 +82,19 @@ def create_app(settings: Settings = Settings(), token: str | None = None, engine
                   description="Speech → FLAME expression + jaw takes. See docs/protocol.md.", lifespan=lifespan)
     app.state.engine, app.state.worker, app.state.settings = engine, worker, settings
     app.state.service = routes.ServiceState(engine, load_error, worker, settings, asyncio.Semaphore(2))
-    app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 1024 * 1024))
+    app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 1024 * 1024),
+                       limits={"/v1/listen": settings.listen_max_bytes})
     hosts = security.allowed_hosts(settings.allow_remote, settings.extra_hosts)
-    app.add_middleware(AccessCheck, token=token, allow_remote=settings.allow_remote, hosts=hosts)  # outermost
+    app.add_middleware(AccessCheck, token=token, allow_remote=settings.allow_remote, hosts=hosts,
+                       origins=security.normal_origins(settings.allowed_origins))
+    app.add_middleware(Guard, closing=worker.closing, max_in_flight=settings.max_in_flight)   # outermost
     _install_error_handlers(app)
     app.include_router(routes.public)
     app.include_router(routes.router)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = routes.document_limits(FastAPI.openapi(app), settings)
+        return app.openapi_schema
+    app.openapi = openapi
     return app

@@ -27,6 +27,9 @@ SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 # 8 × 750). Shorter windows also stay nearer the 2.8 s sequences the denoiser
 # trains on (ALiBi extrapolates beyond them).
 LONG_WINDOW = 10 * FPS
+# Listen windows overlap by a second: M2S hears the frames near a window's edge with
+# less context, and the cross-fade hides where one window's vocoded phase meets the next.
+LISTEN_OVERLAP = FPS
 
 
 def default_overlap(max_frames: int) -> int:
@@ -52,22 +55,85 @@ def fade(length: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(np.pi * t)).astype(np.float32)
 
 
-def blend(pieces: list[np.ndarray], spans: list[tuple[int, int]]) -> np.ndarray:
-    """Cross-fade per-window arrays (T_i, D) placed at `spans` into one (N, D) track."""
-    n = spans[-1][1]
-    out = np.zeros((n,) + pieces[0].shape[1:], np.float32)
-    weight = np.zeros(n, np.float32)
-    for i, (piece, (s, e)) in enumerate(zip(pieces, spans)):
+class Stitch:
+    """Pieces placed at `spans` cross-faded into one preallocated track, one piece at a time,
+    so that only the track and the piece in hand are ever held.
+
+    `power` 1 blends correlated pieces (motion: weights summing to one keep position and
+    velocity); 2 blends uncorrelated ones (audio vocoded per window, whose phases differ):
+    dividing by the root of the summed squared weights keeps the loudness constant across
+    a seam instead of dipping by 3 dB in its middle.
+    """
+
+    def __init__(self, spans: list[tuple[int, int]], tail: tuple = (), power: int = 1):
+        self.spans, self.power = spans, power
+        self.out = np.zeros((spans[-1][1],) + tuple(tail), np.float32)
+        self.weight = np.zeros(spans[-1][1], np.float32)
+
+    def weights(self, i: int) -> np.ndarray:
+        s, e = self.spans[i]
         w = np.ones(e - s, np.float32)
         if i > 0:                                   # fade in over the overlap with the previous window
-            lead = spans[i - 1][1] - s
+            lead = self.spans[i - 1][1] - s
             w[:lead] = fade(lead)
-        if i + 1 < len(spans):                      # fade out over the overlap with the next window
-            tail = e - spans[i + 1][0]
+        if i + 1 < len(self.spans):                 # fade out over the overlap with the next window
+            tail = e - self.spans[i + 1][0]
             w[e - s - tail:] = np.minimum(w[e - s - tail:], 1.0 - fade(tail))
-        out[s:e] += w[:, None] * piece[: e - s]
-        weight[s:e] += w
-    return out / weight[:, None]
+        return w
+
+    def add(self, i: int, piece: np.ndarray) -> None:
+        s, e = self.spans[i]
+        w = self.weights(i)
+        self.out[s:e] += (w[:, None] if self.out.ndim > 1 else w) * piece[: e - s]
+        self.weight[s:e] += w if self.power == 1 else w ** self.power
+
+    def result(self) -> np.ndarray:
+        norm = self.weight if self.power == 1 else self.weight ** (1.0 / self.power)
+        return self.out / (norm[:, None] if self.out.ndim > 1 else norm)
+
+
+def blend(pieces: list[np.ndarray], spans: list[tuple[int, int]]) -> np.ndarray:
+    """Cross-fade per-window arrays (T_i, D) placed at `spans` into one (N, D) track."""
+    stitch = Stitch(spans, pieces[0].shape[1:])
+    for i, piece in enumerate(pieces):
+        stitch.add(i, piece)
+    return stitch.result()
+
+
+def listen(engine, exp: np.ndarray, jaw: np.ndarray, *, window: int | None = None, cancel=None,
+           progress=None) -> np.ndarray:
+    """What M2S hears from a take of any length: 16 kHz float32 audio, peak-normalised.
+
+    M2S attends over its whole input, so one pass over a long take costs memory with
+    the square of its length; here every window of `window` frames (default
+    LONG_WINDOW) is heard and vocoded alone and the windows' audio cross-faded with
+    constant loudness (Stitch, power 2) over LISTEN_OVERLAP. Memory: one window's
+    mel and audio plus the float32 track (64 kB per second). The cancel event is
+    looked at before every window.
+    """
+    from backend.engine import Cancelled
+    from backend.vocoder import peak_normalise
+
+    n_frames = len(exp)
+    length = max(2, min(int(window or LONG_WINDOW), int(engine.max_frames)))
+    spans = plan(n_frames, length, min(LISTEN_OVERLAP, length // 4))
+    stitch = Stitch([(s * SAMPLES_PER_FRAME, e * SAMPLES_PER_FRAME) for s, e in spans], power=2)
+    for k, (s, e) in enumerate(spans):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled while listening")
+        stitch.add(k, engine.hear(exp[s:e], jaw[s:e]))
+        if progress is not None:
+            progress((k + 1) / len(spans))
+    return peak_normalise(stitch.result())
+
+
+def animate_spans(n_frames: int, max_frames: int, window: int | None = None,
+                  overlap: int | None = None) -> list[tuple[int, int]]:
+    """The passes `animate` makes over n_frames: one when it fits, else LONG_WINDOW windows."""
+    if n_frames <= max_frames:
+        return [(0, n_frames)]
+    length = min(max_frames, window or LONG_WINDOW)
+    return plan(n_frames, length, default_overlap(length) if overlap is None else overlap)
 
 
 def animate(engine, audio: np.ndarray, *, window: int | None = None, overlap: int | None = None,
@@ -81,12 +147,10 @@ def animate(engine, audio: np.ndarray, *, window: int | None = None, overlap: in
     caller can tell which window a fraction belongs to.
     """
     n_frames = len(audio) // SAMPLES_PER_FRAME          # the engine drops a trailing partial frame
-    max_frames = int(engine.max_frames)
-    if n_frames <= max_frames:
+    spans = animate_spans(n_frames, int(engine.max_frames), window, overlap)
+    if len(spans) == 1:
         _starting(on_window, 0, 1)
         return engine.animate(audio, progress=progress, cancel=cancel, **options)
-    length = min(max_frames, window or LONG_WINDOW)
-    spans = plan(n_frames, length, default_overlap(length) if overlap is None else overlap)
     results = []
     for k, (s, e) in enumerate(spans):
         _starting(on_window, k, len(spans))

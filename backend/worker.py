@@ -17,24 +17,33 @@ import threading
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from backend import jobs
+from backend import jobs, memory
 from backend.engine import Cancelled
-from backend.errors import ApiError, protocol_error
+from backend.errors import ApiError, protocol_error, shutting_down
 
 log = logging.getLogger("thunder.service")
 
 NDJSON = "application/x-ndjson"
 POLL_S = 0.1          # how often a waiting request checks its connection (and a stream sends progress)
+TRIM_AFTER_BYTES = 64 << 20   # give freed heap back to the system once a job leaves this much of it
 
 
 class Worker:
-    """One thread runs every job in arrival order; at most `max_queue` jobs held."""
+    """One thread runs every job in arrival order; at most `max_queue` jobs held.
 
-    def __init__(self, max_queue: int):
+    A job is held from `submit` until it ends, or until it is dropped while still
+    queued (`drop`: its client left), so a gone client frees its place in the queue
+    at once rather than when the worker reaches it. `begin_shutdown` marks the
+    worker closing: waiting requests then answer `shutting_down` (JobWatch.tick).
+    """
+
+    def __init__(self, max_queue: int, trim_after_bytes: int = TRIM_AFTER_BYTES):
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="thunder-worker")
         self._lock = threading.Lock()
         self._cancels: set[threading.Event] = set()       # one per job held
         self.max_queue = max_queue
+        self.closing = threading.Event()
+        self._trim_after = trim_after_bytes
 
     @property
     def held(self) -> int:
@@ -42,6 +51,8 @@ class Worker:
 
     def submit(self, fn, cancel: threading.Event) -> concurrent.futures.Future:
         with self._lock:
+            if self.closing.is_set():
+                raise shutting_down()
             if len(self._cancels) >= self.max_queue:
                 raise ApiError(503, "busy", f"{len(self._cancels)} jobs already queued; retry later",
                                headers={"Retry-After": "5"})
@@ -53,40 +64,70 @@ class Worker:
                     raise Cancelled("cancelled while queued")
                 return fn(cancel)
             finally:
-                with self._lock:
-                    self._cancels.discard(cancel)
+                self._release(cancel)
+                memory.give_back(self._trim_after)
         return self._pool.submit(job)
+
+    def drop(self, future: concurrent.futures.Future, cancel: threading.Event) -> None:
+        """Stop a job nobody waits for: unqueue it if the worker has not begun it (its place
+        is free at once), else the engine stops at its next step."""
+        cancel.set()
+        if future.cancel():
+            self._release(cancel)
+
+    def _release(self, cancel: threading.Event) -> None:
+        with self._lock:
+            self._cancels.discard(cancel)
+
+    def begin_shutdown(self) -> None:
+        """The server is stopping: refuse new jobs; waiting requests answer `shutting_down`."""
+        self.closing.set()
 
     def close(self) -> None:
         """Stop: cancel every held job (the running one stops at its next step)."""
+        self.closing.set()
         with self._lock:
             for cancel in self._cancels:
                 cancel.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _retrieved(future) -> None:
+    """Read a finished future's outcome so that nobody logs it as 'never retrieved'."""
+    if not future.cancelled():
+        future.exception()
+
+
 class JobWatch:
-    """A queued job as its request sees it: cancelled if the client leaves or time runs out."""
+    """A queued job as its request sees it: cancelled if the client leaves, time runs out
+    or the server stops."""
 
     def __init__(self, worker: Worker, fn, timeout_s: float):
         self.cancel = threading.Event()
-        future = worker.submit(fn, self.cancel)              # `busy` is raised here, before any answer
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())   # never "unretrieved"
-        self._waiter = asyncio.wrap_future(future)
+        self._worker = worker
+        self._future = worker.submit(fn, self.cancel)        # `busy` is raised here, before any answer
+        self._future.add_done_callback(_retrieved)
+        self._waiter = asyncio.wrap_future(self._future)
+        # The asyncio twin carries the same exception: a cancelled job nobody awaits any more
+        # would otherwise be logged at ERROR when it is collected.
+        self._waiter.add_done_callback(_retrieved)
         self._timeout_s = timeout_s
         self._deadline = asyncio.get_running_loop().time() + timeout_s
 
     async def tick(self, request: Request) -> bool:
-        """Wait up to POLL_S: True once the job has ended. A gone client or a passed
-        deadline cancels the job and raises the protocol's error."""
+        """Wait up to POLL_S: True once the job has ended. A gone client, a passed deadline
+        or a stopping server cancels the job and raises the protocol's error."""
         done, _ = await asyncio.wait({self._waiter}, timeout=POLL_S)
         if done:
             return True
+        if self._worker.closing.is_set():
+            self.abandon()
+            raise shutting_down()
         if await request.is_disconnected():
-            self.cancel.set()
+            self.abandon()
             raise ApiError(499, "cancelled", "client disconnected; job cancelled")
         if asyncio.get_running_loop().time() > self._deadline:
-            self.cancel.set()
+            self.abandon()
             raise ApiError(503, "timeout", f"request took longer than {self._timeout_s:g} s")
         return False
 
@@ -94,6 +135,8 @@ class JobWatch:
         """The finished job's value, its failure raised as the protocol's error."""
         try:
             return self._waiter.result()
+        except asyncio.CancelledError:         # dropped from the queue (drop): it never ran
+            raise ApiError(499, "cancelled", "job cancelled before it started") from None
         except Exception as exc:
             err = protocol_error(exc)
             if err is None:
@@ -101,9 +144,9 @@ class JobWatch:
             raise err from None
 
     def abandon(self) -> None:
-        """Nobody will read the result: stop the job unless it has already ended."""
-        if not self._waiter.done():
-            self.cancel.set()
+        """Nobody will read the result: drop the job unless it has already ended."""
+        if not self._future.done():
+            self._worker.drop(self._future, self.cancel)
 
 
 class JobStream(StreamingResponse):

@@ -15,9 +15,9 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-import uvicorn
 
 from tests.signals import speechlike  # noqa: F401  (re-exported for the tests)
+from backend import transport
 from backend.service import Settings, create_app
 
 TOKEN = "test-token-0123456789abcdef"
@@ -33,12 +33,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(settings: Settings, token: str = TOKEN, engine=None):
-    """Start create_app(settings) under uvicorn on 127.0.0.1:<free port>; yield (base_url, app)."""
+    """Start create_app(settings) under uvicorn (as `thunder serve` does: backend.transport) on
+    127.0.0.1:<free port>; yield (base_url, app)."""
     app = create_app(settings, token=token, engine=engine)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                            timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
+    server = transport.server(app, settings, "127.0.0.1", port, "warning", graceful_s=1)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -108,7 +108,7 @@ def test_duration_limit(no_model_server):
 
 
 @pytest.mark.parametrize("body,fragment", [
-    ({}, "exp"), ({"exp": [[0.0] * 50]}, "jaw"), ({"exp": [[0.0] * 49], "jaw": [[0.0] * 3]}, "shape"),
+    ({}, "exp"), ({"exp": [[0.0] * 50]}, "jaw"), ({"exp": [[0.0] * 49], "jaw": [[0.0] * 3]}, "exp.0: List should have at least 50 items"),
     ({"exp": [[0.0] * 50] * 2, "jaw": [[0.0] * 3]}, "frames"),
     ({"exp_b64": "!!!", "jaw": [[0.0] * 3]}, "base64"), ({"exp_b64": "AAAA", "jaw": [[0.0] * 3]}, "rows"),
     ({"exp": "text", "jaw": [[0.0] * 3]}, "exp"),
@@ -123,7 +123,7 @@ def test_listen_rejects_non_finite_values(no_model_server):
     body = '{"exp": [[NaN' + ", 0.0" * 49 + ']], "jaw": [[0.0, 0.0, Infinity]]}'
     r = HTTP.post(no_model_server + "/v1/listen", headers={**auth(), "Content-Type": "application/json"},
                    content=body)
-    assert r.status_code == 422 and "NaN" in r.json()["error"]["message"]
+    assert r.status_code == 422 and "exp.0.0: Input should be a finite number" in r.json()["error"]["message"]
 
 
 def test_unknown_path_and_method_are_json(no_model_server):
