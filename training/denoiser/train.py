@@ -168,6 +168,7 @@ def train(out: Path, cfg: TrainConfig, *, corpus: Path, encoder, head_npz: Path,
     cfg came from (training.config), recorded in provenance.json."""
     from training.loop import fit, plot_curves
     from training.provenance import corpus_data, provenance
+    torch.manual_seed(seed)   # the model's initial weights too: the same seed gives the same run
 
     if variant == "baseline":
         cfg = replace(cfg, model={**cfg.model, "deterministic": True, "p_uncond": 0.0})

@@ -115,6 +115,7 @@ def train(out: Path, cfg: TrainConfig, *, corpus: Path, head: Path | None, encod
           origin: dict | None = None) -> dict:
     """Train one variant into run folder `out` (resumes from out/last.pt). `cache`: the
     target cache (default out/cache); `origin`: where cfg came from, for provenance.json."""
+    torch.manual_seed(seed)   # the model's initial weights too: the same seed gives the same run
     from training.speech.encoder import load_encoder
     from training.speech.units import Units
     speech, unit_set = load_encoder(encoder), Units.load(units)

@@ -102,6 +102,7 @@ def train(out: Path, cfg: TrainConfig, *, corpus: Path, seed: int = 0, stop_at: 
           origin: dict | None = None) -> dict:
     """Train into run folder `out` (resumes from out/last.pt). `origin`: where cfg came
     from (training.config), recorded in provenance.json."""
+    torch.manual_seed(seed)   # the model's initial weights too: the same seed gives the same run
     model_cfg = EncoderConfig(kind=cfg.kind, **cfg.model)
     model = SpeechEncoder(model_cfg)
     train_utts = utterances(corpus, "train")
