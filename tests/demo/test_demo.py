@@ -26,7 +26,9 @@ bpy.ops.wm.open_mainfile(filepath=sys.argv[1])
 scene = bpy.data.scenes[0]
 takes = [dict(a["thunder_take"].to_dict(), action=a.name) for a in bpy.data.actions if "thunder_take" in a]
 key = next(o for o in bpy.data.objects if o.type == "MESH" and o.data.shape_keys).data.shape_keys
-tracks = [t.strips[0].action.name for t in key.animation_data.nla_tracks] if key.animation_data else []
+# The takes' tracks (Blender 5.0 adds a "THUNDER rest face" track below them: the face between takes).
+tracks = [t.strips[0].action.name for t in key.animation_data.nla_tracks
+          if t.name != "THUNDER rest face"] if key.animation_data else []
 sounds = [s.name for s in scene.sequence_editor.strips_all if s.type == "SOUND"]
 print("INSPECT" + json.dumps({"takes": [{k: t[k] for k in ("action", "seed", "score", "strip")} for t in takes],
                               "tracks": tracks, "sounds": sounds, "fps": scene.render.fps,
