@@ -242,13 +242,14 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(report: dict, out_dir: Path = REPORTS) -> tuple[Path, Path]:
+def write(report: dict, out_dir: Path = REPORTS, kind: str = "bench", render=None) -> tuple[Path, Path]:
+    """`<out_dir>/<kind>-<bundle>-<date>.{json,md}`: the report and its markdown (`render`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"bench-{report['bundle']}-{report['date'][:10]}"
+    stem = f"{kind}-{report['bundle']}-{report['date'][:10]}"
     jpath, mpath = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     jsonio.write_json(jpath, jsonio.finite(report))
-    mpath.write_text(markdown(report))
+    mpath.write_text((render or markdown)(report))
     return jpath, mpath
 
 

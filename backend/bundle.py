@@ -161,6 +161,10 @@ def load_bundle(bundle_dir, device: str = "auto", threads: int | None = None,
     provs, used = providers(device)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    # onnxruntime's CPU arena grows to the largest request's peak and never gives it back
+    # (measured: 717 MB resident after 8 takes × 10 s on the shipped bundle, 241 MB without
+    # it, for ~5 % more time); without it tensors come from malloc, which the worker trims.
+    opts.enable_cpu_mem_arena = False
     if threads:
         opts.intra_op_num_threads = threads
     sessions = {}

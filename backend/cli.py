@@ -23,6 +23,7 @@ COMMANDS = {
     "listen": "backend.cli",
     "bench": "backend.bench",
     "loadtest": "backend.loadtest",
+    "soak": "backend.soak",
 }
 PLUGINS = "thunder.commands"   # entry points: name -> register(subparsers) of another package
 

@@ -88,6 +88,7 @@ def _rows(width: int, limit: float | None = None, max_frames: int | None = None,
                                       description=f"[n_frames, {width}] float rows")]
 
 
+AUDIO_TYPES = ("audio/wav", "audio/flac", "audio/ogg", "audio/mpeg", "application/octet-stream")
 B64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 
@@ -277,14 +278,22 @@ def validation_message(errors) -> str:
 def document_limits(schema: dict, settings: Settings) -> dict:
     """The served OpenAPI schema with this server's limits: the listen body (from the same
     model that checks it) and the upload size."""
-    model = listen_model(settings.max_frames)
-    body = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    body["description"] = (f"one take: at most {settings.max_frames} frames, body at most "
-                           f"{settings.listen_max_bytes} bytes")
+    fields = listen_model(settings.max_frames).model_json_schema()["properties"]
+
+    def given(*names) -> dict:               # a form of the body: these fields required, not null
+        present = {n: next(s for s in fields[n]["anyOf"] if s.get("type") != "null") for n in names}
+        present["n_frames"] = next(s for s in fields["n_frames"]["anyOf"] if s.get("type") != "null")
+        return {"type": "object", "required": list(names), "properties": present}
+    body = {"title": "ListenRequest", "oneOf": [given("exp", "jaw"), given("exp_b64", "jaw_b64")],
+            "description": f"one take, as lists or as base64 (exp and jaw of the same length): at most "
+                           f"{settings.max_frames} frames, body at most {settings.listen_max_bytes} bytes"}
     schema.setdefault("components", {}).setdefault("schemas", {})["ListenRequest"] = body
     schema["paths"]["/v1/listen"]["post"]["requestBody"] = {
         "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ListenRequest"}}}}
     upload = int(settings.max_upload_mb * 2**20)
+    # Which media types the `audio` part may be: a schema-driven client can then send real audio.
+    form = schema["paths"]["/v1/animate"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    form["encoding"] = {"audio": {"contentType": ", ".join(AUDIO_TYPES)}}
     for name, item in schema["components"]["schemas"].items():
         if name.startswith("Body_animate") and "audio" in item.get("properties", {}):
             item["properties"]["audio"]["maxLength"] = upload

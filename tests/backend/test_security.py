@@ -79,3 +79,55 @@ def test_cli_refuses_public_bind_without_allow_remote(tmp_path):
                        capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode != 0
     assert "--allow-remote" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("make,fragment", [
+    (lambda p: p.write_bytes("tökén-0123456789abcdef".encode()), "non-ASCII"),
+    (lambda p: p.write_bytes(b"\xff\xfe" * 20), "non-ASCII"),
+    (lambda p: p.mkdir(), "not a regular file"),
+    (lambda p: p.write_text("short one\n"), "no usable token"),
+    (lambda p: p.write_text("a token with spaces in it\n"), "no usable token"),
+])
+def test_token_file_edge_cases_are_one_line_refusals(tmp_path, make, fragment):
+    path = tmp_path / "thunder" / "token"
+    path.parent.mkdir()
+    make(path)
+    with pytest.raises(security.SecurityError) as err:
+        security.load_or_create_token(path)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_symlinked_token_file_is_neither_followed_nor_chmodded(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.write_text("x" * 40 + "\n")
+    os.chmod(target, 0o644)
+    path = tmp_path / "thunder" / "token"
+    path.parent.mkdir()
+    path.symlink_to(target)
+    with pytest.raises(security.SecurityError, match="symbolic link"):
+        security.load_or_create_token(path)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    dangling = tmp_path / "thunder2" / "token"
+    dangling.parent.mkdir()
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(security.SecurityError, match="symbolic link"):
+        security.load_or_create_token(dangling)
+    assert not (tmp_path / "nowhere").exists()          # not created through the link either
+
+
+def test_serve_reports_a_bad_token_file_in_one_line(tmp_path):
+    (tmp_path / "thunder").mkdir()
+    (tmp_path / "thunder" / "token").mkdir()
+    r = subprocess.run([sys.executable, "-m", "backend.cli", "serve", "--bundle", str(tmp_path / "none")],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)})
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("thunder serve: token file")
+
+
+def test_origin_check():
+    allowed = security.normal_origins(["http://localhost:3000/", " HTTPS://Tool.Example "])
+    assert security.origin_ok("http://localhost:3000", allowed)
+    assert security.origin_ok("https://tool.example", allowed)
+    assert not security.origin_ok("http://localhost:3001", allowed)
+    assert not security.origin_ok("null", allowed | {"null"})
+    assert not security.origin_ok("http://evil.example", frozenset())
