@@ -65,20 +65,6 @@ def run_bpy_in(env: dict, scenario: str, func: str, timeout: float = 240, python
 
 
 @pytest.fixture(scope="session")
-def head_dir(tmp_path_factory) -> Path:
-    """The stand-in head folder (`thunder-train head build`)."""
-    from training.head.build import write_head_folder
-    out = tmp_path_factory.mktemp("head")
-    write_head_folder(str(out))
-    return out
-
-
-@pytest.fixture(scope="session")
-def head_npz(head_dir) -> Path:
-    return head_dir / "head.npz"
-
-
-@pytest.fixture(scope="session")
 def extension_zip(tmp_path_factory, tiny_bundle) -> Path:
     """This platform's zip as `make extension` builds it (wheels included), carrying the
     tiny bundle as its model."""
@@ -121,19 +107,6 @@ def wavs(tmp_path_factory) -> dict:
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really a wav file" * 10)
     return {"speech": str(write_wav(d / "line.wav", 1.6)), "long": str(write_wav(d / "long.wav", 30.0, seed=1)),
             "bad": str(bad), "other": str(write_wav(d / "other.wav", 1.2, seed=2))}
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory, head_dir) -> Path:
-    """A real (random-weight) model bundle on the same head: training.export.build_tiny_bundle.
-    THUNDER_TEST_BUNDLE reuses one built earlier (it must be built on the stand-in head)."""
-    from training.export import build_tiny_bundle
-    if os.environ.get("THUNDER_TEST_BUNDLE"):
-        return Path(os.environ["THUNDER_TEST_BUNDLE"])
-    out = tmp_path_factory.mktemp("bundle") / "thunder-tiny"
-    # No speaker graph (optional in the engine): a third less build time, nothing the add-on sees.
-    build_tiny_bundle(out, head_dir, speaker=False)
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -4,14 +4,6 @@ import pytest
 
 from training.corpus.build import build, small_config
 from training.corpus.cli import default_cache
-from training.head.build import write_head_folder
-
-
-@pytest.fixture(scope="session")
-def head_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("head")
-    write_head_folder(d)
-    return d
 
 
 @pytest.fixture(scope="session")

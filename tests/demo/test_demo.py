@@ -48,19 +48,6 @@ def sandbox(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory) -> Path:
-    """A real bundle on the stand-in head (THUNDER_TEST_BUNDLE reuses one built earlier)."""
-    if os.environ.get("THUNDER_TEST_BUNDLE"):
-        return Path(os.environ["THUNDER_TEST_BUNDLE"])
-    from training.export import build_tiny_bundle
-    from training.head.build import write_head_folder
-    base = tmp_path_factory.mktemp("demo_bundle")
-    write_head_folder(base / "head")
-    build_tiny_bundle(base / "thunder-tiny", base / "head", m2s=True, speaker=False)
-    return base / "thunder-tiny"
-
-
-@pytest.fixture(scope="module")
 def demo(tmp_path_factory, sandbox, tiny_bundle) -> dict:
     out = tmp_path_factory.mktemp("demo_out")
     proc = subprocess.run([sys.executable, "-m", "training.cli", "demo", "--out", str(out), "--bundle", str(tiny_bundle),

@@ -9,11 +9,6 @@ def tiny_corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def head_dir(tmp_path_factory):
-    return pipeline.head(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
 def mouth_run(tmp_path_factory):
     return pipeline.m2s(tmp_path_factory, "mouth2s")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from training.cli import main as thunder_train
 
-from tests.speech.tiny_corpus import build_tiny_corpus
+from tests.tiny_corpus import espeak_corpus
 
 
 def _base(tmp_path_factory) -> Path:
@@ -21,7 +21,7 @@ def _base(tmp_path_factory) -> Path:
 def corpus(tmp_path_factory) -> Path:
     out = _base(tmp_path_factory) / "corpus"
     if not (out / "manifest.json").exists():
-        build_tiny_corpus(out)
+        espeak_corpus(out)
     return out
 
 
