@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from backend import jsonio
+from backend.files import git_commit
 from backend.contracts import FPS, SAMPLE_RATE
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
@@ -53,15 +53,8 @@ def machine() -> dict:
 
 
 def commit() -> str:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (head or "none") + ("+dirty" if dirty else "")
+    """The short commit stamped on reports."""
+    return git_commit(short=True)
 
 
 def grid(engine, samplers: list[str] | None, presets: list[str]) -> list[tuple[str, str, int]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backend.files import sha256_file  # noqa: F401  (part of this module's API: exporters and tests use it)
 from backend.onnxfix import safe_normalisation
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,6 @@ def default_bundle() -> Path:
     return Path(os.environ.get("THUNDER_BUNDLE") or DEFAULT_BUNDLE)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(bundle_dir) -> dict:

@@ -18,14 +18,6 @@ def head_id(v_template: np.ndarray, faces: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_head_file(path: str | Path) -> dict:
     """head.npz as a dict of arrays (strings as Python str); raises ValueError if incomplete."""
     with np.load(path, allow_pickle=False) as z:

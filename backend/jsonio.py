@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
+
+from backend.files import write_atomic
 
 
 def finite(obj):
@@ -41,18 +41,8 @@ def dumps(obj, *, indent: int | None = None, compact: bool = False, default=None
 def write_json(path, obj, *, indent: int | None = 2, default=None, sort_keys: bool = False) -> Path:
     """Write strict JSON atomically: a crash leaves the old file or the new one,
     never half of one (and a refused value leaves the old file untouched)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = dumps(obj, indent=indent, default=default, sort_keys=sort_keys) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    text = dumps(obj, indent=indent, default=default, sort_keys=sort_keys) + "\n"   # refused before writing
+    return write_atomic(path, text)
 
 
 def _reject_constant(name: str):

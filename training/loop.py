@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from backend.files import atomic_path
 from training.provenance import write_json
 
 log = logging.getLogger(__name__)
@@ -26,11 +27,8 @@ LR_FLOOR = 0.1         # the cosine ends at this share of the peak learning rate
 
 def save_checkpoint(path: str | Path, **state) -> None:
     """Atomic torch.save (a run killed mid-write keeps the previous checkpoint)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict | None:

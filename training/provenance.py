@@ -4,9 +4,7 @@ Shared by every trainer (through `training.loop.fit`), the evaluations and the e
 """
 from __future__ import annotations
 
-import hashlib
 import platform
-import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,23 +14,8 @@ from backend import jsonio
 REPO = Path(__file__).resolve().parents[1]
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=REPO)
-        commit = out.stdout.strip() if out.returncode == 0 else "uncommitted"
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10,
-                               cwd=REPO).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from backend.files import git_commit  # noqa: F401  (re-exported for trainers)
+from backend.files import sha256_file as file_sha256
 
 
 def provenance(seed: int, data: dict, **extra) -> dict:

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from backend import jsonio
 from training.config import DEFAULT, SMALL, add_config_options, load_config, recipe_flags
 
 STATE = "recipe.json"
@@ -164,9 +165,7 @@ def _now() -> str:
 
 
 def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(path)
+    jsonio.write_json(path, state)
 
 
 def _size(config: str) -> str:

@@ -12,7 +12,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -23,6 +22,7 @@ import soundfile as sf
 
 from backend import jsonio
 from backend.contracts import FPS, SAMPLE_RATE
+from backend.files import git_commit
 
 from . import espeak, mbrola
 from .face import Face, draw_motion, n_frames_for
@@ -179,14 +179,6 @@ def run_task(task: dict) -> list[dict]:
 
 # ---- driver ------------------------------------------------------------------------------
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def _check_resume(out: Path, cfg: BuildConfig, head_id: str) -> None:
     """Resuming into a folder made with another seed, speaker count or head would mix corpora."""
     info_path = out / "build.json"
@@ -271,7 +263,7 @@ def build(cfg: BuildConfig, command: str = "", origin: dict | None = None) -> di
     table = summary_table(manifest)
     info = {
         "command": command, "config": asdict(cfg), "seed": cfg.seed, "head_id": face.head_id,
-        "commit": _git_commit(), **({"training_config": origin} if origin else {}),
+        "commit": git_commit(), **({"training_config": origin} if origin else {}),
         "notes": notes, "summary": table.splitlines(),
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
                      **{m: _version(m) for m in ("espeakng-loader", "pocketsphinx", "soxr", "soundfile")}},

@@ -3,7 +3,6 @@ reproducibly (fixed zip timestamps), so a resumed or repeated build is identical
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from pathlib import Path
 
@@ -11,18 +10,13 @@ import numpy as np
 import soundfile as sf
 
 from backend.contracts import SAMPLE_RATE
-
-
-def _atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+from backend.files import write_atomic
 
 
 def write_wav(path: str | Path, audio: np.ndarray) -> None:
     buf = io.BytesIO()
     sf.write(buf, np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    _atomic(Path(path), buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 def write_npz(path: str | Path, arrays: dict) -> None:
@@ -33,7 +27,7 @@ def write_npz(path: str | Path, arrays: dict) -> None:
             data = io.BytesIO()
             np.lib.format.write_array(data, np.asanyarray(arr), allow_pickle=False)
             zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), data.getvalue())
-    _atomic(Path(path), buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 def motion_arrays(exp, jaw, phones, words, speaker: str, source: str, text: str) -> dict:

@@ -19,6 +19,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from backend import jsonio
+
 from .phones import SIL, cmu_to_arpa
 
 PACKAGE = "asterisk-core-sounds-en-wav"
@@ -142,10 +144,7 @@ def align_prompts(sounds: str, cache: str, max_prompts: int | None = None) -> li
             done[rel] = _align_file(decoder, vocab, sounds, rel)
             if max_prompts is not None and sum(1 for r in files if done.get(r)) >= max_prompts:
                 break
-        tmp = cache_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(done, f, sort_keys=True)
-        os.replace(tmp, cache_file)
+        jsonio.write_json(cache_file, done, indent=None, sort_keys=True)
     # in file-name order, stopping where the alignment stopped, so a larger build extends a smaller one
     out = []
     for rel in files:
