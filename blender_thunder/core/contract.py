@@ -8,6 +8,10 @@ No bpy.
 """
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
+
 N_EXP = 50          # FLAME expression coefficients psi per frame
 N_JAW = 3           # jaw rotation, axis-angle (radians)
 FPS = 25            # the backend's motion rate
@@ -21,3 +25,11 @@ PRESET_NAMES = ("draft", "default", "high")
 MAX_TAKES = 32
 MAX_GUIDANCE = 10.0
 MAX_SEED = 2**32 - 1
+
+
+def head_id(v_template, faces) -> str:
+    """The head's identity (docs/bundle.md): sha256 of its rest vertices (float32 LE, FLAME's
+    frame) then its triangles (int32 LE). backend/headfile.head_id computes the same."""
+    h = hashlib.sha256(np.ascontiguousarray(v_template, dtype="<f4").tobytes())
+    h.update(np.ascontiguousarray(faces, dtype="<i4").tobytes())
+    return h.hexdigest()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import bpy
 
-from ..core import jobs
+from ..core import contract, jobs
 from ..core.client import BackendError, Client
 from ..core.messages import check_model, encode_take, parse_animate
 from . import takes as takes_mod
@@ -244,7 +244,6 @@ def start_resample(scene, index: int, client: Client, launch: dict | None = None
 def head_arrays(head_bytes: bytes | None = None, flame_dir: str = "") -> dict:
     """The head file's arrays: the user's FLAME folder (converted to head.npz) when
     set, else the bundle's head as sent by the backend. Checked against its head_id."""
-    import hashlib
     import io
 
     import numpy as np
@@ -265,8 +264,7 @@ def head_arrays(head_bytes: bytes | None = None, flame_dir: str = "") -> dict:
     missing = [k for k in ("v_template", "faces", "exp_dirs", "joints", "weights", "head_id") if k not in head]
     if missing:
         raise RigError(f"not a THUNDER head file (missing {', '.join(missing)})")
-    digest = hashlib.sha256(np.ascontiguousarray(head["v_template"], "<f4").tobytes()
-                            + np.ascontiguousarray(head["faces"], "<i4").tobytes()).hexdigest()
+    digest = contract.head_id(head["v_template"], head["faces"])
     if digest != str(head["head_id"]):
         raise RigError("the head file is damaged: its vertices and faces do not match its head_id")
     head["head_id"] = digest

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import hashlib
 
 import bpy
 import numpy as np
 
+from ..core import contract
 from ..core.contract import HEAD_ID_PROP, JOINT_NAMES as BONES, SHAPE_KEY_NAMES as SHAPE_KEYS  # noqa: F401
 
 
@@ -56,9 +56,7 @@ def mesh_head_id(mesh_obj) -> str:
         return ""  # not the head's triangle mesh
     faces = np.empty(len(me.polygons) * 3, dtype=np.int32)
     me.polygons.foreach_get("vertices", faces)
-    digest = hashlib.sha256(np.ascontiguousarray(flame, "<f4").tobytes())
-    digest.update(np.ascontiguousarray(faces, "<i4").tobytes())
-    return digest.hexdigest()
+    return contract.head_id(flame, faces)
 
 
 def _armature_of(mesh: bpy.types.Object):
