@@ -481,6 +481,7 @@ def cmd_soak(args) -> int:
     from backend.bundle import default_bundle
     bundle = Path(args.bundle) if args.bundle else default_bundle()
     logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)      # one line per request would bury the phases
 
     def progress(text: str) -> None:
         log.info("soak: %s", text)

@@ -193,27 +193,34 @@ def no_model_default_server():
 
 
 def test_parsing_a_large_take_does_not_stall_the_server(no_model_default_server):
-    """A 15,000-frame take as JSON lists is parsed on a thread: health answers meanwhile."""
+    """A take near the largest valid body is parsed on a thread (and quickly: strict JSON straight
+    to numbers); an oversized one (59 MB: before, 2.3 GB and 11.7 s of stall) is refused unread.
+    Health answers meanwhile."""
     url = no_model_default_server
     n = 15000
-    body = json.dumps({"exp": np.random.default_rng(4).normal(0, 1, (n, 50)).round(6).tolist(),
-                       "jaw": np.zeros((n, 3)).tolist()}).encode()
+    rng = np.random.default_rng(4)                     # float64 reprs: ~17 MB, near the largest valid body
+    valid = json.dumps({"exp": rng.normal(0, 1, (n, 50)).tolist(), "jaw": rng.normal(0, 0.1, (n, 3)).tolist()})
+    assert len(valid) > 16e6
+    huge = b'{"exp": [[' + b"0.1," * 14_750_000 + b'0.1]], "jaw": [[0, 0, 0]]}'
     stalls, done = [], threading.Event()
 
     def probe():
         while not done.is_set():
             t0 = time.monotonic()
-            HTTP.get(url + "/v1/health", timeout=30)
+            HTTP.get(url + "/v1/health", timeout=60)
             stalls.append(time.monotonic() - t0)
             time.sleep(0.02)
     prober = threading.Thread(target=probe)
     prober.start()
     try:
-        for _ in range(3):
-            r = HTTP.post(url + "/v1/listen", headers={
-                **auth(), "Content-Type": "application/json"}, content=body, timeout=60)
+        r = HTTP.post(url + "/v1/listen", headers={**auth(), "Content-Type": "application/json"}, content=huge,
+                      timeout=120)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+        for _ in range(2):
+            r = HTTP.post(url + "/v1/listen", headers={**auth(), "Content-Type": "application/json"},
+                          content=valid, timeout=60)
             assert r.status_code == 503 and r.json()["error"]["code"] == "no_model"   # parsed, then refused
     finally:
         done.set()
         prober.join()
-    assert max(stalls) < 0.5, f"health stalled {max(stalls):.2f} s while a take was parsed"
+    assert max(stalls) < 0.3, f"health stalled {max(stalls):.2f} s while a take was parsed"
