@@ -1,7 +1,7 @@
 """Find the THUNDER rig (mesh + armature) an artist points at, and check it.
 
 A rig is a mesh with shape keys `exp000`…`exp049` skinned to an armature with
-the bones root/neck/jaw/eye_L/eye_R (DESIGN.md). Built by `rig.py` or by hand.
+the bones root/neck/jaw/eye_L/eye_R (core/contract.py names them). Built by `rig.py` or by hand.
 """
 from __future__ import annotations
 
