@@ -71,12 +71,21 @@ class Server:
         self.proc = None
 
     def __enter__(self) -> "Server":
-        import httpx
         env = {**os.environ, "XDG_CONFIG_HOME": str(self.workdir / "config")}
         self._err = open(self.workdir / "server.log", "w+")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "backend.cli", "serve", "--bundle", self.bundle, "--port", str(self.port),
              "--log-level", "warning", *self.args], env=env, stdout=subprocess.DEVNULL, stderr=self._err)
+        try:
+            self._wait_ready()
+        except BaseException:            # never leave a server behind that nobody will stop
+            self.__exit__(None, None, None)
+            raise
+        self.token = (self.workdir / "config" / "thunder" / "token").read_text().strip()
+        return self
+
+    def _wait_ready(self) -> None:
+        import httpx
         deadline = time.monotonic() + self.ready_s
         while True:
             if self.proc.poll() is not None:
@@ -90,8 +99,6 @@ class Server:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"thunder serve not ready after {self.ready_s:g} s: {self.log()[-2000:]}")
             time.sleep(0.2)
-        self.token = (self.workdir / "config" / "thunder" / "token").read_text().strip()
-        return self
 
     def __exit__(self, *exc) -> None:
         if self.proc is not None and self.proc.poll() is None:
