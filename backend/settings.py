@@ -28,8 +28,9 @@ class Settings:
     max_queue: int = 8                 # jobs waiting or running; more get 503 busy
     timeout_s: float = 600.0           # queue wait + work, per request
     # Denoiser frame-passes per request (frames × takes × steps walked × 2 with guidance); 0: no limit.
-    # About four minutes of work for the shipped model on 2 cores, well inside `timeout_s`.
-    max_cost: float = 4_000_000
+    # The shipped model does 5,000-10,000 a second on 2 cores (thunder soak: 60 s × 32 takes at the
+    # default preset, 560,000, took 115 s at load 3), so a request within it ends inside `timeout_s`.
+    max_cost: float = 2_000_000
     header_timeout_s: float = 10.0     # to send a request's line and headers, from its first byte
     idle_timeout_s: float = 30.0       # of silence while a request's body is being sent
     keep_alive_s: float = 5.0          # an idle connection between requests is closed after this
