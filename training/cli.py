@@ -5,6 +5,10 @@ sets `func` (called with the parsed args). Modules import lazily so that
 `thunder-train --help` stays fast and one broken stage cannot hide the others.
 Other packages add theirs as entry points (backend/plugins.py): `thunder-train
 demo` comes from `studio.demo`, which drives Blender.
+
+Diagnostics go through `logging` (logger "training", on stderr); a command's product
+(a report table, a summary) goes to stdout (training/console.py). A `TrainingError`
+(training/errors.py) ends the command with one line, `thunder-train COMMAND: message`.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import logging
 import sys
 
 from backend import plugins
+from training.errors import TrainingError
 
 # sub-command name -> module defining register(subparsers)
 COMMANDS = {
@@ -61,10 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_name(args: argparse.Namespace) -> str:
+    """The command as typed, e.g. "corpus preview": a command with sub-commands names their
+    parser's dest `<command>_command` (training/corpus/cli.py and the others)."""
+    sub = getattr(args, f"{args.command}_command", None)
+    return f"{args.command} {sub}" if sub else args.command
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console_logging()
-    result = args.func(args)
+    try:
+        result = args.func(args)
+    except TrainingError as err:      # the user's to fix: one line and exit 1, not a traceback
+        raise SystemExit(f"thunder-train {command_name(args)}: {err}") from err
     return int(result or 0)
 
 

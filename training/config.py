@@ -22,6 +22,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from training.errors import ConfigError
+
 CONFIG_DIR = Path(__file__).resolve().with_name("configs")
 DEFAULT = "full"
 SMALL = "small"
@@ -76,11 +78,11 @@ def config_path(name_or_path: str | Path) -> Path:
         path = CONFIG_DIR / f"{text}.json"
         if not path.is_file():
             known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
-            raise SystemExit(f"--config {text}: no such config (known: {known}; or give a path to a .json)")
+            raise ConfigError(f"--config {text}: no such config (known: {known}; or give a path to a .json)")
         return path
     path = Path(text).expanduser()
     if not path.is_file():
-        raise SystemExit(f"--config {text}: no such file")
+        raise ConfigError(f"--config {text}: no such file")
     return path.resolve()
 
 

@@ -6,9 +6,13 @@ the plotted values.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from backend import jsonio
+from training.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
@@ -25,7 +29,7 @@ def _log(run: Path) -> list[dict]:
     from training.loop import read_log
     rows = read_log(run)
     if not rows:
-        raise SystemExit(f"curves: {run} has no log.jsonl")
+        raise DataError(f"{run} has no log.jsonl")
     return rows
 
 
@@ -38,7 +42,7 @@ def curves(runs: dict, offsets: dict, metrics: list[str] | None, out: Path) -> d
     shared = set.intersection(*(set(rows[-1]["val"]) - {"frames"} for rows in logs.values()))
     metrics = metrics or sorted(shared)
     if not metrics:
-        raise SystemExit("curves: the runs share no validation metric")
+        raise DataError("the runs share no validation metric")
     data = {name: {"steps": [r["step"] + offsets.get(name, 0) for r in rows],
                    **{m: [r["val"].get(m) for r in rows] for m in metrics}} for name, rows in logs.items()}
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics) + 1.2, 3.2), squeeze=False)
@@ -64,7 +68,7 @@ def curves(runs: dict, offsets: dict, metrics: list[str] | None, out: Path) -> d
 def _pairs(items: list[str], what: str) -> dict:
     bad = [i for i in items if "=" not in i]
     if bad:
-        raise SystemExit(f"curves: {what} wants NAME=VALUE, got {bad[0]!r}")
+        raise ConfigError(f"{what} wants NAME=VALUE, got {bad[0]!r}")
     return dict(i.split("=", 1) for i in items)
 
 
@@ -72,5 +76,5 @@ def _cli(args) -> int:
     runs = {k: Path(v) for k, v in _pairs(args.run, "--run").items()}
     offsets = {k: int(v) for k, v in _pairs(args.offset, "--offset").items()}
     curves(runs, offsets, args.metric, args.out)
-    print(f"wrote {Path(args.out).with_suffix('.png')}")
+    log.info("wrote %s", Path(args.out).with_suffix(".png"))
     return 0

@@ -10,6 +10,7 @@ weights, optionally a few training steps) for tests of the backend and add-on.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 from datetime import datetime, timezone
@@ -23,7 +24,9 @@ from backend.bundle import FORMAT, VERSION, BundleError, sha256_file
 from backend.contracts import DEFAULT_PRESETS, FPS, LAYOUT, N_EXP, N_PARAMS, SAMPLE_RATE, FeatureConfig
 from backend.headfile import load_head_file
 from backend.samplers import Schedule
+from training.errors import ConfigError
 
+log = logging.getLogger(__name__)
 MAX_FRAMES = 30 * FPS   # longest window the engine takes in one pass (ALiBi is trained on 70)
 
 
@@ -199,16 +202,16 @@ def register(subparsers) -> None:
 def _cli(args) -> int:
     if args.tiny:
         if not args.head:
-            sys.exit("--tiny needs --head DIR")
+            raise ConfigError("--tiny needs --head DIR")
         m = build_tiny_bundle(args.out, args.head)
-        print(f"wrote tiny bundle {args.out} ({len(m['graphs'])} graphs)")
+        log.info("wrote tiny bundle %s (%d graphs)", args.out, len(m["graphs"]))
         return 0
     for flag in ("denoiser", "encoder", "head"):
         if getattr(args, flag) is None and not (flag == "encoder" and args.denoiser and _joint(args.denoiser)):
-            sys.exit(f"export needs --{flag}")
+            raise ConfigError(f"export needs --{flag}")
     m = export_trained(args.out, denoiser_run=args.denoiser, encoder_path=args.encoder, m2s_run=args.m2s,
                        head_dir=args.head, evaluation=args.evaluation, name=args.name or args.out.name)
-    print(f"wrote bundle {args.out}: {', '.join(m['graphs'])}")
+    log.info("wrote bundle %s: %s", args.out, ", ".join(m["graphs"]))
     return 0
 
 
@@ -254,7 +257,8 @@ def export_trained(out: Path, *, denoiser_run: Path, encoder_path: Path, m2s_run
     if encoder is None:
         encoder = load_encoder(encoder_path)
     elif encoder_path is not None:
-        print(f"{denoiser_run} was trained with --train-encoder: exporting its fine-tuned encoder, not {encoder_path}")
+        log.warning("%s was trained with --train-encoder: exporting its fine-tuned encoder, not %s",
+                    denoiser_run, encoder_path)
     m2s = None
     if m2s_run is not None:
         from training.m2s.train import load_m2s

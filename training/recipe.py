@@ -14,6 +14,7 @@ and status. Run the same command again after an interruption.
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import time
 from dataclasses import dataclass
@@ -23,8 +24,11 @@ from typing import Callable
 
 from backend import jsonio
 from training.config import DEFAULT, SMALL, add_config_options, load_config, recipe_flags
+from training.console import to_stdout
+from training.errors import ConfigError, DataError
 
 STATE = "recipe.json"
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------ completion checks
@@ -177,8 +181,8 @@ def load_state(work: Path, config: str) -> dict:
     # recipe.json from before --config said only "small": true|false
     held = state.get("config") or (SMALL if state.get("small") else DEFAULT)
     if held != config:
-        raise SystemExit(f"{work} holds a {_size(held)} recipe, not {_size(config)}: "
-                         f"use another --work (the trainers would resume its runs)")
+        raise ConfigError(f"{work} holds a {_size(held)} recipe, not {_size(config)}: "
+                          f"use another --work (the trainers would resume its runs)")
     return state
 
 
@@ -189,10 +193,11 @@ def run(work: Path, *, first: str = STAGE_NAMES[0], last: str = STAGE_NAMES[-1],
     work = Path(work)
     stages = plan(work, config, bundle_out)
     acts = actions(stages, first, last)
-    print(table(stages, acts))
+    # the plan and the stage lines are this command's product (stdout); each stage logs on stderr
+    to_stdout(table(stages, acts))
     missing = [s.name for s, a in zip(stages, acts) if a.startswith("MISSING")]
     if missing:
-        raise SystemExit(f"--from {first}: earlier stages are not complete: {', '.join(missing)}")
+        raise DataError(f"--from {first}: earlier stages are not complete: {', '.join(missing)}")
     if dry_run:
         return 0
     work.mkdir(parents=True, exist_ok=True)
@@ -209,15 +214,15 @@ def run(work: Path, *, first: str = STAGE_NAMES[0], last: str = STAGE_NAMES[-1],
                 record["status"] = "complete (not made by the recipe)"
             record["checked"] = _now()
             _save(state_path, state)
-            print(f"{head} skip: {stage.out} is complete", flush=True)
+            to_stdout(f"{head} skip: {stage.out} is complete")
             continue
-        print(f"{head} {act}: {stage.command}", flush=True)
+        to_stdout(f"{head} {act}: {stage.command}")
         record.update(command=stage.command, status="running", start=_now(), end=None, wall_s=None)
         _save(state_path, state)
         t0 = time.monotonic()
         try:
             rc = main(stage.argv)
-        except SystemExit as e:            # a stage's clear error (sys.exit("..."))
+        except SystemExit as e:            # a stage's clear error: main's one line for a TrainingError
             rc = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
             if rc:
                 record["error"] = str(e.code)
@@ -232,13 +237,14 @@ def run(work: Path, *, first: str = STAGE_NAMES[0], last: str = STAGE_NAMES[-1],
         if status == "done":
             record.pop("error", None)
         _save(state_path, state)
-        print(f"{head} {status} in {wall:.1f} s", flush=True)
+        to_stdout(f"{head} {status} in {wall:.1f} s")
         if status != "done":
             why = "failed" if rc else "stopped before its end (--max-minutes?)"
-            print(f"stage {stage.name} {why}; run the same command again to resume (state: {state_path})")
+            log.warning("stage %s %s; run the same command again to resume (state: %s)", stage.name, why, state_path)
             return rc or 2
     ran = sum(a != "skip (complete)" for _, _, a in todo)
-    print(f"recipe: {ran} stages run, {len(todo) - ran} skipped, {time.monotonic() - t_all:.1f} s; state {state_path}")
+    to_stdout(f"recipe: {ran} stages run, {len(todo) - ran} skipped, {time.monotonic() - t_all:.1f} s; "
+              f"state {state_path}")
     return 0
 
 

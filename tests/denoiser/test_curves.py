@@ -26,7 +26,7 @@ def test_curves_offsets_stage_b_and_draws_shared_metrics(tmp_path):
 
 
 def test_curves_errors_are_clear(tmp_path):
-    with pytest.raises(SystemExit, match="no log.jsonl"):
+    with pytest.raises(SystemExit, match="^thunder-train curves: .* has no log.jsonl"):
         main(["curves", "--run", f"x={tmp_path}", "--out", str(tmp_path / "c")])
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         main(["curves", "--run", str(tmp_path), "--out", str(tmp_path / "c")])

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from training.denoiser.evaluate import append_report
+from training.errors import DataError
 
 
 def _result(variant, ids, lve, split="test"):
@@ -33,6 +34,6 @@ def test_append_adds_and_replaces_rows(tmp_path):
 def test_append_refuses_other_utterances(tmp_path, other):
     stem = tmp_path / "eval"
     append_report(_result("a", ["u1", "u2"], 5.0), stem)
-    with pytest.raises(SystemExit, match="--append"):
+    with pytest.raises(DataError, match="--append"):
         append_report(other, stem)
     assert [r["variant"] for r in json.loads(stem.with_suffix(".json").read_text())["rows"]] == ["a"]

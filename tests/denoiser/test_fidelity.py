@@ -5,6 +5,7 @@ import pytest
 
 from training.cli import main
 from training.denoiser.fidelity import fidelity
+from training.errors import DataError
 
 
 def _row(sampler, steps, lve, s_div_u, seconds, variant="thunder"):
@@ -40,5 +41,5 @@ def test_cli_writes_markdown_and_json(tmp_path):
 
 
 def test_missing_reference_is_a_clear_error():
-    with pytest.raises(SystemExit, match="no ddpm:1000 row"):
+    with pytest.raises(DataError, match="no ddpm:1000 row"):
         fidelity({"utterances": 1, "rows": [_row("dpmpp2m", 25, 5.0, 0.1, 1.0)]})

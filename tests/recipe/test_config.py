@@ -3,10 +3,11 @@ import json
 
 import pytest
 
-from training.cli import build_parser, main
+from training.cli import build_parser, command_name, main
 from training.config import CONFIG_DIR, from_args, load_config, recipe_flags
 from training.corpus.build import corpus_config
 from training.denoiser.train import TrainConfig as DenoiserConfig
+from training.errors import ConfigError
 from training.m2s.train import TrainConfig as M2SConfig
 from training.recipe import load_state
 from training.speech.train_encoder import TrainConfig as EncoderConfig
@@ -39,6 +40,13 @@ def test_small_is_config_small_and_a_flag_overrides_the_file():
     assert recipe_flags({"val_every": 100, "max_minutes": 170}) == ["--val-every", "100", "--max-minutes", "170"]
 
 
+def test_an_error_names_the_command_as_typed():
+    """main's one line for a TrainingError starts `thunder-train corpus preview:`, not `corpus:`."""
+    parse = build_parser().parse_args
+    assert command_name(parse(["corpus", "preview", "u1", "--out", "x.mp4"])) == "corpus preview"
+    assert command_name(parse(["curves", "--run", "a=b", "--out", "c"])) == "curves"
+
+
 def test_a_config_by_path_and_its_mistakes(tmp_path, capsys):
     data = json.loads((CONFIG_DIR / "small.json").read_text())
     path = tmp_path / "mine.json"
@@ -49,12 +57,12 @@ def test_a_config_by_path_and_its_mistakes(tmp_path, capsys):
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="stpes"):       # a typo is an error, never a silent default
         load_config(path).build(EncoderConfig, "encoder")
-    with pytest.raises(SystemExit, match="no such config"):
+    with pytest.raises(ConfigError, match="no such config"):
         load_config("huge")
 
 
 def test_a_recipe_state_from_before_config_keeps_its_size(tmp_path):
     (tmp_path / "recipe.json").write_text(json.dumps({"version": 1, "small": True, "stages": {}}))
     assert load_state(tmp_path, "small")["small"] is True
-    with pytest.raises(SystemExit, match="holds a --small recipe"):
+    with pytest.raises(ConfigError, match="holds a --small recipe"):
         load_state(tmp_path, "full")

@@ -9,6 +9,7 @@ until its share of the requested hours is reached.
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing as mp
 import os
 import platform
@@ -31,6 +32,7 @@ from .real import real_prompts
 from .speakers import draw_style, espeak_speakers
 from .text import utterance_text
 
+log = logging.getLogger(__name__)
 REAL_SPEAKER = "real-allison"
 SPLITS = (("train", 0.70), ("val", 0.15), ("test", 0.15))
 
@@ -226,8 +228,8 @@ def build(cfg: BuildConfig, command: str = "", origin: dict | None = None) -> di
     face = Face.load(cfg.head)            # fail early on a bad head
     _check_resume(out, cfg, face.head_id)
     speakers, tasks, notes = plan(cfg)
-    for note in notes:
-        print(note)
+    for note in notes:            # sources left out: the corpus is smaller than asked
+        log.warning("%s", note)
     t_plan = time.time() - t0
     entries = []
     planned = sum(t.get("quota", 0.0) for t in tasks) + sum(p["duration"] for t in tasks
@@ -271,8 +273,8 @@ def build(cfg: BuildConfig, command: str = "", origin: dict | None = None) -> di
         "timings": {"plan_s": round(t_plan, 2), "total_s": round(time.time() - t0, 2)},
     }
     jsonio.write_json(out / "build.json", jsonio.finite(info), indent=1)
-    print(table)
-    print(f"built {len(entries)} utterances in {time.time() - t0:.1f} s -> {out}")
+    log.info("%s", table)
+    log.info("built %d utterances in %.1f s -> %s", len(entries), time.time() - t0, out)
     return manifest
 
 

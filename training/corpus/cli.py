@@ -1,11 +1,14 @@
 """`thunder-train corpus build|report|preview|import`."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
 
 from training.config import add_config_options
+
+log = logging.getLogger(__name__)
 
 
 def default_cache() -> str:
@@ -20,7 +23,7 @@ def resolve_head(head: str | None, cache: str) -> str:
     if not (path / "head.npz").exists():
         from training.head.build import write_head_folder
 
-        print(f"no --head given: building the stand-in head into {path}")
+        log.info("no --head given: building the stand-in head into %s", path)
         write_head_folder(path)
     return str(path)
 
@@ -98,7 +101,7 @@ def _preview(args) -> int:
 
     path = preview(args.utt, args.out, corpus=args.corpus, head=resolve_head(args.head, args.cache),
                    renderer=args.renderer, seconds=args.seconds)
-    print(f"wrote {path}")
+    log.info("wrote %s", path)
     return 0
 
 
@@ -106,6 +109,6 @@ def _import(args) -> int:
     from .importers import import_corpus
 
     manifest = import_corpus(args.src, args.out, layout=args.layout, head_id=args.head_id)
-    print(f"imported {len(manifest['utterances'])} utterances from {len(manifest['speakers'])} speakers "
-          f"-> {args.out}")
+    log.info("imported %d utterances from %d speakers -> %s",
+             len(manifest["utterances"]), len(manifest["speakers"]), args.out)
     return 0

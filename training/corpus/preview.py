@@ -15,6 +15,7 @@ import numpy as np
 
 from backend import plugins
 from backend.contracts import FPS, SAMPLE_RATE
+from training.errors import SetupError
 
 from .kinematics import Kinematics
 from .phones import BILABIAL, SIL, VOWELS
@@ -132,7 +133,7 @@ def make_renderer(head_dir: str, renderer: str):
     if renderer == "blender":
         blender = _blender_renderer()
         if blender is None:
-            raise SystemExit("corpus preview: the blender renderer needs bpy and the studio package "
+            raise SetupError("the blender renderer needs bpy and the studio package "
                              "(pip install -e .); --renderer numpy needs neither")
         return blender(head_dir, size=HEAD_PX, yaw_deg=YAW_DEG)
     return NumpyHeadRenderer(head_dir, head.faces, len(head.v_template), head.lip_upper)

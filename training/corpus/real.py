@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import re
 import subprocess
@@ -23,6 +24,7 @@ from backend import jsonio
 
 from .phones import SIL, cmu_to_arpa
 
+log = logging.getLogger(__name__)
 PACKAGE = "asterisk-core-sounds-en-wav"
 ALIGN_CACHE = "real_alignment_v3.json"
 SKIP_DIRS = ("silence", "dictate")
@@ -74,7 +76,7 @@ def fetch_sounds(cache: str) -> str | None:
             debs = glob.glob(os.path.join(cache, f"{PACKAGE}_*.deb"))
         subprocess.run(["dpkg-deb", "-x", sorted(debs)[-1], root], check=True, capture_output=True)
     except (OSError, subprocess.SubprocessError, IndexError) as err:
-        print(f"real speaker skipped: could not fetch {PACKAGE} ({err})")
+        log.warning("real speaker skipped: could not fetch %s (%s)", PACKAGE, err)
         return None
     return sounds if os.path.isdir(sounds) else None
 
@@ -188,7 +190,7 @@ def real_prompts(cache: str, max_prompts: int | None = None) -> list[dict]:
     try:
         prompts = align_prompts(sounds, cache, max_prompts)
     except ImportError as err:
-        print(f"real speaker skipped: pocketsphinx unavailable ({err})")
+        log.warning("real speaker skipped: pocketsphinx unavailable (%s)", err)
         return []
     for p in prompts:
         p["path"] = os.path.join(sounds, p["file"])

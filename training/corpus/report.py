@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from training.console import to_stdout
+
 from .dataset import SPLIT_NAMES, load_corpus
 from .face import Face, draw_motion
 from .kinematics import Kinematics
@@ -163,19 +165,22 @@ def report(corpus_dir: str, head_dir: str, max_utts: int = 400, n_draws: int = 6
 
 
 def print_report(res: dict) -> None:
-    print(f"corpus {res['corpus']}: {res['utterances']} utterances, {res['hours']} h, "
-          f"{res['speakers']} speakers ({res['checked']} checked)")
-    print(f"  motion range       |exp| <= {res['exp_abs_max']:.2f} (< {MAX_ABS_EXP}), jaw "
-          f"{res['jaw_range'][0]:.3f} .. {res['jaw_range'][1]:.3f} rad (within {JAW_RANGE})")
-    print(f"  bilabial closure   {res['bilabial_closed_share']:.3f} of {res['bilabial_n']} below {CLOSED_MM} mm "
-          f"(median {res['bilabial_median_mm']:.2f} mm; need >= {MIN_CLOSURE_SHARE})")
-    print(f"  long pauses closed {res['pause_end_closed_share']:.3f} of {res['pause_n']} (need >= {MIN_PAUSE_SHARE})")
-    print(f"  jaw vs openness    r = {res['jaw_openness_r']:.3f} over {res['vowel_n']} vowels (need >= {MIN_JAW_R})")
-    print(f"  two draws          lips differ {res['draws_lip_diff_mm']:.3f} mm (<= {LIPS_AGREE_MM}), "
-          f"upper face {res['draws_upper_diff_mm']:.3f} mm (>= {UPPER_DIFFERS_MM})")
+    """The report `corpus report` is run for: stdout (its progress and warnings are logged)."""
     s = res["splits"]
-    print(f"  splits             by speaker {s['speaker_share']}, hours {s['hours']}, "
-          f"real in every split: {s['real_in_every_split']}")
-    print(f"  rebuild            first utterances remade byte-identical: {res['same_seed_same_bytes']}")
-    for name, ok in res["checks"].items():
-        print(f"  [{'n/a' if ok is None else 'ok' if ok else 'FAIL'}] {name}")
+    lines = [
+        (f"corpus {res['corpus']}: {res['utterances']} utterances, {res['hours']} h, "
+         f"{res['speakers']} speakers ({res['checked']} checked)"),
+        (f"  motion range       |exp| <= {res['exp_abs_max']:.2f} (< {MAX_ABS_EXP}), jaw "
+         f"{res['jaw_range'][0]:.3f} .. {res['jaw_range'][1]:.3f} rad (within {JAW_RANGE})"),
+        (f"  bilabial closure   {res['bilabial_closed_share']:.3f} of {res['bilabial_n']} below {CLOSED_MM} mm "
+         f"(median {res['bilabial_median_mm']:.2f} mm; need >= {MIN_CLOSURE_SHARE})"),
+        f"  long pauses closed {res['pause_end_closed_share']:.3f} of {res['pause_n']} (need >= {MIN_PAUSE_SHARE})",
+        f"  jaw vs openness    r = {res['jaw_openness_r']:.3f} over {res['vowel_n']} vowels (need >= {MIN_JAW_R})",
+        (f"  two draws          lips differ {res['draws_lip_diff_mm']:.3f} mm (<= {LIPS_AGREE_MM}), "
+         f"upper face {res['draws_upper_diff_mm']:.3f} mm (>= {UPPER_DIFFERS_MM})"),
+        (f"  splits             by speaker {s['speaker_share']}, hours {s['hours']}, "
+         f"real in every split: {s['real_in_every_split']}"),
+        f"  rebuild            first utterances remade byte-identical: {res['same_seed_same_bytes']}",
+    ]
+    lines += [f"  [{'n/a' if ok is None else 'ok' if ok else 'FAIL'}] {name}" for name, ok in res["checks"].items()]
+    to_stdout("\n".join(lines))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from backend.samplers import SAMPLERS
 from training.config import add_config_options
+from training.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def _train(args: argparse.Namespace) -> int:
     m2s_loss = None
     if args.m2s:
         if not args.units:
-            raise SystemExit("--m2s needs --units (the speech units the M2S model was trained on)")
+            raise ConfigError("--m2s needs --units (the speech units the M2S model was trained on)")
         from training.denoiser.m2s_loss import build_m2s_loss
         m2s_loss = build_m2s_loss(args.m2s, head_npz.parent, args.corpus, args.m2s_encoder or args.encoder,
                                   args.units, cache / "m2s", limit, limit)
@@ -117,5 +118,5 @@ def _sample(args: argparse.Namespace) -> int:
                      args.steps, args.guidance)
     x = as_numpy(Normaliser(stats).denormalise(z))
     np.savez(args.out, exp=x[..., :50], jaw=x[..., 50:], seeds=np.arange(args.seed, args.seed + args.takes))
-    print(f"wrote {args.out}: {x.shape[0]} takes x {x.shape[1]} frames")
+    log.info("wrote %s: %d takes x %d frames", args.out, x.shape[0], x.shape[1])
     return 0

@@ -16,6 +16,9 @@ from backend import jsonio
 
 import numpy as np
 
+from training.console import to_stdout
+from training.errors import ConfigError, DataError
+
 # metric -> +1 when higher is better, -1 when lower is better, 0 when it is a cost to report (diversity)
 DIRECTION = {"lve": -1, "l_ccc": +1, "l_pcc": +1, "lip_dtw": -1, "sync": +1,
              "s_div_l": 0, "t_div_l": 0, "s_div_u": 0, "t_div_u": 0, "fdd_l": 0, "fdd_u": 0}
@@ -36,9 +39,9 @@ def _row(report: dict, variant: str, sampler: str | None) -> dict:
     rows = [r for r in report["rows"] if r["variant"] == variant   # deterministic rows have one setting
             and (sampler is None or f"{r['sampler']}:{r['steps']}" == sampler or r["samples"] == 1)]
     if not rows:
-        raise SystemExit(f"effects: no row {variant!r}{' with sampler ' + sampler if sampler else ''} in the report")
+        raise DataError(f"no row {variant!r}{' with sampler ' + sampler if sampler else ''} in the report")
     if "per_utterance" not in rows[0]:
-        raise SystemExit("effects: the report has no per-utterance values (re-run `thunder-train evaluate`)")
+        raise DataError("the report has no per-utterance values (re-run `thunder-train evaluate`)")
     return rows[0]
 
 
@@ -66,7 +69,7 @@ def effects(report: dict, pairs: list[tuple[str, str]], sampler: str | None = No
     for with_name, without_name in pairs:
         a, b = _row(report, with_name, sampler), _row(report, without_name, sampler)
         if a["per_utterance"]["ids"] != b["per_utterance"]["ids"]:
-            raise SystemExit(f"effects: {with_name} and {without_name} were scored on different utterances")
+            raise DataError(f"{with_name} and {without_name} were scored on different utterances")
         metrics = {}
         for k, direction in DIRECTION.items():
             if k in a["per_utterance"] and k in b["per_utterance"]:
@@ -118,7 +121,7 @@ def _cli(args) -> int:
     pairs = []
     for p in args.pair:
         if ":" not in p:
-            raise SystemExit(f"effects: --pair wants WITH:WITHOUT, got {p!r}")
+            raise ConfigError(f"--pair wants WITH:WITHOUT, got {p!r}")
         pairs.append(tuple(p.split(":", 1)))
     result = effects(report, pairs, args.sampler, args.boot)
     write_summary(args.out, result, markdown(result, str(args.report)))
@@ -126,9 +129,10 @@ def _cli(args) -> int:
 
 
 def write_summary(stem: Path, result: dict, md: str) -> None:
-    """<stem>.json and <stem>.md of a summary computed from a report; the table is printed too."""
+    """<stem>.json and <stem>.md of a summary computed from a report; the table is printed too
+    (stdout: the table is what `effects` and `fidelity` are run for)."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     jsonio.write_json(stem.with_suffix(".json"), jsonio.finite(result))
     stem.with_suffix(".md").write_text(md)
-    print(md)
+    to_stdout(md)

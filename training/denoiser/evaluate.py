@@ -21,6 +21,8 @@ from backend import jsonio
 from backend.engine import band_correlation
 from backend.features import log_mel
 from backend.samplers import Schedule
+from training.console import to_stdout
+from training.errors import DataError
 from training.metrics import spearman, utterance_metrics
 
 METRICS = ["lve", "l_ccc", "l_pcc", "lip_dtw", "fdd_u", "fdd_l", "s_div_u", "t_div_u", "s_div_l", "t_div_l",
@@ -63,7 +65,7 @@ def _cli(args) -> int:
         result = append_report(result, args.out)
     else:
         write_report(result, args.out)
-    print(markdown(result))
+    to_stdout(markdown(result))          # the evaluation table asked for
     return 0
 
 
@@ -73,7 +75,7 @@ def _utterances(corpus, split, source, limit):
     if source:
         utts = [u for u in utts if u.get("source") == source]
     if not utts:
-        raise SystemExit(f"no {split} utterances{' of source ' + source if source else ''} in {corpus}")
+        raise DataError(f"no {split} utterances{' of source ' + source if source else ''} in {corpus}")
     return spread_over_speakers(utts, limit)
 
 
@@ -185,7 +187,7 @@ def _peer_row(peer: str, data: list, head_dir, head_model, head, scorer) -> dict
     try:
         face = Face.load(head_dir)
     except ValueError as err:
-        raise SystemExit(f"--peer {peer}: {err}")
+        raise DataError(f"--peer {peer}: {err}") from err
     per_utt, seconds = [], 0.0
     for d in tqdm(data, desc=f"peer-{peer}", mininterval=5):
         t0 = time.perf_counter()
@@ -244,9 +246,9 @@ def append_report(result: dict, stem: Path) -> dict:
             old = jsonio.read_json(path)
             for key in ("split", "source", "utterances", "guidance"):
                 if old[key] != result[key]:
-                    raise SystemExit(f"--append: {path} has {key}={old[key]!r}, this evaluation {result[key]!r}")
+                    raise DataError(f"--append: {path} has {key}={old[key]!r}, this evaluation {result[key]!r}")
             if _ids(old) != _ids(result):
-                raise SystemExit(f"--append: {path} was measured on other utterances")
+                raise DataError(f"--append: {path} was measured on other utterances")
             new = {(r["variant"], r["sampler"], r["steps"]) for r in result["rows"]}
             rows = [r for r in old["rows"] if (r["variant"], r["sampler"], r["steps"]) not in new]
             result = {**result, "rows": rows + result["rows"]}

@@ -17,6 +17,7 @@ from pathlib import Path
 from backend import jsonio
 from backend.samplers import SAMPLERS, Schedule, n_evaluations
 from training.denoiser.effects import write_summary
+from training.errors import DataError
 
 TARGETS = {"lve": 0.03, "s_div_u": 0.05}
 MIN_SPEEDUP = 40.0
@@ -38,7 +39,7 @@ def fidelity(report: dict, reference: str = "ddpm:1000", variant: str | None = N
 
     refs = [r for r in report["rows"] if name(r) == reference and variant in (None, r["variant"])]
     if not refs:
-        raise SystemExit(f"fidelity: no {reference} row{' of ' + variant if variant else ''} in the report")
+        raise DataError(f"no {reference} row{' of ' + variant if variant else ''} in the report")
     ref = refs[0]
     passes = lambda r: n_evaluations(r["sampler"], r["steps"], Schedule()) if r["sampler"] in SAMPLERS else None
     rows = []

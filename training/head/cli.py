@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import json
+import logging
+
+from training.console import to_stdout
+
+log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
@@ -22,7 +27,7 @@ def _build(args) -> int:
     from .build import write_head_folder
 
     summary = write_head_folder(args.out, seed=args.seed, fmt=args.format)
-    print(json.dumps(summary, indent=2))
+    to_stdout(json.dumps(summary, indent=2))      # the head's summary (vertices, head_id) for a script
     return 0
 
 
@@ -30,5 +35,5 @@ def _import(args) -> int:
     from .flame_import import import_flame
 
     path = import_flame(args.flame, args.out)
-    print(f"wrote {path}")
+    log.info("wrote %s", path)
     return 0

@@ -37,7 +37,7 @@ def _export(args):
     from training.m2s.train import load_m2s
     model, ckpt = load_m2s(args.model, args.head)
     export_m2s(model, args.head or ckpt["config"]["head"], args.out)
-    print(f"wrote {args.out}")
+    log.info("wrote %s", args.out)
     return 0
 
 

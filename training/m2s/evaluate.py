@@ -9,6 +9,7 @@ ground-truth mel (the ceiling) and the no-face model (the floor) sit alongside.
 """
 from __future__ import annotations
 
+import logging
 import platform
 import re
 import sys
@@ -23,8 +24,11 @@ from tqdm import tqdm
 from backend.vocoder import vocode
 from training.m2s.data import utterance_targets
 from training.speech.data import load_audio, spread_over_speakers, utterances
+from training.console import to_stdout
+from training.errors import ConfigError, DataError
 from training.provenance import git_commit, write_json
 
+log = logging.getLogger(__name__)
 METRICS = ("stoi", "estoi", "pesq_wb", "pesq_nb", "unit_acc", "mel_l1", "wer")
 
 
@@ -160,14 +164,14 @@ def evaluate_cmd(args) -> int:
     models = {}
     for spec in args.model:
         if "=" not in spec:
-            raise SystemExit(f"--model expects NAME=RUN, got {spec!r}")
+            raise ConfigError(f"--model expects NAME=RUN, got {spec!r}")
         name, run = spec.split("=", 1)
         models[name] = Path(run)
     report = evaluate(args.corpus, models, args.floor, args.split, args.limit, args.gl_iters)
     out = Path(args.report)
     write_json(out.with_suffix(".json"), report)
     out.with_suffix(".md").write_text(to_markdown(report))
-    print(to_markdown(report))
+    to_stdout(to_markdown(report))          # the report table asked for
     return 0
 
 
@@ -175,7 +179,7 @@ def find_utterance(corpus, utt_id: str) -> dict:
     for u in utterances(corpus):
         if u["id"] == utt_id:
             return u
-    raise SystemExit(f"no utterance {utt_id!r} in {corpus}")
+    raise DataError(f"no utterance {utt_id!r} in {corpus}")
 
 
 def listen_cmd(args) -> int:
@@ -191,5 +195,5 @@ def listen_cmd(args) -> int:
     audio = vocode(mel, n_iter=args.gl_iters)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     sf.write(args.out, audio, 16000, subtype="PCM_16")
-    print(f"wrote {args.out} ({len(audio) / 16000:.2f} s) from {args.utt} through {args.model}")
+    log.info("wrote %s (%.2f s) from %s through %s", args.out, len(audio) / 16000, args.utt, args.model)
     return 0

@@ -22,6 +22,7 @@ from training.corpus.phones import INVENTORY
 from training.speech.data import load_audio, load_motion, phone_labels, utterances
 from training.speech.encoder import HOP_50, EncoderConfig, SpeechEncoder, load_encoder
 from training.config import add_config_options, from_args
+from training.console import to_stdout
 from training.loop import fit
 from training.provenance import corpus_data, provenance, write_json
 
@@ -134,7 +135,7 @@ def evaluate_cmd(args) -> int:
     model = load_encoder(args.encoder)
     res = evaluate_phones(model, args.corpus, utterances(args.corpus, args.split, limit=args.limit))
     res.update(split=args.split, encoder=str(args.encoder), corpus=str(args.corpus))
-    print(res)
+    to_stdout(str(res))          # the accuracy asked for
     if args.json:
         write_json(args.json, res)
     return 0
@@ -143,7 +144,7 @@ def evaluate_cmd(args) -> int:
 def export_cmd(args) -> int:
     from training.speech.export import export_audio_encoder
     export_audio_encoder(load_encoder(args.encoder), args.out)
-    print(f"wrote {args.out}")
+    log.info("wrote %s", args.out)
     return 0
 
 
@@ -202,7 +203,7 @@ def compare_cmd(args) -> int:
     out = Path(args.report)
     write_json(out.with_suffix(".json"), rows)
     out.with_suffix(".md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    to_stdout("\n".join(lines))          # the comparison table asked for
     return 0
 
 
