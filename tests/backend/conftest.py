@@ -125,6 +125,7 @@ def engine(tiny_bundle):
 
 @pytest.fixture(scope="session")
 def model_server(engine):
-    """The tiny bundle behind a real server (its own worker, default limits but small)."""
-    with running_server(Settings(max_seconds=120, max_queue=8, timeout_s=120), engine=engine) as (url, app):
+    """The tiny bundle behind a real server (its own worker, default limits but small; no work
+    budget: tests use long ddpm jobs to see cancellation, test_admission tests the budget)."""
+    with running_server(Settings(max_seconds=120, max_queue=8, timeout_s=120, max_cost=0), engine=engine) as (url, app):
         yield url
