@@ -34,7 +34,8 @@ def windowed_engine(tiny_bundle):
 
 @pytest.fixture(scope="module")
 def server(windowed_engine):
-    with running_server(Settings(timeout_s=120), engine=windowed_engine) as (url, app):
+    # A long job on purpose (to watch it and cancel it): above the default cost budget.
+    with running_server(Settings(timeout_s=120, max_cost=1e8), engine=windowed_engine) as (url, app):
         yield url, app
 
 
