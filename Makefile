@@ -26,7 +26,10 @@ DEMO_ARGS ?=
 demo: setup
 	$(BIN)/thunder-train demo --out $(DEMO_OUT) $(DEMO_ARGS)
 
+# Lint and format first (ruff, pyproject.toml): a quick failure before the long suite.
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -ra tests
 
 extension: setup

@@ -2,4 +2,5 @@
 
 Imports numpy, onnxruntime, soundfile and FastAPI only; never torch, `training` or bpy.
 """
+
 __version__ = "0.1.0"

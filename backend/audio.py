@@ -6,6 +6,7 @@ streamed block by block so that a long or high-rate upload never needs more
 memory than its 16 kHz mono result, and the duration limit is enforced while
 reading (a header cannot lie its way past it).
 """
+
 from __future__ import annotations
 
 import io
@@ -20,9 +21,9 @@ import soxr
 from backend.contracts import FPS, SAMPLE_RATE
 
 BLOCK_FRAMES = 1 << 16
-MIN_SECONDS = 1.0 / FPS          # one animation frame
-MAX_RATE = 768_000               # libsndfile accepts absurd header rates; soxr does not
-MAX_TIME = 1e7                   # seconds (~4 months): bounds start/end before they meet integers
+MIN_SECONDS = 1.0 / FPS  # one animation frame
+MAX_RATE = 768_000  # libsndfile accepts absurd header rates; soxr does not
+MAX_TIME = 1e7  # seconds (~4 months): bounds start/end before they meet integers
 
 
 class AudioError(ValueError):
@@ -42,7 +43,7 @@ class SourceInfo:
     subtype: str
     sample_rate: int
     channels: int
-    seconds: float                # of the decoded (cropped) source
+    seconds: float  # of the decoded (cropped) source
 
 
 def _open(source) -> sf.SoundFile:
@@ -55,7 +56,7 @@ def _open(source) -> sf.SoundFile:
             raise AudioError(f"no such audio file: {source}", status=404)
         if os.path.getsize(source) == 0:
             raise AudioError(f"the audio file is empty (0 bytes): {source}")
-    elif hasattr(source, "seek"):                     # an upload's (spooled) file object
+    elif hasattr(source, "seek"):  # an upload's (spooled) file object
         source.seek(0, os.SEEK_END)
         if source.tell() == 0:
             raise AudioError("the audio file is empty (0 bytes)")
@@ -64,8 +65,10 @@ def _open(source) -> sf.SoundFile:
         return sf.SoundFile(source)
     except sf.LibsndfileError as exc:
         detail = str(exc).split(": ", 1)[-1]
-        raise AudioError(f"could not decode audio (WAV, FLAC, OGG or MP3 expected): {detail}",
-                         status=415 if "not recognised" in detail.lower() else 400) from None
+        raise AudioError(
+            f"could not decode audio (WAV, FLAC, OGG or MP3 expected): {detail}",
+            status=415 if "not recognised" in detail.lower() else 400,
+        ) from None
     except (RuntimeError, TypeError, ValueError) as exc:
         raise AudioError(f"could not decode audio: {exc}") from None
 
@@ -77,13 +80,22 @@ def _check_crop(start: float | None, end: float | None) -> tuple[float, float | 
     if end is not None:
         end = float(end)
         if not math.isfinite(end) or end <= start or end > MAX_TIME:
-            raise AudioError(f"end must be a time after start ({start} s) and <= {MAX_TIME:g} s, got {end}",
-                             code="bad_option", status=422)
+            raise AudioError(
+                f"end must be a time after start ({start} s) and <= {MAX_TIME:g} s, got {end}",
+                code="bad_option",
+                status=422,
+            )
     return start, end
 
 
-def decode(source, *, start: float | None = None, end: float | None = None,
-           max_seconds: float | None = None, target_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, SourceInfo]:
+def decode(
+    source,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    max_seconds: float | None = None,
+    target_rate: int = SAMPLE_RATE,
+) -> tuple[np.ndarray, SourceInfo]:
     """Decode `source` (bytes or a path) to mono float32 at `target_rate`.
 
     `start`/`end` crop in seconds of the source (end past the clip is clamped);
@@ -103,13 +115,17 @@ def decode(source, *, start: float | None = None, end: float | None = None,
                 raise AudioError("cannot crop this stream (not seekable)")
             declared = f.frames if f.frames > 0 else None
             if declared is not None and first >= declared:
-                raise AudioError(f"start {start:g} s is past the end of the clip ({declared / rate:.3f} s)",
-                                 code="bad_option", status=422)
+                raise AudioError(
+                    f"start {start:g} s is past the end of the clip ({declared / rate:.3f} s)",
+                    code="bad_option",
+                    status=422,
+                )
             try:
                 f.seek(first)
             except (sf.LibsndfileError, RuntimeError, OverflowError) as exc:
-                raise AudioError(f"start {start:g} s is not inside the clip: {exc}",
-                                 code="bad_option", status=422) from None
+                raise AudioError(
+                    f"start {start:g} s is not inside the clip: {exc}", code="bad_option", status=422
+                ) from None
         want = None if end is None else max(0, int(round(end * rate)) - first)
         limit = None if max_seconds is None else int(math.floor(max_seconds * rate)) + 1
         out, n_read = _read_resampled(f, rate, channels, want, limit, max_seconds, target_rate)
@@ -118,13 +134,22 @@ def decode(source, *, start: float | None = None, end: float | None = None,
         where = f" after {start:g} s" if first else ""
         raise AudioError(f"the audio file holds no samples{where} (empty or truncated)")
     if info.seconds < MIN_SECONDS:
-        raise AudioError(f"audio too short: {n_read} sample(s) = {info.seconds * 1000:.2f} ms; "
-                         f"at least {MIN_SECONDS * 1000:.0f} ms (one frame) is needed")
+        raise AudioError(
+            f"audio too short: {n_read} sample(s) = {info.seconds * 1000:.2f} ms; "
+            f"at least {MIN_SECONDS * 1000:.0f} ms (one frame) is needed"
+        )
     return out, info
 
 
-def _read_resampled(f: sf.SoundFile, rate: int, channels: int, want: int | None, limit: int | None,
-                    max_seconds: float | None, target_rate: int) -> tuple[np.ndarray, int]:
+def _read_resampled(
+    f: sf.SoundFile,
+    rate: int,
+    channels: int,
+    want: int | None,
+    limit: int | None,
+    max_seconds: float | None,
+    target_rate: int,
+) -> tuple[np.ndarray, int]:
     """Stream blocks: down-mix, check finiteness, resample; enforce the duration limit."""
     resampler = None if rate == target_rate else soxr.ResampleStream(rate, target_rate, 1, dtype="float32")
     pieces: list[np.ndarray] = []
@@ -142,8 +167,9 @@ def _read_resampled(f: sf.SoundFile, rate: int, channels: int, want: int | None,
             raise AudioError(f"the audio holds NaN or infinite samples (first at {bad / rate:.3f} s)")
         n_read += len(block)
         if limit is not None and n_read >= limit:
-            raise AudioError(f"audio longer than the limit of {max_seconds:g} s; crop it with start/end",
-                             code="too_long", status=413)
+            raise AudioError(
+                f"audio longer than the limit of {max_seconds:g} s; crop it with start/end", code="too_long", status=413
+            )
         mono = block.mean(axis=1) if channels > 1 else block[:, 0]
         pieces.append(resampler.resample_chunk(mono) if resampler else mono.copy())
     if resampler is not None:

@@ -8,6 +8,7 @@ one configuration: the engine's stage timings, onnxruntime's per-operator
 times for one denoiser step, the step's matrix-multiply FLOPs, and the floor
 those FLOPs set at this machine's measured single-precision GEMM rate.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,13 +33,15 @@ def speech_clip(seconds: float) -> np.ndarray:
     """`seconds` of real speech at 16 kHz: the project's sample (assets/speech/demo.wav),
     repeated. Timing does not depend on content; a real voice keeps the request honest."""
     import soundfile as sf
+
     audio, rate = sf.read(str(SPEECH), dtype="float32")
     assert rate == SAMPLE_RATE and audio.ndim == 1, f"{SPEECH} must be 16 kHz mono"
-    return np.resize(audio, int(round(seconds * SAMPLE_RATE)))      # np.resize repeats the clip
+    return np.resize(audio, int(round(seconds * SAMPLE_RATE)))  # np.resize repeats the clip
 
 
 def machine() -> dict:
     import onnxruntime as ort
+
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -47,9 +50,15 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "onnxruntime": ort.__version__, "providers": ort.get_available_providers(),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "providers": ort.get_available_providers(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def commit() -> str:
@@ -70,6 +79,7 @@ def grid(engine, samplers: list[str] | None, presets: list[str]) -> list[tuple[s
 
 def time_one(engine, audio: np.ndarray, takes: int, sampler: str, steps: int, repeat: int) -> dict:
     from backend import jobs
+
     opts = jobs.AnimateOptions(takes=takes, seed=0, sampler=sampler, steps=steps)
     walls, last = [], None
     for _ in range(repeat):
@@ -78,8 +88,11 @@ def time_one(engine, audio: np.ndarray, takes: int, sampler: str, steps: int, re
         walls.append(time.perf_counter() - t0)
     wall = min(walls)
     duration = len(audio) / SAMPLE_RATE
-    return {"wall_s": round(wall, 4), "rtf": round(wall / duration, 4),
-            "timings": {k: round(v, 4) for k, v in last.timings.items()}}
+    return {
+        "wall_s": round(wall, 4),
+        "rtf": round(wall / duration, 4),
+        "timings": {k: round(v, 4) for k, v in last.timings.items()},
+    }
 
 
 def gemm_gflops(threads: int | None = None, n: int = 1024, repeat: int = 5) -> float:
@@ -116,6 +129,7 @@ def profile(engine, audio: np.ndarray, takes: int, sampler: str, steps: int) -> 
     import onnxruntime as ort
 
     from backend import jobs
+
     opts = jobs.AnimateOptions(takes=takes, seed=0, sampler=sampler, steps=steps)
     t0 = time.perf_counter()
     out = jobs.animate_audio(engine, audio, opts)
@@ -155,8 +169,14 @@ def profile(engine, audio: np.ndarray, takes: int, sampler: str, steps: int) -> 
     floor_step = flops / (peak * 1e9)
     top = sorted(by_op.items(), key=lambda kv: -kv[1])[:8]
     return {
-        "config": {"takes": takes, "seconds": len(audio) / SAMPLE_RATE, "sampler": sampler, "steps": steps,
-                   "evaluations": n_eval, "frames_per_pass": n_frames},
+        "config": {
+            "takes": takes,
+            "seconds": len(audio) / SAMPLE_RATE,
+            "sampler": sampler,
+            "steps": steps,
+            "evaluations": n_eval,
+            "frames_per_pass": n_frames,
+        },
         "wall_s": round(wall, 4),
         "stages_s": {k: round(v, 4) for k, v in out.timings.items()},
         "denoiser_step_s": round(step_s, 5),
@@ -174,64 +194,102 @@ def profile(engine, audio: np.ndarray, takes: int, sampler: str, steps: int) -> 
 
 def _evaluations(engine, sampler: str, steps: int) -> int:
     from backend.samplers import n_evaluations
+
     return n_evaluations(sampler, steps, engine.schedule)
 
 
-def run(engine, *, durations=(10.0, 60.0), takes=(1, 8), presets=("draft", "default", "high"),
-        samplers=("ddim",), repeat: int = 1, do_profile: bool = True, progress=None) -> dict:
+def run(
+    engine,
+    *,
+    durations=(10.0, 60.0),
+    takes=(1, 8),
+    presets=("draft", "default", "high"),
+    samplers=("ddim",),
+    repeat: int = 1,
+    do_profile: bool = True,
+    progress=None,
+) -> dict:
     rows = []
     configs = [(d, k, g) for d in durations for k in takes for g in grid(engine, list(samplers), list(presets))]
     clips = {d: speech_clip(d) for d in durations}
-    engine.animate(clips[durations[0]][: SAMPLE_RATE], takes=1, steps=1)      # warm-up (graph init)
+    engine.animate(clips[durations[0]][:SAMPLE_RATE], takes=1, steps=1)  # warm-up (graph init)
     for i, (d, k, (label, sampler, steps)) in enumerate(configs):
         r = time_one(engine, clips[d], k, sampler, steps, repeat)
-        rows.append({"device": engine.device, "seconds": d, "takes": k, "preset": label, "sampler": sampler,
-                     "steps": steps, **r})
+        rows.append(
+            {
+                "device": engine.device,
+                "seconds": d,
+                "takes": k,
+                "preset": label,
+                "sampler": sampler,
+                "steps": steps,
+                **r,
+            }
+        )
         if progress:
             progress(i + 1, len(configs), rows[-1])
-    report = {"bundle": engine.manifest.get("name"), "bundle_path": str(engine.bundle.path),
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
-              "machine": machine(), "rows": rows}
+    report = {
+        "bundle": engine.manifest.get("name"),
+        "bundle_path": str(engine.bundle.path),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit(),
+        "machine": machine(),
+        "rows": rows,
+    }
     if do_profile:
         d = 10.0 if 10.0 in clips else durations[0]
         pre = engine.presets["default"]
         report["profile"] = profile(engine, clips.get(d, speech_clip(d)), 8, pre["sampler"], int(pre["steps"]))
     target = [r for r in rows if r["seconds"] == 10.0 and r["takes"] == 8 and r["preset"] == "default"]
     if target:
-        report["target"] = {"what": "8 takes of 10 s speech, default preset, <= 2 s wall",
-                            "wall_s": target[0]["wall_s"], "met": target[0]["wall_s"] <= 2.0}
+        report["target"] = {
+            "what": "8 takes of 10 s speech, default preset, <= 2 s wall",
+            "wall_s": target[0]["wall_s"],
+            "met": target[0]["wall_s"] <= 2.0,
+        }
     return report
 
 
 def markdown(report: dict) -> str:
     m = report["machine"]
-    lines = [f"# thunder bench: {report['bundle']}", "",
-             f"{report['date']} · commit {report['commit']} · {m['cpu']} ({m['cores']} cores) · "
-             f"onnxruntime {m['onnxruntime']} (threads: {report.get('threads', 'default')}) · "
-             f"load average {m['load_average']}", "",
-             "| device | clip s | takes | preset | sampler | steps | wall s | RTF | encode s | sample s | score s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# thunder bench: {report['bundle']}",
+        "",
+        f"{report['date']} · commit {report['commit']} · {m['cpu']} ({m['cores']} cores) · "
+        f"onnxruntime {m['onnxruntime']} (threads: {report.get('threads', 'default')}) · "
+        f"load average {m['load_average']}",
+        "",
+        "| device | clip s | takes | preset | sampler | steps | wall s | RTF | encode s | sample s | score s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["rows"]:
         t = r["timings"]
-        lines.append(f"| {r['device']} | {r['seconds']:g} | {r['takes']} | {r['preset']} | {r['sampler']} | "
-                     f"{r['steps']} | {r['wall_s']:.3f} | {r['rtf']:.3f} | {t.get('encode', 0):.3f} | "
-                     f"{t.get('sample', 0):.3f} | {t.get('score', 0):.3f} |")
+        lines.append(
+            f"| {r['device']} | {r['seconds']:g} | {r['takes']} | {r['preset']} | {r['sampler']} | "
+            f"{r['steps']} | {r['wall_s']:.3f} | {r['rtf']:.3f} | {t.get('encode', 0):.3f} | "
+            f"{t.get('sample', 0):.3f} | {t.get('score', 0):.3f} |"
+        )
     if "target" in report:
         tg = report["target"]
         lines += ["", f"Target ({tg['what']}): {tg['wall_s']:.2f} s — {'met' if tg['met'] else 'NOT met'}."]
     if "profile" in report:
         p = report["profile"]
-        lines += ["", "## Where the time goes", "",
-                  f"Config: {p['config']}", "",
-                  f"- stages (s): {p['stages_s']}",
-                  f"- one denoiser step: {p['denoiser_step_s'] * 1000:.1f} ms × {p['config']['evaluations']} "
-                  f"evaluations = {p['denoiser_all_steps_s']:.3f} s",
-                  f"- per operator, one step (s): {p['step_ops_s']}",
-                  f"- matrix-multiply work per step: {p['step_matmul_gflop']} GFLOP → achieved "
-                  f"{p['achieved_gflops']} GFLOP/s; numpy float32 GEMM on this machine: "
-                  f"{p['gemm_peak_gflops']} GFLOP/s",
-                  f"- arithmetic floor of sampling: {p['floor_sample_s']:.3f} s; measured sampling is "
-                  f"{p['sample_vs_floor']}× that floor"]
+        lines += [
+            "",
+            "## Where the time goes",
+            "",
+            f"Config: {p['config']}",
+            "",
+            f"- stages (s): {p['stages_s']}",
+            f"- one denoiser step: {p['denoiser_step_s'] * 1000:.1f} ms × {p['config']['evaluations']} "
+            f"evaluations = {p['denoiser_all_steps_s']:.3f} s",
+            f"- per operator, one step (s): {p['step_ops_s']}",
+            f"- matrix-multiply work per step: {p['step_matmul_gflop']} GFLOP → achieved "
+            f"{p['achieved_gflops']} GFLOP/s; numpy float32 GEMM on this machine: "
+            f"{p['gemm_peak_gflops']} GFLOP/s",
+            f"- arithmetic floor of sampling: {p['floor_sample_s']:.3f} s; measured sampling is "
+            f"{p['sample_vs_floor']}× that floor",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -251,6 +309,7 @@ def cmd_bench(args) -> int:
 
     from backend.cli import open_engine
     import onnxruntime as ort
+
     devices = [args.device]
     if args.device == "auto":
         devices = ["cpu"] + (["cuda"] if "CUDAExecutionProvider" in ort.get_available_providers() else [])
@@ -261,16 +320,30 @@ def cmd_bench(args) -> int:
         presets = [p for p in args.presets if p in engine.presets]
         n = len(args.durations) * len(args.takes) * len(grid(engine, args.samplers, presets))
         with tqdm(total=n, desc=f"bench {device}", unit="run") as bar:
+
             def progress(i, total, row):
                 bar.set_postfix_str(f"{row['seconds']:g}s×{row['takes']} {row['preset']}: {row['wall_s']:.2f}s")
                 bar.update(1)
-            reports.append(run(engine, durations=args.durations, takes=args.takes, presets=presets,
-                               samplers=args.samplers, repeat=args.repeat, do_profile=not args.no_profile,
-                               progress=progress))
+
+            reports.append(
+                run(
+                    engine,
+                    durations=args.durations,
+                    takes=args.takes,
+                    presets=presets,
+                    samplers=args.samplers,
+                    repeat=args.repeat,
+                    do_profile=not args.no_profile,
+                    progress=progress,
+                )
+            )
     for r in reports:
         r["threads"] = args.threads or "default (one per core)"
-    report = reports[0] if len(reports) == 1 else {**reports[0], "rows": sum((r["rows"] for r in reports), []),
-                                                   "per_device": reports}
+    report = (
+        reports[0]
+        if len(reports) == 1
+        else {**reports[0], "rows": sum((r["rows"] for r in reports), []), "per_device": reports}
+    )
     jpath, mpath = write(report, Path(args.out_dir))
     print(mpath.read_text())
     print(f"wrote {jpath} and {mpath}")
@@ -279,13 +352,18 @@ def cmd_bench(args) -> int:
 
 def register(sub) -> None:
     from backend.cli import add_engine_args
+
     p = sub.add_parser("bench", help="real-time factors and a profile; writes reports/bench-*.{json,md}")
     add_engine_args(p)
     p.add_argument("--durations", type=float, nargs="+", default=[10.0, 60.0], help="clip lengths, s")
     p.add_argument("--takes", type=int, nargs="+", default=[1, 8])
     p.add_argument("--presets", nargs="+", default=["draft", "default", "high"])
-    p.add_argument("--samplers", nargs="*", default=["ddim"],
-                   help="extra samplers at the default preset's steps (ddpm walks all 1000 steps)")
+    p.add_argument(
+        "--samplers",
+        nargs="*",
+        default=["ddim"],
+        help="extra samplers at the default preset's steps (ddpm walks all 1000 steps)",
+    )
     p.add_argument("--repeat", type=int, default=1, help="runs per row; the fastest counts")
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--out-dir", default=str(REPORTS))

@@ -1,4 +1,5 @@
 """Load a model bundle (docs/bundle.md): manifest, sha256 checks, onnxruntime sessions."""
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,6 @@ def default_bundle() -> Path:
     return Path(os.environ.get("THUNDER_BUNDLE") or DEFAULT_BUNDLE)
 
 
-
-
 def read_manifest(bundle_dir) -> dict:
     bundle_dir = Path(bundle_dir)
     path = bundle_dir / "manifest.json"
@@ -53,8 +52,10 @@ def read_manifest(bundle_dir) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{path} is not a {FORMAT} manifest")
     if manifest.get("version") != VERSION:
-        raise BundleError(f"{path}: bundle version {manifest.get('version')!r} is not supported "
-                          f"(this backend reads version {VERSION})")
+        raise BundleError(
+            f"{path}: bundle version {manifest.get('version')!r} is not supported "
+            f"(this backend reads version {VERSION})"
+        )
     for key in ("head", "graphs", "schedule", "normalisation"):
         if key not in manifest:
             raise BundleError(f"{path}: manifest has no {key!r} entry")
@@ -75,8 +76,9 @@ def _entry_path(bundle_dir: Path, entry: dict, what: str) -> Path:
 
 def _check_digest(path: Path, digest: str, entry: dict, what: str) -> None:
     if digest != entry["sha256"]:
-        raise BundleError(f"{what}: {path} is corrupt or was changed (sha256 {digest[:12]}…, "
-                          f"manifest says {entry['sha256'][:12]}…)")
+        raise BundleError(
+            f"{what}: {path} is corrupt or was changed (sha256 {digest[:12]}…, manifest says {entry['sha256'][:12]}…)"
+        )
 
 
 def checked_file(bundle_dir: Path, entry: dict, what: str) -> Path:
@@ -102,8 +104,10 @@ def providers(device: str) -> tuple[list[str], str]:
         raise BundleError(f"device must be auto, cpu or cuda, got {device!r}")
     has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     if device == "cuda" and not has_cuda:
-        raise BundleError("device 'cuda' requested but onnxruntime has no CUDAExecutionProvider "
-                          "(install onnxruntime-gpu and a CUDA driver)")
+        raise BundleError(
+            "device 'cuda' requested but onnxruntime has no CUDAExecutionProvider "
+            "(install onnxruntime-gpu and a CUDA driver)"
+        )
     if device in ("cuda", "auto") and has_cuda:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"], "cuda"
     return ["CPUExecutionProvider"], "cpu"
@@ -115,11 +119,14 @@ def check_head(manifest: dict, head_path: Path, expected_head_id: str | None = N
         file_id = str(z["head_id"]) if "head_id" in z.files else None
     want = manifest["head"].get("head_id")
     if want and file_id and file_id != want:
-        raise BundleError(f"head mismatch: {head_path} is head {file_id[:12]}…, the bundle was "
-                          f"trained on head {want[:12]}…")
+        raise BundleError(
+            f"head mismatch: {head_path} is head {file_id[:12]}…, the bundle was trained on head {want[:12]}…"
+        )
     if expected_head_id and want and expected_head_id != want:
-        raise BundleError(f"head mismatch: this bundle was trained on head {want[:12]}…, "
-                          f"not on the requested head {expected_head_id[:12]}…")
+        raise BundleError(
+            f"head mismatch: this bundle was trained on head {want[:12]}…, "
+            f"not on the requested head {expected_head_id[:12]}…"
+        )
 
 
 @dataclass
@@ -138,8 +145,7 @@ class Bundle:
         return [i.name for i in self.sessions[graph].get_inputs()]
 
 
-def load_bundle(bundle_dir, device: str = "auto", threads: int | None = None,
-                head_id: str | None = None) -> Bundle:
+def load_bundle(bundle_dir, device: str = "auto", threads: int | None = None, head_id: str | None = None) -> Bundle:
     """Check every file against the manifest and open one session per graph."""
     import onnxruntime as ort
 
@@ -168,7 +174,7 @@ def load_bundle(bundle_dir, device: str = "auto", threads: int | None = None,
         try:
             # M2S's Rodrigues divides the jaw by its length: NaN at the rest pose unless made safe.
             graph, fixed = safe_normalisation(graph)
-        except (ValueError, IndexError):     # not protobuf we can walk: onnxruntime says why below
+        except (ValueError, IndexError):  # not protobuf we can walk: onnxruntime says why below
             fixed = 0
         if fixed:
             log.info("graph %r: %d vector normalisation(s) made defined at zero", name, fixed)

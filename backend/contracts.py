@@ -2,14 +2,15 @@
 
 `training/` imports these; the Blender add-on learns them over HTTP (`/v1/model`).
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 
 # Parameter layout: x = [psi | theta_jaw] per frame, at FPS.
-N_EXP = 50          # FLAME expression coefficients psi
-N_JAW = 3           # jaw rotation, axis-angle (radians)
+N_EXP = 50  # FLAME expression coefficients psi
+N_JAW = 3  # jaw rotation, axis-angle (radians)
 N_PARAMS = N_EXP + N_JAW
 FPS = 25
 SAMPLE_RATE = 16000
@@ -29,9 +30,11 @@ REGION_NAMES = ("lips", "mouth", "upper_face", "eyes", "forehead")
 HEAD_ID_PROP = "thunder_head_id"
 
 # Quality presets a bundle offers (sampler and steps; a manifest may override them).
-DEFAULT_PRESETS = {"draft": {"sampler": "dpmpp2m", "steps": 6},
-                   "default": {"sampler": "dpmpp2m", "steps": 10},
-                   "high": {"sampler": "dpmpp2m", "steps": 25}}
+DEFAULT_PRESETS = {
+    "draft": {"sampler": "dpmpp2m", "steps": 6},
+    "default": {"sampler": "dpmpp2m", "steps": 10},
+    "high": {"sampler": "dpmpp2m", "steps": 25},
+}
 PRESET_NAMES = tuple(DEFAULT_PRESETS)
 
 # Limits of one animate request: the HTTP schema, the CLI, the engine and the add-on's
@@ -39,7 +42,7 @@ PRESET_NAMES = tuple(DEFAULT_PRESETS)
 MAX_TAKES = 32
 MAX_STEPS = 1000
 MAX_GUIDANCE = 10.0
-MAX_SEED = 2**32 - 1            # seeds are uint32: take i of a request uses seed + i
+MAX_SEED = 2**32 - 1  # seeds are uint32: take i of a request uses seed + i
 # Limits of a take sent to /v1/listen: far outside any face (FLAME psi lives within a few
 # units; a jaw turns well under a radian), yet finite in float32 all the way through M2S.
 MAX_ABS_EXP = 100.0
@@ -72,11 +75,11 @@ class FeatureConfig:
     sample_rate: int = SAMPLE_RATE
     n_fft: int = 640
     win_length: int = 640
-    hop_length: int = 160          # 100 Hz
+    hop_length: int = 160  # 100 Hz
     n_mels: int = 80
     fmin: float = 0.0
     fmax: float = 8000.0
-    log_floor: float = 1e-5        # log(max(mel, floor))
+    log_floor: float = 1e-5  # log(max(mel, floor))
 
     def to_dict(self) -> dict:
         return asdict(self)

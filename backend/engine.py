@@ -6,6 +6,7 @@ with all takes (and, for guidance, their null-audio twins) in one batch ->
 de-normalise -> M2S lip-sync score per take. Take i uses seed + i and depends on
 nothing else, so a take can be redrawn alone.
 """
+
 from __future__ import annotations
 
 import threading
@@ -22,12 +23,12 @@ from backend.contracts import DEFAULT_PRESETS, FPS, N_EXP, N_PARAMS, SAMPLE_RATE
 from backend.samplers import Schedule, SamplerError, check_sampler, guided, sample, take_noise
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
-MIN_ENCODER_FRAMES = 2   # the audio encoder graph takes whole frames, at least two
+MIN_ENCODER_FRAMES = 2  # the audio encoder graph takes whole frames, at least two
 # What Engine.animate reports per pass: PROGRESS_ENCODED once the audio is encoded,
 # PROGRESS_ENCODED + (PROGRESS_SAMPLED - PROGRESS_ENCODED)·i/n after sampler step i of n, and 1.0
 # once the takes are scored. backend/jobs.ProgressTracker inverts it to name stage and step.
 PROGRESS_ENCODED, PROGRESS_SAMPLED = 0.05, 0.90
-SCORE_BATCH = 8          # takes per M2S scoring pass (memory: see Engine._scores)
+SCORE_BATCH = 8  # takes per M2S scoring pass (memory: see Engine._scores)
 
 
 class Cancelled(Exception):
@@ -37,8 +38,8 @@ class Cancelled(Exception):
 @dataclass
 class Take:
     seed: int
-    exp: np.ndarray     # (T, 50) float32
-    jaw: np.ndarray     # (T, 3) float32, axis-angle radians
+    exp: np.ndarray  # (T, 50) float32
+    jaw: np.ndarray  # (T, 3) float32, axis-angle radians
     score: float
 
 
@@ -54,8 +55,10 @@ def check_audio(audio) -> np.ndarray:
     if audio.ndim != 1:
         raise ValueError(f"audio must be mono 1-D samples, got shape {audio.shape}")
     if audio.size < SAMPLES_PER_FRAME:
-        raise ValueError(f"audio is {audio.size} samples long: at least one frame "
-                         f"({SAMPLES_PER_FRAME} samples at {SAMPLE_RATE} Hz) is needed")
+        raise ValueError(
+            f"audio is {audio.size} samples long: at least one frame "
+            f"({SAMPLES_PER_FRAME} samples at {SAMPLE_RATE} Hz) is needed"
+        )
     audio = audio.astype(np.float32, copy=False)
     if not np.isfinite(audio).all():
         raise ValueError("audio holds NaN or infinite samples")
@@ -96,7 +99,7 @@ class Engine:
         self._chol_t = st["chol"].astype(np.float32).T
         self._speaker_default = st.get("speaker_mean")
         self._deterministic = bool(m["graphs"]["denoiser"].get("config", {}).get("deterministic", False))
-        self.deterministic = self._deterministic     # one denoiser pass per take, whatever the sampler
+        self.deterministic = self._deterministic  # one denoiser pass per take, whatever the sampler
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------- audio side
@@ -117,9 +120,10 @@ class Engine:
         if "speaker" not in self.bundle.sessions:
             return None
         from backend.speaker import combine_partials, speaker_mels
+
         try:
             mels = speaker_mels(audio)
-        except ValueError:   # all silence: fall back to the bundle's mean speaker
+        except ValueError:  # all silence: fall back to the bundle's mean speaker
             return self._speaker_default
         name = self.bundle.input_names("speaker")[0]
         return combine_partials(self.bundle.run("speaker", {name: mels})[0])
@@ -137,7 +141,7 @@ class Engine:
         use_null = guidance != 1.0 and not self._deterministic
         ctx1 = self._context(feats, use_null)
         # every take sees the same audio: repeat the context rows, do not recompute them
-        ctx = np.repeat(ctx1, n, axis=2)   # rows: [cond x n | null x n]
+        ctx = np.repeat(ctx1, n, axis=2)  # rows: [cond x n | null x n]
 
         def denoise(x, t):
             if cancel is not None and cancel.is_set():
@@ -152,10 +156,19 @@ class Engine:
         x_T, noise = take_noise(seeds, (t_len, N_PARAMS))
         return sample(denoise, x_T, self.schedule, sampler, steps, noise, progress)
 
-    def animate(self, audio, *, takes: int = 4, seed: int = 0, preset: str = "default",
-                sampler: str | None = None, steps: int | None = None, guidance: float = 1.0,
-                progress: Callable[[float], None] | None = None,
-                cancel: threading.Event | None = None) -> AnimateResult:
+    def animate(
+        self,
+        audio,
+        *,
+        takes: int = 4,
+        seed: int = 0,
+        preset: str = "default",
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance: float = 1.0,
+        progress: Callable[[float], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> AnimateResult:
         t0 = time.perf_counter()
         audio = check_audio(audio)
         if preset not in self.presets:
@@ -163,13 +176,15 @@ class Engine:
         sampler = sampler or self.presets[preset]["sampler"]
         steps = int(steps if steps is not None else self.presets[preset]["steps"])
         check_sampler(sampler)
-        if steps < 1:   # a sampler's domain (SamplerError), before the request's ranges
+        if steps < 1:  # a sampler's domain (SamplerError), before the request's ranges
             raise SamplerError(f"steps must be >= 1, got {steps}")
         check_request(int(takes), int(seed), steps, float(guidance))
         n_frames = audio.size // SAMPLES_PER_FRAME
         if n_frames > self.max_frames:
-            raise ValueError(f"audio is {n_frames} frames long; animate() takes at most {self.max_frames} "
-                             f"frames per pass (split longer clips into windows)")
+            raise ValueError(
+                f"audio is {n_frames} frames long; animate() takes at most {self.max_frames} "
+                f"frames per pass (split longer clips into windows)"
+            )
         report = (lambda f: progress(min(1.0, max(0.0, f)))) if progress else (lambda f: None)
         seeds = [int(seed) + i for i in range(int(takes))]
         with self._lock:
@@ -178,20 +193,31 @@ class Engine:
             feats = self.encode(audio, n_frames)
             t1 = time.perf_counter()
             report(PROGRESS_ENCODED)
-            z = self._sample(feats, seeds, sampler, steps, float(guidance),
-                             lambda f: report(PROGRESS_ENCODED + (PROGRESS_SAMPLED - PROGRESS_ENCODED) * f),
-                             cancel)
+            z = self._sample(
+                feats,
+                seeds,
+                sampler,
+                steps,
+                float(guidance),
+                lambda f: report(PROGRESS_ENCODED + (PROGRESS_SAMPLED - PROGRESS_ENCODED) * f),
+                cancel,
+            )
             t2 = time.perf_counter()
             x = z @ self._chol_t + self._mean
             speech_mel, spk = self._speech_side(audio)
             scores = self._scores(speech_mel, spk, x[..., :N_EXP], x[..., N_EXP:])
             t3 = time.perf_counter()
         report(1.0)
-        out = [Take(s, np.ascontiguousarray(xi[:, :N_EXP], np.float32),
-                    np.ascontiguousarray(xi[:, N_EXP:], np.float32), float(sc))
-               for s, xi, sc in zip(seeds, x, scores)]
-        return AnimateResult(out, {"encode": t1 - t0, "sample": t2 - t1, "score": t3 - t2,
-                                   "engine_total": t3 - t0})
+        out = [
+            Take(
+                s,
+                np.ascontiguousarray(xi[:, :N_EXP], np.float32),
+                np.ascontiguousarray(xi[:, N_EXP:], np.float32),
+                float(sc),
+            )
+            for s, xi, sc in zip(seeds, x, scores)
+        ]
+        return AnimateResult(out, {"encode": t1 - t0, "sample": t2 - t1, "score": t3 - t2, "engine_total": t3 - t0})
 
     # ----------------------------------------------------------------- M2S
     def _speech_side(self, audio):
@@ -210,13 +236,12 @@ class Engine:
                 feeds[inp.name] = jaw
             elif inp.name == "speaker":
                 s = spk if spk is not None else self._speaker_default
-                if s is None:   # no speech to embed and no mean speaker in the bundle
+                if s is None:  # no speech to embed and no mean speaker in the bundle
                     s = np.zeros(inp.shape[-1], np.float32)
                 feeds[inp.name] = np.repeat(np.asarray(s, np.float32).reshape(1, -1), len(exp), axis=0)
             else:
                 raise BundleError(f"m2s graph has an input {inp.name!r} this engine does not know")
-        outs = dict(zip([o.name for o in self.bundle.sessions["m2s"].get_outputs()],
-                        self.bundle.run("m2s", feeds)))
+        outs = dict(zip([o.name for o in self.bundle.sessions["m2s"].get_outputs()], self.bundle.run("m2s", feeds)))
         return outs["mel"]
 
     def _scores(self, speech_mel, spk, exp, jaw) -> list[float]:
@@ -227,7 +252,7 @@ class Engine:
             return [0.0] * len(exp)
         scores = []
         for i in range(0, len(exp), SCORE_BATCH):
-            pred = self._m2s_mel(exp[i:i + SCORE_BATCH], jaw[i:i + SCORE_BATCH], spk)
+            pred = self._m2s_mel(exp[i : i + SCORE_BATCH], jaw[i : i + SCORE_BATCH], spk)
             n = min(pred.shape[1], len(speech_mel))
             scores += [band_correlation(p[:n], speech_mel[:n]) if n >= 2 else 0.0 for p in pred]
         return scores
@@ -243,6 +268,7 @@ class Engine:
         """What M2S hears from one window of a take: its mel through Griffin-Lim, 16 kHz float32,
         not normalised (windows.listen stitches windows, then normalises the whole)."""
         from backend.vocoder import vocode
+
         if "m2s" not in self.bundle.sessions:
             raise BundleError("this bundle has no m2s graph to listen with")
         with self._lock:
@@ -252,6 +278,7 @@ class Engine:
     def listen(self, exp, jaw, cancel: threading.Event | None = None) -> np.ndarray:
         """What M2S hears from a take of any length (windowed: backend/windows.py), 16 kHz float32."""
         from backend.windows import listen
+
         if "m2s" not in self.bundle.sessions:
             raise BundleError("this bundle has no m2s graph to listen with")
         return listen(self, np.asarray(exp, np.float32), np.asarray(jaw, np.float32), cancel=cancel)

@@ -4,6 +4,7 @@ Every error the service sends is `{"error": {"code", "message"}}` with an HTTP
 status (docs/protocol.md). Library exceptions become protocol errors here and
 nowhere else, whether raised while checking a request or inside a job.
 """
+
 from __future__ import annotations
 
 from fastapi.responses import JSONResponse
@@ -14,9 +15,18 @@ from backend.contracts import OptionError
 from backend.engine import Cancelled
 
 # Starlette's own HTTP errors (routing, methods, body limits) by status.
-HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 408: "timeout", 413: "too_large", 415: "bad_audio",
-              422: "bad_option", 503: "busy"}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "timeout",
+    413: "too_large",
+    415: "bad_audio",
+    422: "bad_option",
+    503: "busy",
+}
 
 
 class ApiError(Exception):
@@ -27,11 +37,12 @@ class ApiError(Exception):
 
 def shutting_down() -> ApiError:
     """What a request gets while the server stops (SIGTERM): nothing of it will be done."""
-    return ApiError(503, "shutting_down", "the server is shutting down; retry once it is back",
-                    headers={"Retry-After": "5"})
+    return ApiError(
+        503, "shutting_down", "the server is shutting down; retry once it is back", headers={"Retry-After": "5"}
+    )
 
 
-def _own(exc) -> ApiError:                # exceptions that carry their own status and code
+def _own(exc) -> ApiError:  # exceptions that carry their own status and code
     return ApiError(exc.status, exc.code, str(exc))
 
 
@@ -40,9 +51,11 @@ MAPPING = (
     (OptionError, _own),
     (AudioError, _own),
     (Cancelled, lambda exc: ApiError(499, "cancelled", str(exc))),
-    (BundleError, lambda exc: ApiError(503, "no_model", str(exc))),   # e.g. listen with no M2S graph
-    (MemoryError, lambda exc: ApiError(503, "busy", "out of memory for this request; try a shorter clip "
-                                                    "or fewer takes")),
+    (BundleError, lambda exc: ApiError(503, "no_model", str(exc))),  # e.g. listen with no M2S graph
+    (
+        MemoryError,
+        lambda exc: ApiError(503, "busy", "out of memory for this request; try a shorter clip or fewer takes"),
+    ),
 )
 
 

@@ -9,6 +9,7 @@ Slaney mel filters (librosa's default), natural log with a floor.
 
 `training.speech.features.LogMel` is the torch twin (agrees within 1e-4, tested).
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -43,7 +44,7 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
     lower = -ramps[:-2] / fdiff[:-1, None]
     upper = ramps[2:] / fdiff[1:, None]
     weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_pts[2:n_mels + 2] - mel_pts[:n_mels]))[:, None]
+    weights *= (2.0 / (mel_pts[2 : n_mels + 2] - mel_pts[:n_mels]))[:, None]
     weights.setflags(write=False)
     return weights
 
@@ -56,8 +57,9 @@ def hann_window(n: int) -> np.ndarray:
     return w
 
 
-def stft(audio: np.ndarray, n_fft: int, hop_length: int, win_length: int | None = None,
-         n_frames: int | None = None) -> np.ndarray:
+def stft(
+    audio: np.ndarray, n_fft: int, hop_length: int, win_length: int | None = None, n_frames: int | None = None
+) -> np.ndarray:
     """Complex STFT (n_frames, n_fft // 2 + 1), centred zero-padded frames.
 
     n_frames defaults to 1 + len // hop (librosa's count); pass fewer to trim.
@@ -68,7 +70,7 @@ def stft(audio: np.ndarray, n_fft: int, hop_length: int, win_length: int | None 
     win_length = win_length or n_fft
     window = np.zeros(n_fft)
     lo = (n_fft - win_length) // 2
-    window[lo:lo + win_length] = hann_window(win_length)
+    window[lo : lo + win_length] = hann_window(win_length)
     count = 1 + len(audio) // hop_length
     n_frames = count if n_frames is None else min(n_frames, count)
     padded = np.pad(audio, (n_fft // 2, n_fft // 2))

@@ -3,6 +3,7 @@
 One place for each, used by the backend (bundles, reports), training (runs, corpus,
 provenance) and the studio tools alike.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,12 +50,22 @@ def git_commit(short: bool = False) -> str:
     """The checkout's commit (`+dirty` with uncommitted changes to tracked files), or
     'unknown' outside a git checkout."""
     try:
-        head = subprocess.run(["git", "rev-parse", *(["--short"] if short else []), "HEAD"], cwd=REPO,
-                              capture_output=True, text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "rev-parse", *(["--short"] if short else []), "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if head.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head.stdout.strip() + ("+dirty" if dirty else "")

@@ -1,4 +1,5 @@
 """Read a head file (head.npz) and compute its identity, without torch."""
+
 from __future__ import annotations
 
 import hashlib
@@ -22,8 +23,17 @@ def load_head_file(path: str | Path) -> dict:
     """head.npz as a dict of arrays (strings as Python str); raises ValueError if incomplete."""
     with np.load(path, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
-    required = ["v_template", "faces", "exp_dirs", "joints", "parents", "weights", "lip_upper", "lip_lower",
-                "head_id"] + [f"region_{r}" for r in REGION_NAMES]
+    required = [
+        "v_template",
+        "faces",
+        "exp_dirs",
+        "joints",
+        "parents",
+        "weights",
+        "lip_upper",
+        "lip_lower",
+        "head_id",
+    ] + [f"region_{r}" for r in REGION_NAMES]
     missing = [k for k in required if k not in data]
     if missing:
         raise ValueError(f"{path}: not a THUNDER head file (missing {', '.join(missing)})")

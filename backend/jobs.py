@@ -7,6 +7,7 @@ documents (docs/protocol.md); `parse_take` / `listen` serve `/v1/listen`.
 records the streaming `/v1/animate` sends.
 One code path, so `thunder animate` and `POST /v1/animate` cannot disagree.
 """
+
 from __future__ import annotations
 
 import base64
@@ -19,8 +20,21 @@ import numpy as np
 
 from backend import audio as audio_io
 from backend import windows
-from backend.contracts import (FPS, MAX_ABS_EXP, MAX_ABS_JAW, MAX_GUIDANCE, MAX_SEED,  # noqa: F401
-                               MAX_STEPS, MAX_TAKES, N_EXP, N_JAW, PRESET_NAMES, SAMPLE_RATE, OptionError, check_request)
+from backend.contracts import (  # noqa: F401  (the limits are re-exported: routes read them from jobs)
+    FPS,
+    MAX_ABS_EXP,
+    MAX_ABS_JAW,
+    MAX_GUIDANCE,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_TAKES,
+    N_EXP,
+    N_JAW,
+    PRESET_NAMES,
+    SAMPLE_RATE,
+    OptionError,
+    check_request,
+)
 from backend.engine import PROGRESS_ENCODED, PROGRESS_SAMPLED, Cancelled
 from backend.samplers import SAMPLERS, SamplerError, timesteps
 
@@ -54,7 +68,7 @@ class AnimateOptions:
 class AnimateOutput:
     """Takes as arrays plus what the response reports about them."""
 
-    takes: list                  # engine Take objects (seed, exp, jaw, score)
+    takes: list  # engine Take objects (seed, exp, jaw, score)
     sampler: str
     steps: int
     guidance: float
@@ -84,8 +98,16 @@ def decode(source, opts: AnimateOptions, max_seconds: float | None = None) -> tu
     return audio, time.perf_counter() - t0
 
 
-def animate_audio(engine, audio: np.ndarray, opts: AnimateOptions, *, progress=None, cancel=None,
-                  timings: dict | None = None, tracker: "ProgressTracker | None" = None) -> AnimateOutput:
+def animate_audio(
+    engine,
+    audio: np.ndarray,
+    opts: AnimateOptions,
+    *,
+    progress=None,
+    cancel=None,
+    timings: dict | None = None,
+    tracker: "ProgressTracker | None" = None,
+) -> AnimateOutput:
     """Decoded audio → ranked takes (windowed when longer than one engine pass).
 
     `progress(fraction)` gets the whole job's fraction (the CLI's bar); `tracker`,
@@ -100,9 +122,19 @@ def animate_audio(engine, audio: np.ndarray, opts: AnimateOptions, *, progress=N
         tracker.begin(walked_steps(engine, sampler, steps))
     report, on_window = _progress_hooks(progress, tracker)
     try:
-        result = windows.animate(engine, audio, takes=opts.takes, seed=opts.seed, preset=opts.preset,
-                                 sampler=sampler, steps=steps, guidance=opts.guidance,
-                                 progress=report, on_window=on_window, cancel=cancel)
+        result = windows.animate(
+            engine,
+            audio,
+            takes=opts.takes,
+            seed=opts.seed,
+            preset=opts.preset,
+            sampler=sampler,
+            steps=steps,
+            guidance=opts.guidance,
+            progress=report,
+            on_window=on_window,
+            cancel=cancel,
+        )
     except SamplerError as exc:
         raise OptionError(str(exc)) from None
     if tracker is not None:
@@ -121,7 +153,7 @@ def cost(engine, n_frames: int, opts: AnimateOptions) -> int:
     (each step runs the null-audio twin too). Checked against `--max-cost` before queueing."""
     sampler, steps = resolve_preset(engine, opts)
     frames = sum(e - s for s, e in windows.animate_spans(n_frames, int(engine.max_frames)))
-    if getattr(engine, "deterministic", False):           # one denoiser pass, whatever the sampler
+    if getattr(engine, "deterministic", False):  # one denoiser pass, whatever the sampler
         return frames * opts.takes
     passes = 2 if opts.guidance != 1.0 else 1
     return frames * opts.takes * max(1, walked_steps(engine, sampler, steps)) * passes
@@ -134,9 +166,11 @@ def check_cost(engine, n_frames: int, opts: AnimateOptions, budget: float | None
         sampler, _ = resolve_preset(engine, opts)
         why = " × 2 for guidance" if opts.guidance != 1.0 else ""
         hint = f" (ddpm walks all {walked_steps(engine, sampler, 1)} steps)" if sampler == "ddpm" else ""
-        raise CostError(f"this request needs {spent:,} denoiser frame-passes (frames × takes × steps walked{why}); "
-                        f"this server allows {int(budget):,}: ask for fewer takes or steps, a shorter clip, "
-                        f"or another sampler{hint}")
+        raise CostError(
+            f"this request needs {spent:,} denoiser frame-passes (frames × takes × steps walked{why}); "
+            f"this server allows {int(budget):,}: ask for fewer takes or steps, a shorter clip, "
+            f"or another sampler{hint}"
+        )
     return spent
 
 
@@ -154,7 +188,7 @@ def walked_steps(engine, sampler: str, steps: int) -> int:
         if sampler == "ddpm":
             return int(engine.schedule.steps)
         return len(timesteps(engine.schedule, steps))
-    except (AttributeError, SamplerError):     # an engine without a schedule: no step count to show
+    except (AttributeError, SamplerError):  # an engine without a schedule: no step count to show
         return 0
 
 
@@ -167,6 +201,7 @@ def _progress_hooks(progress, tracker):
         tracker.update(fraction)
         if progress is not None:
             progress(fraction)
+
     return report, tracker.window
 
 
@@ -174,20 +209,26 @@ def _progress_hooks(progress, tracker):
 class Progress:
     """Where a job stands: one `progress` event of the streaming /v1/animate (docs/protocol.md)."""
 
-    fraction: float = 0.0        # of the whole job, never decreasing
-    stage: str = "queued"        # queued | encoding | sampling | scoring | done
-    window: int = 0              # 1-based; 0 while queued
+    fraction: float = 0.0  # of the whole job, never decreasing
+    stage: str = "queued"  # queued | encoding | sampling | scoring | done
+    window: int = 0  # 1-based; 0 while queued
     windows: int = 0
-    step: int = 0                # sampler steps done in this window
-    steps: int = 0               # sampler steps per window
-    elapsed_s: float = 0.0       # since the worker started the job (queue wait excluded)
-    eta_s: float | None = None   # None until a sampler step has been timed
+    step: int = 0  # sampler steps done in this window
+    steps: int = 0  # sampler steps per window
+    elapsed_s: float = 0.0  # since the worker started the job (queue wait excluded)
+    eta_s: float | None = None  # None until a sampler step has been timed
 
     def as_dict(self) -> dict:
-        return {"fraction": round(self.fraction, 4), "stage": self.stage, "window": self.window,
-                "windows": self.windows, "step": self.step, "steps": self.steps,
-                "elapsed_s": round(self.elapsed_s, 2),
-                "eta_s": None if self.eta_s is None else round(self.eta_s, 1)}
+        return {
+            "fraction": round(self.fraction, 4),
+            "stage": self.stage,
+            "window": self.window,
+            "windows": self.windows,
+            "step": self.step,
+            "steps": self.steps,
+            "elapsed_s": round(self.elapsed_s, 2),
+            "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
+        }
 
 
 class ProgressTracker:
@@ -204,8 +245,8 @@ class ProgressTracker:
         self._now = Progress()
         self._t0 = 0.0
         self._steps = 0
-        self._window = (0, 1)        # (index, count) of the window running
-        self._origin = None          # (time, fraction) when sampling first began: the rate's start
+        self._window = (0, 1)  # (index, count) of the window running
+        self._origin = None  # (time, fraction) when sampling first began: the rate's start
 
     def snapshot(self) -> Progress:
         with self._lock:
@@ -242,8 +283,9 @@ class ProgressTracker:
             stage = _stage(fraction, local, step, self._steps)
             if self._origin is None and stage == "sampling":
                 self._origin = (now, fraction)
-            self._now = Progress(fraction, stage, index + 1, count, step, self._steps, now - self._t0,
-                                 self._eta(now, fraction))
+            self._now = Progress(
+                fraction, stage, index + 1, count, step, self._steps, now - self._t0, self._eta(now, fraction)
+            )
 
     def _eta(self, now: float, fraction: float) -> float | None:
         """Seconds left at the rate since sampling began. Measuring from there, not from the
@@ -267,11 +309,12 @@ def _stage(fraction: float, local: float, step: int, steps: int) -> str:
     return "scoring" if steps and step >= steps else "sampling"
 
 
-def animate(engine, source, opts: AnimateOptions, *, max_seconds: float | None = None,
-            progress=None, cancel=None) -> AnimateOutput:
+def animate(
+    engine, source, opts: AnimateOptions, *, max_seconds: float | None = None, progress=None, cancel=None
+) -> AnimateOutput:
     """Decode `source` (bytes, path or file object) and animate it; raises AudioError/OptionError."""
     opts.check()
-    resolve_preset(engine, opts)                 # a bad preset fails before a long decode
+    resolve_preset(engine, opts)  # a bad preset fails before a long decode
     audio, t_decode = decode(source, opts, max_seconds)
     return animate_audio(engine, audio, opts, progress=progress, cancel=cancel, timings={"decode": t_decode})
 
@@ -292,18 +335,27 @@ def _take_item(t, encoding: str) -> dict:
 
 def to_payload(out: AnimateOutput, encoding: str = "json", takes: bool = True) -> dict:
     """The /v1/animate response body (docs/protocol.md); `takes=False` leaves them out (null)."""
-    return {"fps": FPS, "n_frames": out.n_frames, "duration": round(out.duration, 6),
-            "sample_rate": SAMPLE_RATE, "sampler": out.sampler, "steps": out.steps,
-            "guidance": out.guidance, "encoding": encoding,
-            "takes": [_take_item(t, encoding) for t in out.takes] if takes else None,
-            "timings": {k: round(v, 6) for k, v in out.timings.items()}}
+    return {
+        "fps": FPS,
+        "n_frames": out.n_frames,
+        "duration": round(out.duration, 6),
+        "sample_rate": SAMPLE_RATE,
+        "sampler": out.sampler,
+        "steps": out.steps,
+        "guidance": out.guidance,
+        "encoding": encoding,
+        "takes": [_take_item(t, encoding) for t in out.takes] if takes else None,
+        "timings": {k: round(v, 6) for k, v in out.timings.items()},
+    }
 
 
 def to_json(out: AnimateOutput, encoding: str = "json") -> bytes:
     """`to_payload` as compact strict JSON bytes, the same bytes as json.dumps of it, built one
     take at a time: 32 takes of 10 minutes as Python lists would take gigabytes at once."""
+
     def dumps(value) -> bytes:
         return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
     head = dumps(to_payload(out, encoding, takes=False))
     before, after = head.split(b'"takes":null', 1)
     parts = [before, b'"takes":[']
@@ -314,12 +366,16 @@ def to_json(out: AnimateOutput, encoding: str = "json") -> bytes:
 
 def to_npz_dict(out: AnimateOutput) -> dict:
     """Arrays for `thunder animate --out X.npz`: exp (K,T,50), jaw (K,T,3), seeds, scores."""
-    return {"exp": np.stack([t.exp for t in out.takes]).astype(np.float32),
-            "jaw": np.stack([t.jaw for t in out.takes]).astype(np.float32),
-            "seeds": np.array([t.seed for t in out.takes], np.int64),
-            "scores": np.array([t.score for t in out.takes], np.float32),
-            "fps": np.int64(FPS), "sampler": np.str_(out.sampler), "steps": np.int64(out.steps),
-            "guidance": np.float32(out.guidance)}
+    return {
+        "exp": np.stack([t.exp for t in out.takes]).astype(np.float32),
+        "jaw": np.stack([t.jaw for t in out.takes]).astype(np.float32),
+        "seeds": np.array([t.seed for t in out.takes], np.int64),
+        "scores": np.array([t.score for t in out.takes], np.float32),
+        "fps": np.int64(FPS),
+        "sampler": np.str_(out.sampler),
+        "steps": np.int64(out.steps),
+        "guidance": np.float32(out.guidance),
+    }
 
 
 LIMITS = {"exp": (N_EXP, MAX_ABS_EXP), "jaw": (N_JAW, MAX_ABS_JAW)}
@@ -376,6 +432,6 @@ def parse_take(payload: dict, max_frames: int) -> tuple[np.ndarray, np.ndarray]:
 def listen(engine, exp: np.ndarray, jaw: np.ndarray, cancel=None) -> bytes:
     """A take → M2S mel → Griffin-Lim (window by window) → 16 kHz WAV bytes."""
     audio = engine.listen(exp, jaw, cancel=cancel)
-    if not np.isfinite(audio).all():       # a model bug: never answer it as a WAV of full-scale noise
+    if not np.isfinite(audio).all():  # a model bug: never answer it as a WAV of full-scale noise
         raise RuntimeError("M2S produced non-finite audio from a finite take")
     return audio_io.encode_wav(audio, SAMPLE_RATE)

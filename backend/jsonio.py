@@ -7,6 +7,7 @@ So writers here refuse non-finite numbers (`allow_nan=False`), and code whose
 figures can be undefined (a correlation of a constant, a mean of nothing) says
 so explicitly with `finite()`, which turns them into null.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,7 @@ def finite(obj):
         return {k: finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [finite(v) for v in obj]
-    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):   # numpy array or scalar
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy array or scalar
         return finite(obj.tolist())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
@@ -34,14 +35,13 @@ def dumps(obj, *, indent: int | None = None, compact: bool = False, default=None
     """Strict JSON text; raises ValueError on NaN or Infinity (call `finite` first
     where a figure may be undefined)."""
     separators = (",", ":") if compact else None
-    return json.dumps(obj, indent=indent, separators=separators, allow_nan=False, default=default,
-                      sort_keys=sort_keys)
+    return json.dumps(obj, indent=indent, separators=separators, allow_nan=False, default=default, sort_keys=sort_keys)
 
 
 def write_json(path, obj, *, indent: int | None = 2, default=None, sort_keys: bool = False) -> Path:
     """Write strict JSON atomically: a crash leaves the old file or the new one,
     never half of one (and a refused value leaves the old file untouched)."""
-    text = dumps(obj, indent=indent, default=default, sort_keys=sort_keys) + "\n"   # refused before writing
+    text = dumps(obj, indent=indent, default=default, sort_keys=sort_keys) + "\n"  # refused before writing
     return write_atomic(path, text)
 
 

@@ -4,6 +4,7 @@ Sends `requests` POST /v1/animate calls from `concurrency` client threads and
 reports requests served, errors by code, and latency percentiles. It refuses
 non-loopback URLs: it is a tool for checking your own server, not anyone's.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,6 +26,7 @@ def speech_wav(seconds: float) -> bytes:
     """The bench's speech-like clip as 16 kHz WAV bytes."""
     from backend.audio import encode_wav
     from backend.bench import speech_clip
+
     return encode_wav(speech_clip(seconds))
 
 
@@ -33,13 +35,24 @@ def percentiles(values: list[float]) -> dict:
         return {}
     a = np.asarray(values)
     return {f"p{q}": round(float(np.percentile(a, q)), 4) for q in (50, 90, 99)} | {
-        "max": round(float(a.max()), 4), "mean": round(float(a.mean()), 4)}
+        "max": round(float(a.max()), 4),
+        "mean": round(float(a.mean()), 4),
+    }
 
 
-def run(url: str, token: str, audio: bytes, *, requests: int = 16, concurrency: int = 4,
-        form: dict | None = None, timeout: float = 600.0) -> dict:
+def run(
+    url: str,
+    token: str,
+    audio: bytes,
+    *,
+    requests: int = 16,
+    concurrency: int = 4,
+    form: dict | None = None,
+    timeout: float = 600.0,
+) -> dict:
     """Fire the requests; return the report (requests, ok, errors, latency, throughput)."""
     import httpx
+
     host = urlsplit(url).hostname or ""
     if not security.is_loopback(host):
         raise ValueError(f"loadtest targets loopback servers only, not {host!r}")
@@ -52,8 +65,9 @@ def run(url: str, token: str, audio: bytes, *, requests: int = 16, concurrency: 
     def one(i: int):
         client = getattr(local, "client", None)
         if client is None:
-            client = local.client = httpx.Client(base_url=url, timeout=timeout,
-                                                 headers={"Authorization": f"Bearer {token}"})
+            client = local.client = httpx.Client(
+                base_url=url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+            )
         t0 = time.perf_counter()
         try:
             r = client.post("/v1/animate", data={**form, "seed": str(i)}, files={"audio": ("load.wav", audio)})
@@ -71,9 +85,17 @@ def run(url: str, token: str, audio: bytes, *, requests: int = 16, concurrency: 
     with ThreadPoolExecutor(concurrency, thread_name_prefix="loadtest") as pool:
         list(pool.map(one, range(requests)))
     wall = time.perf_counter() - t0
-    return {"url": url, "requests": requests, "concurrency": concurrency, "ok": len(latencies),
-            "errors": errors, "latency_s": percentiles(latencies), "wall_s": round(wall, 3),
-            "throughput_rps": round(len(latencies) / wall, 3), "form": form}
+    return {
+        "url": url,
+        "requests": requests,
+        "concurrency": concurrency,
+        "ok": len(latencies),
+        "errors": errors,
+        "latency_s": percentiles(latencies),
+        "wall_s": round(wall, 3),
+        "throughput_rps": round(len(latencies) / wall, 3),
+        "form": form,
+    }
 
 
 def _error_code(r) -> str:
@@ -90,11 +112,13 @@ def cmd_loadtest(args) -> int:
     try:
         report = run(args.url, token, audio, requests=args.requests, concurrency=args.concurrency, form=form)
     except ValueError as exc:
-        raise SystemExit(f"thunder loadtest: {exc}")
+        raise SystemExit(f"thunder loadtest: {exc}") from None
     lat = report["latency_s"]
-    print(f"{report['ok']}/{report['requests']} ok, errors {report['errors'] or 'none'}, "
-          f"latency p50 {lat.get('p50', float('nan')):.3f} s p90 {lat.get('p90', float('nan')):.3f} s "
-          f"p99 {lat.get('p99', float('nan')):.3f} s, {report['throughput_rps']:.2f} req/s")
+    print(
+        f"{report['ok']}/{report['requests']} ok, errors {report['errors'] or 'none'}, "
+        f"latency p50 {lat.get('p50', float('nan')):.3f} s p90 {lat.get('p90', float('nan')):.3f} s "
+        f"p99 {lat.get('p99', float('nan')):.3f} s, {report['throughput_rps']:.2f} req/s"
+    )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2))

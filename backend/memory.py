@@ -8,6 +8,7 @@ pages of every arena.
 Elsewhere (macOS, Windows, musl) these are no-ops: their allocators return memory
 on their own, or offer no such call.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -20,21 +21,33 @@ log = logging.getLogger("thunder.memory")
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-                 "uordblks", "fordblks", "keepcost")]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def _libc():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
-    except (OSError, AttributeError):       # not glibc
+    except (OSError, AttributeError):  # not glibc
         return None, None
     try:
         libc.mallinfo2.restype = _MallInfo2
         info = libc.mallinfo2
-    except AttributeError:                  # glibc < 2.33: trim without looking first
+    except AttributeError:  # glibc < 2.33: trim without looking first
         info = None
     return libc, info
 
@@ -49,7 +62,7 @@ def heap_free_bytes() -> int | None:
     return int(_MALLINFO2().fordblks)
 
 
-_trimmed_at = 0              # resident bytes just after the last trim
+_trimmed_at = 0  # resident bytes just after the last trim
 _lock = threading.Lock()
 
 
@@ -66,8 +79,7 @@ def give_back(threshold: int = 0) -> bool:
             return False
         _LIBC.malloc_trim(0)
         _trimmed_at = rss_bytes()
-    log.debug("returned free heap to the system: %.0f MB -> %.0f MB resident", resident / 2**20,
-              _trimmed_at / 2**20)
+    log.debug("returned free heap to the system: %.0f MB -> %.0f MB resident", resident / 2**20, _trimmed_at / 2**20)
     return True
 
 

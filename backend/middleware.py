@@ -4,6 +4,7 @@ ask (host, origin, token) and how much (body size).
 Pure ASGI, not Starlette's BaseHTTPMiddleware: they must not wrap `receive` in a
 way that hides disconnects, and they answer before any body is read.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,8 +41,12 @@ class Guard:
             exc = shutting_down()
             return await error_response(exc.status, exc.code, exc.message, exc.headers)(scope, receive, send)
         if self.in_flight >= self.max_in_flight:
-            return await error_response(503, "busy", f"{self.in_flight} requests in progress; retry later",
-                                        {"Retry-After": "5", "Connection": "close"})(scope, receive, send)
+            return await error_response(
+                503,
+                "busy",
+                f"{self.in_flight} requests in progress; retry later",
+                {"Retry-After": "5", "Connection": "close"},
+            )(scope, receive, send)
         started = False
 
         async def tracked(message):
@@ -53,15 +58,14 @@ class Guard:
         self.in_flight += 1
         try:
             await self.app(scope, receive, tracked)
-        except asyncio.CancelledError:          # uvicorn gave up waiting for us at shutdown
+        except asyncio.CancelledError:  # uvicorn gave up waiting for us at shutdown
             if not started:
                 exc = shutting_down()
                 await error_response(exc.status, exc.code, exc.message, exc.headers)(scope, receive, send)
         except Exception as exc:
             if not started:
                 log.error("unexpected error", exc_info=exc)
-                await error_response(500, "internal", f"internal error: {type(exc).__name__}")(
-                    scope, receive, send)
+                await error_response(500, "internal", f"internal error: {type(exc).__name__}")(scope, receive, send)
         finally:
             self.in_flight -= 1
 
@@ -78,8 +82,9 @@ class AccessCheck:
 
     PUBLIC = frozenset({"/v1/health", "/v1/ready", "/openapi.json"})
 
-    def __init__(self, app, token: str, allow_remote: bool, hosts: frozenset[str],
-                 origins: frozenset[str] = frozenset()):
+    def __init__(
+        self, app, token: str, allow_remote: bool, hosts: frozenset[str], origins: frozenset[str] = frozenset()
+    ):
         self.app, self.token, self.allow_remote, self.hosts = app, token, allow_remote, hosts
         self.origins = origins
 
@@ -88,18 +93,19 @@ class AccessCheck:
             headers = dict(scope.get("headers") or ())
             host = headers.get(b"host", b"").decode("latin-1")
             if not security.host_ok(host, self.allow_remote, self.hosts):
-                response = error_response(400, "bad_host",
-                                          "Host header is not a loopback name (DNS rebinding guard)")
+                response = error_response(400, "bad_host", "Host header is not a loopback name (DNS rebinding guard)")
                 return await response(scope, receive, send)
             origin = headers.get(b"origin")
             if origin is not None and not security.origin_ok(origin.decode("latin-1"), self.origins):
-                response = error_response(403, "bad_origin", "requests from web pages are refused "
-                                          "(Origin not allowed; see --allowed-origin)")
+                response = error_response(
+                    403, "bad_origin", "requests from web pages are refused (Origin not allowed; see --allowed-origin)"
+                )
                 return await response(scope, receive, send)
             authorization = headers.get(b"authorization", b"").decode("latin-1")
             if scope.get("path") not in self.PUBLIC and not security.bearer_ok(authorization, self.token):
-                response = error_response(401, "unauthorized", "missing or wrong bearer token",
-                                          {"WWW-Authenticate": "Bearer"})
+                response = error_response(
+                    401, "unauthorized", "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
+                )
                 return await response(scope, receive, send)
         return await self.app(scope, receive, send)
 
@@ -133,4 +139,5 @@ class BodyLimit:
                 if seen > limit:
                     raise StarletteHTTPException(413, too_large)
             return message
+
         return await self.app(scope, counted, send)

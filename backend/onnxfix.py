@@ -13,11 +13,12 @@ exactly, while every other input (|v| ≥ tiny) computes as before, bit for bit.
 (a few dozen lines) because the backend's runtime has no `onnx` package; fields
 it does not touch are copied byte for byte.
 """
+
 from __future__ import annotations
 
 import struct
 
-TINY = 1e-30                # far below any real rotation (radians), far above float32's smallest normal
+TINY = 1e-30  # far below any real rotation (radians), far above float32's smallest normal
 
 # ONNX protobuf field numbers (onnx/onnx.proto3)
 MODEL_GRAPH = 7
@@ -28,6 +29,7 @@ FLOAT = 1
 
 
 # ---- protobuf wire format: a message is a list of (field, wire type, value) ----
+
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     value = shift = 0
@@ -61,12 +63,12 @@ def parse(buf: bytes) -> list[tuple[int, int, object]]:
         if wire == 0:
             value, pos = _varint(view, pos)
         elif wire == 1:
-            value, pos = view[pos:pos + 8], pos + 8
+            value, pos = view[pos : pos + 8], pos + 8
         elif wire == 2:
             length, pos = _varint(view, pos)
-            value, pos = view[pos:pos + length], pos + length
+            value, pos = view[pos : pos + length], pos + length
         elif wire == 5:
-            value, pos = view[pos:pos + 4], pos + 4
+            value, pos = view[pos : pos + 4], pos + 4
         else:
             raise ValueError(f"unsupported protobuf wire type {wire}")
         fields.append((field, wire, value))
@@ -96,8 +98,9 @@ def _node(op_type: str, inputs: list[str], outputs: list[str], name: str) -> byt
 
 
 def _scalar(name: str, value: float) -> bytes:
-    return serialise([(TENSOR_DATA_TYPE, 0, FLOAT), (TENSOR_NAME, 2, name.encode()),
-                      (TENSOR_RAW_DATA, 2, struct.pack("<f", value))])
+    return serialise(
+        [(TENSOR_DATA_TYPE, 0, FLOAT), (TENSOR_NAME, 2, name.encode()), (TENSOR_RAW_DATA, 2, struct.pack("<f", value))]
+    )
 
 
 def _with_input(node_fields, index: int, name: str):
@@ -120,13 +123,13 @@ def safe_normalisation(model: bytes, tiny: float = TINY) -> tuple[bytes, int]:
         return model, 0
     graph = parse(top[graph_at[0]][2])
     nodes = [(i, parse(v)) for i, (f, w, v) in enumerate(graph) if f == GRAPH_NODE and w == 2]
-    norms = {}                                   # ReduceL2 output -> (its input, graph index)
+    norms = {}  # ReduceL2 output -> (its input, graph index)
     for i, fields in nodes:
         if _strings(fields, NODE_OP_TYPE) == ["ReduceL2"]:
             ins, outs = _strings(fields, NODE_INPUT), _strings(fields, NODE_OUTPUT)
             if ins and len(outs) == 1:
                 norms[outs[0]] = (ins[0], i)
-    replaced, added = {}, {}                     # graph index -> new node bytes / nodes to insert after it
+    replaced, added = {}, {}  # graph index -> new node bytes / nodes to insert after it
     for i, fields in nodes:
         ins = _strings(fields, NODE_INPUT)
         if _strings(fields, NODE_OP_TYPE) != ["Div"] or len(ins) != 2 or ins[1] not in norms:

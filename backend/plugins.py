@@ -5,6 +5,7 @@
 neither the backend nor training imports it, so both run (and the backend ships in
 the extension zip) without it and without Blender.
 """
+
 from __future__ import annotations
 
 import logging

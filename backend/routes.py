@@ -4,6 +4,7 @@ Routes read what they need from the app's state through `Depends`: the engine
 (503 `no_model` when none loaded), the worker, the settings. They check and
 decode requests on the event loop, and leave model work to the worker thread.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,14 +31,15 @@ from backend.worker import NDJSON, JobStream, JobWatch, Worker, progress_lines, 
 class ServiceState:
     """What the routes share: set once by create_app (`app.state.service`)."""
 
-    engine: object | None              # backend.engine.Engine, or None with load_error
+    engine: object | None  # backend.engine.Engine, or None with load_error
     load_error: str | None
     worker: Worker
     settings: Settings
-    decode_slots: asyncio.Semaphore    # concurrent decodes (2 cores)
+    decode_slots: asyncio.Semaphore  # concurrent decodes (2 cores)
 
 
 # ---- dependencies ----
+
 
 def service_state(request: Request) -> ServiceState:
     return request.app.state.service
@@ -62,6 +64,7 @@ def require_token(_cred: Annotated[Optional[HTTPAuthorizationCredentials], Depen
 
 # ---- response models (documentation in the OpenAPI schema) ----
 
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -84,8 +87,9 @@ def _rows(width: int, limit: float | None = None, max_frames: int | None = None,
     """A [n_frames, width] float array as JSON lists, with its shape (and value range) stated."""
     value = Annotated[float, Field(ge=-limit if limit else None, le=limit, strict=strict, allow_inf_nan=False)]
     row = Annotated[list[value], Field(min_length=width, max_length=width)]
-    return Annotated[list[row], Field(min_length=1, max_length=max_frames,
-                                      description=f"[n_frames, {width}] float rows")]
+    return Annotated[
+        list[row], Field(min_length=1, max_length=max_frames, description=f"[n_frames, {width}] float rows")
+    ]
 
 
 AUDIO_TYPES = ("audio/wav", "audio/flac", "audio/ogg", "audio/mpeg", "application/octet-stream")
@@ -94,8 +98,14 @@ B64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
 
 def _b64(width: int, max_frames: int | None = None):
     size = None if max_frames is None else 4 * -(-(max_frames * width * 4) // 3)
-    return Annotated[str, Field(max_length=size, description=f"base64 of float32 little-endian [n_frames, {width}], "
-                                                           "row-major", json_schema_extra={"pattern": B64_PATTERN})]
+    return Annotated[
+        str,
+        Field(
+            max_length=size,
+            description=f"base64 of float32 little-endian [n_frames, {width}], row-major",
+            json_schema_extra={"pattern": B64_PATTERN},
+        ),
+    ]
 
 
 class TakeOut(BaseModel):
@@ -127,18 +137,29 @@ def listen_model(max_frames: int) -> type[BaseModel]:
     Exactly one of `exp`/`exp_b64` and of `jaw`/`jaw_b64`; both arrays the same length
     (jobs.parse_take checks what a schema cannot say)."""
     return create_model(
-        "ListenRequest", __config__=ConfigDict(extra="ignore"),
+        "ListenRequest",
+        __config__=ConfigDict(extra="ignore"),
         exp=(Optional[_rows(N_EXP, MAX_ABS_EXP, max_frames, strict=True)], None),
         jaw=(Optional[_rows(N_JAW, MAX_ABS_JAW, max_frames, strict=True)], None),
         exp_b64=(Optional[_b64(N_EXP, max_frames)], None),
         jaw_b64=(Optional[_b64(N_JAW, max_frames)], None),
-        n_frames=(Optional[Annotated[int, Field(ge=1, le=max_frames, strict=True,
-                                                description="frame count, checked against the arrays")]], None))
+        n_frames=(
+            Optional[
+                Annotated[
+                    int, Field(ge=1, le=max_frames, strict=True, description="frame count, checked against the arrays")
+                ]
+            ],
+            None,
+        ),
+    )
 
 
 ERRORS = {s: {"model": ErrorResponse} for s in (400, 401, 413, 415, 422, 503)}
-STREAMED = {"description": "with `Accept: application/x-ndjson` or `stream=true`: progress lines, "
-                           "then the result (docs/protocol.md)", "content": {NDJSON: {}}}
+STREAMED = {
+    "description": "with `Accept: application/x-ndjson` or `stream=true`: progress lines, "
+    "then the result (docs/protocol.md)",
+    "content": {NDJSON: {}},
+}
 
 public = APIRouter(prefix="/v1")
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], responses=ERRORS)
@@ -159,10 +180,14 @@ async def run_job(request: Request, state: ServiceState, fn):
 async def health(state: State):
     """Liveness and what is loaded; the one API endpoint without a token."""
     engine = state.engine
-    return Health(status="ok" if engine is not None else "no_model", version=__version__,
-                  bundle=engine.manifest.get("name") if engine is not None else None,
-                  device=str(engine.device) if engine is not None else None,
-                  queue=state.worker.held, detail=state.load_error)
+    return Health(
+        status="ok" if engine is not None else "no_model",
+        version=__version__,
+        bundle=engine.manifest.get("name") if engine is not None else None,
+        device=str(engine.device) if engine is not None else None,
+        queue=state.worker.held,
+        detail=state.load_error,
+    )
 
 
 class Ready(BaseModel):
@@ -211,21 +236,31 @@ async def animate(
     stream: Annotated[bool, Form(description="answer as NDJSON progress lines, then the result")] = False,
 ):
     """Speech → takes of FLAME expression (T×50) and jaw (T×3) at 25 fps."""
-    opts = jobs.AnimateOptions(takes=takes, seed=seed, preset=preset, sampler=sampler, steps=steps,
-                               guidance=guidance, start=start, end=end, rank=rank, encoding=encoding)
+    opts = jobs.AnimateOptions(
+        takes=takes,
+        seed=seed,
+        preset=preset,
+        sampler=sampler,
+        steps=steps,
+        guidance=guidance,
+        start=start,
+        end=end,
+        rank=rank,
+        encoding=encoding,
+    )
     checked(opts.check)
     # Decode before queueing: bad audio is answered at once (with or without a model),
     # and a queued job holds 16 kHz samples rather than the upload.
     async with state.decode_slots:
         pcm, t_decode = await asyncio.to_thread(
-            checked, lambda: jobs.decode(audio.file, opts, state.settings.max_seconds))
+            checked, lambda: jobs.decode(audio.file, opts, state.settings.max_seconds)
+        )
     engine = loaded_engine(state)
     checked(lambda: jobs.check_cost(engine, len(pcm) // SAMPLES_PER_FRAME, opts, state.settings.max_cost))
     tracker = jobs.ProgressTracker() if wants_stream(request, stream) else None
 
     def work(cancel):
-        out = jobs.animate_audio(engine, pcm, opts, cancel=cancel, timings={"decode": t_decode},
-                                 tracker=tracker)
+        out = jobs.animate_audio(engine, pcm, opts, cancel=cancel, timings={"decode": t_decode}, tracker=tracker)
         # Serialise on the worker: a long clip's JSON must not stall the event loop.
         return jobs.to_json(out, opts.encoding)
 
@@ -237,8 +272,11 @@ async def animate(
     return Response(body, media_type="application/json")
 
 
-@router.post("/listen", responses={**ERRORS, 200: {"content": {"audio/wav": {"schema": {
-    "type": "string", "format": "binary"}}}}}, response_class=Response)
+@router.post(
+    "/listen",
+    responses={**ERRORS, 200: {"content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}}},
+    response_class=Response,
+)
 async def listen(request: Request, state: State):
     """A take → M2S → Griffin-Lim: hear what the face says (16 kHz mono WAV).
 
@@ -258,9 +296,10 @@ async def listen(request: Request, state: State):
         except ValidationError as exc:
             raise ApiError(422, "bad_option", validation_message(exc.errors())) from None
         return jobs.parse_take(take.model_dump(exclude_none=True), max_frames)
+
     async with state.decode_slots:
         exp, jaw = await asyncio.to_thread(checked, parse)
-    del body
+    body = None  # the raw bytes are no longer needed while the job runs
     engine = loaded_engine(state)
     wav = await run_job(request, state, lambda cancel: jobs.listen(engine, exp, jaw, cancel=cancel))
     return Response(wav, media_type="audio/wav")
@@ -280,16 +319,22 @@ def document_limits(schema: dict, settings: Settings) -> dict:
     model that checks it) and the upload size."""
     fields = listen_model(settings.max_frames).model_json_schema()["properties"]
 
-    def given(*names) -> dict:               # a form of the body: these fields required, not null
+    def given(*names) -> dict:  # a form of the body: these fields required, not null
         present = {n: next(s for s in fields[n]["anyOf"] if s.get("type") != "null") for n in names}
         present["n_frames"] = next(s for s in fields["n_frames"]["anyOf"] if s.get("type") != "null")
         return {"type": "object", "required": list(names), "properties": present}
-    body = {"title": "ListenRequest", "oneOf": [given("exp", "jaw"), given("exp_b64", "jaw_b64")],
-            "description": f"one take, as lists or as base64 (exp and jaw of the same length): at most "
-                           f"{settings.max_frames} frames, body at most {settings.listen_max_bytes} bytes"}
+
+    body = {
+        "title": "ListenRequest",
+        "oneOf": [given("exp", "jaw"), given("exp_b64", "jaw_b64")],
+        "description": f"one take, as lists or as base64 (exp and jaw of the same length): at most "
+        f"{settings.max_frames} frames, body at most {settings.listen_max_bytes} bytes",
+    }
     schema.setdefault("components", {}).setdefault("schemas", {})["ListenRequest"] = body
     schema["paths"]["/v1/listen"]["post"]["requestBody"] = {
-        "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ListenRequest"}}}}
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ListenRequest"}}},
+    }
     upload = int(settings.max_upload_mb * 2**20)
     # Which media types the `audio` part may be: a schema-driven client can then send real audio.
     form = schema["paths"]["/v1/animate"]["post"]["requestBody"]["content"]["multipart/form-data"]
@@ -299,5 +344,6 @@ def document_limits(schema: dict, settings: Settings) -> dict:
             item["properties"]["audio"]["maxLength"] = upload
             item["properties"]["audio"]["description"] = (
                 f"WAV, FLAC, OGG or MP3; any rate and channels; at most {settings.max_seconds:g} s "
-                f"after start/end and {upload} bytes")
+                f"after start/end and {upload} bytes"
+            )
     return schema

@@ -10,6 +10,7 @@ same code runs on numpy arrays (the backend) and on torch tensors (training's
 (0 = cleanest, steps-1 = noisiest); guidance and batching live inside it.
 `noise(k)` returns fresh N(0, I) noise shaped like x for the k-th DDPM step.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 SAMPLERS = ("dpmpp2m", "dpmpp2m-sde", "ddim", "ddpm")
-STOCHASTIC = ("ddpm", "dpmpp2m-sde")   # draw fresh noise at every step
+STOCHASTIC = ("ddpm", "dpmpp2m-sde")  # draw fresh noise at every step
 
 
 class SamplerError(ValueError):
@@ -66,7 +67,7 @@ def timesteps(schedule: Schedule, steps: int) -> list[int]:
     if steps < 1:
         raise SamplerError(f"steps must be >= 1, got {steps}")
     ac = schedule.alphas_cumprod
-    lam = 0.5 * np.log(ac / (1.0 - ac))            # decreasing in t
+    lam = 0.5 * np.log(ac / (1.0 - ac))  # decreasing in t
     target = np.linspace(lam[-1], lam[0], min(steps, schedule.steps))
     # lam is monotonic: interpolate t on it, then round to the discrete grid
     ts = np.round(np.interp(target, lam[::-1], np.arange(schedule.steps)[::-1])).astype(int)
@@ -87,8 +88,15 @@ def check_sampler(sampler: str) -> None:
         raise SamplerError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
 
 
-def sample(denoise: Callable, x_T, schedule: Schedule, sampler: str = "dpmpp2m", steps: int = 10,
-           noise: Callable | None = None, progress: Callable[[float], None] | None = None):
+def sample(
+    denoise: Callable,
+    x_T,
+    schedule: Schedule,
+    sampler: str = "dpmpp2m",
+    steps: int = 10,
+    noise: Callable | None = None,
+    progress: Callable[[float], None] | None = None,
+):
     """Run `sampler` from x_T (pure N(0, I) noise) and return the clean sample."""
     check_sampler(sampler)
     if sampler in STOCHASTIC and noise is None:
@@ -141,8 +149,9 @@ def ddim(denoise, x, schedule: Schedule, ts: list[int], progress=None):
     return x
 
 
-def dpmpp2m(denoise, x, schedule: Schedule, ts: list[int], progress=None, eta: float = 0.0,
-            noise: Callable | None = None):
+def dpmpp2m(
+    denoise, x, schedule: Schedule, ts: list[int], progress=None, eta: float = 0.0, noise: Callable | None = None
+):
     """DPM-Solver++(2M) (Lu et al. 2022), data prediction, multistep second order.
 
     eta = 0: the probability-flow ODE solver. eta = 1: the SDE solver (DPM-Solver++(2M)

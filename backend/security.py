@@ -5,6 +5,7 @@ created on first start with mode 0600; the Blender add-on reads the same file.
 The Host check defeats DNS rebinding: a web page whose name was re-pointed at
 127.0.0.1 still sends its own name as Host, and is refused.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -66,8 +67,10 @@ def _read_token(path: Path) -> str:
     except OSError as exc:
         raise SecurityError(f"cannot read the token file {path}: {exc.strerror or exc}") from None
     if stat.S_ISLNK(info.st_mode):
-        raise SecurityError(f"token file {path} is a symbolic link; replace it with the file itself "
-                            "(the server will not follow or chmod a link)")
+        raise SecurityError(
+            f"token file {path} is a symbolic link; replace it with the file itself "
+            "(the server will not follow or chmod a link)"
+        )
     if not stat.S_ISREG(info.st_mode):
         raise SecurityError(f"token file {path} is not a regular file; remove it to regenerate the token")
     try:
@@ -81,8 +84,10 @@ def _read_token(path: Path) -> str:
     except UnicodeDecodeError:
         raise SecurityError(f"token file {path} holds non-ASCII bytes; delete it to regenerate") from None
     if len(token) < 16 or not token.isprintable() or any(c.isspace() for c in token):
-        raise SecurityError(f"token file {path} holds no usable token (16 or more printable characters, "
-                            "no spaces); delete it to regenerate")
+        raise SecurityError(
+            f"token file {path} holds no usable token (16 or more printable characters, "
+            "no spaces); delete it to regenerate"
+        )
     return token
 
 
@@ -111,7 +116,7 @@ def split_host(host_header: str) -> str:
     """The host name of a Host header, without port or IPv6 brackets, lower-case."""
     host = host_header.strip().lower()
     if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else ""
+        return host[1 : host.find("]")] if "]" in host else ""
     if host.count(":") == 1:
         host = host.split(":", 1)[0]
     return host.rstrip(".")
@@ -166,5 +171,7 @@ def check_bind(host: str, allow_remote: bool) -> None:
         return
     if is_loopback(host):
         return
-    raise SecurityError(f"refusing to listen on {host!r}: not a loopback address. "
-                        "Pass --allow-remote to serve other machines (the token is still required).")
+    raise SecurityError(
+        f"refusing to listen on {host!r}: not a loopback address. "
+        "Pass --allow-remote to serve other machines (the token is still required)."
+    )

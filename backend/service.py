@@ -9,6 +9,7 @@ Audio is decoded before queueing, uploads over 1 MB are spooled to disk by
 Starlette and decoding is streamed, so memory stays bounded by the queue length
 times one clip's 16 kHz samples.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,9 +37,10 @@ def load_engine(bundle, device: str = "auto", threads: int | None = None):
     if not (bundle / "manifest.json").is_file():
         return None, f"no model bundle at {bundle} (manifest.json missing); start with --bundle DIR"
     from backend.engine import Engine
+
     try:
         return Engine(bundle, device=device, threads=threads), None
-    except Exception as exc:            # BundleError, onnxruntime load errors: report, keep serving
+    except Exception as exc:  # BundleError, onnxruntime load errors: report, keep serving
         log.exception("could not load bundle %s", bundle)
         return None, f"could not load bundle {bundle}: {exc}"
 
@@ -56,8 +58,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request, exc: StarletteHTTPException):
-        return error_response(exc.status_code, HTTP_CODES.get(exc.status_code, "error"), str(exc.detail),
-                              getattr(exc, "headers", None))
+        return error_response(
+            exc.status_code, HTTP_CODES.get(exc.status_code, "error"), str(exc.detail), getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_request, exc: Exception):
@@ -78,16 +81,28 @@ def create_app(settings: Settings = Settings(), token: str | None = None, engine
         yield
         worker.close()
 
-    app = FastAPI(title="THUNDER backend", version=__version__, docs_url=None, redoc_url=None,
-                  description="Speech → FLAME expression + jaw takes. See docs/protocol.md.", lifespan=lifespan)
+    app = FastAPI(
+        title="THUNDER backend",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        description="Speech → FLAME expression + jaw takes. See docs/protocol.md.",
+        lifespan=lifespan,
+    )
     app.state.engine, app.state.worker, app.state.settings = engine, worker, settings
     app.state.service = routes.ServiceState(engine, load_error, worker, settings, asyncio.Semaphore(2))
-    app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 1024 * 1024),
-                       limits={"/v1/listen": settings.listen_max_bytes})
+    app.add_middleware(
+        BodyLimit, max_bytes=int(settings.max_upload_mb * 1024 * 1024), limits={"/v1/listen": settings.listen_max_bytes}
+    )
     hosts = security.allowed_hosts(settings.allow_remote, settings.extra_hosts)
-    app.add_middleware(AccessCheck, token=token, allow_remote=settings.allow_remote, hosts=hosts,
-                       origins=security.normal_origins(settings.allowed_origins))
-    app.add_middleware(Guard, closing=worker.closing, max_in_flight=settings.max_in_flight)   # outermost
+    app.add_middleware(
+        AccessCheck,
+        token=token,
+        allow_remote=settings.allow_remote,
+        hosts=hosts,
+        origins=security.normal_origins(settings.allowed_origins),
+    )
+    app.add_middleware(Guard, closing=worker.closing, max_in_flight=settings.max_in_flight)  # outermost
     _install_error_handlers(app)
     app.include_router(routes.public)
     app.include_router(routes.router)
@@ -96,5 +111,6 @@ def create_app(settings: Settings = Settings(), token: str | None = None, engine
         if app.openapi_schema is None:
             app.openapi_schema = routes.document_limits(FastAPI.openapi(app), settings)
         return app.openapi_schema
+
     app.openapi = openapi
     return app

@@ -1,4 +1,5 @@
 """The service's settings: one dataclass, whose defaults `thunder serve`'s flags take too."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,23 +20,23 @@ class Settings:
 
     bundle: Optional[str] = None
     device: str = "auto"
-    threads: Optional[int] = None       # onnxruntime intra-op threads (None: one per core)
+    threads: Optional[int] = None  # onnxruntime intra-op threads (None: one per core)
     allow_remote: bool = False
     extra_hosts: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()   # browser origins allowed besides none (the add-on sends no Origin)
+    allowed_origins: tuple[str, ...] = ()  # browser origins allowed besides none (the add-on sends no Origin)
     max_upload_mb: float = 200.0
-    max_seconds: float = 600.0         # of audio per request (after start/end cropping)
-    max_queue: int = 8                 # jobs waiting or running; more get 503 busy
-    timeout_s: float = 600.0           # queue wait + work, per request
+    max_seconds: float = 600.0  # of audio per request (after start/end cropping)
+    max_queue: int = 8  # jobs waiting or running; more get 503 busy
+    timeout_s: float = 600.0  # queue wait + work, per request
     # Denoiser frame-passes per request (frames × takes × steps walked × 2 with guidance); 0: no limit.
     # The shipped model does 5,000-10,000 a second on 2 cores (thunder soak: 60 s × 32 takes at the
     # default preset, 560,000, took 115 s at load 3), so a request within it ends inside `timeout_s`.
     max_cost: float = 2_000_000
-    header_timeout_s: float = 10.0     # to send a request's line and headers, from its first byte
-    idle_timeout_s: float = 30.0       # of silence while a request's body is being sent
-    keep_alive_s: float = 5.0          # an idle connection between requests is closed after this
-    max_connections: int = 256         # open at once; more are answered 503 busy and closed
-    require_model: bool = False        # `thunder serve --require-model`: exit non-zero without one
+    header_timeout_s: float = 10.0  # to send a request's line and headers, from its first byte
+    idle_timeout_s: float = 30.0  # of silence while a request's body is being sent
+    keep_alive_s: float = 5.0  # an idle connection between requests is closed after this
+    max_connections: int = 256  # open at once; more are answered 503 busy and closed
+    require_model: bool = False  # `thunder serve --require-model`: exit non-zero without one
 
     @property
     def max_frames(self) -> int:

@@ -20,6 +20,7 @@ error that is not the protocol's JSON, `left` for a client that hung up on purpo
 The report (`reports/soak-<bundle>-<date>.{json,md}`) is stamped with machine, load
 average, date and commit, and checks the bars of the backend's robustness issue.
 """
+
 from __future__ import annotations
 
 import base64
@@ -53,6 +54,7 @@ PLAIN = "plain"
 
 # ---- the server under test ----
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -74,11 +76,26 @@ class Server:
         env = {**os.environ, "XDG_CONFIG_HOME": str(self.workdir / "config")}
         self._err = open(self.workdir / "server.log", "w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "serve", "--bundle", self.bundle, "--port", str(self.port),
-             "--log-level", "warning", *self.args], env=env, stdout=subprocess.DEVNULL, stderr=self._err)
+            [
+                sys.executable,
+                "-m",
+                "backend.cli",
+                "serve",
+                "--bundle",
+                self.bundle,
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                *self.args,
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self._err,
+        )
         try:
             self._wait_ready()
-        except BaseException:            # never leave a server behind that nobody will stop
+        except BaseException:  # never leave a server behind that nobody will stop
             self.__exit__(None, None, None)
             raise
         self.token = (self.workdir / "config" / "thunder" / "token").read_text().strip()
@@ -86,6 +103,7 @@ class Server:
 
     def _wait_ready(self) -> None:
         import httpx
+
         deadline = time.monotonic() + self.ready_s
         while True:
             if self.proc.poll() is not None:
@@ -143,6 +161,7 @@ class Server:
 
 # ---- requests and their outcomes ----
 
+
 class Tally:
     """Outcomes by kind of request, latencies of the successful ones; thread-safe."""
 
@@ -161,16 +180,22 @@ class Tally:
 
     def summary(self) -> dict:
         everything = [x for v in self.latency.values() for x in v]
-        return {"outcomes": self.outcomes, "latency_s": {k: percentiles(v) for k, v in self.latency.items()},
-                "latency_all_s": percentiles(everything)}
+        return {
+            "outcomes": self.outcomes,
+            "latency_s": {k: percentiles(v) for k, v in self.latency.items()},
+            "latency_all_s": percentiles(everything),
+        }
 
 
 def outcome(status: int, content_type: str, body: bytes) -> str:
     if status == 200:
         return "ok"
     try:
-        return f"{status}:{json.loads(body)['error']['code']}" if content_type.startswith("application/json") \
+        return (
+            f"{status}:{json.loads(body)['error']['code']}"
+            if content_type.startswith("application/json")
             else f"{PLAIN}:{status}"
+        )
     except (ValueError, KeyError, TypeError):
         return f"{PLAIN}:{status}"
 
@@ -195,7 +220,7 @@ def take_body(n_frames: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     exp = rng.normal(0, 0.5, (n_frames, 50)).astype(np.float32)
     jaw = np.zeros((n_frames, 3), np.float32)
-    jaw[:, 0] = np.clip(0.1 * np.sin(np.arange(n_frames) / 3.0), 0, None)   # rest frames included
+    jaw[:, 0] = np.clip(0.1 * np.sin(np.arange(n_frames) / 3.0), 0, None)  # rest frames included
     return {"n_frames": n_frames, "exp_b64": b64(exp), "jaw_b64": b64(jaw)}
 
 
@@ -204,6 +229,7 @@ class Client:
 
     def __init__(self, server: Server, tally: Tally):
         import httpx
+
         self.httpx, self.tally = httpx, tally
         self.http = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.token}"})
 
@@ -216,8 +242,9 @@ class Client:
         data = {k: str(v) for k, v in form.items()}
         try:
             if stream:
-                with self.http.stream("POST", "/v1/animate", files=files, data={**data, "stream": "true"},
-                                      timeout=timeout) as r:
+                with self.http.stream(
+                    "POST", "/v1/animate", files=files, data={**data, "stream": "true"}, timeout=timeout
+                ) as r:
                     if r.status_code != 200:
                         r.read()
                         got = outcome(r.status_code, r.headers.get("content-type", ""), r.content)
@@ -246,6 +273,7 @@ class Client:
 
 
 # ---- phases ----
+
 
 def _bad_audio() -> bytes:
     return b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 40
@@ -285,6 +313,7 @@ def concurrent_phase(server: Server, tally: Tally, clients: int, requests: int, 
                     progress(f"concurrent {done[0]}/{requests}")
         finally:
             client.close()
+
     t0 = time.perf_counter()
     threads = [threading.Thread(target=worker, name=f"soak-{k}") for k in range(clients)]
     for t in threads:
@@ -300,8 +329,13 @@ def big_phase(server: Server, tally: Tally, kind: str, run) -> dict:
     t0 = time.perf_counter()
     got, extra = run()
     wall = time.perf_counter() - t0
-    return {"outcome": got, "wall_s": round(wall, 2), "peak_mb": round(server.peak_mb(), 1),
-            "rss_after_mb": round(server.settled_rss_mb(), 1), **extra}
+    return {
+        "outcome": got,
+        "wall_s": round(wall, 2),
+        "peak_mb": round(server.peak_mb(), 1),
+        "rss_after_mb": round(server.settled_rss_mb(), 1),
+        **extra,
+    }
 
 
 def idle_connections_phase(server: Server, tally: Tally, wav: bytes, count: int = 70) -> dict:
@@ -334,6 +368,7 @@ def sigterm_phase(server: Server, tally: Tally, wav: bytes) -> dict:
             results[name] = client.animate(f"sigterm_{name}", wav, long, timeout=120, stream=stream)
         finally:
             client.close()
+
     first = threading.Thread(target=go, args=("running", False))
     first.start()
     time.sleep(1.0)
@@ -350,27 +385,52 @@ def sigterm_phase(server: Server, tally: Tally, wav: bytes) -> dict:
     except subprocess.TimeoutExpired:
         code = None
     text = server.log()
-    return {"outcomes": results, "answered_within_s": round(answered, 2), "exit_code": code,
-            "exited_within_s": round(time.perf_counter() - t0, 2),
-            "log_tracebacks": text.count("Traceback"),
-            "log_errors": sum(1 for line in text.splitlines() if line.startswith("ERROR")
-                              or " ERROR " in line or "ERROR:" in line)}
+    return {
+        "outcomes": results,
+        "answered_within_s": round(answered, 2),
+        "exit_code": code,
+        "exited_within_s": round(time.perf_counter() - t0, 2),
+        "log_tracebacks": text.count("Traceback"),
+        "log_errors": sum(
+            1 for line in text.splitlines() if line.startswith("ERROR") or " ERROR " in line or "ERROR:" in line
+        ),
+    }
 
 
 # ---- the whole run ----
 
-def run(bundle, *, clients: int = 8, requests: int = 48, listen_frames: int | None = None,
-        big_seconds: float = 60.0, big_takes: int = 32, max_seconds: float = 600.0,
-        clip_seconds: float = 3.0, progress=None) -> dict:
+
+def run(
+    bundle,
+    *,
+    clients: int = 8,
+    requests: int = 48,
+    listen_frames: int | None = None,
+    big_seconds: float = 60.0,
+    big_takes: int = 32,
+    max_seconds: float = 600.0,
+    clip_seconds: float = 3.0,
+    progress=None,
+) -> dict:
     progress = progress or (lambda text: None)
     listen_frames = int(listen_frames or max_seconds * FPS)
     tally = Tally()
     wav = _wav(speech_clip(clip_seconds))
-    report = {"bundle": Path(bundle).name, "bundle_path": str(bundle),
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
-              "machine": machine(), "settings": {"clients": clients, "requests": requests,
-                                                 "listen_frames": listen_frames, "big_seconds": big_seconds,
-                                                 "big_takes": big_takes, "max_seconds": max_seconds}}
+    report = {
+        "bundle": Path(bundle).name,
+        "bundle_path": str(bundle),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit(),
+        "machine": machine(),
+        "settings": {
+            "clients": clients,
+            "requests": requests,
+            "listen_frames": listen_frames,
+            "big_seconds": big_seconds,
+            "big_takes": big_takes,
+            "max_seconds": max_seconds,
+        },
+    }
     args = ["--max-seconds", max_seconds, "--max-queue", 2 * clients + 2]
     with Server(bundle, args) as server:
         report["start_rss_mb"] = round(server.rss_mb(), 1)
@@ -394,19 +454,22 @@ def run(bundle, *, clients: int = 8, requests: int = 48, listen_frames: int | No
             finally:
                 client.close()
             return got, {"frames": listen_frames, "wav_seconds": round((len(wav_out) - 44) / 32000, 2)}
+
         report["listen_max"] = big_phase(server, tally, "listen_max", listen)
-        del body
+        body = None  # the take bytes are no longer needed
         progress(f"animate {big_seconds:g} s × {big_takes} takes")
         big_wav = _wav(speech_clip(big_seconds))
 
         def animate():
             client = Client(server, tally)
             try:
-                got = client.animate("animate_big", big_wav, {"takes": big_takes, "preset": "default",
-                                                               "encoding": "b64"})
+                got = client.animate(
+                    "animate_big", big_wav, {"takes": big_takes, "preset": "default", "encoding": "b64"}
+                )
             finally:
                 client.close()
             return got, {"seconds": big_seconds, "takes": big_takes}
+
         report["animate_big"] = big_phase(server, tally, "animate_big", animate)
         progress("idle connections")
         report["idle_connections"] = idle_connections_phase(server, tally, wav)
@@ -420,59 +483,98 @@ def run(bundle, *, clients: int = 8, requests: int = 48, listen_frames: int | No
 
 def _wav(audio) -> bytes:
     from backend.audio import encode_wav
+
     return encode_wav(audio)
 
 
 def bars(report: dict) -> dict:
     """The issue's bars, each with its measured figure and whether it was met."""
-    unexpected_5xx = {f"{kind} {o}": n for kind, by in report["outcomes"].items() for o, n in by.items()
-                      if o[:1] == "5" and not (kind.startswith("sigterm") and o == "503:shutting_down")}
-    plain = {f"{kind} {o}": n for kind, by in report["outcomes"].items() for o, n in by.items()
-             if o.startswith(PLAIN) or o.startswith("transport") or o == "stream:cut"}
+    unexpected_5xx = {
+        f"{kind} {o}": n
+        for kind, by in report["outcomes"].items()
+        for o, n in by.items()
+        if o[:1] == "5" and not (kind.startswith("sigterm") and o == "503:shutting_down")
+    }
+    plain = {
+        f"{kind} {o}": n
+        for kind, by in report["outcomes"].items()
+        for o, n in by.items()
+        if o.startswith(PLAIN) or o.startswith("transport") or o == "stream:cut"
+    }
     largest = max(report["listen_max"]["rss_after_mb"], report["animate_big"]["rss_after_mb"])
     sig = report["sigterm"]
     return {
-        "listen_max_peak_mb": {"value": report["listen_max"]["peak_mb"], "bar": BARS["listen_peak_mb"],
-                               "met": report["listen_max"]["peak_mb"] <= BARS["listen_peak_mb"]},
-        "listen_max_wall_s": {"value": report["listen_max"]["wall_s"], "bar": BARS["listen_wall_s"],
-                              "met": report["listen_max"]["wall_s"] <= BARS["listen_wall_s"]},
-        "rss_over_idle_after_largest_mb": {"value": round(largest - report["idle_rss_mb"], 1),
-                                           "bar": BARS["rss_over_idle_mb"],
-                                           "met": largest - report["idle_rss_mb"] <= BARS["rss_over_idle_mb"]},
+        "listen_max_peak_mb": {
+            "value": report["listen_max"]["peak_mb"],
+            "bar": BARS["listen_peak_mb"],
+            "met": report["listen_max"]["peak_mb"] <= BARS["listen_peak_mb"],
+        },
+        "listen_max_wall_s": {
+            "value": report["listen_max"]["wall_s"],
+            "bar": BARS["listen_wall_s"],
+            "met": report["listen_max"]["wall_s"] <= BARS["listen_wall_s"],
+        },
+        "rss_over_idle_after_largest_mb": {
+            "value": round(largest - report["idle_rss_mb"], 1),
+            "bar": BARS["rss_over_idle_mb"],
+            "met": largest - report["idle_rss_mb"] <= BARS["rss_over_idle_mb"],
+        },
         "unexpected_5xx": {"value": unexpected_5xx, "met": not unexpected_5xx},
         "plain_text_or_broken_answers": {"value": plain, "met": not plain},
-        "sigterm_json_503": {"value": sig["outcomes"], "met": set(sig["outcomes"].values()) == {"503:shutting_down"}
-                             and len(sig["outcomes"]) == 2},
-        "sigterm_clean_log": {"value": {"tracebacks": sig["log_tracebacks"], "errors": sig["log_errors"]},
-                              "met": sig["log_tracebacks"] == 0 and sig["log_errors"] == 0},
-        "big_requests_ok": {"value": [report["listen_max"]["outcome"], report["animate_big"]["outcome"]],
-                            "met": report["listen_max"]["outcome"] == "ok" == report["animate_big"]["outcome"]},
+        "sigterm_json_503": {
+            "value": sig["outcomes"],
+            "met": set(sig["outcomes"].values()) == {"503:shutting_down"} and len(sig["outcomes"]) == 2,
+        },
+        "sigterm_clean_log": {
+            "value": {"tracebacks": sig["log_tracebacks"], "errors": sig["log_errors"]},
+            "met": sig["log_tracebacks"] == 0 and sig["log_errors"] == 0,
+        },
+        "big_requests_ok": {
+            "value": [report["listen_max"]["outcome"], report["animate_big"]["outcome"]],
+            "met": report["listen_max"]["outcome"] == "ok" == report["animate_big"]["outcome"],
+        },
     }
 
 
 def markdown(report: dict) -> str:
     m = report["machine"]
-    lines = [f"# thunder soak: {report['bundle']}", "",
-             f"{report['date']} · commit {report['commit']} · {m['cpu']} ({m['cores']} cores) · "
-             f"load average {m['load_average']} before, {m['load_average_after']} after", "",
-             "| bar | measured | limit | met |", "|---|---|---|---|"]
+    lines = [
+        f"# thunder soak: {report['bundle']}",
+        "",
+        f"{report['date']} · commit {report['commit']} · {m['cpu']} ({m['cores']} cores) · "
+        f"load average {m['load_average']} before, {m['load_average_after']} after",
+        "",
+        "| bar | measured | limit | met |",
+        "|---|---|---|---|",
+    ]
     for name, bar in report["bars"].items():
-        lines.append(f"| {name} | {json.dumps(bar['value'], ensure_ascii=False)} | {bar.get('bar', '')} | "
-                     f"{'yes' if bar['met'] else '**no**'} |")
-    lines += ["", "| phase | wall s | peak RSS MB | RSS after MB | outcome |", "|---|---|---|---|---|",
-              f"| start | | | {report['start_rss_mb']} | |",
-              f"| idle (after warm-up) | | | {report['idle_rss_mb']} | |",
-              f"| concurrent ({report['concurrent']['clients']} clients, {report['concurrent']['requests']} "
-              f"requests) | {report['concurrent']['wall_s']} | | {report['after_concurrent_rss_mb']} | see below |"]
-    for key, label in (("listen_max", f"listen {report['listen_max']['frames']} frames"),
-                       ("animate_big", f"animate {report['animate_big']['seconds']:g} s × "
-                                       f"{report['animate_big']['takes']} takes")):
+        lines.append(
+            f"| {name} | {json.dumps(bar['value'], ensure_ascii=False)} | {bar.get('bar', '')} | "
+            f"{'yes' if bar['met'] else '**no**'} |"
+        )
+    lines += [
+        "",
+        "| phase | wall s | peak RSS MB | RSS after MB | outcome |",
+        "|---|---|---|---|---|",
+        f"| start | | | {report['start_rss_mb']} | |",
+        f"| idle (after warm-up) | | | {report['idle_rss_mb']} | |",
+        f"| concurrent ({report['concurrent']['clients']} clients, {report['concurrent']['requests']} "
+        f"requests) | {report['concurrent']['wall_s']} | | {report['after_concurrent_rss_mb']} | see below |",
+    ]
+    for key, label in (
+        ("listen_max", f"listen {report['listen_max']['frames']} frames"),
+        ("animate_big", f"animate {report['animate_big']['seconds']:g} s × {report['animate_big']['takes']} takes"),
+    ):
         p = report[key]
         lines.append(f"| {label} | {p['wall_s']} | {p['peak_mb']} | {p['rss_after_mb']} | {p['outcome']} |")
-    lines += [f"| 70 idle connections + 1 request | | | | {report['idle_connections']['outcome']} |",
-              f"| SIGTERM (1 running, 1 queued) | {report['sigterm']['answered_within_s']} | | | "
-              f"{report['sigterm']['outcomes']}, exit {report['sigterm']['exit_code']} |", "",
-              "| request kind | outcomes | latency p50 / p90 / p99 s |", "|---|---|---|"]
+    lines += [
+        f"| 70 idle connections + 1 request | | | | {report['idle_connections']['outcome']} |",
+        f"| SIGTERM (1 running, 1 queued) | {report['sigterm']['answered_within_s']} | | | "
+        f"{report['sigterm']['outcomes']}, exit {report['sigterm']['exit_code']} |",
+        "",
+        "| request kind | outcomes | latency p50 / p90 / p99 s |",
+        "|---|---|---|",
+    ]
     for kind, by in report["outcomes"].items():
         lat = report["latency_s"].get(kind, {})
         figures = " / ".join(f"{lat[q]:.3f}" for q in ("p50", "p90", "p99")) if lat else ""
@@ -486,15 +588,24 @@ def write(report: dict, out_dir: Path = REPORTS) -> tuple[Path, Path]:
 
 def cmd_soak(args) -> int:
     from backend.bundle import default_bundle
+
     bundle = Path(args.bundle) if args.bundle else default_bundle()
     logging.getLogger().setLevel(logging.INFO)
-    logging.getLogger("httpx").setLevel(logging.WARNING)      # one line per request would bury the phases
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would bury the phases
 
     def progress(text: str) -> None:
         log.info("soak: %s", text)
-    report = run(bundle, clients=args.clients, requests=args.requests, listen_frames=args.listen_frames,
-                 big_seconds=args.big_seconds, big_takes=args.big_takes, max_seconds=args.max_seconds,
-                 progress=progress)
+
+    report = run(
+        bundle,
+        clients=args.clients,
+        requests=args.requests,
+        listen_frames=args.listen_frames,
+        big_seconds=args.big_seconds,
+        big_takes=args.big_takes,
+        max_seconds=args.max_seconds,
+        progress=progress,
+    )
     jpath, mpath = write(report, Path(args.out_dir))
     print(mpath.read_text())
     print(f"wrote {jpath} and {mpath}")
@@ -502,8 +613,9 @@ def cmd_soak(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("soak", help="bounded soak and fault test of a thunder serve process it starts; "
-                                    "writes reports/soak-*.{json,md}")
+    p = sub.add_parser(
+        "soak", help="bounded soak and fault test of a thunder serve process it starts; writes reports/soak-*.{json,md}"
+    )
     p.add_argument("--bundle", default=None, help="default: $THUNDER_BUNDLE or backend/models/thunder-base")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--requests", type=int, default=48)

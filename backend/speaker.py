@@ -10,6 +10,7 @@ same function (training.speech.speaker), so both sides see identical inputs.
 Silence trimming uses webrtcvad when it is importable (as Resemblyzer does);
 without it the audio is used untrimmed (embeddings move by ~1e-2 cosine).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,11 +18,11 @@ import numpy as np
 from backend.features import mel_filterbank, stft
 
 SAMPLE_RATE = 16000
-N_FFT, HOP, N_MELS = 400, 160, 40        # 25 ms window, 10 ms step
-PARTIAL_FRAMES = 160                      # 1.6 s per partial utterance
+N_FFT, HOP, N_MELS = 400, 160, 40  # 25 ms window, 10 ms step
+PARTIAL_FRAMES = 160  # 1.6 s per partial utterance
 TARGET_DBFS = -30.0
 VAD_WINDOW_MS, VAD_AVG_WIDTH, VAD_MAX_SILENCE = 30, 8, 6
-INT16_MAX = 2 ** 15 - 1
+INT16_MAX = 2**15 - 1
 
 
 def normalize_volume(audio: np.ndarray, target_dbfs: float = TARGET_DBFS) -> np.ndarray:
@@ -40,19 +41,21 @@ def trim_long_silences(audio: np.ndarray) -> np.ndarray:
     except ImportError:
         return audio
     from scipy.ndimage import binary_dilation
+
     win = VAD_WINDOW_MS * SAMPLE_RATE // 1000
-    audio = audio[:len(audio) - len(audio) % win]
+    audio = audio[: len(audio) - len(audio) % win]
     pcm = np.round(audio * INT16_MAX).astype("<i2").tobytes()
     vad = webrtcvad.Vad(3)
-    flags = np.array([vad.is_speech(pcm[i * 2:(i + win) * 2], SAMPLE_RATE) for i in range(0, len(audio), win)],
-                     dtype=float)
+    flags = np.array(
+        [vad.is_speech(pcm[i * 2 : (i + win) * 2], SAMPLE_RATE) for i in range(0, len(audio), win)], dtype=float
+    )
     if flags.size == 0:
         return audio
     w = VAD_AVG_WIDTH
     padded = np.concatenate([np.zeros((w - 1) // 2), flags, np.zeros(w // 2)])
     csum = np.cumsum(padded)
     csum[w:] = csum[w:] - csum[:-w]
-    mask = np.round(csum[w - 1:] / w).astype(bool)
+    mask = np.round(csum[w - 1 :] / w).astype(bool)
     mask = binary_dilation(mask, np.ones(VAD_MAX_SILENCE + 1))
     return audio[np.repeat(mask, win)]
 

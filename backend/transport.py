@@ -18,6 +18,7 @@ What stock uvicorn does not do, and why it matters here:
 
 `server(app, settings, ...)` builds the uvicorn.Server `thunder serve` and the tests run.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,12 @@ def raw_error(status: int, code: str, message: str, headers: dict | None = None)
     """A whole HTTP/1.1 response carrying the protocol's JSON error, for use below the app."""
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     reason = {400: "Bad Request", 408: "Request Timeout", 503: "Service Unavailable"}.get(status, "Error")
-    lines = [f"HTTP/1.1 {status} {reason}", "content-type: application/json",
-             f"content-length: {len(body)}", "connection: close"]
+    lines = [
+        f"HTTP/1.1 {status} {reason}",
+        "content-type: application/json",
+        f"content-length: {len(body)}",
+        "connection: close",
+    ]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
@@ -49,7 +54,7 @@ class GuardedH11(H11Protocol):
     header_timeout_s = 10.0
     idle_timeout_s = 30.0
     max_connections = 256
-    on_shutdown = None                 # callable, or None
+    on_shutdown = None  # callable, or None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -61,8 +66,9 @@ class GuardedH11(H11Protocol):
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
             log.warning("more than %d connections open: refusing one", self.max_connections)
-            self._refuse(503, "busy", f"more than {self.max_connections} connections open; retry later",
-                         {"Retry-After": "5"})
+            self._refuse(
+                503, "busy", f"more than {self.max_connections} connections open; retry later", {"Retry-After": "5"}
+            )
             return
         self._arm(self.header_timeout_s, "headers")
 
@@ -80,13 +86,13 @@ class GuardedH11(H11Protocol):
             if self._read_timer is None:
                 self._arm(self.header_timeout_s, "headers")
         elif self.cycle is not None and self.cycle.more_body and not self.cycle.response_started:
-            self._arm(self.idle_timeout_s, "body")          # any data restarts the silence clock
+            self._arm(self.idle_timeout_s, "body")  # any data restarts the silence clock
         else:
             self._disarm()
 
     def on_response_complete(self) -> None:
         self._disarm()
-        super().on_response_complete()        # arms uvicorn's keep-alive timer for the next request
+        super().on_response_complete()  # arms uvicorn's keep-alive timer for the next request
 
     def shutdown(self) -> None:
         if self.on_shutdown is not None:
@@ -113,7 +119,7 @@ class GuardedH11(H11Protocol):
         if what == "body" and self.cycle is not None:
             if self.cycle.response_started or not self.cycle.more_body:
                 return
-            if self.flow.read_paused:          # the app has not read what it has yet: not the client's fault
+            if self.flow.read_paused:  # the app has not read what it has yet: not the client's fault
                 self._arm(seconds, what)
                 return
             # The app is waiting on the body: it sees a disconnect and its request ends.
@@ -132,19 +138,33 @@ class GuardedH11(H11Protocol):
 
 def protocol_class(settings: Settings, on_shutdown=None) -> type[GuardedH11]:
     """A GuardedH11 with this server's limits."""
-    return type("ThunderH11", (GuardedH11,), {
-        "header_timeout_s": settings.header_timeout_s, "idle_timeout_s": settings.idle_timeout_s,
-        "max_connections": settings.max_connections,
-        "on_shutdown": staticmethod(on_shutdown) if on_shutdown else None})
+    return type(
+        "ThunderH11",
+        (GuardedH11,),
+        {
+            "header_timeout_s": settings.header_timeout_s,
+            "idle_timeout_s": settings.idle_timeout_s,
+            "max_connections": settings.max_connections,
+            "on_shutdown": staticmethod(on_shutdown) if on_shutdown else None,
+        },
+    )
 
 
-def server(app, settings: Settings, host: str, port: int, log_level: str = "info",
-           graceful_s: float = 3.0) -> uvicorn.Server:
+def server(
+    app, settings: Settings, host: str, port: int, log_level: str = "info", graceful_s: float = 3.0
+) -> uvicorn.Server:
     """The uvicorn server for `app` (create_app's), with GuardedH11 and the service told when
     shutdown begins. After `graceful_s` of shutdown, requests still open are cancelled
     (middleware.Guard answers them 503 `shutting_down` if nothing was sent yet)."""
     state = app.state.service
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                            http=protocol_class(settings, state.worker.begin_shutdown),
-                            timeout_keep_alive=settings.keep_alive_s, timeout_graceful_shutdown=graceful_s)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        http=protocol_class(settings, state.worker.begin_shutdown),
+        timeout_keep_alive=settings.keep_alive_s,
+        timeout_graceful_shutdown=graceful_s,
+    )
     return uvicorn.Server(config)

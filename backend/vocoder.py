@@ -5,6 +5,7 @@ No pretrained neural vocoder is reachable here; this is what `/v1/listen` and
 momentum 0.99 as librosa) on the linear magnitude recovered from the mel by
 non-negative least squares (multiplicative updates, no extra dependency).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,7 @@ def _window(n_fft: int, win_length: int | None) -> np.ndarray:
     win_length = win_length or n_fft
     window = np.zeros(n_fft, np.float32)
     lo = (n_fft - win_length) // 2
-    window[lo:lo + win_length] = hann_window(win_length)
+    window[lo : lo + win_length] = hann_window(win_length)
     return window
 
 
@@ -49,7 +50,7 @@ def istft(spec: np.ndarray, n_fft: int, hop_length: int, win_length: int | None 
     out = overlap_add(frames, hop_length)
     norm = overlap_add(np.broadcast_to(window * window, frames.shape), hop_length)
     out /= np.maximum(norm, 1e-8)
-    return out[n_fft // 2:n_fft // 2 + n_frames * hop_length]
+    return out[n_fft // 2 : n_fft // 2 + n_frames * hop_length]
 
 
 def overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
@@ -62,15 +63,16 @@ def overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
         blocks = out.reshape(-1, hop)
         parts = frames.reshape(n_frames, n // hop, hop)
         for k in range(n // hop):
-            blocks[k:k + n_frames] += parts[:, k]
+            blocks[k : k + n_frames] += parts[:, k]
         return out
     for i in range(n_frames):
-        out[i * hop:i * hop + n] += frames[i]
+        out[i * hop : i * hop + n] += frames[i]
     return out
 
 
-def griffin_lim(magnitude: np.ndarray, cfg: FeatureConfig = FeatureConfig(), n_iter: int = 32,
-                momentum: float = 0.99, seed: int = 0) -> np.ndarray:
+def griffin_lim(
+    magnitude: np.ndarray, cfg: FeatureConfig = FeatureConfig(), n_iter: int = 32, momentum: float = 0.99, seed: int = 0
+) -> np.ndarray:
     """Magnitude (T, n_fft//2+1) -> waveform (T * hop,) float32.
 
     In float32 / complex64 with scipy's threaded FFTs: a preview vocoder needs no more,
@@ -97,8 +99,9 @@ def log_mel_range(cfg: FeatureConfig = FeatureConfig()) -> tuple[float, float]:
     return float(np.log(cfg.log_floor)), float(np.log(cfg.n_fft))
 
 
-def vocode(log_mel: np.ndarray, cfg: FeatureConfig = FeatureConfig(), n_iter: int = 32, seed: int = 0,
-           normalise: bool = True) -> np.ndarray:
+def vocode(
+    log_mel: np.ndarray, cfg: FeatureConfig = FeatureConfig(), n_iter: int = 32, seed: int = 0, normalise: bool = True
+) -> np.ndarray:
     """Log-mel (T, n_mels) as backend.features.log_mel makes it -> 16 kHz mono float32 (in [-1, 1]
     when `normalise`; a caller stitching windows normalises the whole once, see peak_normalise)."""
     log_mel = np.asarray(log_mel)

@@ -11,6 +11,7 @@ only extra motion inside the fade is w'·(b − a), at most π/(2L)·|b − a| p
 frame, which a long overlap keeps below the motion's own frame-to-frame speed.
 Memory: one window of audio features at a time plus the (small) output.
 """
+
 from __future__ import annotations
 
 import math
@@ -73,19 +74,19 @@ class Stitch:
     def weights(self, i: int) -> np.ndarray:
         s, e = self.spans[i]
         w = np.ones(e - s, np.float32)
-        if i > 0:                                   # fade in over the overlap with the previous window
+        if i > 0:  # fade in over the overlap with the previous window
             lead = self.spans[i - 1][1] - s
             w[:lead] = fade(lead)
-        if i + 1 < len(self.spans):                 # fade out over the overlap with the next window
+        if i + 1 < len(self.spans):  # fade out over the overlap with the next window
             tail = e - self.spans[i + 1][0]
-            w[e - s - tail:] = np.minimum(w[e - s - tail:], 1.0 - fade(tail))
+            w[e - s - tail :] = np.minimum(w[e - s - tail :], 1.0 - fade(tail))
         return w
 
     def add(self, i: int, piece: np.ndarray) -> None:
         s, e = self.spans[i]
         w = self.weights(i)
         self.out[s:e] += (w[:, None] if self.out.ndim > 1 else w) * piece[: e - s]
-        self.weight[s:e] += w if self.power == 1 else w ** self.power
+        self.weight[s:e] += w if self.power == 1 else w**self.power
 
     def result(self) -> np.ndarray:
         norm = self.weight if self.power == 1 else self.weight ** (1.0 / self.power)
@@ -100,8 +101,9 @@ def blend(pieces: list[np.ndarray], spans: list[tuple[int, int]]) -> np.ndarray:
     return stitch.result()
 
 
-def listen(engine, exp: np.ndarray, jaw: np.ndarray, *, window: int | None = None, cancel=None,
-           progress=None) -> np.ndarray:
+def listen(
+    engine, exp: np.ndarray, jaw: np.ndarray, *, window: int | None = None, cancel=None, progress=None
+) -> np.ndarray:
     """What M2S hears from a take of any length: 16 kHz float32 audio, peak-normalised.
 
     M2S attends over its whole input, so one pass over a long take costs memory with
@@ -127,8 +129,9 @@ def listen(engine, exp: np.ndarray, jaw: np.ndarray, *, window: int | None = Non
     return peak_normalise(stitch.result())
 
 
-def animate_spans(n_frames: int, max_frames: int, window: int | None = None,
-                  overlap: int | None = None) -> list[tuple[int, int]]:
+def animate_spans(
+    n_frames: int, max_frames: int, window: int | None = None, overlap: int | None = None
+) -> list[tuple[int, int]]:
     """The passes `animate` makes over n_frames: one when it fits, else LONG_WINDOW windows."""
     if n_frames <= max_frames:
         return [(0, n_frames)]
@@ -136,8 +139,17 @@ def animate_spans(n_frames: int, max_frames: int, window: int | None = None,
     return plan(n_frames, length, default_overlap(length) if overlap is None else overlap)
 
 
-def animate(engine, audio: np.ndarray, *, window: int | None = None, overlap: int | None = None,
-            progress=None, cancel=None, on_window=None, **options):
+def animate(
+    engine,
+    audio: np.ndarray,
+    *,
+    window: int | None = None,
+    overlap: int | None = None,
+    progress=None,
+    cancel=None,
+    on_window=None,
+    **options,
+):
     """`engine.animate` for audio of any length (same arguments, same result type).
 
     A clip that fits one pass (`engine.max_frames`) runs in one pass; a longer one
@@ -146,7 +158,7 @@ def animate(engine, audio: np.ndarray, *, window: int | None = None, overlap: in
     is called as each window starts (once with (0, 1) for a single pass), so a
     caller can tell which window a fraction belongs to.
     """
-    n_frames = len(audio) // SAMPLES_PER_FRAME          # the engine drops a trailing partial frame
+    n_frames = len(audio) // SAMPLES_PER_FRAME  # the engine drops a trailing partial frame
     spans = animate_spans(n_frames, int(engine.max_frames), window, overlap)
     if len(spans) == 1:
         _starting(on_window, 0, 1)
@@ -154,9 +166,8 @@ def animate(engine, audio: np.ndarray, *, window: int | None = None, overlap: in
     results = []
     for k, (s, e) in enumerate(spans):
         _starting(on_window, k, len(spans))
-        chunk = audio[s * SAMPLES_PER_FRAME: e * SAMPLES_PER_FRAME]
-        results.append(engine.animate(chunk, progress=_sub_progress(progress, k, len(spans)),
-                                      cancel=cancel, **options))
+        chunk = audio[s * SAMPLES_PER_FRAME : e * SAMPLES_PER_FRAME]
+        results.append(engine.animate(chunk, progress=_sub_progress(progress, k, len(spans)), cancel=cancel, **options))
     return merge(results, spans)
 
 
@@ -185,6 +196,7 @@ def _sub_progress(progress, index: int, count: int):
 
     def report(fraction: float):
         progress((index + float(fraction)) / count)
+
     return report
 
 

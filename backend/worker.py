@@ -6,6 +6,7 @@ the connection: a client that goes away, or a request that outlives its timeout,
 sets the job's cancel event and the engine stops at its next step. A streamed
 answer (NDJSON progress lines, then the result) watches its job the same way.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +25,8 @@ from backend.errors import ApiError, protocol_error, shutting_down
 log = logging.getLogger("thunder.service")
 
 NDJSON = "application/x-ndjson"
-POLL_S = 0.1          # how often a waiting request checks its connection (and a stream sends progress)
-TRIM_AFTER_BYTES = 64 << 20   # give freed heap back to the system once a job leaves this much of it
+POLL_S = 0.1  # how often a waiting request checks its connection (and a stream sends progress)
+TRIM_AFTER_BYTES = 64 << 20  # give freed heap back to the system once a job leaves this much of it
 
 
 class Worker:
@@ -40,7 +41,7 @@ class Worker:
     def __init__(self, max_queue: int, trim_after_bytes: int = TRIM_AFTER_BYTES):
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="thunder-worker")
         self._lock = threading.Lock()
-        self._cancels: set[threading.Event] = set()       # one per job held
+        self._cancels: set[threading.Event] = set()  # one per job held
         self.max_queue = max_queue
         self.closing = threading.Event()
         self._trim_after = trim_after_bytes
@@ -54,18 +55,20 @@ class Worker:
             if self.closing.is_set():
                 raise shutting_down()
             if len(self._cancels) >= self.max_queue:
-                raise ApiError(503, "busy", f"{len(self._cancels)} jobs already queued; retry later",
-                               headers={"Retry-After": "5"})
+                raise ApiError(
+                    503, "busy", f"{len(self._cancels)} jobs already queued; retry later", headers={"Retry-After": "5"}
+                )
             self._cancels.add(cancel)
 
         def job():
             try:
-                if cancel.is_set():                      # cancelled while queued: skip the work
+                if cancel.is_set():  # cancelled while queued: skip the work
                     raise Cancelled("cancelled while queued")
                 return fn(cancel)
             finally:
                 self._release(cancel)
                 memory.give_back(self._trim_after)
+
         return self._pool.submit(job)
 
     def drop(self, future: concurrent.futures.Future, cancel: threading.Event) -> None:
@@ -105,7 +108,7 @@ class JobWatch:
     def __init__(self, worker: Worker, fn, timeout_s: float):
         self.cancel = threading.Event()
         self._worker = worker
-        self._future = worker.submit(fn, self.cancel)        # `busy` is raised here, before any answer
+        self._future = worker.submit(fn, self.cancel)  # `busy` is raised here, before any answer
         self._future.add_done_callback(_retrieved)
         self._waiter = asyncio.wrap_future(self._future)
         # The asyncio twin carries the same exception: a cancelled job nobody awaits any more
@@ -135,7 +138,7 @@ class JobWatch:
         """The finished job's value, its failure raised as the protocol's error."""
         try:
             return self._waiter.result()
-        except asyncio.CancelledError:         # dropped from the queue (drop): it never ran
+        except asyncio.CancelledError:  # dropped from the queue (drop): it never ran
             raise ApiError(499, "cancelled", "job cancelled before it started") from None
         except Exception as exc:
             err = protocol_error(exc)
@@ -181,7 +184,7 @@ def _result_line(watch: JobWatch) -> bytes:
         body = watch.result()
     except ApiError as exc:
         return _error_line(exc)
-    except Exception as exc:            # headers are sent: a bug can only be reported in the stream
+    except Exception as exc:  # headers are sent: a bug can only be reported in the stream
         log.exception("unexpected error in a streamed job")
         return _error_line(ApiError(500, "internal", f"internal error: {type(exc).__name__}"))
     # The worker already serialised the payload (`{...}`); splice the tag in rather than
@@ -203,7 +206,7 @@ async def progress_lines(request: Request, watch: JobWatch, tracker: jobs.Progre
             if done:
                 break
             done = await watch.tick(request)
-    except ApiError as exc:             # disconnect or timeout: the job is cancelled already
+    except ApiError as exc:  # disconnect or timeout: the job is cancelled already
         yield _error_line(exc)
         return
     yield _result_line(watch)

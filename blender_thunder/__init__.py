@@ -6,11 +6,13 @@ imports in any Python. The Blender layer: properties.py, operators.py, panels.py
 preferences.py, handlers.py (timer, load handler), rig.py, headless.py, and
 utils/ (rigs, strips, keying, takes, generation).
 """
+
 from __future__ import annotations
 
 
 def _classes() -> tuple:
     from . import operators, panels, preferences
+
     return (*preferences.CLASSES, *operators.CLASSES, *panels.CLASSES)
 
 
@@ -18,6 +20,7 @@ def register() -> None:
     import bpy
 
     from . import handlers, properties
+
     properties.register()
     for cls in _classes():
         bpy.utils.register_class(cls)
@@ -28,6 +31,7 @@ def unregister() -> None:
     import bpy
 
     from . import handlers, properties
+
     handlers.unregister()
     for cls in reversed(_classes()):
         bpy.utils.unregister_class(cls)

@@ -1,5 +1,6 @@
 """What ties the bpy-free core to Blender's event loop: the timer that drains the jobs'
 queue, the sidebar redraw after each drain, and cancelling jobs when another file loads."""
+
 from __future__ import annotations
 
 import bpy

@@ -11,6 +11,7 @@ walks the scenes, skips strips that already have takes (unless `force`), saves
 after every keyed strip (so a crash loses at most one strip and a rerun
 resumes), and writes a JSON report when `report` names a file.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,13 +29,24 @@ from .utils.rigs import RigError, find_in_scene
 from .utils.strips import StripError
 
 log = logging.getLogger(__name__)
-DEFAULTS = {"takes": 4, "seed": 0, "preset": "default", "guidance": 1.0, "force": False,
-            "url": None, "token_file": None, "report": None, "timeout": 1800.0, "save": True}
+DEFAULTS = {
+    "takes": 4,
+    "seed": 0,
+    "preset": "default",
+    "guidance": 1.0,
+    "force": False,
+    "url": None,
+    "token_file": None,
+    "report": None,
+    "timeout": 1800.0,
+    "save": True,
+}
 
 
 def _ensure_registered() -> None:
     if not hasattr(bpy.types.Scene, "thunder"):
         from . import register
+
         register()
 
 
@@ -52,8 +64,15 @@ def _drop(scene, old_actions) -> None:
 
 
 def _row(scene, strip, status: str = "", message: str = "") -> dict:
-    return {"scene": scene.name, "strip": strip.name, "status": status, "takes": 0, "best_score": None,
-            "seconds": 0.0, "message": message}
+    return {
+        "scene": scene.name,
+        "strip": strip.name,
+        "status": status,
+        "takes": 0,
+        "best_score": None,
+        "seconds": 0.0,
+        "message": message,
+    }
 
 
 def key_strip(scene, strip, rig_obj, options, client, force: bool, timeout: float) -> dict:
@@ -77,8 +96,14 @@ def key_strip(scene, strip, rig_obj, options, client, force: bool, timeout: floa
         _drop(scene, stale)
     new = takes.scene_takes(scene, strip.name)
     best = max(new, key=lambda a: takes.meta(a)["score"])
-    row.update(status="keyed", takes=len(new), message=job.message, best_score=takes.meta(best)["score"],
-               best_seed=takes.meta(best)["seed"], best_action=best.name)
+    row.update(
+        status="keyed",
+        takes=len(new),
+        message=job.message,
+        best_score=takes.meta(best)["score"],
+        best_seed=takes.meta(best)["seed"],
+        best_action=best.name,
+    )
     return row
 
 
@@ -86,10 +111,12 @@ def main(config: dict | None = None) -> dict:
     cfg = {**DEFAULTS, **(config or {})}
     _ensure_registered()
     generation.PUSH_UNDO = False
-    client = Client(cfg["url"] or DEFAULT_URL, os.environ.get("THUNDER_TOKEN"), timeout=cfg["timeout"],
-                    token_file=cfg["token_file"])
-    options = generation.Options(takes=int(cfg["takes"]), seed=int(cfg["seed"]), preset=cfg["preset"],
-                                 guidance=float(cfg["guidance"]), rank=True)
+    client = Client(
+        cfg["url"] or DEFAULT_URL, os.environ.get("THUNDER_TOKEN"), timeout=cfg["timeout"], token_file=cfg["token_file"]
+    )
+    options = generation.Options(
+        takes=int(cfg["takes"]), seed=int(cfg["seed"]), preset=cfg["preset"], guidance=float(cfg["guidance"]), rank=True
+    )
     rows = []
     for scene in bpy.data.scenes:
         strips = [s for s in sound_strips(scene) if "thunder_listen" not in s]
@@ -110,8 +137,7 @@ def main(config: dict | None = None) -> dict:
                 log.warning("%s / %s: %s", scene.name, strip.name, row["message"])
             if row["status"] == "keyed" and cfg["save"] and bpy.data.filepath:
                 bpy.ops.wm.save_mainfile()  # after every strip: a crash loses at most one
-    report = {"file": bpy.data.filepath, "rows": rows,
-              "ok": all(r["status"] != "failed" for r in rows)}
+    report = {"file": bpy.data.filepath, "rows": rows, "ok": all(r["status"] != "failed" for r in rows)}
     if cfg["report"]:
         with open(cfg["report"], "w") as fh:
             json.dump(report, fh, indent=1)

@@ -1,4 +1,5 @@
 """Operators: generate / cancel, take list actions, backend start / stop, add head."""
+
 from __future__ import annotations
 
 import functools
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 def reports(*errors: type[Exception]):
     """An execute() whose `errors` are the user's to fix: reported (and logged), the operator
     cancelled, instead of a traceback."""
+
     def decorate(execute):
         @functools.wraps(execute)
         def run(self, context):
@@ -34,7 +36,9 @@ def reports(*errors: type[Exception]):
                 log.error("%s: %s", self.bl_label, exc)
                 self.report({"ERROR"}, str(exc))
                 return {"CANCELLED"}
+
         return run
+
     return decorate
 
 
@@ -50,9 +54,12 @@ def _launch(context, force: bool = False) -> dict | None:
     prefs = preferences.get(context)
     if not (prefs.auto_start or force):
         return None
-    return {"python": bpy.path.abspath(prefs.python) if prefs.python else "",
-            "bundle": bpy.path.abspath(prefs.bundle) if prefs.bundle else "",
-            "port": urlsplit(prefs.backend_url).port or 8765, "device": prefs.device}
+    return {
+        "python": bpy.path.abspath(prefs.python) if prefs.python else "",
+        "bundle": bpy.path.abspath(prefs.bundle) if prefs.bundle else "",
+        "port": urlsplit(prefs.backend_url).port or 8765,
+        "device": prefs.device,
+    }
 
 
 def _strip(context):
@@ -70,6 +77,7 @@ def _take_index(self, context) -> int:
 
 class THUNDER_OT_generate(bpy.types.Operator):
     """Generate takes for the sound strip on the rig (runs in the background)"""
+
     bl_idname = "thunder.generate"
     bl_label = "Generate"
     bl_options = {"REGISTER"}  # the scene changes later, in one undo step, when the takes arrive
@@ -83,17 +91,26 @@ class THUNDER_OT_generate(bpy.types.Operator):
     @reports(RigError, StripError, BackendError, ValueError)
     def execute(self, context):
         s = context.scene.thunder
-        options = generation.Options(takes=s.takes_count, seed=s.seed, preset=s.preset,
-                                     guidance=s.guidance, rank=s.rank)
+        options = generation.Options(
+            takes=s.takes_count, seed=s.seed, preset=s.preset, guidance=s.guidance, rank=s.rank
+        )
         rig = find_in_scene(context.scene, context.active_object)
-        job = generation.start_generate(context.scene, _strip(context), rig, options,
-                                        preferences.client(context), launch=_launch(context), replace=True)
+        job = generation.start_generate(
+            context.scene,
+            _strip(context),
+            rig,
+            options,
+            preferences.client(context),
+            launch=_launch(context),
+            replace=True,
+        )
         self.report({"INFO"}, f"THUNDER: {job.label}…")
         return {"FINISHED"}
 
 
 class THUNDER_OT_cancel(bpy.types.Operator):
     """Cancel the running generation; the scene stays as it was"""
+
     bl_idname = "thunder.cancel"
     bl_label = "Cancel"
 
@@ -112,6 +129,7 @@ class _TakeOperator:
 
 class THUNDER_OT_use_take(_TakeOperator, bpy.types.Operator):
     """Make this take the one that plays"""
+
     bl_idname = "thunder.use_take"
     bl_label = "Use Take"
     bl_options = {"REGISTER", "UNDO"}
@@ -124,6 +142,7 @@ class THUNDER_OT_use_take(_TakeOperator, bpy.types.Operator):
 
 class THUNDER_OT_resample_take(_TakeOperator, bpy.types.Operator):
     """Replace this take with one from a new random seed"""
+
     bl_idname = "thunder.resample_take"
     bl_label = "Resample"
 
@@ -133,13 +152,15 @@ class THUNDER_OT_resample_take(_TakeOperator, bpy.types.Operator):
 
     @reports(IndexError, RigError, StripError, BackendError, ValueError)
     def execute(self, context):
-        generation.start_resample(context.scene, _take_index(self, context), preferences.client(context),
-                                  launch=_launch(context))
+        generation.start_resample(
+            context.scene, _take_index(self, context), preferences.client(context), launch=_launch(context)
+        )
         return {"FINISHED"}
 
 
 class THUNDER_OT_listen_take(_TakeOperator, bpy.types.Operator):
     """Add what the face says (the M2S model's audio of this take) as a sound strip"""
+
     bl_idname = "thunder.listen_take"
     bl_label = "Listen"
 
@@ -149,13 +170,15 @@ class THUNDER_OT_listen_take(_TakeOperator, bpy.types.Operator):
 
     @reports(IndexError, BackendError, ValueError)
     def execute(self, context):
-        generation.start_listen(context.scene, _take_index(self, context), preferences.client(context),
-                                launch=_launch(context))
+        generation.start_listen(
+            context.scene, _take_index(self, context), preferences.client(context), launch=_launch(context)
+        )
         return {"FINISHED"}
 
 
 class THUNDER_OT_remove_take(_TakeOperator, bpy.types.Operator):
     """Delete this take (only takes THUNDER made; renamed or copied ones are left alone)"""
+
     bl_idname = "thunder.remove_take"
     bl_label = "Remove Take"
     bl_options = {"REGISTER", "UNDO"}
@@ -195,6 +218,7 @@ def panel_rig(context):
 class THUNDER_OT_arrange_nla(bpy.types.Operator):
     """Let the takes play: move the rig's active Action (yours, which Blender plays over every
     NLA track) into an NLA track right under the THUNDER tracks. The Action itself is unchanged"""
+
     bl_idname = "thunder.arrange_nla"
     bl_label = "Let Takes Play"
     bl_options = {"REGISTER", "UNDO"}
@@ -216,6 +240,7 @@ class THUNDER_OT_arrange_nla(bpy.types.Operator):
 
 class THUNDER_OT_backend_start(bpy.types.Operator):
     """Start the backend bundled with the add-on"""
+
     bl_idname = "thunder.backend_start"
     bl_label = "Start Backend"
 
@@ -240,6 +265,7 @@ def _health_applied(health: dict) -> str:
 
 class THUNDER_OT_backend_stop(bpy.types.Operator):
     """Stop the backend this add-on started"""
+
     bl_idname = "thunder.backend_stop"
     bl_label = "Stop Backend"
 
@@ -255,6 +281,7 @@ class THUNDER_OT_backend_stop(bpy.types.Operator):
 
 class THUNDER_OT_backend_check(bpy.types.Operator):
     """Ask the backend whether it is up"""
+
     bl_idname = "thunder.backend_check"
     bl_label = "Check Backend"
 
@@ -273,6 +300,7 @@ class THUNDER_OT_backend_check(bpy.types.Operator):
 
 class THUNDER_OT_add_head(bpy.types.Operator):
     """Add the THUNDER head rig (mesh with expression shape keys, jaw armature) of the backend's model"""
+
     bl_idname = "thunder.add_head"
     bl_label = "Add THUNDER Head"
     bl_options = {"REGISTER"}
@@ -300,6 +328,16 @@ class THUNDER_OT_add_head(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (THUNDER_OT_add_head, THUNDER_OT_generate, THUNDER_OT_cancel, THUNDER_OT_use_take, THUNDER_OT_resample_take,
-           THUNDER_OT_listen_take, THUNDER_OT_remove_take, THUNDER_OT_arrange_nla, THUNDER_OT_backend_start,
-           THUNDER_OT_backend_stop, THUNDER_OT_backend_check)
+CLASSES = (
+    THUNDER_OT_add_head,
+    THUNDER_OT_generate,
+    THUNDER_OT_cancel,
+    THUNDER_OT_use_take,
+    THUNDER_OT_resample_take,
+    THUNDER_OT_listen_take,
+    THUNDER_OT_remove_take,
+    THUNDER_OT_arrange_nla,
+    THUNDER_OT_backend_start,
+    THUNDER_OT_backend_stop,
+    THUNDER_OT_backend_check,
+)

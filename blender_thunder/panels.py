@@ -1,4 +1,5 @@
 """The THUNDER tab in the 3D View and Sequencer sidebars."""
+
 from __future__ import annotations
 
 import bpy
@@ -48,8 +49,9 @@ def _draw(self, context):
     if se is None:
         col.label(text="No sound strips: add one in the Sequencer")
     else:
-        col.prop_search(s, "strip", se, "strips_all" if hasattr(se, "strips_all") else "sequences_all",
-                        text="Strip", icon="SOUND")
+        col.prop_search(
+            s, "strip", se, "strips_all" if hasattr(se, "strips_all") else "sequences_all", text="Strip", icon="SOUND"
+        )
     col.prop(s, "rig")
     _draw_rig_notes(col, context)
     row = col.row(align=True)

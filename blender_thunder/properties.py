@@ -1,16 +1,26 @@
 """Scene settings and the take list (saved in the .blend)."""
+
 from __future__ import annotations
 
 import bpy
-from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
-                       PointerProperty, StringProperty)
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 from .core.contract import MAX_GUIDANCE, MAX_TAKES, PRESET_NAMES, SHAPE_KEY_NAMES as SHAPE_KEYS
 
 # Labels of the backend's presets (core/contract.py names them; the backend defines them).
-PRESET_LABELS = {"draft": ("Draft", "Fewest sampler steps: quick look"),
-                 "default": ("Default", "The bundle's default sampler and steps"),
-                 "high": ("High", "More sampler steps: final quality")}
+PRESET_LABELS = {
+    "draft": ("Draft", "Fewest sampler steps: quick look"),
+    "default": ("Default", "The bundle's default sampler and steps"),
+    "high": ("High", "More sampler steps: final quality"),
+}
 PRESETS = [(name, *PRESET_LABELS[name]) for name in PRESET_NAMES]
 
 
@@ -25,6 +35,7 @@ def _on_pick(self, context):
     """Clicking a take in the list makes it the one that plays."""
     from .utils import takes
     from .utils.rigs import RigError, resolve
+
     if not 0 <= self.active_take < len(self.takes):
         return
     item = self.takes[self.active_take]
@@ -35,7 +46,7 @@ def _on_pick(self, context):
     except RigError:
         return
     if takes.shown(rig, item.strip) != item.action or takes.jaw_mode_stale(rig, item.action):
-        takes.show(rig, takes.take_actions(item.action))   # also re-keys the jaw in the bone's mode
+        takes.show(rig, takes.take_actions(item.action))  # also re-keys the jaw in the bone's mode
 
 
 class ThunderTake(bpy.types.PropertyGroup):
@@ -49,12 +60,18 @@ class ThunderTake(bpy.types.PropertyGroup):
 
 class ThunderSettings(bpy.types.PropertyGroup):
     strip: StringProperty(name="Sound strip", description="Sound strip to animate; empty: the active one")
-    rig: PointerProperty(type=bpy.types.Object, name="Rig", poll=_is_rig,
-                         description="THUNDER head (armature or mesh) to key")
+    rig: PointerProperty(
+        type=bpy.types.Object, name="Rig", poll=_is_rig, description="THUNDER head (armature or mesh) to key"
+    )
     seed: IntProperty(name="Seed", min=0, default=0, description="First seed; take i uses seed + i")
     takes_count: IntProperty(name="Takes", min=1, max=MAX_TAKES, default=4, description="Takes to generate")
-    guidance: FloatProperty(name="Guidance", min=0.0, max=MAX_GUIDANCE, default=1.0,
-                            description="Classifier-free guidance scale on the audio")
+    guidance: FloatProperty(
+        name="Guidance",
+        min=0.0,
+        max=MAX_GUIDANCE,
+        default=1.0,
+        description="Classifier-free guidance scale on the audio",
+    )
     preset: EnumProperty(name="Quality", items=PRESETS, default="default")
     rank: BoolProperty(name="Best first", default=True, description="Sort takes by lip-sync score")
     takes: CollectionProperty(type=ThunderTake)

@@ -5,6 +5,7 @@ Head files are in FLAME's frame (metres, y up, face towards +z); Blender is z up
 with the face towards -y, so (x, y, z) -> (x, -z, y). Axis-angle rotations map
 the same way, which `flame_to_blender` applies to vectors of either kind.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,7 @@ import bpy
 
 from .core.contract import HEAD_ID_PROP, JOINT_NAMES
 
-SHAPE_KEY_RANGE = 10.0      # psi is ~N(0, 1); generous slider range
+SHAPE_KEY_RANGE = 10.0  # psi is ~N(0, 1); generous slider range
 
 
 def flame_to_blender(a: np.ndarray) -> np.ndarray:
@@ -25,19 +26,22 @@ def flame_to_blender(a: np.ndarray) -> np.ndarray:
 def _bone_tails(joints: np.ndarray) -> np.ndarray:
     """Bone tail positions (FLAME frame): neck up, jaw to the chin, eyes forward."""
     root, neck, jaw, eye_l, eye_r = joints
-    return np.stack([neck, neck + [0, 0.09, 0], jaw + [0, -0.06, 0.07], eye_l + [0, 0, 0.025],
-                     eye_r + [0, 0, 0.025]])
+    return np.stack([neck, neck + [0, 0.09, 0], jaw + [0, -0.06, 0.07], eye_l + [0, 0, 0.025], eye_r + [0, 0, 0.025]])
 
 
 def _materials(mesh, n_skin: int, verts: np.ndarray, faces: np.ndarray) -> None:
     """Skin, eye white and iris/pupil materials, so renders read as a face."""
+
     def mat(name, rgba):
         m = bpy.data.materials.get(name) or bpy.data.materials.new(name)
         m.diffuse_color = rgba
         return m
 
-    mats = [mat("THUNDER_skin", (0.80, 0.62, 0.52, 1)), mat("THUNDER_eye", (0.95, 0.95, 0.93, 1)),
-            mat("THUNDER_iris", (0.12, 0.08, 0.05, 1))]
+    mats = [
+        mat("THUNDER_skin", (0.80, 0.62, 0.52, 1)),
+        mat("THUNDER_eye", (0.95, 0.95, 0.93, 1)),
+        mat("THUNDER_iris", (0.12, 0.08, 0.05, 1)),
+    ]
     for m in mats:
         mesh.materials.append(m)
     idx = np.zeros(len(faces), dtype=np.int32)
@@ -83,7 +87,7 @@ def build_rig(head: dict, name: str = "THUNDER_Head", collection=None):
     for k in range(exp_dirs.shape[2]):
         key = obj.shape_key_add(name=f"exp{k:03d}", from_mix=False)
         key.slider_min, key.slider_max = -SHAPE_KEY_RANGE, SHAPE_KEY_RANGE
-        key.value = 0.0          # the rest face: Blender 5.0 starts new shape keys at 1.0 (4.x at 0.0)
+        key.value = 0.0  # the rest face: Blender 5.0 starts new shape keys at 1.0 (4.x at 0.0)
         key.data.foreach_set("co", flame_to_blender(verts + exp_dirs[:, :, k]).astype(np.float32).ravel())
 
     arm_data = bpy.data.armatures.new(f"{name}_rig")
@@ -112,7 +116,7 @@ def _skin_count(head: dict) -> int:
 
 def _add_bones(arm, joints: np.ndarray) -> None:
     view_layer = bpy.context.view_layer
-    view_layer.update()                      # newly linked objects join the layer on update
+    view_layer.update()  # newly linked objects join the layer on update
     if arm.name not in view_layer.objects:
         raise RuntimeError("the armature must be in the active view layer")
     prev = view_layer.objects.active
@@ -138,10 +142,10 @@ def _bone_axis_angle(axis_angle: np.ndarray, bone) -> tuple[np.ndarray, np.ndarr
     """FLAME-frame axis-angle (T, 3) -> (angle (T, 1), unit axis (T, 3)) in the bone's rest frame
     (zero axis where the angle is zero), for a bone whose parents are at rest."""
     aa = flame_to_blender(axis_angle)
-    rest = np.array(bone.matrix_local.to_3x3())           # bone frame in armature space
+    rest = np.array(bone.matrix_local.to_3x3())  # bone frame in armature space
     angle = np.linalg.norm(aa, axis=-1, keepdims=True)
     axis = np.divide(aa, angle, out=np.zeros_like(aa), where=angle > 1e-12)
-    return angle, axis @ rest                              # rest^T @ axis, row-wise
+    return angle, axis @ rest  # rest^T @ axis, row-wise
 
 
 def axis_angle_to_bone_quaternions(axis_angle: np.ndarray, bone) -> np.ndarray:
@@ -173,6 +177,7 @@ def bone_rotation_keys(axis_angle: np.ndarray, bone, mode: str) -> tuple[str, np
     bone's own rotation mode: quaternions wxyz, Euler angles of that order kept continuous
     from frame to frame, or axis-angle (angle, x, y, z) without sign flips."""
     from mathutils import Quaternion
+
     q = axis_angle_to_bone_quaternions(axis_angle, bone)
     prop = rotation_property(mode)
     if mode == "QUATERNION":

@@ -26,6 +26,7 @@ lock file blocks nothing): a second `thunder batch` on the same file refuses it
 process inherits the lock on POSIX, so even an orphan (macOS, above) holds it
 until it is done.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,14 +52,17 @@ CHECKOUT_ADDON = Path(__file__).resolve().parent.parent / "blender_thunder"
 INSTALLED_ADDON = "bl_ext.user_default.thunder"
 DEFAULT_URL = "http://127.0.0.1:8765"
 LOCK_SUFFIX = ".thunder-lock"
-STOP_GRACE = 5.0        # seconds between SIGTERM and SIGKILL when stopping a child
+STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when stopping a child
 
 log = logging.getLogger("thunder.batch")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("batch", help="key every sound strip of .blend files headless (through Blender)",
-                              description=__doc__.splitlines()[0])
+    p = subparsers.add_parser(
+        "batch",
+        help="key every sound strip of .blend files headless (through Blender)",
+        description=__doc__.splitlines()[0],
+    )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE.blend")
     p.add_argument("--takes", type=int, default=4, help="takes per strip (default 4)")
     p.add_argument("--seed", type=int, default=0, help="first seed; take i uses seed + i")
@@ -68,17 +72,24 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="re-key strips that already have takes")
     p.add_argument("--url", default=DEFAULT_URL, help="backend URL")
     p.add_argument("--token-file", default=None, help="default: $XDG_CONFIG_HOME/thunder/token")
-    p.add_argument("--bundle", default=None,
-                   help="start a backend with this bundle when none answers at --url (stopped at the end)")
-    p.add_argument("--addon", default=None,
-                   help=f"add-on to run: a folder (default: this checkout's blender_thunder) or a module name "
-                        f"such as {INSTALLED_ADDON}")
+    p.add_argument(
+        "--bundle",
+        default=None,
+        help="start a backend with this bundle when none answers at --url (stopped at the end)",
+    )
+    p.add_argument(
+        "--addon",
+        default=None,
+        help=f"add-on to run: a folder (default: this checkout's blender_thunder) or a module name "
+        f"such as {INSTALLED_ADDON}",
+    )
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per file")
     p.add_argument("--json", type=Path, default=None, help="also write the summary as JSON here")
     p.set_defaults(func=run)
 
 
 # ---- the command run inside Blender ----
+
 
 def _addon_import(addon: str | None) -> str:
     """Python that imports the add-on's `headless` module as `h`."""
@@ -88,17 +99,21 @@ def _addon_import(addon: str | None) -> str:
         addon = INSTALLED_ADDON
     if os.path.isdir(addon):
         parent, name = os.path.split(os.path.abspath(addon).rstrip(os.sep))
-        return (f"import sys, importlib; sys.path.insert(0, {parent!r}); "
-                f"h = importlib.import_module({name + '.headless'!r})")
-    return (f"import addon_utils, importlib; addon_utils.enable({addon!r}, default_set=False); "
-            f"h = importlib.import_module({addon + '.headless'!r})")
+        return (
+            f"import sys, importlib; sys.path.insert(0, {parent!r}); "
+            f"h = importlib.import_module({name + '.headless'!r})"
+        )
+    return (
+        f"import addon_utils, importlib; addon_utils.enable({addon!r}, default_set=False); "
+        f"h = importlib.import_module({addon + '.headless'!r})"
+    )
 
 
 def blender_command(blend: Path, config: dict, blender: str | None, addon: str | None) -> list[str]:
     body = f"{_addon_import(addon)}; h.main(json.loads({json.dumps(config)!r}))"
     if blender is None and importlib.util.find_spec("bpy") is not None:
         # The bpy module: open the file first, as `blender -b FILE` would.
-        expr = (f"import json, bpy; bpy.ops.wm.open_mainfile(filepath={str(blend)!r}); {body}")
+        expr = f"import json, bpy; bpy.ops.wm.open_mainfile(filepath={str(blend)!r}); {body}"
         return [sys.executable, "-c", expr]
     exe = blender or shutil.which("blender")
     if exe is None:
@@ -109,9 +124,10 @@ def blender_command(blend: Path, config: dict, blender: str | None, addon: str |
 # ---- child processes: they die with this one ----
 
 # Signals that stop a batch cleanly. SIGHUP: the terminal closed. SIGBREAK: Ctrl-Break on Windows.
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGBREAK")
-                     if hasattr(signal, name))
-PR_SET_PDEATHSIG = 1    # <linux/prctl.h>
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGBREAK") if hasattr(signal, name)
+)
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class Stopped(BaseException):
@@ -171,14 +187,15 @@ class Children:
             # Its own process group: stopping it stops whatever it started too (killpg), and a
             # terminal's Ctrl-C goes to this process only, which stops the child in order.
             os.setpgid(0, 0)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)   # the mask survives exec
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # the mask survives exec
             if prctl is not None:
                 # The kernel's SIGKILL when the thread that forked it (the main one) dies. SIGKILL, not
                 # SIGTERM: the batch is gone uncleanly, nobody would escalate, and uvicorn's SIGTERM waits
                 # for running requests.
                 prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-                if os.getppid() != parent:   # the parent died before prctl: no signal would ever come
+                if os.getppid() != parent:  # the parent died before prctl: no signal would ever come
                     os.kill(os.getpid(), signal.SIGKILL)
+
         return setup
 
     def stop(self, proc: subprocess.Popen, grace: float = STOP_GRACE) -> None:
@@ -238,6 +255,7 @@ def stop_signals():
 
 # ---- one lock per .blend ----
 
+
 class Locked(Exception):
     """Another thunder batch (or a Blender process it started) holds the file's lock."""
 
@@ -249,7 +267,7 @@ def lock_path(blend: Path) -> Path:
 if os.name == "nt":
     import msvcrt
 
-    _WIN_LOCK_AT = 1 << 20     # the locked byte, past the holder's note (a locked range cannot be read)
+    _WIN_LOCK_AT = 1 << 20  # the locked byte, past the holder's note (a locked range cannot be read)
 
     def _try_lock(fd: int) -> bool:
         os.lseek(fd, _WIN_LOCK_AT, os.SEEK_SET)
@@ -292,8 +310,10 @@ def lock_blend(blend: Path) -> int:
         try:
             if not _try_lock(fd):
                 note = _read_note(fd)
-                raise Locked(f"locked by another thunder batch ({note or 'starting'}): skipped; rerun when it is done "
-                             f"(the lock is {path.name}, freed when that batch and its Blender exit)")
+                raise Locked(
+                    f"locked by another thunder batch ({note or 'starting'}): skipped; rerun when it is done "
+                    f"(the lock is {path.name}, freed when that batch and its Blender exit)"
+                )
             # The last holder unlinks the file while still holding it (unlock_blend): if that happened
             # between our open and our lock, we hold an unlinked file nobody else sees. Take the live one.
             if os.name != "nt":
@@ -326,10 +346,11 @@ def unlock_blend(blend: Path, fd: int) -> None:
         with contextlib.suppress(OSError):
             if os.path.samestat(os.fstat(fd), os.stat(path)):
                 os.unlink(path)
-    os.close(fd)       # POSIX: releases the flock
+    os.close(fd)  # POSIX: releases the flock
 
 
 # ---- the backend ----
+
 
 def _healthy(url: str) -> bool:
     try:
@@ -348,8 +369,11 @@ def ensure_backend(url: str, bundle: str | None, children: Children, timeout: fl
     port = url.rsplit(":", 1)[-1].strip("/")
     # A file, not a pipe: nobody reads the server's log while it runs, and a full pipe would block it.
     log_file = tempfile.NamedTemporaryFile("w+", prefix="thunder-batch-backend-", suffix=".log", delete=False)
-    proc = children.spawn([sys.executable, "-m", "backend.cli", "serve", "--bundle", bundle, "--port", port,
-                           "--log-level", "warning"], stdout=log_file, stderr=subprocess.STDOUT)
+    proc = children.spawn(
+        [sys.executable, "-m", "backend.cli", "serve", "--bundle", bundle, "--port", port, "--log-level", "warning"],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + timeout
     while not _healthy(url):
         if proc.poll() is not None:
@@ -358,19 +382,29 @@ def ensure_backend(url: str, bundle: str | None, children: Children, timeout: fl
             children.stop(proc)
             raise SystemExit(f"thunder batch: the backend did not answer within {timeout:.0f} s")
         time.sleep(0.3)
-    print(f"thunder batch: started a backend at {url} (pid {proc.pid}, log {log_file.name})",
-          file=sys.stderr, flush=True)
+    print(
+        f"thunder batch: started a backend at {url} (pid {proc.pid}, log {log_file.name})", file=sys.stderr, flush=True
+    )
     return proc
 
 
 # ---- one file, then all ----
 
+
 def key_file(blend: Path, args, children: Children, lock_fd: int | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="thunder-batch-") as tmp:
         report = Path(tmp) / "report.json"
-        config = {"takes": args.takes, "seed": args.seed, "preset": args.preset, "guidance": args.guidance,
-                  "force": args.force, "url": args.url, "token_file": args.token_file, "report": str(report),
-                  "timeout": args.timeout}
+        config = {
+            "takes": args.takes,
+            "seed": args.seed,
+            "preset": args.preset,
+            "guidance": args.guidance,
+            "force": args.force,
+            "url": args.url,
+            "token_file": args.token_file,
+            "report": str(report),
+            "timeout": args.timeout,
+        }
         cmd = blender_command(blend, config, args.blender, args.addon)
         # POSIX: Blender inherits the file's lock, so an orphan that outlives this process (no
         # PDEATHSIG: macOS) still holds it and a rerun refuses the file instead of keying it twice.
@@ -406,18 +440,38 @@ def key_locked(blend: Path, args, children: Children) -> list[dict]:
 
 
 def _row(blend: Path, status: str, message: str) -> dict:
-    return {"file": str(blend), "scene": "", "strip": "", "status": status, "takes": 0, "best_score": None,
-            "seconds": 0.0, "message": message}
+    return {
+        "file": str(blend),
+        "scene": "",
+        "strip": "",
+        "status": status,
+        "takes": 0,
+        "best_score": None,
+        "seconds": 0.0,
+        "message": message,
+    }
 
 
 def format_table(rows: list[dict]) -> str:
     head = ("file", "scene", "strip", "status", "takes", "best", "s", "message")
-    lines = [[Path(r["file"]).name, r["scene"], r["strip"], r["status"], str(r["takes"]),
-              "-" if r["best_score"] is None else f"{r['best_score']:.3f}", f"{r['seconds']:.1f}",
-              r["message"][:70]] for r in rows]
+    lines = [
+        [
+            Path(r["file"]).name,
+            r["scene"],
+            r["strip"],
+            r["status"],
+            str(r["takes"]),
+            "-" if r["best_score"] is None else f"{r['best_score']:.3f}",
+            f"{r['seconds']:.1f}",
+            r["message"][:70],
+        ]
+        for r in rows
+    ]
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:{w}}}" for w in widths)
-    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*l) for l in lines])
+    return "\n".join(
+        [fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*line) for line in lines]
+    )
 
 
 def run(args) -> int:
@@ -436,12 +490,16 @@ def run(args) -> int:
                     rows += key_locked(blend.resolve(), args, children)
                 done = len(args.files)
             finally:
-                children.stop_all()     # the backend it started; anything an exception left behind
-        except Stopped as stop:         # from anywhere above, the finally's own wait included
-            children.stop_all()         # the signal may have cut the finally short
-            print(f"thunder batch: stopped by {signal.Signals(stop.signum).name} after {done} of "
-                  f"{len(args.files)} file(s); its Blender and backend are stopped. Every keyed strip is "
-                  f"saved: rerun to resume.", file=sys.stderr, flush=True)
+                children.stop_all()  # the backend it started; anything an exception left behind
+        except Stopped as stop:  # from anywhere above, the finally's own wait included
+            children.stop_all()  # the signal may have cut the finally short
+            print(
+                f"thunder batch: stopped by {signal.Signals(stop.signum).name} after {done} of "
+                f"{len(args.files)} file(s); its Blender and backend are stopped. Every keyed strip is "
+                f"saved: rerun to resume.",
+                file=sys.stderr,
+                flush=True,
+            )
             return 128 + stop.signum
     print(format_table(rows))
     for r in rows:  # the table cuts messages short; failures are worth reading in full

@@ -11,6 +11,7 @@ bundle's head rig and a sound strip of the project's own speech sample
 (Workbench, audio muxed in) with the best take's seed and lip-sync score burnt in.
 The backend is stopped at the end, also on failure.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,10 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_WAV = ROOT / "assets" / "speech" / "demo.wav"
 FPS = 25  # the backend's own rate: no resampling of the keys in the demo scene
-NEEDS_BUNDLE = ("[demo] the full demo (backend, keyed takes, preview.mp4) needs a model bundle: pass --bundle DIR "
-                "or set THUNDER_BUNDLE; make one with `thunder-train export --out backend/models/thunder-base "
-                "--denoiser RUN --encoder RUN --m2s RUN --head DIR`, or a random-weight one for a dry run with "
-                "`thunder-train export --tiny --head {head} --out out/thunder-tiny`")
+NEEDS_BUNDLE = (
+    "[demo] the full demo (backend, keyed takes, preview.mp4) needs a model bundle: pass --bundle DIR "
+    "or set THUNDER_BUNDLE; make one with `thunder-train export --out backend/models/thunder-base "
+    "--denoiser RUN --encoder RUN --m2s RUN --head DIR`, or a random-weight one for a dry run with "
+    "`thunder-train export --tiny --head {head} --out out/thunder-tiny`"
+)
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -43,11 +46,15 @@ def _resolution(text: str) -> tuple[int, int]:
 def register(sub) -> None:
     p = sub.add_parser("demo", help="run the main job on the bundled defaults")
     p.add_argument("--out", default="out/demo", help="output folder")
-    p.add_argument("--bundle", default=None,
-                   help="model bundle (default: $THUNDER_BUNDLE, else backend/models/thunder-base if present)")
+    p.add_argument(
+        "--bundle",
+        default=None,
+        help="model bundle (default: $THUNDER_BUNDLE, else backend/models/thunder-base if present)",
+    )
     p.add_argument("--frames", type=int, default=None, help="preview frames (default: the whole speech sample)")
-    p.add_argument("--resolution", type=_resolution, default=(480, 480), metavar="WxH",
-                   help="preview size (default 480x480)")
+    p.add_argument(
+        "--resolution", type=_resolution, default=(480, 480), metavar="WxH", help="preview size (default 480x480)"
+    )
     p.add_argument("--takes", type=int, default=4, help="takes to key and rank (default 4)")
     p.add_argument("--audio", type=Path, default=DEMO_WAV, help="speech to key (default: the bundled sample)")
     p.set_defaults(func=run)
@@ -56,6 +63,7 @@ def register(sub) -> None:
 def find_bundle(arg: str | None) -> Path | None:
     """The bundle to run, None when there is none; a bundle named explicitly must exist."""
     from backend import bundle as bundles
+
     named = arg or os.environ.get("THUNDER_BUNDLE")
     if named:
         if not (Path(named) / "manifest.json").is_file():
@@ -138,6 +146,7 @@ def _burn(img, text: str):
 def _quiet_stdout():
     """Blender prints a line per rendered frame from C: keep the progress bar readable."""
     import sys
+
     sys.stdout.flush()
     saved = os.dup(1)
     with open(os.devnull, "w") as null:
@@ -180,9 +189,16 @@ def render_preview(scene, wav: Path, out_mp4: Path, label: str, frames: int | No
     picks = set(np.linspace(f0, f1, n_stills).round().astype(int).tolist()) if n_stills else set()
     stills = []
     # -shortest: a preview cut short by --frames cuts the audio with it
-    writer = imageio_ffmpeg.write_frames(str(out_mp4), size, fps=scene.render.fps / scene.render.fps_base,
-                                         macro_block_size=2, audio_path=str(wav), audio_codec="aac",
-                                         output_params=["-shortest"], ffmpeg_log_level="error")
+    writer = imageio_ffmpeg.write_frames(
+        str(out_mp4),
+        size,
+        fps=scene.render.fps / scene.render.fps_base,
+        macro_block_size=2,
+        audio_path=str(wav),
+        audio_codec="aac",
+        output_params=["-shortest"],
+        ffmpeg_log_level="error",
+    )
     writer.send(None)
     try:
         with _quiet_stdout():
@@ -218,8 +234,10 @@ def run_full(bundle: Path, out: Path, args) -> None:
     print(f"[demo] keyed {row['takes']} takes in {row['seconds']:.1f} s:")
     for act in sorted(takes.scene_takes(scene), key=lambda a: -takes.meta(a)["score"]):
         m = takes.meta(act)
-        print(f"[demo]   {act.name:24s} seed {m['seed']:<6d} lip-sync score {m['score']:.3f}"
-              + ("  <- best, plays" if act.name == row["best_action"] else ""))
+        print(
+            f"[demo]   {act.name:24s} seed {m['seed']:<6d} lip-sync score {m['score']:.3f}"
+            + ("  <- best, plays" if act.name == row["best_action"] else "")
+        )
     bpy.ops.wm.save_mainfile()
     print(f"[demo] keyed scene: {blend}")
     label = f"THUNDER  seed {row['best_seed']}  lip-sync {row['best_score']:.3f}  (best of {row['takes']})"

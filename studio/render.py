@@ -1,6 +1,7 @@
 """Headless renders of the head rig through bpy (Workbench): stills, contact sheets, and
 the Blender head renderer of `thunder-train corpus preview`. The rig is the add-on's
 (blender_thunder.rig), so what these show is what an artist gets."""
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,9 @@ def add_camera(scene, azimuth_deg=20.0, elevation_deg=5.0, distance=0.78, target
     scene.collection.objects.link(cam)
     a, e = math.radians(azimuth_deg), math.radians(elevation_deg)
     t = mathutils.Vector(target)
-    cam.location = t + mathutils.Vector((distance * math.sin(a) * math.cos(e), -distance * math.cos(a) * math.cos(e),
-                                         distance * math.sin(e)))
+    cam.location = t + mathutils.Vector(
+        (distance * math.sin(a) * math.cos(e), -distance * math.cos(a) * math.cos(e), distance * math.sin(e))
+    )
     cam.rotation_euler = (t - cam.location).to_track_quat("-Z", "Y").to_euler()
     scene.camera = cam
     return cam
@@ -91,8 +93,13 @@ DEMO_POSES = [
 ]
 
 
-def render_head_sheet(head_dir: str | Path, out_png: str | Path, blend_path: str | Path | None = None,
-                      poses=DEMO_POSES, resolution=(320, 320)) -> Path:
+def render_head_sheet(
+    head_dir: str | Path,
+    out_png: str | Path,
+    blend_path: str | Path | None = None,
+    poses=DEMO_POSES,
+    resolution=(320, 320),
+) -> Path:
     """Render the head in the demo poses as one PNG; optionally save the rigged .blend."""
     import bpy
 
@@ -133,7 +140,7 @@ class BlenderHeadRenderer:
         self.scene = new_scene((size, size))
         self.mesh, self.arm = build_rig(load_head_file(Path(head_dir) / "head.npz"))
         add_camera(self.scene, azimuth_deg=yaw_deg, distance=0.48, target=(0.0, -0.01, -0.03))
-        self._tmp = tempfile.TemporaryDirectory(prefix="thunder-preview-")   # removed with the renderer
+        self._tmp = tempfile.TemporaryDirectory(prefix="thunder-preview-")  # removed with the renderer
 
     @staticmethod
     def available() -> bool:

@@ -1,5 +1,6 @@
 """Fixtures every test area shares, built once per session: the stand-in head and a
 real tiny model bundle. Each area's conftest adds only what is its own."""
+
 from __future__ import annotations
 
 import hashlib
@@ -26,6 +27,7 @@ def head_dir(tmp_path_factory) -> Path:
     """The stand-in head folder (`thunder-train head build`): deterministic, so any bundle
     built on the stand-in head matches it."""
     from training.head.build import write_head_folder
+
     out = tmp_path_factory.mktemp("head")
     write_head_folder(out)
     return out
@@ -39,8 +41,9 @@ def head_npz(head_dir) -> Path:
 def _sources_key() -> str:
     """Hash of everything a tiny bundle is built from: a change anywhere rebuilds it."""
     h = hashlib.sha256()
-    for path in sorted([*ROOT.glob("training/**/*.py"), *ROOT.glob("training/configs/*.json"),
-                        *ROOT.glob("backend/*.py")]):
+    for path in sorted(
+        [*ROOT.glob("training/**/*.py"), *ROOT.glob("training/configs/*.json"), *ROOT.glob("backend/*.py")]
+    ):
         h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -56,6 +59,7 @@ def tiny_bundle(request) -> Path:
         return Path(os.environ["THUNDER_TEST_BUNDLE"])
     from training.export import build_tiny_bundle
     from training.head.build import write_head_folder
+
     root = Path(request.config.cache.mkdir("tiny-bundle"))
     bundle = root / _sources_key()
     if (bundle / "manifest.json").is_file():

@@ -1,4 +1,5 @@
 """Synthetic test signals (the tests' own; production code uses real speech)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -12,6 +12,7 @@ once with `pip download` into build/wheels/). Blender's own extension tooling
 zip per platform (`--split-platforms`) and validates each zip. Not part of the
 shipped add-on.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "blender_thunder"
-MANIFEST = ROOT / "blender_manifest.toml"      # top level, as the repository layout has it
+MANIFEST = ROOT / "blender_manifest.toml"  # top level, as the repository layout has it
 BACKEND = ROOT / "backend"
 DEFAULT_BUNDLE = BACKEND / "models" / "thunder-base"
 WHEELS_CONFIG = Path(__file__).resolve().parent / "extension_wheels.toml"
@@ -60,10 +61,28 @@ def fetch_wheels(platform: str, cache: Path = WHEEL_CACHE) -> list[Path]:
     config = wheels_config()
     dest = cache / platform
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-           "--only-binary=:all:", "--no-deps", "--implementation", "cp",
-           "--python-version", config["python"], "--abi", "cp" + config["python"].replace(".", ""),
-           "--abi", "abi3", "--abi", "none", "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        "--no-deps",
+        "--implementation",
+        "cp",
+        "--python-version",
+        config["python"],
+        "--abi",
+        "cp" + config["python"].replace(".", ""),
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+        "-d",
+        str(dest),
+    ]
     for tag in config["platforms"][platform]["pip"]:
         cmd += ["--platform", tag]
     log.info("fetching %s wheels into %s", platform, dest)
@@ -71,7 +90,9 @@ def fetch_wheels(platform: str, cache: Path = WHEEL_CACHE) -> list[Path]:
     if proc.returncode != 0:
         raise SystemExit(f"build_extension: pip could not fetch the {platform} wheels:\n{proc.stderr[-2000:]}")
     wanted = {_dist_key(r.split("==")[0]): r.split("==")[1] for r in requirements(platform, config)}
-    found = [w for w in sorted(dest.glob("*.whl")) if wanted.get(_dist_key(w.name.split("-")[0])) == w.name.split("-")[1]]
+    found = [
+        w for w in sorted(dest.glob("*.whl")) if wanted.get(_dist_key(w.name.split("-")[0])) == w.name.split("-")[1]
+    ]
     missing = set(wanted) - {_dist_key(w.name.split("-")[0]) for w in found}
     if missing:
         raise SystemExit(f"build_extension: no {platform} wheel for {', '.join(sorted(missing))}")
@@ -87,6 +108,7 @@ def extension_cli(args: list[str]) -> int:
     """Blender's `blender --command extension …`, run from the bpy module."""
     import bpy  # noqa: F401  (puts Blender's bundled add-ons, bl_pkg among them, on sys.path)
     from bl_pkg import bl_extension_cli
+
     return bl_extension_cli.cli_extension_handler(args)
 
 
@@ -105,21 +127,21 @@ def stage(dest: Path, bundle: Path | None, platforms: list[str], cache: Path = W
     wheels: dict[str, Path] = {}
     for platform in platforms:
         for w in fetch_wheels(platform, cache):
-            wheels.setdefault(w.name, w)          # pure-Python wheels serve every platform once
+            wheels.setdefault(w.name, w)  # pure-Python wheels serve every platform once
     (dest / "wheels").mkdir()
     for name, path in sorted(wheels.items()):
         shutil.copy(path, dest / "wheels" / name)
     # The repository's manifest plus what only the build knows: the wheels and platforms.
     text = MANIFEST.read_text().rstrip("\n")
-    head, sep, tail = text.partition("\n[")   # top-level keys must come before the first table
-    extra = (f"platforms = {_toml_list(platforms)}\n"
-             f"wheels = {_toml_list([f'./wheels/{n}' for n in sorted(wheels)])}\n")
+    head, sep, tail = text.partition("\n[")  # top-level keys must come before the first table
+    extra = f"platforms = {_toml_list(platforms)}\nwheels = {_toml_list([f'./wheels/{n}' for n in sorted(wheels)])}\n"
     (dest / "blender_manifest.toml").write_text(f"{head}\n{extra}{sep}{tail}\n")
     return dest
 
 
-def build(out: Path, bundle: Path | None, platforms: list[str] | None = None,
-          cache: Path = WHEEL_CACHE) -> dict[str, Path]:
+def build(
+    out: Path, bundle: Path | None, platforms: list[str] | None = None, cache: Path = WHEEL_CACHE
+) -> dict[str, Path]:
     """Build one validated zip per platform; returns {platform: zip path}."""
     platforms = platforms or platform_names()
     manifest = tomllib.loads(MANIFEST.read_text())
@@ -143,6 +165,7 @@ def build(out: Path, bundle: Path | None, platforms: list[str] | None = None,
 def host_platform() -> str:
     """This machine's Blender platform name (tests build only the zip they can install)."""
     import platform
+
     system = {"Linux": "linux", "Windows": "windows", "Darwin": "macos"}[platform.system()]
     arch = {"x86_64": "x64", "AMD64": "x64", "arm64": "arm64", "aarch64": "arm64"}[platform.machine()]
     return f"{system}-{arch}"
@@ -152,11 +175,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=ROOT / "dist", help="output folder (default: dist)")
-    p.add_argument("--platform", action="append", choices=platform_names(), default=None,
-                   help="build only this platform's zip (repeatable; default: every platform)")
+    p.add_argument(
+        "--platform",
+        action="append",
+        choices=platform_names(),
+        default=None,
+        help="build only this platform's zip (repeatable; default: every platform)",
+    )
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--bundle", type=Path, default=None,
-                   help=f"model bundle to ship (default: {DEFAULT_BUNDLE.relative_to(ROOT)} when present)")
+    g.add_argument(
+        "--bundle",
+        type=Path,
+        default=None,
+        help=f"model bundle to ship (default: {DEFAULT_BUNDLE.relative_to(ROOT)} when present)",
+    )
     g.add_argument("--no-bundle", action="store_true", help="ship no model (users set one in Preferences)")
     args = p.parse_args(argv)
     bundle = None if args.no_bundle else (args.bundle or (DEFAULT_BUNDLE if DEFAULT_BUNDLE.is_dir() else None))

@@ -10,6 +10,7 @@ Diagnostics go through `logging` (logger "training", on stderr); a command's pro
 (a report table, a summary) goes to stdout (training/console.py). A `TrainingError`
 (training/errors.py) ends the command with one line, `thunder-train COMMAND: message`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,7 @@ COMMANDS = {
     "recipe": "training.recipe",
     "curves": "training.curves",
 }
-PLUGINS = "thunder_train.commands"   # entry points: name -> register(subparsers) of another package
+PLUGINS = "thunder_train.commands"  # entry points: name -> register(subparsers) of another package
 
 
 class _Console(logging.StreamHandler):
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     console_logging()
     try:
         result = args.func(args)
-    except TrainingError as err:      # the user's to fix: one line and exit 1, not a traceback
+    except TrainingError as err:  # the user's to fix: one line and exit 1, not a traceback
         raise SystemExit(f"thunder-train {command_name(args)}: {err}") from err
     return int(result or 0)
 

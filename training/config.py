@@ -13,6 +13,7 @@ whose dest is a config field overrides the file. `load_config` is the only reade
 `from_args` gives a trainer its dataclass plus the `origin` its provenance records
 (file, sha256, overrides, resolved values), so a run says which file made it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,7 @@ SMALL = "small"
 
 @dataclass(frozen=True)
 class ConfigFile:
-    name: str                 # what --config said: a name in CONFIG_DIR or a path
+    name: str  # what --config said: a name in CONFIG_DIR or a path
     path: Path
     sha256: str
     data: dict
@@ -50,12 +51,18 @@ class ConfigFile:
         the section must hold exactly `names`."""
         values = self.section(section)
         missing, unknown = names - set(values), set(values) - names
-        if missing or unknown:   # a typo in a file must not fall back to a silent default
+        if missing or unknown:  # a typo in a file must not fall back to a silent default
             raise ValueError(f"{self.path} [{section}]: missing {sorted(missing)}, unknown {sorted(unknown)}")
         changed = {k: v for k, v in (overrides or {}).items() if k in names and v is not None}
         values.update(changed)
-        return values, {"file": self.display_path, "name": self.name, "sha256": self.sha256, "section": section,
-                        "overrides": changed, "resolved": values}
+        return values, {
+            "file": self.display_path,
+            "name": self.name,
+            "sha256": self.sha256,
+            "section": section,
+            "overrides": changed,
+            "resolved": values,
+        }
 
     def build(self, cls, section: str, overrides: dict | None = None):
         """(cls instance from `section` with `overrides` on top, origin record for provenance)."""
@@ -89,16 +96,20 @@ def config_path(name_or_path: str | Path) -> Path:
 def load_config(name_or_path: str | Path = DEFAULT) -> ConfigFile:
     path = config_path(name_or_path)
     raw = path.read_bytes()
-    return ConfigFile(name=str(name_or_path), path=path, sha256=hashlib.sha256(raw).hexdigest(),
-                      data=json.loads(raw))
+    return ConfigFile(name=str(name_or_path), path=path, sha256=hashlib.sha256(raw).hexdigest(), data=json.loads(raw))
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=DEFAULT, metavar="NAME|FILE",
-                        help="training config: full or small (training/configs) or a JSON file "
-                             "(default %(default)s); the flags below override it")
-    parser.add_argument("--small", dest="config", action="store_const", const=SMALL,
-                        help="same as --config small: minutes, for tests")
+    parser.add_argument(
+        "--config",
+        default=DEFAULT,
+        metavar="NAME|FILE",
+        help="training config: full or small (training/configs) or a JSON file "
+        "(default %(default)s); the flags below override it",
+    )
+    parser.add_argument(
+        "--small", dest="config", action="store_const", const=SMALL, help="same as --config small: minutes, for tests"
+    )
 
 
 def from_args(cls, section: str, args: argparse.Namespace):

@@ -6,6 +6,7 @@ command to see goes to stdout through `to_stdout`, so that it can be piped or
 redirected without the diagnostics: a report table, a JSON summary, the recipe's
 plan and stage lines.
 """
+
 from __future__ import annotations
 
 

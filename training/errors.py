@@ -6,6 +6,7 @@ any of them into one line, `thunder-train COMMAND: message`, and a non-zero exit
 no traceback, because the message already says what and where. A bug is not one
 of these: it stays a plain exception with its traceback.
 """
+
 from __future__ import annotations
 
 

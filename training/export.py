@@ -7,6 +7,7 @@ half-written one that loads). `thunder-train export` fills it from trained runs;
 `build_tiny_bundle` fills it from the same architectures at a tiny size (random
 weights, optionally a few training steps) for tests of the backend and add-on.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,12 +28,13 @@ from backend.samplers import Schedule
 from training.errors import ConfigError
 
 log = logging.getLogger(__name__)
-MAX_FRAMES = 30 * FPS   # longest window the engine takes in one pass (ALiBi is trained on 70)
+MAX_FRAMES = 30 * FPS  # longest window the engine takes in one pass (ALiBi is trained on 70)
 
 
 def _graph_entry(out: Path, name: str, entry: dict) -> dict:
     """Entry with sha256 and (unless the exporter gave them) input/output names and dims."""
     import onnx
+
     path = out / entry["file"]
     if not path.is_file():
         raise BundleError(f"exporter for {name!r} did not write {path}")
@@ -45,10 +47,21 @@ def _graph_entry(out: Path, name: str, entry: dict) -> dict:
     return {**entry, "sha256": sha256_file(path)}
 
 
-def write_bundle(out: Path, *, name: str, head_npz: Path, stats: dict, graphs: dict,
-                 provenance: dict, schedule: Schedule = Schedule(), presets: dict | None = None,
-                 evaluation: dict | None = None, features: FeatureConfig = FeatureConfig(),
-                 max_frames: int = MAX_FRAMES, extra: dict | None = None) -> dict:
+def write_bundle(
+    out: Path,
+    *,
+    name: str,
+    head_npz: Path,
+    stats: dict,
+    graphs: dict,
+    provenance: dict,
+    schedule: Schedule = Schedule(),
+    presets: dict | None = None,
+    evaluation: dict | None = None,
+    features: FeatureConfig = FeatureConfig(),
+    max_frames: int = MAX_FRAMES,
+    extra: dict | None = None,
+) -> dict:
     """Finish a bundle in `out`: graphs (name -> entry with 'file') must already be there."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -61,13 +74,20 @@ def write_bundle(out: Path, *, name: str, head_npz: Path, stats: dict, graphs: d
             raise ValueError(f"stats need {key!r}")
     np.savez(out / "stats.npz", **{k: np.asarray(v, np.float32) for k, v in stats.items()})
     manifest = {
-        "format": FORMAT, "version": VERSION, "name": name,
+        "format": FORMAT,
+        "version": VERSION,
+        "name": name,
         "head": {"file": "head.npz", "sha256": sha256_file(out / "head.npz"), "head_id": head["head_id"]},
-        "fps": FPS, "sample_rate": SAMPLE_RATE, "layout": LAYOUT,
+        "fps": FPS,
+        "sample_rate": SAMPLE_RATE,
+        "layout": LAYOUT,
         "features": features.to_dict(),
         "schedule": schedule.to_dict(),
-        "normalisation": {"file": "stats.npz", "sha256": sha256_file(out / "stats.npz"),
-                          "space": "z = chol_inv (x - mean); noise N(0, I) in z = N(mean, chol chol^T) in x"},
+        "normalisation": {
+            "file": "stats.npz",
+            "sha256": sha256_file(out / "stats.npz"),
+            "space": "z = chol_inv (x - mean); noise N(0, I) in z = N(mean, chol chol^T) in x",
+        },
         "graphs": {g: _graph_entry(out, g, e) for g, e in graphs.items()},
         "presets": presets or DEFAULT_PRESETS,
         "max_frames": int(max_frames),
@@ -84,6 +104,7 @@ def write_bundle(out: Path, *, name: str, head_npz: Path, stats: dict, graphs: d
 def default_stats() -> dict:
     """Stats for an untrained bundle: unit psi, jaw opening around 0.1 rad (roughly the corpus)."""
     from training.denoiser.stats import compute_stats
+
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4096, N_PARAMS))
     x[:, N_EXP:] *= 0.05
@@ -93,19 +114,28 @@ def default_stats() -> dict:
 
 def base_provenance(command: str, seed: int, data: str, **extra) -> dict:
     from training.provenance import git_commit
-    return {"command": command, "commit": git_commit(), "seed": seed, "data": data,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "versions": {"torch": torch.__version__, "numpy": np.__version__}, **extra}
+
+    return {
+        "command": command,
+        "commit": git_commit(),
+        "seed": seed,
+        "data": data,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"torch": torch.__version__, "numpy": np.__version__},
+        **extra,
+    }
 
 
 def export_speech_graphs(out: Path, encoder, m2s=None, speaker: bool = True, head_dir: Path | None = None) -> dict:
     """Audio encoder, speaker and M2S graphs, each through its package's exporter."""
     from training.speech.export import export_audio_encoder, export_speaker_encoder
+
     graphs = {"audio_encoder": export_audio_encoder(encoder, out / "audio_encoder.onnx")}
     if speaker:
         graphs["speaker"] = _speaker_graph(out / "speaker.onnx", export_speaker_encoder)
     if m2s is not None:
         from training.m2s.export import export_m2s
+
         graphs["m2s"] = export_m2s(m2s, head_dir, out / "m2s.onnx")
     return {k: _as_entry(v, out) for k, v in graphs.items()}
 
@@ -122,6 +152,7 @@ def _speaker_graph(path: Path, exporter) -> Path:
         return path
     exporter(path)
     import tempfile
+
     keep = Path(tempfile.mkdtemp(prefix="thunder-speaker-")) / "speaker.onnx"
     shutil.copyfile(path, keep)
     _SPEAKER_ONNX["path"] = keep
@@ -138,6 +169,7 @@ def _as_entry(v, out: Path) -> dict:
 
 def tiny_speech_encoder(seed: int = 0):
     from training.speech.encoder import EncoderConfig, SpeechEncoder
+
     torch.manual_seed(seed)
     return SpeechEncoder(EncoderConfig(kind="logmel", hidden=32, layers=1, heads=2, ff=64)).eval()
 
@@ -146,13 +178,23 @@ def tiny_m2s(head_dir: Path, seed: int = 0):
     """mouth2s M2S at a tiny width (random weights)."""
     from training.m2s.model import M2SConfig, M2SFromParams
     from training.m2s.train import head_region
+
     torch.manual_seed(seed)
     _, mouth = head_region(head_dir)
     return M2SFromParams(M2SConfig(dim=32, layers=1, heads=2, n_units=50), head_dir, mouth).eval()
 
 
-def build_tiny_bundle(out_dir, head_dir, *, train_steps: int = 0, corpus=None, seed: int = 0,
-                      m2s: bool = True, speaker: bool = True, n_layers: int = 2) -> dict:
+def build_tiny_bundle(
+    out_dir,
+    head_dir,
+    *,
+    train_steps: int = 0,
+    corpus=None,
+    seed: int = 0,
+    m2s: bool = True,
+    speaker: bool = True,
+    n_layers: int = 2,
+) -> dict:
     """A REAL bundle (same architectures and graphs as the shipped one) at a tiny size.
 
     Random weights, or `train_steps` steps of denoiser training on `corpus`. Takes
@@ -172,16 +214,31 @@ def build_tiny_bundle(out_dir, head_dir, *, train_steps: int = 0, corpus=None, s
     stats = default_stats()
     if train_steps:
         from training.denoiser.train import quick_train
+
         model, stats = quick_train(model, encoder, corpus, head_npz, steps=train_steps, seed=seed)
-    graphs = export_speech_graphs(out, encoder, tiny_m2s(head_npz.parent, seed) if m2s else None, speaker,
-                                  head_npz.parent)
+    graphs = export_speech_graphs(
+        out, encoder, tiny_m2s(head_npz.parent, seed) if m2s else None, speaker, head_npz.parent
+    )
     graphs.update(export_denoiser(model, out))
-    prov = base_provenance(f"build_tiny_bundle(train_steps={train_steps})", seed,
-                           str(corpus) if corpus else "none (random weights)", tiny=True)
-    return write_bundle(out, name="thunder-tiny", head_npz=head_npz, stats=stats, graphs=graphs,
-                        provenance=prov, presets={"draft": {"sampler": "dpmpp2m", "steps": 3},
-                                                  "default": {"sampler": "dpmpp2m", "steps": 5},
-                                                  "high": {"sampler": "dpmpp2m", "steps": 10}})
+    prov = base_provenance(
+        f"build_tiny_bundle(train_steps={train_steps})",
+        seed,
+        str(corpus) if corpus else "none (random weights)",
+        tiny=True,
+    )
+    return write_bundle(
+        out,
+        name="thunder-tiny",
+        head_npz=head_npz,
+        stats=stats,
+        graphs=graphs,
+        provenance=prov,
+        presets={
+            "draft": {"sampler": "dpmpp2m", "steps": 3},
+            "default": {"sampler": "dpmpp2m", "steps": 5},
+            "high": {"sampler": "dpmpp2m", "steps": 10},
+        },
+    )
 
 
 # ------------------------------------------------------------------ CLI
@@ -189,8 +246,12 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("export", help="write a model bundle (ONNX graphs + head + stats + manifest)")
     p.add_argument("--out", required=True, type=Path, help="bundle folder, e.g. backend/models/thunder-base")
     p.add_argument("--denoiser", type=Path, help="denoiser run folder (best.pt, stats.npz)")
-    p.add_argument("--encoder", type=Path, help="speech encoder run folder or transformers folder "
-                   "(ignored for a --train-encoder denoiser run: its fine-tuned encoder is exported)")
+    p.add_argument(
+        "--encoder",
+        type=Path,
+        help="speech encoder run folder or transformers folder "
+        "(ignored for a --train-encoder denoiser run: its fine-tuned encoder is exported)",
+    )
     p.add_argument("--m2s", type=Path, help="M2S run folder")
     p.add_argument("--head", type=Path, help="head folder (head.npz)")
     p.add_argument("--evaluation", type=Path, help="evaluation JSON to embed in the manifest")
@@ -209,14 +270,22 @@ def _cli(args) -> int:
     for flag in ("denoiser", "encoder", "head"):
         if getattr(args, flag) is None and not (flag == "encoder" and args.denoiser and _joint(args.denoiser)):
             raise ConfigError(f"export needs --{flag}")
-    m = export_trained(args.out, denoiser_run=args.denoiser, encoder_path=args.encoder, m2s_run=args.m2s,
-                       head_dir=args.head, evaluation=args.evaluation, name=args.name or args.out.name)
+    m = export_trained(
+        args.out,
+        denoiser_run=args.denoiser,
+        encoder_path=args.encoder,
+        m2s_run=args.m2s,
+        head_dir=args.head,
+        evaluation=args.evaluation,
+        name=args.name or args.out.name,
+    )
     log.info("wrote bundle %s: %s", args.out, ", ".join(m["graphs"]))
     return 0
 
 
 def _joint(run: Path) -> bool:
     from training.denoiser.train import is_joint_run
+
     return is_joint_run(run)
 
 
@@ -224,7 +293,7 @@ def mean_speaker(m2s_run: Path) -> dict:
     """Mean training-speaker embedding (what `listen` uses when no speech is given),
     from the M2S run's target cache; none when that cache is gone."""
     caches = [c for folder in _m2s_caches(Path(m2s_run)) for c in sorted(folder.glob("train*.npz"))]
-    if not caches:   # train.npz, or train-N.npz for a limited run
+    if not caches:  # train.npz, or train-N.npz for a limited run
         return {}
     with np.load(caches[0]) as z:
         mean = z["speaker"].mean(0)
@@ -235,6 +304,7 @@ def _m2s_caches(m2s_run: Path) -> list[Path]:
     """Where the run's targets were cached: as recorded in its config, as its command's
     --cache named (runs from before the config recorded it), or the default run/cache."""
     import shlex
+
     prov_path = m2s_run / "provenance.json"
     prov = json.loads(prov_path.read_text()) if prov_path.exists() else {}
     found = [prov.get("config", {}).get("cache")]
@@ -243,8 +313,16 @@ def _m2s_caches(m2s_run: Path) -> list[Path]:
     return [Path(f) for f in found if f] + [m2s_run / "cache"]
 
 
-def export_trained(out: Path, *, denoiser_run: Path, encoder_path: Path, m2s_run: Path | None,
-                   head_dir: Path, evaluation: Path | None = None, name: str = "thunder-base") -> dict:
+def export_trained(
+    out: Path,
+    *,
+    denoiser_run: Path,
+    encoder_path: Path,
+    m2s_run: Path | None,
+    head_dir: Path,
+    evaluation: Path | None = None,
+    name: str = "thunder-base",
+) -> dict:
     """The shipped bundle from trained runs."""
     from training.denoiser.onnx_graphs import export_denoiser
     from training.denoiser.train import load_run, run_encoder
@@ -253,15 +331,17 @@ def export_trained(out: Path, *, denoiser_run: Path, encoder_path: Path, m2s_run
     out, head_dir = Path(out), Path(head_dir)
     head_npz = head_dir / "head.npz" if head_dir.is_dir() else head_dir
     model, stats, ckpt = load_run(denoiser_run)
-    encoder = run_encoder(denoiser_run)   # a -T run ships its own fine-tuned encoder
+    encoder = run_encoder(denoiser_run)  # a -T run ships its own fine-tuned encoder
     if encoder is None:
         encoder = load_encoder(encoder_path)
     elif encoder_path is not None:
-        log.warning("%s was trained with --train-encoder: exporting its fine-tuned encoder, not %s",
-                    denoiser_run, encoder_path)
+        log.warning(
+            "%s was trained with --train-encoder: exporting its fine-tuned encoder, not %s", denoiser_run, encoder_path
+        )
     m2s = None
     if m2s_run is not None:
         from training.m2s.train import load_m2s
+
         m2s, _ = load_m2s(m2s_run, head_dir)
     out.mkdir(parents=True, exist_ok=True)
     if m2s_run is not None:
@@ -272,21 +352,26 @@ def export_trained(out: Path, *, denoiser_run: Path, encoder_path: Path, m2s_run
     prov = dict(ckpt.get("provenance", {}))
     prov["export_command"] = " ".join(["thunder-train"] + sys.argv[1:])
     if ckpt["config"].get("encoder", {}).get("trainable"):
-        prov["audio_encoder"] = f"fine-tuned with the denoiser (--train-encoder) from {ckpt['config']['encoder'].get('source')}"
+        prov["audio_encoder"] = (
+            f"fine-tuned with the denoiser (--train-encoder) from {ckpt['config']['encoder'].get('source')}"
+        )
     # what the shipped graphs were made from: each upstream run's own record (command, seed, data, commit)
     init = _option(prov.get("command", ""), "--init")
-    prov["inputs"] = {k: _run_provenance(v) for k, v in
-                      (("audio_encoder", encoder_path), ("m2s", m2s_run), ("denoiser_init", init)) if v}
+    prov["inputs"] = {
+        k: _run_provenance(v)
+        for k, v in (("audio_encoder", encoder_path), ("m2s", m2s_run), ("denoiser_init", init))
+        if v
+    }
     # an undefined figure (a rank correlation over one take) is null in the manifest
     ev = jsonio.finite(jsonio.read_json(evaluation)) if evaluation else {}
     for row in ev.get("rows", []):
-        row.pop("per_utterance", None)   # the report file keeps them; the manifest keeps the table
-    return write_bundle(out, name=name, head_npz=head_npz, stats=stats, graphs=graphs, provenance=prov,
-                        evaluation=ev)
+        row.pop("per_utterance", None)  # the report file keeps them; the manifest keeps the table
+    return write_bundle(out, name=name, head_npz=head_npz, stats=stats, graphs=graphs, provenance=prov, evaluation=ev)
 
 
 def _option(command: str, flag: str) -> str | None:
     import shlex
+
     words = shlex.split(command)
     return words[words.index(flag) + 1] if flag in words[:-1] else None
 

@@ -7,6 +7,7 @@ resume, a clean stop at a deadline. A run folder holds `last.pt` (everything nee
 to resume), `best.pt`, `log.jsonl` (one line per validation), `curves.png` and
 `provenance.json` (`training.provenance`).
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,8 @@ from training.provenance import write_json
 
 log = logging.getLogger(__name__)
 
-CLIP_NORM = 5.0        # every trainer's gradient-norm clip
-LR_FLOOR = 0.1         # the cosine ends at this share of the peak learning rate
+CLIP_NORM = 5.0  # every trainer's gradient-norm clip
+LR_FLOOR = 0.1  # the cosine ends at this share of the peak learning rate
 
 
 def save_checkpoint(path: str | Path, **state) -> None:
@@ -51,9 +52,26 @@ class Deadline:
         return self.end is not None and time.monotonic() > self.end
 
 
-def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validate, steps: int, val_every: int,
-        lr: float, warmup: int, seed: int, config: dict, prov: dict, max_minutes: float = 0,
-        desc: str = "train", save_minutes: float = 10.0, stop_at: int = 0, param_groups: list | None = None) -> dict:
+def fit(
+    model: torch.nn.Module,
+    out: str | Path,
+    *,
+    next_batch,
+    loss_fn,
+    validate,
+    steps: int,
+    val_every: int,
+    lr: float,
+    warmup: int,
+    seed: int,
+    config: dict,
+    prov: dict,
+    max_minutes: float = 0,
+    desc: str = "train",
+    save_minutes: float = 10.0,
+    stop_at: int = 0,
+    param_groups: list | None = None,
+) -> dict:
     """Resumable Adam loop shared by the trainers (steps, val_every, lr, warmup, max_minutes:
     the trainer's section of its training config).
 
@@ -73,7 +91,11 @@ def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validat
     out.mkdir(parents=True, exist_ok=True)
     opt = torch.optim.Adam(param_groups if param_groups is not None else model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps))))
+        opt,
+        lambda s: (
+            min(1.0, (s + 1) / warmup) * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps)))
+        ),
+    )
     step, best, rng = 0, float("inf"), np.random.default_rng(seed)
     torch.manual_seed(seed)
     state = load_checkpoint(out / "last.pt")
@@ -86,25 +108,39 @@ def fit(model: torch.nn.Module, out: str | Path, *, next_batch, loss_fn, validat
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed %s at step %d (best val %.4f)", out, step, best)
         prov_file = out / "provenance.json"
-        if prov_file.exists():   # record every resume next to the original command
+        if prov_file.exists():  # record every resume next to the original command
             first = json.loads(prov_file.read_text())
-            first.setdefault("resumes", []).append({k: prov[k] for k in ("command", "date", "commit", "machine")}
-                                                   | {"step": step, "steps": steps})
-            if "steps" in first:   # a resume may shorten or lengthen the schedule: the file says the one in force
+            first.setdefault("resumes", []).append(
+                {k: prov[k] for k in ("command", "date", "commit", "machine")} | {"step": step, "steps": steps}
+            )
+            if "steps" in first:  # a resume may shorten or lengthen the schedule: the file says the one in force
                 first["steps"] = steps
             write_json(prov_file, first)
         if state["provenance"].get("data") != prov.get("data"):
-            log.warning("the data changed since this run started (%s -> %s); continuing on the new data",
-                        state["provenance"].get("data"), prov.get("data"))
+            log.warning(
+                "the data changed since this run started (%s -> %s); continuing on the new data",
+                state["provenance"].get("data"),
+                prov.get("data"),
+            )
     else:
         write_json(out / "provenance.json", prov)
     deadline = Deadline(max_minutes)
     last_save = time.monotonic()
 
     def checkpoint(path, **extra):
-        save_checkpoint(path, model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                        step=step, best=best, rng=rng.bit_generator.state, torch_rng=torch.get_rng_state(),
-                        config=config, provenance=prov, **extra)
+        save_checkpoint(
+            path,
+            model=model.state_dict(),
+            optimizer=opt.state_dict(),
+            scheduler=sched.state_dict(),
+            step=step,
+            best=best,
+            rng=rng.bit_generator.state,
+            torch_rng=torch.get_rng_state(),
+            config=config,
+            provenance=prov,
+            **extra,
+        )
 
     bar = tqdm(total=steps, initial=step, desc=desc, dynamic_ncols=True, mininterval=5)
     running: dict = {}
@@ -157,6 +193,7 @@ def read_log(run: str | Path) -> list[dict]:
 def plot_curves(run: Path, ylabel: str = "loss") -> Path | None:
     """RUN/curves.png: validation metrics and the (EMA-smoothed) training loss per logged step."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np

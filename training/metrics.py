@@ -14,6 +14,7 @@ Conventions (all distances in millimetres; vertices are given in metres):
   samples (S-DIV) and over time (T-DIV), averaged (mm).
 Regions: U = `upper_face`, L = `mouth`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,7 +62,7 @@ def dtw(a: np.ndarray, b: np.ndarray) -> float:
     n, m = len(a), len(b)
     acc = np.full((n + 1, m + 1), np.inf)
     acc[0, 0] = 0.0
-    for k in range(2, n + m + 1):           # k = i + j over 1-based cells
+    for k in range(2, n + m + 1):  # k = i + j over 1-based cells
         i = np.arange(max(1, k - m), min(n, k - 1) + 1)
         j = k - i
         best = np.minimum(np.minimum(acc[i - 1, j - 1], acc[i - 1, j]), acc[i, j - 1])
@@ -76,7 +77,7 @@ def fdd(pred: np.ndarray, gt: np.ndarray, template: np.ndarray, region: np.ndarr
 
 def diversity(samples: np.ndarray, gt: np.ndarray, region: np.ndarray) -> tuple[float, float]:
     """(S-DIV, T-DIV) for samples (S, T, V, 3) against gt (T, V, 3)."""
-    d = np.linalg.norm(samples[:, :, region] - gt[None, :, region], axis=-1) * MM   # (S, T, Vr)
+    d = np.linalg.norm(samples[:, :, region] - gt[None, :, region], axis=-1) * MM  # (S, T, Vr)
     s_div = float(d.std(axis=0).mean()) if len(samples) > 1 else 0.0
     return s_div, float(d.std(axis=1).mean())
 
@@ -89,9 +90,16 @@ def utterance_metrics(samples: np.ndarray, gt: np.ndarray, head: dict) -> dict:
     gt_lip = lip_distance(gt, up, lo)
     for s in samples:
         ccc, pcc = lip_correlations(s, gt, mouth)
-        per.append({"lve": lve(s, gt, lips), "l_ccc": ccc, "l_pcc": pcc,
-                    "lip_dtw": dtw(lip_distance(s, up, lo), gt_lip),
-                    "fdd_u": fdd(s, gt, head["v_template"], upper), "fdd_l": fdd(s, gt, head["v_template"], mouth)})
+        per.append(
+            {
+                "lve": lve(s, gt, lips),
+                "l_ccc": ccc,
+                "l_pcc": pcc,
+                "lip_dtw": dtw(lip_distance(s, up, lo), gt_lip),
+                "fdd_u": fdd(s, gt, head["v_template"], upper),
+                "fdd_l": fdd(s, gt, head["v_template"], mouth),
+            }
+        )
     out = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
     out["s_div_u"], out["t_div_u"] = diversity(samples, gt, upper)
     out["s_div_l"], out["t_div_l"] = diversity(samples, gt, mouth)
@@ -102,6 +110,7 @@ def utterance_metrics(samples: np.ndarray, gt: np.ndarray, head: dict) -> dict:
 def spearman(a, b) -> float:
     """Rank correlation (ties averaged); NaN when either side is constant."""
     from scipy.stats import spearmanr
+
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")

@@ -11,6 +11,7 @@ skipped, one that is not is run (the trainers resume from their last.pt), and
 WORK/recipe.json records per stage its command, start/end time, wall seconds
 and status. Run the same command again after an interruption.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,7 @@ def run_finished(run: Path) -> bool:
     """A trainer's run folder (training.loop.fit) reached its scheduled step:
     fit always validates and logs at the last step, so log.jsonl's last step says so."""
     config, prov = _json(run / "config.json") or {}, _json(run / "provenance.json") or {}
-    total = config.get("train", {}).get("steps") or prov.get("steps")   # denoiser | encoder, m2s
+    total = config.get("train", {}).get("steps") or prov.get("steps")  # denoiser | encoder, m2s
     log = run / "log.jsonl"
     if not total or not log.is_file() or not (run / "best.pt").is_file():
         return False
@@ -64,10 +65,11 @@ def corpus_started(corpus: Path) -> bool:
 def newer_than(*inputs: Path) -> Callable[[Path], bool]:
     """A bundle counts only when written after the runs it is made from: the shipped
     backend/models/thunder-base exists before a fresh recipe gets to its export."""
+
     def done(bundle: Path) -> bool:
         manifest = bundle / "manifest.json"
-        return manifest.is_file() and all(p.is_file() and manifest.stat().st_mtime >= p.stat().st_mtime
-                                          for p in inputs)
+        return manifest.is_file() and all(p.is_file() and manifest.stat().st_mtime >= p.stat().st_mtime for p in inputs)
+
     return done
 
 
@@ -79,9 +81,9 @@ def files(*names: str) -> Callable[[Path], bool]:
 @dataclass(frozen=True)
 class Stage:
     name: str
-    out: Path                        # what the stage writes (a folder or a file stem)
-    argv: list[str]                  # arguments of training.cli.main
-    done: Callable[[Path], bool]     # out -> complete?
+    out: Path  # what the stage writes (a folder or a file stem)
+    argv: list[str]  # arguments of training.cli.main
+    done: Callable[[Path], bool]  # out -> complete?
     started: Callable[[Path], bool]  # out -> partial output there (it resumes)
 
     @property
@@ -110,30 +112,117 @@ def plan(work: Path, config: str = DEFAULT, bundle_out: Path | None = None) -> l
     nothing = lambda p: False
     return [
         Stage("head", head, ["head", "build", "--out", str(head)], files("head.npz", "FLAME_NEUTRAL.npz"), nothing),
-        Stage("corpus", corpus, ["corpus", "build", "--out", str(corpus), "--head", str(head), *sized("corpus")],
-              corpus_finished, corpus_started),
-        Stage("encoder", enc, ["encoder", "train", "--corpus", str(corpus), "--out", str(enc), *sized("encoder")],
-              run_finished, trained),
-        Stage("units", units, ["units", "fit", "--encoder", str(enc), "--corpus", str(corpus), "--out", str(units),
-                               *sized("units")],
-              files("units.npz", "provenance.json"), nothing),
-        Stage("m2s", m2s, ["m2s", "train", "--corpus", str(corpus), "--head", str(head), "--encoder", str(enc),
-                           "--units", str(units), "--variant", "mouth2s", "--out", str(m2s), *sized("m2s")],
-              run_finished, trained),
-        Stage("denoiser-a", base, [*den, "--out", str(base), *sized("denoiser-a")],
-              run_finished, trained),
-        Stage("denoiser-b", thunder, [*den, "--m2s", str(m2s), "--units", str(units), "--init", str(base),
-                                      "--out", str(thunder), *sized("denoiser-b")],
-              run_finished, trained),
+        Stage(
+            "corpus",
+            corpus,
+            ["corpus", "build", "--out", str(corpus), "--head", str(head), *sized("corpus")],
+            corpus_finished,
+            corpus_started,
+        ),
+        Stage(
+            "encoder",
+            enc,
+            ["encoder", "train", "--corpus", str(corpus), "--out", str(enc), *sized("encoder")],
+            run_finished,
+            trained,
+        ),
+        Stage(
+            "units",
+            units,
+            ["units", "fit", "--encoder", str(enc), "--corpus", str(corpus), "--out", str(units), *sized("units")],
+            files("units.npz", "provenance.json"),
+            nothing,
+        ),
+        Stage(
+            "m2s",
+            m2s,
+            [
+                "m2s",
+                "train",
+                "--corpus",
+                str(corpus),
+                "--head",
+                str(head),
+                "--encoder",
+                str(enc),
+                "--units",
+                str(units),
+                "--variant",
+                "mouth2s",
+                "--out",
+                str(m2s),
+                *sized("m2s"),
+            ],
+            run_finished,
+            trained,
+        ),
+        Stage("denoiser-a", base, [*den, "--out", str(base), *sized("denoiser-a")], run_finished, trained),
+        Stage(
+            "denoiser-b",
+            thunder,
+            [
+                *den,
+                "--m2s",
+                str(m2s),
+                "--units",
+                str(units),
+                "--init",
+                str(base),
+                "--out",
+                str(thunder),
+                *sized("denoiser-b"),
+            ],
+            run_finished,
+            trained,
+        ),
         # evaluate is no trainer: no --config, only the recipe's flags (how many utterances, samples)
-        Stage("evaluate", report, ["evaluate", "--corpus", str(corpus), "--encoder", str(enc), "--head", str(head),
-                                   "--m2s", str(m2s), "--run", f"thunder={thunder}", "--run", f"base={base}",
-                                   *recipe_flags(file.recipe("evaluate")), "--out", str(report)],
-              lambda p: p.with_suffix(".json").is_file(), nothing),
-        Stage("export", bundle, ["export", "--out", str(bundle), "--denoiser", str(thunder), "--encoder", str(enc),
-                                 "--m2s", str(m2s), "--head", str(head), "--evaluation",
-                                 str(report.with_suffix(".json")), "--name", "thunder-base"],
-              newer_than(thunder / "best.pt", report.with_suffix(".json")), nothing),
+        Stage(
+            "evaluate",
+            report,
+            [
+                "evaluate",
+                "--corpus",
+                str(corpus),
+                "--encoder",
+                str(enc),
+                "--head",
+                str(head),
+                "--m2s",
+                str(m2s),
+                "--run",
+                f"thunder={thunder}",
+                "--run",
+                f"base={base}",
+                *recipe_flags(file.recipe("evaluate")),
+                "--out",
+                str(report),
+            ],
+            lambda p: p.with_suffix(".json").is_file(),
+            nothing,
+        ),
+        Stage(
+            "export",
+            bundle,
+            [
+                "export",
+                "--out",
+                str(bundle),
+                "--denoiser",
+                str(thunder),
+                "--encoder",
+                str(enc),
+                "--m2s",
+                str(m2s),
+                "--head",
+                str(head),
+                "--evaluation",
+                str(report.with_suffix(".json")),
+                "--name",
+                "thunder-base",
+            ],
+            newer_than(thunder / "best.pt", report.with_suffix(".json")),
+            nothing,
+        ),
     ]
 
 
@@ -181,13 +270,22 @@ def load_state(work: Path, config: str) -> dict:
     # recipe.json from before --config said only "small": true|false
     held = state.get("config") or (SMALL if state.get("small") else DEFAULT)
     if held != config:
-        raise ConfigError(f"{work} holds a {_size(held)} recipe, not {_size(config)}: "
-                          f"use another --work (the trainers would resume its runs)")
+        raise ConfigError(
+            f"{work} holds a {_size(held)} recipe, not {_size(config)}: "
+            f"use another --work (the trainers would resume its runs)"
+        )
     return state
 
 
-def run(work: Path, *, first: str = STAGE_NAMES[0], last: str = STAGE_NAMES[-1], config: str = DEFAULT,
-        bundle_out: Path | None = None, dry_run: bool = False) -> int:
+def run(
+    work: Path,
+    *,
+    first: str = STAGE_NAMES[0],
+    last: str = STAGE_NAMES[-1],
+    config: str = DEFAULT,
+    bundle_out: Path | None = None,
+    dry_run: bool = False,
+) -> int:
     from training.cli import main
 
     work = Path(work)
@@ -222,13 +320,17 @@ def run(work: Path, *, first: str = STAGE_NAMES[0], last: str = STAGE_NAMES[-1],
         t0 = time.monotonic()
         try:
             rc = main(stage.argv)
-        except SystemExit as e:            # a stage's clear error: main's one line for a TrainingError
+        except SystemExit as e:  # a stage's clear error: main's one line for a TrainingError
             rc = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
             if rc:
                 record["error"] = str(e.code)
-        except BaseException as e:         # a crash or Ctrl-C: record it, then let it through
-            record.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
-                          error=f"{type(e).__name__}: {e}", end=_now(), wall_s=round(time.monotonic() - t0, 1))
+        except BaseException as e:  # a crash or Ctrl-C: record it, then let it through
+            record.update(
+                status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                error=f"{type(e).__name__}: {e}",
+                end=_now(),
+                wall_s=round(time.monotonic() - t0, 1),
+            )
             _save(state_path, state)
             raise
         wall = round(time.monotonic() - t0, 1)
@@ -243,23 +345,36 @@ def run(work: Path, *, first: str = STAGE_NAMES[0], last: str = STAGE_NAMES[-1],
             log.warning("stage %s %s; run the same command again to resume (state: %s)", stage.name, why, state_path)
             return rc or 2
     ran = sum(a != "skip (complete)" for _, _, a in todo)
-    to_stdout(f"recipe: {ran} stages run, {len(todo) - ran} skipped, {time.monotonic() - t_all:.1f} s; "
-              f"state {state_path}")
+    to_stdout(
+        f"recipe: {ran} stages run, {len(todo) - ran} skipped, {time.monotonic() - t_all:.1f} s; state {state_path}"
+    )
     return 0
 
 
 # ------------------------------------------------------------------ CLI
 def register(subparsers) -> None:
-    p = subparsers.add_parser("recipe", help="the full recipe, head to bundle, resumable stage by stage",
-                              description=__doc__.splitlines()[0])
+    p = subparsers.add_parser(
+        "recipe", help="the full recipe, head to bundle, resumable stage by stage", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--work", required=True, type=Path, help="folder for every stage's output and recipe.json")
-    p.add_argument("--from", dest="first", choices=STAGE_NAMES, default=STAGE_NAMES[0],
-                   help="start at this stage (earlier ones must be complete)")
-    p.add_argument("--until", dest="last", choices=STAGE_NAMES, default=STAGE_NAMES[-1],
-                   help="stop after this stage")
+    p.add_argument(
+        "--from",
+        dest="first",
+        choices=STAGE_NAMES,
+        default=STAGE_NAMES[0],
+        help="start at this stage (earlier ones must be complete)",
+    )
+    p.add_argument("--until", dest="last", choices=STAGE_NAMES, default=STAGE_NAMES[-1], help="stop after this stage")
     add_config_options(p)
-    p.add_argument("--bundle-out", type=Path, default=None,
-                   help="bundle folder (default WORK/bundle; the shipped one is backend/models/thunder-base)")
+    p.add_argument(
+        "--bundle-out",
+        type=Path,
+        default=None,
+        help="bundle folder (default WORK/bundle; the shipped one is backend/models/thunder-base)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
-    p.set_defaults(func=lambda a: run(a.work, first=a.first, last=a.last, config=a.config,
-                                      bundle_out=a.bundle_out, dry_run=a.dry_run))
+    p.set_defaults(
+        func=lambda a: run(
+            a.work, first=a.first, last=a.last, config=a.config, bundle_out=a.bundle_out, dry_run=a.dry_run
+        )
+    )

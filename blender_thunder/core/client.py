@@ -8,6 +8,7 @@ the backend sees the client go away.
 then the result) and calls `fn(event)` per progress line; a backend that does not
 stream answers plain JSON, which is read as before.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +23,13 @@ from urllib.parse import urlsplit
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 NDJSON = "application/x-ndjson"
-STAGE_TEXT = {"queued": "queued", "encoding": "encoding audio", "sampling": "sampling",
-              "scoring": "scoring takes", "done": "finishing"}
+STAGE_TEXT = {
+    "queued": "queued",
+    "encoding": "encoding audio",
+    "sampling": "sampling",
+    "scoring": "scoring takes",
+    "done": "finishing",
+}
 
 
 class BackendError(RuntimeError):
@@ -93,15 +99,20 @@ def encode_multipart(fields: dict, files: dict) -> tuple[bytes, str]:
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
     for name, (filename, data) in files.items():
         safe = os.path.basename(filename).replace('"', "_")
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{safe}"\r\n'
-                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{safe}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 class Client:
-    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 600.0,
-                 token_file: str | None = None):
+    def __init__(
+        self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = 600.0, token_file: str | None = None
+    ):
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"backend URL must look like http://127.0.0.1:8765, not {url!r}")
@@ -118,8 +129,16 @@ class Client:
         return self._token if self._token else read_token(self.token_file)
 
     @contextlib.contextmanager
-    def _exchange(self, method: str, path: str, body: bytes | None, content_type: str | None,
-                  cancel: Cancel | None, timeout: float | None, accept: str = "application/json"):
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        content_type: str | None,
+        cancel: Cancel | None,
+        timeout: float | None,
+        accept: str = "application/json",
+    ):
         """Send a request and yield its response for reading; a network failure, while
         sending or while the caller reads, becomes BackendError (Cancelled once cancelled)."""
         headers = {"Accept": accept}
@@ -147,8 +166,15 @@ class Client:
         if cancel is not None and cancel.is_set:
             raise Cancelled("cancelled")
 
-    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
-                 cancel: Cancel | None = None, timeout: float | None = None) -> tuple[bytes, str]:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        cancel: Cancel | None = None,
+        timeout: float | None = None,
+    ) -> tuple[bytes, str]:
         with self._exchange(method, path, body, content_type, cancel, timeout) as resp:
             data = resp.read()
         _raise_for_status(resp.status, data)
@@ -167,8 +193,7 @@ class Client:
     def head(self) -> bytes:
         return self._request("GET", "/v1/model/head")[0]
 
-    def animate(self, audio: bytes, filename: str, options: dict, cancel: Cancel | None = None,
-                progress=None) -> dict:
+    def animate(self, audio: bytes, filename: str, options: dict, cancel: Cancel | None = None, progress=None) -> dict:
         """The /v1/animate payload. With `progress`, the answer is streamed and
         `progress(event)` is called on this thread for each progress event (a dict:
         fraction, stage, window, windows, step, steps, elapsed_s, eta_s)."""
@@ -177,8 +202,9 @@ class Client:
         if progress is None:
             return self._json("POST", "/v1/animate", body, ctype, cancel=cancel)
         # An older backend ignores the Accept header and answers plain JSON: read that as before.
-        with self._exchange("POST", "/v1/animate", body, ctype, cancel, None,
-                            accept=f"{NDJSON}, application/json;q=0.5") as resp:
+        with self._exchange(
+            "POST", "/v1/animate", body, ctype, cancel, None, accept=f"{NDJSON}, application/json;q=0.5"
+        ) as resp:
             if resp.status < 400 and resp.getheader("Content-Type", "").startswith(NDJSON):
                 return _read_events(resp, progress)
             data = resp.read()
@@ -212,7 +238,7 @@ def _json_object(data: bytes) -> dict:
 
 def _read_events(resp, progress) -> dict:
     """A streamed /v1/animate answer: progress lines to `progress`, then the result or the error."""
-    for line in resp:                  # http.client undoes the chunked encoding line by line
+    for line in resp:  # http.client undoes the chunked encoding line by line
         if not line.strip():
             continue
         event = _json_object(line)
@@ -222,8 +248,9 @@ def _read_events(resp, progress) -> dict:
         elif kind == "result":
             return event
         elif kind == "error":
-            raise BackendError(str(event.get("code", "error")), str(event.get("message", "")),
-                               int(event.get("status") or 0))
+            raise BackendError(
+                str(event.get("code", "error")), str(event.get("message", "")), int(event.get("status") or 0)
+            )
     raise BackendError("bad_reply", "the backend's stream ended without a result")
 
 

@@ -6,15 +6,16 @@ tests/blender/test_contract.py fails the moment the two disagree. A bundle state
 its own layout in `/v1/model`, which messages.py checks against this one.
 No bpy.
 """
+
 from __future__ import annotations
 
 import hashlib
 
 import numpy as np
 
-N_EXP = 50          # FLAME expression coefficients psi per frame
-N_JAW = 3           # jaw rotation, axis-angle (radians)
-FPS = 25            # the backend's motion rate
+N_EXP = 50  # FLAME expression coefficients psi per frame
+N_JAW = 3  # jaw rotation, axis-angle (radians)
+FPS = 25  # the backend's motion rate
 SAMPLE_RATE = 16000
 
 JOINT_NAMES = ("root", "neck", "jaw", "eye_L", "eye_R")

@@ -8,6 +8,7 @@ there does a job's `apply` change the scene.
 No bpy here: the Blender layer (handlers.py) hands in `set_waker` the function that
 schedules `tick` on a `bpy.app.timers` timer, and adds the UI redraw with `listen`.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -25,7 +26,7 @@ POLL_S = 0.1
 _queue: "queue.Queue[tuple]" = queue.Queue()
 _jobs: dict[int, "Job"] = {}
 _ids = itertools.count(1)
-_wake: Callable[[], None] | None = None    # schedules tick(): set by the add-on's register(); headless, None
+_wake: Callable[[], None] | None = None  # schedules tick(): set by the add-on's register(); headless, None
 _listeners: list[Callable[[], None]] = []  # called after each drain while jobs run (UI redraw)
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class Job:
     label: str
-    work: Callable[["Job"], Any]          # worker thread: returns the result
-    apply: Callable[[Any], str]           # main thread: changes the scene, returns a message
+    work: Callable[["Job"], Any]  # worker thread: returns the result
+    apply: Callable[[Any], str]  # main thread: changes the scene, returns a message
     id: int = field(default_factory=lambda: next(_ids))
     cancel: Cancel = field(default_factory=Cancel)
-    state: str = "running"                # running | done | failed | cancelled
+    state: str = "running"  # running | done | failed | cancelled
     message: str = ""
     progress: float = 0.0
     stage: str = "starting"

@@ -8,6 +8,7 @@ Python with those wheels. An environment of the user's own (Preferences ›
 Python: e.g. one with onnxruntime-gpu for CUDA) runs it instead when set, and a
 `thunder` command on PATH is the last resort. No bpy here.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -23,24 +24,33 @@ from pathlib import Path
 from .client import BackendError, Client
 
 ADDON_DIR = Path(__file__).resolve().parent.parent
-RUNTIME = ADDON_DIR / "backend_runtime"          # inside the built extension
-CHECKOUT = ADDON_DIR.parent                      # a source checkout: ../backend
+RUNTIME = ADDON_DIR / "backend_runtime"  # inside the built extension
+CHECKOUT = ADDON_DIR.parent  # a source checkout: ../backend
 # import name -> what to install (pip name) for each module the backend imports
-NEEDS = {"onnxruntime": "onnxruntime", "numpy": "numpy", "soundfile": "soundfile", "soxr": "soxr",
-         "fastapi": "fastapi", "uvicorn": "uvicorn", "multipart": "python-multipart"}
+NEEDS = {
+    "onnxruntime": "onnxruntime",
+    "numpy": "numpy",
+    "soundfile": "soundfile",
+    "soxr": "soxr",
+    "fastapi": "fastapi",
+    "uvicorn": "uvicorn",
+    "multipart": "python-multipart",
+}
 # Imports each module and prints those that fail: run in the candidate Python itself.
-PROBE = ("import importlib, sys\n"
-         "missing = []\n"
-         "for name in sys.argv[1:]:\n"
-         "    try:\n"
-         "        importlib.import_module(name)\n"
-         "    except Exception:\n"
-         "        missing.append(name)\n"
-         "print('THUNDER-MISSING ' + ' '.join(missing))\n")
+PROBE = (
+    "import importlib, sys\n"
+    "missing = []\n"
+    "for name in sys.argv[1:]:\n"
+    "    try:\n"
+    "        importlib.import_module(name)\n"
+    "    except Exception:\n"
+    "        missing.append(name)\n"
+    "print('THUNDER-MISSING ' + ' '.join(missing))\n"
+)
 
 _proc: subprocess.Popen | None = None
 _log_path: str | None = None
-_complete: set = set()   # (python, PYTHONPATH) known to have every requirement
+_complete: set = set()  # (python, PYTHONPATH) known to have every requirement
 log = logging.getLogger(__name__)
 
 
@@ -66,8 +76,9 @@ def wheel_site_packages() -> list[str]:
     site-packages`, beside the repository folder the extension is installed in."""
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     candidates = [ADDON_DIR.parent.parent / ".local" / "lib" / version / "site-packages"]
-    candidates += [Path(p) for p in sys.path if p.endswith("site-packages") and
-                   f"{os.sep}extensions{os.sep}.local{os.sep}" in p]
+    candidates += [
+        Path(p) for p in sys.path if p.endswith("site-packages") and f"{os.sep}extensions{os.sep}.local{os.sep}" in p
+    ]
     out: list[str] = []
     for c in candidates:
         if c.is_dir() and str(c) not in out:
@@ -120,8 +131,11 @@ def command(python: str = "", bundle: str = "", port: int = 8765, device: str = 
         if missing is None:
             raise BackendError("no_python", f"Preferences › Python: {python} does not run")
         if missing:
-            raise BackendError("no_python", f"Preferences › Python: {python} lacks {', '.join(missing)}: "
-                                            f"install with `{python} -m pip install {' '.join(missing)}`")
+            raise BackendError(
+                "no_python",
+                f"Preferences › Python: {python} lacks {', '.join(missing)}: "
+                f"install with `{python} -m pip install {' '.join(missing)}`",
+            )
         if root is not None:
             return [python, "-P", "-m", "backend.cli", *tail], env
     missing = None
@@ -134,12 +148,18 @@ def command(python: str = "", bundle: str = "", port: int = 8765, device: str = 
     if thunder:
         return [thunder, *tail], dict(os.environ)
     if root is None:
-        raise BackendError("no_backend", "this add-on carries no backend and no `thunder` command is on PATH: "
-                                         "install the extension zip for your platform, or set Preferences › Backend URL")
+        raise BackendError(
+            "no_backend",
+            "this add-on carries no backend and no `thunder` command is on PATH: "
+            "install the extension zip for your platform, or set Preferences › Backend URL",
+        )
     lacks = f"lacks {', '.join(missing)}" if missing else "does not run"
-    raise BackendError("no_python", f"Blender's Python {lacks} (this extension's wheels are for another "
-                                    f"platform or not installed): install the zip built for this platform, or set "
-                                    f"Preferences › Python to a Python that has them, or run `thunder serve`")
+    raise BackendError(
+        "no_python",
+        f"Blender's Python {lacks} (this extension's wheels are for another "
+        f"platform or not installed): install the zip built for this platform, or set "
+        f"Preferences › Python to a Python that has them, or run `thunder serve`",
+    )
 
 
 def start(python: str = "", bundle: str = "", port: int = 8765, device: str = "auto") -> subprocess.Popen:
@@ -150,8 +170,9 @@ def start(python: str = "", bundle: str = "", port: int = 8765, device: str = "a
     cmd, env = command(python, bundle, port, device)
     fd, _log_path = tempfile.mkstemp(prefix="thunder-backend-", suffix=".log")
     with os.fdopen(fd, "w") as out:
-        _proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True)
+        _proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     log.info("started the backend (pid %d, log %s): %s", _proc.pid, _log_path, " ".join(cmd))
     return _proc
 
@@ -175,9 +196,12 @@ def wait_ready(client: Client, timeout: float = 60.0, cancel=None) -> dict:
             return client.health()
         except BackendError:
             if _proc is not None and _proc.poll() is not None:
-                log.error("the backend exited with %s; its log %s ends:\n%s", _proc.returncode, _log_path, log_tail(2000))
-                raise BackendError("backend_exited", f"the backend stopped (exit {_proc.returncode}): "
-                                                     f"{log_tail(400).strip()}") from None
+                log.error(
+                    "the backend exited with %s; its log %s ends:\n%s", _proc.returncode, _log_path, log_tail(2000)
+                )
+                raise BackendError(
+                    "backend_exited", f"the backend stopped (exit {_proc.returncode}): {log_tail(400).strip()}"
+                ) from None
             if time.monotonic() > deadline or (cancel is not None and cancel.is_set):
                 raise
             time.sleep(0.25)

@@ -2,6 +2,7 @@
 
 No bpy. Every check raises `BadMessage` with a sentence a user can act on.
 """
+
 from __future__ import annotations
 
 import base64
@@ -117,6 +118,6 @@ def encode_take(take: Take) -> dict:
     """The /v1/listen body for one take (base64 float32)."""
     return {
         "n_frames": take.n_frames,
-        "exp_b64": encode_array(take.exp), "jaw_b64": encode_array(take.jaw),
+        "exp_b64": encode_array(take.exp),
+        "jaw_b64": encode_array(take.jaw),
     }
-

@@ -3,6 +3,7 @@
 Pure numpy (no bpy) so that tests and the batch runner compute the very same
 numbers the add-on keys.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,6 +4,7 @@
   strips and channelbags (4.4+, the only API in 5.0).
 - Sequencer: `sequence_editor.sequences` (<= 4.5) versus `strips` (4.5+, only these in 5.0).
 """
+
 from __future__ import annotations
 
 import bpy

@@ -2,6 +2,7 @@
 the main thread then does to the scene. Operators and the headless batch runner
 both come through here, so tests of one are tests of the other.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,14 +29,21 @@ class Options:
     rank: bool = True
 
     def form(self) -> dict:
-        return {"takes": self.takes, "seed": self.seed, "preset": self.preset,
-                "guidance": round(float(self.guidance), 4), "rank": self.rank, "encoding": "b64"}
+        return {
+            "takes": self.takes,
+            "seed": self.seed,
+            "preset": self.preset,
+            "guidance": round(float(self.guidance), 4),
+            "rank": self.rank,
+            "encoding": "b64",
+        }
 
 
 def ensure_backend(job: jobs.Job, client: Client, launch: dict | None) -> None:
     """Worker thread: make sure a backend answers, starting the bundled one if allowed.
     `launch`: keyword arguments of launcher.start (captured from the preferences), or None."""
     from ..core import launcher
+
     try:
         client.health()
         return
@@ -47,8 +55,9 @@ def ensure_backend(job: jobs.Job, client: Client, launch: dict | None) -> None:
     launcher.wait_ready(client, timeout=120.0, cancel=job.cancel)
 
 
-def _fetch(job: jobs.Job, client: Client, info: StripInfo, options: Options, rig_head: tuple | None,
-           launch: dict | None = None):
+def _fetch(
+    job: jobs.Job, client: Client, info: StripInfo, options: Options, rig_head: tuple | None, launch: dict | None = None
+):
     """Worker thread. `rig_head`: (rig name, its head_id) to check against the bundle, or None."""
     ensure_backend(job, client, launch)
     job.report(0.05, "checking the model")
@@ -95,8 +104,12 @@ def _add_to_list(scene, actions) -> None:
 
 def _extra(model: dict, options: Options) -> dict:
     """What each take records about how it was made."""
-    return {"bundle": str(model.get("name", "")), "head_id": model["head"]["head_id"],
-            "preset": options.preset, "guidance": float(options.guidance)}
+    return {
+        "bundle": str(model.get("name", "")),
+        "head_id": model["head"]["head_id"],
+        "preset": options.preset,
+        "guidance": float(options.guidance),
+    }
 
 
 def _list_index(scene, action) -> int:
@@ -106,8 +119,16 @@ def _list_index(scene, action) -> int:
     return -1
 
 
-def start_generate(scene, strip, rig_obj, options: Options, client: Client, check_rig: bool = True,
-                   launch: dict | None = None, replace: bool = False) -> jobs.Job:
+def start_generate(
+    scene,
+    strip,
+    rig_obj,
+    options: Options,
+    client: Client,
+    check_rig: bool = True,
+    launch: dict | None = None,
+    replace: bool = False,
+) -> jobs.Job:
     """Validate on the main thread, then generate on a worker; `apply` keys the takes.
     `replace`: a seed that already has an add-on take of this strip on this rig gets the new
     take in its place (same name, same list row) instead of a `.001` twin; the artist's
@@ -143,18 +164,16 @@ def start_generate(scene, strip, rig_obj, options: Options, client: Client, chec
                 else:
                     _add_to_list(scn, actions)
             if n_replaced:
-                takes_mod.show(rg, best)      # the NLA strip takes the take's final name
+                takes_mod.show(rg, best)  # the NLA strip takes the take's final name
             scn.thunder.active_take = _list_index(scn, best[0])
         except Exception:
             _rollback(scn, rg, info.strip, created, list_len, before, rng)
             raise
         _undo_push("THUNDER: generate takes")
         again = f", {n_replaced} replaced" if n_replaced else ""
-        return (f"{len(created)} take(s) for {info.strip!r}{again} in "
-                f"{meta.get('timings', {}).get('total', 0):.1f} s")
+        return f"{len(created)} take(s) for {info.strip!r}{again} in {meta.get('timings', {}).get('total', 0):.1f} s"
 
-    return jobs.start(f"Generate {info.strip}",
-                      lambda job: _fetch(job, client, info, options, rig_head, launch), apply)
+    return jobs.start(f"Generate {info.strip}", lambda job: _fetch(job, client, info, options, rig_head, launch), apply)
 
 
 def _replace_in_list(scene, olds: list, actions) -> bool:
@@ -205,8 +224,13 @@ def start_resample(scene, index: int, client: Client, launch: dict | None = None
     m = takes_mod.meta(old)
     strip = find_strip(scene, m["strip"])
     rig_obj = bpy.data.objects.get(item.rig)
-    options = Options(takes=1, seed=takes_mod.new_seed(), preset=m.get("preset", "default"),
-                      guidance=m.get("guidance", 1.0), rank=False)
+    options = Options(
+        takes=1,
+        seed=takes_mod.new_seed(),
+        preset=m.get("preset", "default"),
+        guidance=m.get("guidance", 1.0),
+        rank=False,
+    )
     rig = resolve(rig_obj)
     info = strip_info(scene, strip)
     scene_name, old_name, rig_name = scene.name, old.name, rig.name
@@ -237,8 +261,7 @@ def start_resample(scene, index: int, client: Client, launch: dict | None = None
         return f"new take seed {found[0].seed} (score {found[0].score:.3f})"
 
     rig_head = (rig.name, rig.head_id)
-    return jobs.start(f"Resample {old_name}", lambda job: _fetch(job, client, info, options, rig_head, launch),
-                      apply)
+    return jobs.start(f"Resample {old_name}", lambda job: _fetch(job, client, info, options, rig_head, launch), apply)
 
 
 def head_arrays(head_bytes: bytes | None = None, flame_dir: str = "") -> dict:
@@ -247,13 +270,16 @@ def head_arrays(head_bytes: bytes | None = None, flame_dir: str = "") -> dict:
     import io
 
     import numpy as np
+
     if flame_dir:
         path = os.path.join(flame_dir, "head.npz")
         if not os.path.isfile(path):
             has_pkl = os.path.isfile(os.path.join(flame_dir, "FLAME_NEUTRAL.pkl"))
             hint = " (it holds FLAME_NEUTRAL.pkl)" if has_pkl else ""
-            raise RigError(f"no head.npz in the FLAME folder {flame_dir}{hint}: convert it once with "
-                           f"`thunder-train head import --flame {flame_dir}`")
+            raise RigError(
+                f"no head.npz in the FLAME folder {flame_dir}{hint}: convert it once with "
+                f"`thunder-train head import --flame {flame_dir}`"
+            )
         source = path
     elif head_bytes:
         source = io.BytesIO(head_bytes)
@@ -274,6 +300,7 @@ def head_arrays(head_bytes: bytes | None = None, flame_dir: str = "") -> dict:
 def add_head(scene, head_bytes: bytes | None, flame_dir: str = ""):
     """Main thread: build the rig (rig.py) and make it the panel's target."""
     from .. import rig
+
     mesh, arm = rig.build_rig(head_arrays(head_bytes, flame_dir), collection=scene.collection)
     scene.thunder.rig = arm
     _undo_push("THUNDER: add head")
@@ -295,7 +322,7 @@ def write_listen_file(out_dir: str, stem: str, wav: bytes) -> str:
     while True:
         path = os.path.join(out_dir, f"{stem}.wav" if n == 1 else f"{stem}-{n}.wav")
         try:
-            with open(path, "xb") as fh:      # exclusive: another Blender writing the same name loses the race
+            with open(path, "xb") as fh:  # exclusive: another Blender writing the same name loses the race
                 fh.write(wav)
             return path
         except FileExistsError:

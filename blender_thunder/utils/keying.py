@@ -5,6 +5,7 @@ Key and the armature Object), keys live in layer -> keyframe strip -> channelbag
 <= 4.3 (legacy): an Action animates one ID type, so a take needs one Action per
 datablock. `TakeChannels` hides the difference from the rest of the add-on.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ LINEAR = 1  # keyframe interpolation enum value, for foreach_set
 @dataclass
 class Target:
     """One datablock a take animates: `id_type` 'KEY' or 'OBJECT'."""
+
     id_type: str
     slot_name: str
     action: bpy.types.Action
@@ -41,8 +43,7 @@ def _fcurves_for(target: Target):
     return act.fcurves
 
 
-def new_take_channels(name: str, id_types: dict[str, str], legacy_suffix: dict[str, str] | None = None
-                      ) -> TakeChannels:
+def new_take_channels(name: str, id_types: dict[str, str], legacy_suffix: dict[str, str] | None = None) -> TakeChannels:
     """Create the Action(s) of one take. `id_types`: id_type -> slot name.
     Legacy Blender makes one Action per id_type, named `name` + `legacy_suffix[id_type]`."""
     tc = TakeChannels()
@@ -61,8 +62,9 @@ def new_take_channels(name: str, id_types: dict[str, str], legacy_suffix: dict[s
     return tc
 
 
-def write_curves(target: Target, data_path: str, frames: np.ndarray, values: np.ndarray,
-                 group: str | None = None) -> None:
+def write_curves(
+    target: Target, data_path: str, frames: np.ndarray, values: np.ndarray, group: str | None = None
+) -> None:
     """Key `values (N, C)` at `frames (N,)` into `data_path[0..C-1]`, in bulk."""
     values = np.asarray(values, dtype=np.float32)
     if values.ndim == 1:
@@ -129,7 +131,7 @@ def channel_paths(action, slot=None) -> set:
         out = set()
         for layer in action.layers:
             for strip in layer.strips:
-                for s in ([slot] if slot is not None else list(action.slots)):
+                for s in [slot] if slot is not None else list(action.slots):
                     bag = strip.channelbag(s) if s is not None else None
                     if bag is not None:
                         out.update(fc.data_path for fc in bag.fcurves)
@@ -137,8 +139,16 @@ def channel_paths(action, slot=None) -> set:
     return {fc.data_path for fc in action.fcurves}
 
 
-def assign_nla(id_block, track_name: str, target: Target, frame_start: float, frame_end: float,
-               strip_name: str, blend: float = 0.0, extrapolation: str = "NOTHING"):
+def assign_nla(
+    id_block,
+    track_name: str,
+    target: Target,
+    frame_start: float,
+    frame_end: float,
+    strip_name: str,
+    blend: float = 0.0,
+    extrapolation: str = "NOTHING",
+):
     """Show `target`'s action on `id_block` through an NLA track the add-on owns (a new
     one goes on top). The track holds exactly this strip; the datablock's active action
     (the artist's) is never touched. `blend`: blend in and out, in frames."""
@@ -166,8 +176,17 @@ def assign_nla(id_block, track_name: str, target: Target, frame_start: float, fr
     return track, strip
 
 
-_STRIP_SETTINGS = ("extrapolation", "blend_type", "use_auto_blend", "blend_in", "blend_out", "mute",
-                   "use_reverse", "use_animated_influence", "influence")
+_STRIP_SETTINGS = (
+    "extrapolation",
+    "blend_type",
+    "use_auto_blend",
+    "blend_in",
+    "blend_out",
+    "mute",
+    "use_reverse",
+    "use_animated_influence",
+    "influence",
+)
 
 
 def _clone_strip(src, track):

@@ -3,6 +3,7 @@
 A rig is a mesh with shape keys `exp000`…`exp049` skinned to an armature with
 the bones root/neck/jaw/eye_L/eye_R (core/contract.py names them). Built by `rig.py` or by hand.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -123,8 +124,10 @@ def find_in_scene(scene, preferred=None):
             except RigError:
                 pass
     if len(found) != 1:
-        raise RigError(f"scene {scene.name!r} has {len(found)} THUNDER rigs: set the panel's Rig to the one to key"
-                       + (" (or add one with Add THUNDER Head)" if not found else ""))
+        raise RigError(
+            f"scene {scene.name!r} has {len(found)} THUNDER rigs: set the panel's Rig to the one to key"
+            + (" (or add one with Add THUNDER Head)" if not found else "")
+        )
     return found[0]
 
 
@@ -132,6 +135,8 @@ def check_head_ids(rig_name: str, have: str, want: str) -> None:
     """Refuse a rig built from another head than the bundle was trained on.
     Plain strings, no bpy: the worker thread calls it once /v1/model answers."""
     if have != want:
-        raise RigError(f"rig {rig_name!r} was built from head {have[:12] or 'unknown'}… but the backend's "
-                       f"model was trained on head {want[:12]}…: add a new head with Add THUNDER Head "
-                       "(or point the backend at a bundle trained on this head)")
+        raise RigError(
+            f"rig {rig_name!r} was built from head {have[:12] or 'unknown'}… but the backend's "
+            f"model was trained on head {want[:12]}…: add a new head with Add THUNDER Head "
+            "(or point the backend at a bundle trained on this head)"
+        )

@@ -1,4 +1,5 @@
 """Sound strips: their audio file and the time range the scene shows."""
+
 from __future__ import annotations
 
 import math
@@ -18,12 +19,13 @@ class StripError(ValueError):
 @dataclass(frozen=True)
 class StripInfo:
     """Everything a worker thread needs, copied out of bpy on the main thread."""
+
     scene: str
     strip: str
     audio_path: str
-    start_s: float      # source second heard at frame_start (Sound Offset and trims applied)
-    end_s: float        # source second heard at the end of the visible range
-    frame_start: int    # scene frame of the first key: the first whole frame with sound
+    start_s: float  # source second heard at frame_start (Sound Offset and trims applied)
+    end_s: float  # source second heard at the end of the visible range
+    frame_start: int  # scene frame of the first key: the first whole frame with sound
     fps: float
 
     @property
@@ -66,19 +68,21 @@ def strip_info(scene, strip) -> StripInfo:
     fps = scene_fps(scene)
     offset = sound_offset(strip)
 
-    def source_s(frame: float) -> float:       # the source second heard at a scene frame
+    def source_s(frame: float) -> float:  # the source second heard at a scene frame
         return (frame - strip.frame_start) / fps - offset
 
     first = int(strip.frame_final_start)
-    sound_begins = strip.frame_start + offset * fps   # scene frame where source second 0 plays
+    sound_begins = strip.frame_start + offset * fps  # scene frame where source second 0 plays
     if sound_begins > first:
         first = int(math.ceil(sound_begins - 1e-6))
     end_frame = strip.frame_final_end
     start, end = max(source_s(first), 0.0), source_s(end_frame)
     if first >= end_frame or end - start <= 0:
         if offset:
-            raise StripError(f"sound strip {strip.name!r} plays no audio: its Sound Offset ({offset:g} s) "
-                             "pushes the sound past the strip's end")
+            raise StripError(
+                f"sound strip {strip.name!r} plays no audio: its Sound Offset ({offset:g} s) "
+                "pushes the sound past the strip's end"
+            )
         raise StripError(f"sound strip {strip.name!r} is empty")
     return StripInfo(scene.name, strip.name, audio_file(strip), start, end, first, fps)
 
@@ -92,8 +96,7 @@ def find(scene, name: str):
 
 def free_channel(scene, frame_start: int, frame_end: int) -> int:
     """The lowest channel with nothing between the two frames."""
-    used = {s.channel for s in top_strips(scene)
-            if s.frame_final_start < frame_end and s.frame_final_end > frame_start}
+    used = {s.channel for s in top_strips(scene) if s.frame_final_start < frame_end and s.frame_final_end > frame_start}
     channel = 1
     while channel in used:
         channel += 1

@@ -10,6 +10,7 @@ tracks, then a `THUNDER <strip>` track per sound strip. The datablock's active
 Action (the artist's) plays over all of them: `arrange` pushes it into a track
 right under the THUNDER tracks so the takes play.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,8 @@ REST_OWNER = "thunder_rest"
 TRACK_PREFIX = "THUNDER "
 REST_TRACK = "THUNDER rest face"
 REST_ACTION = "THUNDER rest face"
-SRC_FPS = float(FPS)   # the backend's motion rate
-BLEND_S = 0.1          # take strips blend in and out over this long (at most a quarter of the strip)
+SRC_FPS = float(FPS)  # the backend's motion rate
+BLEND_S = 0.1  # take strips blend in and out over this long (at most a quarter of the strip)
 JAW = "jaw"
 # Blender 5.0 gives a shape key's value an RNA default of 1.0 (0.0 before), and the NLA
 # evaluates a channel that no strip covers at that default: every take frame would be
@@ -76,12 +77,22 @@ def create(rig: Rig, info: StripInfo, take: Take, extra: dict | None = None) -> 
             keying.write_curves(key_t, f'key_blocks["exp{i:03d}"].value', frames, exp[:, i], "Expression")
         keying.write_curves(arm_t, f'pose.bones["{JAW}"].{jaw_prop}', frames, jaw, JAW)
         record = {
-            "owner": "thunder", "scene": info.scene, "strip": info.strip, "rig": rig.name,
-            "seed": int(take.seed), "score": float(take.score), "n_frames": int(take.n_frames),
-            "duration": float((take.n_frames - 1) / SRC_FPS), "fps": float(info.fps),
-            "frame_start": float(frames[0]), "frame_end": float(frames[-1]),
-            "audio_start": float(info.start_s), "audio_end": float(info.end_s), "jaw_mode": jaw_mode,
-            "exp_b64": encode_array(take.exp), "jaw_b64": encode_array(take.jaw),
+            "owner": "thunder",
+            "scene": info.scene,
+            "strip": info.strip,
+            "rig": rig.name,
+            "seed": int(take.seed),
+            "score": float(take.score),
+            "n_frames": int(take.n_frames),
+            "duration": float((take.n_frames - 1) / SRC_FPS),
+            "fps": float(info.fps),
+            "frame_start": float(frames[0]),
+            "frame_end": float(frames[-1]),
+            "audio_start": float(info.start_s),
+            "audio_end": float(info.end_s),
+            "jaw_mode": jaw_mode,
+            "exp_b64": encode_array(take.exp),
+            "jaw_b64": encode_array(take.jaw),
             **(extra or {}),
         }
         for act in tc.actions:
@@ -172,7 +183,7 @@ def _is_take_track(track) -> bool:
 
 def _lowest_take_track(idb):
     ad = idb.animation_data
-    for t in (ad.nla_tracks if ad else ()):
+    for t in ad.nla_tracks if ad else ():
         if _is_take_track(t):
             return t
     return None
@@ -211,7 +222,7 @@ def ensure_rest(key) -> bool:
         return True
     tracks = list(ad.nla_tracks)
     if tracks and not _is_take_track(tracks[0]):
-        return False              # an artist's track is at the bottom: theirs stays the base
+        return False  # an artist's track is at the bottom: theirs stays the base
     act = rest_action()
     tg = targets([act])["KEY"]
     track = keying.new_track_below(ad, tracks[0]) if tracks else ad.nla_tracks.new()
@@ -222,7 +233,7 @@ def ensure_rest(key) -> bool:
     for _ in range(2):
         strip.action_frame_end, strip.action_frame_start = 1.0, 0.0
         strip.frame_end, strip.frame_start = 1.0, 0.0
-    strip.extrapolation = "HOLD"   # before and after: the whole timeline
+    strip.extrapolation = "HOLD"  # before and after: the whole timeline
     track.lock = True
     return True
 
@@ -238,7 +249,7 @@ def _drop_rest(key) -> None:
     act = track.strips[0].action
     ad.nla_tracks.remove(track)
     if act is not None and act.users == 0 and act[REST_OWNER].get("name") == act.name:
-        bpy.data.actions.remove(act)        # only the add-on's own, under its own name
+        bpy.data.actions.remove(act)  # only the add-on's own, under its own name
 
 
 def widen_sliders(rig: Rig, exp: np.ndarray) -> None:
@@ -284,7 +295,7 @@ def overriding_actions(rig: Rig) -> list:
             continue
         slot = getattr(ad, "action_slot", None) if SLOTTED_ACTIONS else None
         if SLOTTED_ACTIONS and slot is None:
-            continue                  # no slot assigned: the Action animates nothing here
+            continue  # no slot assigned: the Action animates nothing here
         if keying.channel_paths(ad.action, slot) & _take_paths(rig, idb):
             out.append((what, ad.action.name))
     return out
@@ -310,7 +321,7 @@ def arrange(rig: Rig) -> list:
             strip.action_slot = slot
         strip.blend_type = ad.action_blend_type
         strip.extrapolation = ad.action_extrapolation
-        if ad.action_influence < 1.0:   # as Blender's Push Down: keyed influence keeps the mix
+        if ad.action_influence < 1.0:  # as Blender's Push Down: keyed influence keeps the mix
             strip.influence = ad.action_influence
             strip.use_animated_influence = True
         ad.action = None
@@ -348,8 +359,12 @@ def scene_takes(scene, strip_name: str | None = None) -> list:
     out = []
     for act in bpy.data.actions:
         m = act.get(OWNER)
-        if is_owned(act) and m.get("scene") == scene.name and (strip_name is None or m.get("strip") == strip_name) \
-                and (m.get("actions") or [act.name])[0] == act.name:
+        if (
+            is_owned(act)
+            and m.get("scene") == scene.name
+            and (strip_name is None or m.get("strip") == strip_name)
+            and (m.get("actions") or [act.name])[0] == act.name
+        ):
             out.append(act)
     return out
 

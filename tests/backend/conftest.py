@@ -3,6 +3,7 @@
 Servers run in a thread of the test process (uvicorn.Server with signal handlers
 off) and are talked to over HTTP with httpx, exactly as the add-on does.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -74,52 +75,10 @@ def speech_wav() -> bytes:
     return encode(speechlike(3.0), 16000)
 
 
-def _sources_key() -> str:
-    """Hash of everything a tiny bundle is built from: a change anywhere rebuilds it."""
-    import hashlib
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[2]
-    h = hashlib.sha256()
-    for path in sorted([*root.glob("training/**/*.py"), *root.glob("backend/*.py")]):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle(request):
-    """A real tiny bundle (training.export.build_tiny_bundle), built once per session.
-
-    Kept in pytest's cache keyed on the sources, so a re-run with unchanged code
-    skips the ~1 min ONNX export (a fresh checkout always builds).
-    THUNDER_TEST_BUNDLE=DIR runs the same tests against another bundle (e.g. the shipped one).
-    """
-    import os
-    import shutil
-    from pathlib import Path
-    if os.environ.get("THUNDER_TEST_BUNDLE"):
-        return Path(os.environ["THUNDER_TEST_BUNDLE"])
-    from training.export import build_tiny_bundle
-    from training.head.build import write_head_folder
-    root = Path(request.config.cache.mkdir("thunder-tiny-bundle"))
-    bundle = root / _sources_key()
-    if (bundle / "manifest.json").is_file():
-        return bundle
-    for old in root.iterdir():
-        shutil.rmtree(old, ignore_errors=True)
-    work = root / "building"
-    write_head_folder(work / "head", seed=0, fmt="npz")
-    try:
-        build_tiny_bundle(work / "bundle", work / "head")
-    except ImportError:            # the M2S exporter is not in this checkout: no m2s graph
-        build_tiny_bundle(work / "bundle", work / "head", m2s=False)
-    (work / "bundle").rename(bundle)
-    shutil.rmtree(work, ignore_errors=True)
-    return bundle
-
-
 @pytest.fixture(scope="session")
 def engine(tiny_bundle):
     from backend.engine import Engine
+
     return Engine(tiny_bundle, device="cpu")
 
 

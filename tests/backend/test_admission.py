@@ -1,6 +1,7 @@
 """Admission control that matches the one worker: a gone client frees its queue place at once,
 a request over the work budget is refused before any work, freed memory goes back to the
 system, and a cancelled job is not logged as an error."""
+
 from __future__ import annotations
 
 import gc
@@ -18,8 +19,13 @@ from tests.backend.conftest import HTTP, auth, encode, running_server, speechlik
 
 
 def animate(url, data: bytes, timeout=120, **fields) -> httpx.Response:
-    return HTTP.post(url + "/v1/animate", headers=auth(), files={"audio": ("clip", data)},
-                     data={k: str(v) for k, v in fields.items()}, timeout=timeout)
+    return HTTP.post(
+        url + "/v1/animate",
+        headers=auth(),
+        files={"audio": ("clip", data)},
+        data={k: str(v) for k, v in fields.items()},
+        timeout=timeout,
+    )
 
 
 def held(app) -> int:
@@ -40,15 +46,15 @@ def test_a_client_that_leaves_the_queue_frees_its_place_at_once(engine):
         running = threading.Thread(target=lambda: animate(url, clip, takes=8, sampler="ddpm", timeout=60))
         running.start()
         wait_for(lambda: held(app) == 1, 10, "first job never started")
-        with pytest.raises(httpx.ReadTimeout):                # queued behind it, then gone
+        with pytest.raises(httpx.ReadTimeout):  # queued behind it, then gone
             animate(url, clip, takes=1, timeout=0.5)
         wait_for(lambda: held(app) == 1, 1.0, "the gone client kept its queue place")
         third = []
         t = threading.Thread(target=lambda: third.append(animate(url, encode(speechlike(0.5), 16000), takes=1)))
         t.start()
         wait_for(lambda: held(app) == 2 or third, 2.0, "a new client was not queued")
-        assert not third, f"refused: {third[0].json()}"      # before: 503 busy until the ddpm job ended
-        app.state.worker.close()                              # end the ddpm job: nothing more to see here
+        assert not third, f"refused: {third[0].json()}"  # before: 503 busy until the ddpm job ended
+        app.state.worker.close()  # end the ddpm job: nothing more to see here
         running.join(30)
         t.join(30)
 
@@ -58,15 +64,15 @@ def test_cost_counts_frames_takes_steps_and_guidance(engine):
     walked = jobs.walked_steps(engine, "dpmpp2m", 10)
     assert jobs.cost(engine, 250, opts) == 250 * 4 * walked
     assert jobs.cost(engine, 250, jobs.AnimateOptions(takes=4, steps=10, guidance=2.0)) == 2 * 250 * 4 * walked
-    ddpm = jobs.AnimateOptions(takes=1, sampler="ddpm", steps=5)        # ddpm walks the whole schedule
+    ddpm = jobs.AnimateOptions(takes=1, sampler="ddpm", steps=5)  # ddpm walks the whole schedule
     assert jobs.cost(engine, 100, ddpm) == 100 * engine.schedule.steps
-    long = 40 * engine.max_frames                                        # windows overlap: their frames count
+    long = 40 * engine.max_frames  # windows overlap: their frames count
     frames = sum(e - s for s, e in windows.animate_spans(long, engine.max_frames))
     assert frames > long and jobs.cost(engine, long, jobs.AnimateOptions(takes=1, steps=1)) == frames
 
 
 def test_a_request_over_the_budget_is_refused_before_work(engine):
-    clip = encode(speechlike(4.0), 16000)                  # 100 frames
+    clip = encode(speechlike(4.0), 16000)  # 100 frames
     opts = jobs.AnimateOptions(takes=2, sampler="ddpm")
     budget = jobs.cost(engine, 100, opts) - 1
     with running_server(Settings(max_cost=budget), engine=engine) as (url, app):
@@ -75,7 +81,7 @@ def test_a_request_over_the_budget_is_refused_before_work(engine):
         assert r.status_code == 413 and r.json()["error"]["code"] == "too_costly"
         assert "ddpm walks all" in r.json()["error"]["message"] and f"{budget:,}" in r.json()["error"]["message"]
         assert time.monotonic() - t0 < 2 and held(app) == 0
-        r = animate(url, clip, takes=2, stream="true", sampler="ddpm")   # refused before the stream begins
+        r = animate(url, clip, takes=2, stream="true", sampler="ddpm")  # refused before the stream begins
         assert r.status_code == 413 and r.headers["content-type"] == "application/json"
         assert animate(url, clip, takes=1, steps=2).status_code == 200
 
@@ -84,15 +90,15 @@ def test_freed_heap_goes_back_to_the_system():
     if memory.heap_free_bytes() is None:
         pytest.skip("glibc's mallinfo2 is not available here")
     before = memory.rss_bytes()
-    blocks = [np.ones(10_000) for _ in range(20_000)]      # 1.6 GB in 80 kB blocks: the heap, not mmap
-    survivors = blocks[::2]                                # what a job's results leave between the holes
+    blocks = [np.ones(10_000) for _ in range(20_000)]  # 1.6 GB in 80 kB blocks: the heap, not mmap
+    survivors = blocks[::2]  # what a job's results leave between the holes
     del blocks
     held_free = memory.rss_bytes() - before
-    assert memory.heap_free_bytes() > 600 << 20          # glibc keeps the holes for itself...
+    assert memory.heap_free_bytes() > 600 << 20  # glibc keeps the holes for itself...
     assert memory.give_back(64 << 20)
     after = memory.rss_bytes() - before
-    assert held_free > 1400 << 20 and held_free - after > 600 << 20, (held_free, after)   # ...until trimmed
-    assert not memory.give_back(64 << 20)                 # nothing left to give: no trim
+    assert held_free > 1400 << 20 and held_free - after > 600 << 20, (held_free, after)  # ...until trimmed
+    assert not memory.give_back(64 << 20)  # nothing left to give: no trim
     del survivors
 
 
@@ -117,12 +123,14 @@ def test_takes_are_scored_in_batches(engine):
     """M2S attends over a whole window: 32 takes scored at once peaked at 970 MB on the shipped
     bundle (620 MB in batches of 8). Batching changes no score."""
     from backend.engine import SCORE_BATCH
+
     sizes = []
     real = engine._m2s_mel
 
     def spy(exp, jaw, spk):
         sizes.append(len(exp))
         return real(exp, jaw, spk)
+
     engine._m2s_mel = spy
     try:
         audio = speechlike(2.0)

@@ -1,4 +1,5 @@
 """backend.audio.decode on real encoded files: formats, rates, channels, damage, limits."""
+
 from __future__ import annotations
 
 import io
@@ -17,9 +18,15 @@ def dominant_hz(x: np.ndarray, rate: int = 16000) -> float:
     return float(np.fft.rfftfreq(len(x), 1 / rate)[np.argmax(spec)])
 
 
-@pytest.mark.parametrize("fmt,rate,channels", [
-    (fmt, rate, channels) for fmt in ("WAV", "FLAC", "OGG", "MP3")
-    for rate, channels in ((8000, 1), (44100, 2), (48000, 6)) if not (fmt == "MP3" and channels > 2)])
+@pytest.mark.parametrize(
+    "fmt,rate,channels",
+    [
+        (fmt, rate, channels)
+        for fmt in ("WAV", "FLAC", "OGG", "MP3")
+        for rate, channels in ((8000, 1), (44100, 2), (48000, 6))
+        if not (fmt == "MP3" and channels > 2)
+    ],
+)
 def test_formats_rates_channels_become_mono_16k(fmt, rate, channels):
     t = np.arange(int(1.5 * rate)) / rate
     tone = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
@@ -54,16 +61,23 @@ def test_path_and_file_object_sources(tmp_path, speech_wav):
 
 
 def test_crop_start_end():
-    x = np.arange(32000, dtype=np.float32) / 32000      # a ramp: the crop is checkable by value
+    x = np.arange(32000, dtype=np.float32) / 32000  # a ramp: the crop is checkable by value
     y, _ = decode(encode(x, 16000, "WAV", "FLOAT"), start=0.5, end=1.25)
     assert len(y) == 12000
     np.testing.assert_allclose(y[[0, -1]], x[[8000, 19999]], atol=1e-6)
-    y, _ = decode(encode(x, 16000, "WAV", "FLOAT"), start=1.0, end=99.0)   # end clamps
+    y, _ = decode(encode(x, 16000, "WAV", "FLOAT"), start=1.0, end=99.0)  # end clamps
     assert len(y) == 16000
 
 
-@pytest.mark.parametrize("start,end,code", [(3.0, None, "bad_option"), (1.0, 0.5, "bad_option"),
-                                            (-1.0, None, "bad_option"), (float("nan"), None, "bad_option")])
+@pytest.mark.parametrize(
+    "start,end,code",
+    [
+        (3.0, None, "bad_option"),
+        (1.0, 0.5, "bad_option"),
+        (-1.0, None, "bad_option"),
+        (float("nan"), None, "bad_option"),
+    ],
+)
 def test_bad_crop(start, end, code, speech_wav):
     with pytest.raises(AudioError) as e:
         decode(speech_wav, start=start, end=end)
@@ -72,9 +86,14 @@ def test_bad_crop(start, end, code, speech_wav):
 
 def wav_header(channels: int, rate: int = 16000, bits: int = 16, n_bytes: int = 0) -> bytes:
     block = channels * bits // 8
-    return (b"RIFF" + struct.pack("<I", 36 + n_bytes) + b"WAVEfmt " +
-            struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * block, block, bits) +
-            b"data" + struct.pack("<I", n_bytes))
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + n_bytes)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * block, block, bits)
+        + b"data"
+        + struct.pack("<I", n_bytes)
+    )
 
 
 def damaged_inputs(speech_wav: bytes) -> dict:
@@ -114,7 +133,7 @@ def test_silence_and_clipping_are_valid_input():
     assert np.all(silent == 0)
     clipped = np.clip(speechlike(1.0) * 10, -1, 1)
     y, _ = decode(encode(clipped, 44100, "WAV"))
-    assert np.isfinite(y).all() and np.abs(y).max() < 1.5   # resampler overshoot only
+    assert np.isfinite(y).all() and np.abs(y).max() < 1.5  # resampler overshoot only
 
 
 def test_duration_limit_is_enforced_while_reading():
@@ -122,7 +141,7 @@ def test_duration_limit_is_enforced_while_reading():
     with pytest.raises(AudioError) as e:
         decode(long, max_seconds=4.0)
     assert e.value.code == "too_long" and e.value.status == 413
-    x, _ = decode(long, max_seconds=4.0, start=1.5)      # cropping brings it under
+    x, _ = decode(long, max_seconds=4.0, start=1.5)  # cropping brings it under
     assert len(x) == 16000 * 3.5
 
 

@@ -6,6 +6,7 @@ and arbitrary text some of the time; the audio part is a valid small file, a
 damaged one or random bytes. Bounded: a fixed number of examples, no deadline
 per example, and a short audio duration so a run stays within seconds.
 """
+
 from __future__ import annotations
 
 import httpx
@@ -16,8 +17,12 @@ from hypothesis import strategies as st
 
 from tests.backend.conftest import HTTP, auth, encode
 
-FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 OK = {200, 400, 413, 415, 422, 503}
 
 
@@ -35,8 +40,9 @@ def from_schema(schema: dict, components: dict) -> st.SearchStrategy:
         return st.integers(None if lo is None else int(lo), None if hi is None else int(hi))
     if kind == "number":
         lo = schema.get("minimum", schema.get("exclusiveMinimum"))
-        return st.floats(lo, schema.get("maximum"), allow_nan=False, allow_infinity=False,
-                         exclude_min="exclusiveMinimum" in schema)
+        return st.floats(
+            lo, schema.get("maximum"), allow_nan=False, allow_infinity=False, exclude_min="exclusiveMinimum" in schema
+        )
     if kind == "boolean":
         return st.booleans()
     if kind == "null":
@@ -70,7 +76,7 @@ def audio_files(draw, damaged: bool = True) -> bytes:
     x = np.random.default_rng(draw(st.integers(0, 9))).uniform(-1, 1, (n, channels)).astype(np.float32)
     try:
         data = encode(x, rate, fmt)
-    except Exception:            # libsndfile refuses some empty encodes: fuzz the empty file then
+    except Exception:  # libsndfile refuses some empty encodes: fuzz the empty file then
         data = b""
     if kind == "truncated":
         return data[: draw(st.integers(0, len(data)))]
@@ -112,9 +118,11 @@ def test_fuzz_animate_without_model(no_model_server, schema):
     @FUZZ
     @given(form=animate_form(schema), audio=audio_files())
     def run(form, audio):
-        r = HTTP.post(no_model_server + "/v1/animate", headers=auth(), data=form,
-                       files={"audio": ("fuzz.bin", audio)}, timeout=30)
+        r = HTTP.post(
+            no_model_server + "/v1/animate", headers=auth(), data=form, files={"audio": ("fuzz.bin", audio)}, timeout=30
+        )
         check_response(r)
+
     run()
     assert HTTP.get(no_model_server + "/v1/health").status_code == 200
 
@@ -129,18 +137,29 @@ def test_fuzz_listen_without_model(no_model_server, schema):
         r = HTTP.post(no_model_server + "/v1/listen", headers=auth(), json=body, timeout=30)
         check_response(r)
         assert r.status_code in (422, 503)
+
     run()
 
 
 def test_fuzz_raw_bodies_without_model(no_model_server):
     @FUZZ
-    @given(body=st.binary(max_size=3000),
-           ctype=st.sampled_from(["multipart/form-data; boundary=xyz", "multipart/form-data",
-                                  "application/json", "text/plain", "application/x-www-form-urlencoded"]),
-           path=st.sampled_from(["/v1/animate", "/v1/listen"]))
+    @given(
+        body=st.binary(max_size=3000),
+        ctype=st.sampled_from(
+            [
+                "multipart/form-data; boundary=xyz",
+                "multipart/form-data",
+                "application/json",
+                "text/plain",
+                "application/x-www-form-urlencoded",
+            ]
+        ),
+        path=st.sampled_from(["/v1/animate", "/v1/listen"]),
+    )
     def run(body, ctype, path):
         r = HTTP.post(no_model_server + path, headers={**auth(), "Content-Type": ctype}, content=body, timeout=30)
         check_response(r)
+
     run()
 
 
@@ -159,6 +178,7 @@ def bounded(form: dict) -> dict:
 def _streamed_result(r) -> dict:
     """The result line of a progress stream (stream=true): every line is JSON, the last the result."""
     import json
+
     lines = [json.loads(line) for line in r.text.splitlines()]
     assert all(e["event"] == "progress" for e in lines[:-1]) and lines[-1]["event"] == "result", lines[-1]
     return lines[-1]
@@ -170,8 +190,9 @@ def test_fuzz_animate_with_model(model_server, schema):
     @settings(FUZZ, max_examples=30)
     @given(form=animate_form(schema, junk_rate=False).map(bounded), audio=audio_files(damaged=False))
     def run(form, audio):
-        r = HTTP.post(model_server + "/v1/animate", headers=auth(), data=form,
-                      files={"audio": ("fuzz.bin", audio)}, timeout=60)
+        r = HTTP.post(
+            model_server + "/v1/animate", headers=auth(), data=form, files={"audio": ("fuzz.bin", audio)}, timeout=60
+        )
         check_response(r)
         seen.append(r.status_code)
         assert r.status_code != 503 or r.json()["error"]["code"] not in ("no_model", "timeout")
@@ -184,6 +205,7 @@ def test_fuzz_animate_with_model(model_server, schema):
                     assert np.array(take["exp"]).shape == (n, 50) and np.array(take["jaw"]).shape == (n, 3)
                 else:
                     assert len(take["exp_b64"]) == 4 * ((n * 50 * 4 + 2) // 3)
+
     run()
     print(sorted(seen))
     assert seen.count(200) >= 10, "the fuzz must reach the model, not only the validators"

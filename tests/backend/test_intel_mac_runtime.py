@@ -1,6 +1,7 @@
 """Intel Macs get onnxruntime 1.23.2 in their zip (the last release with a macOS
 x86_64 wheel; tools/extension_wheels.toml). The same release exists for Linux, so
 here it runs the shipped bundle and must give the takes the tested runtime gives."""
+
 from __future__ import annotations
 
 import subprocess
@@ -32,11 +33,14 @@ def test_intel_mac_onnxruntime_gives_the_same_takes(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = str(venv / "bin" / "python")
-    subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", ort, "numpy==1.26.4", *pins],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [py, "-m", "pip", "install", "-q", "--disable-pip-version-check", ort, "numpy==1.26.4", *pins],
+        check=True,
+        capture_output=True,
+    )
     for python, out in ((py, tmp_path / "old.npz"), (sys.executable, tmp_path / "new.npz")):
         proc = subprocess.run([python, "-c", SCRIPT, str(ROOT), str(out)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-3000:]
     old, new = np.load(tmp_path / "old.npz"), np.load(tmp_path / "new.npz")
     for k in ("exp", "jaw", "score"):
-        np.testing.assert_allclose(old[k], new[k], atol=1e-5, err_msg=k)   # measured 6e-7 (2026-11-28)
+        np.testing.assert_allclose(old[k], new[k], atol=1e-5, err_msg=k)  # measured 6e-7 (2026-11-28)

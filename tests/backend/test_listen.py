@@ -1,6 +1,7 @@
 """/v1/listen under every valid take and every hostile one: the rest pose is heard, not NaN;
 long takes go window by window (bounded memory) and stop when the client leaves; bodies
 are checked strictly, against their own size limit, off the event loop."""
+
 from __future__ import annotations
 
 import base64
@@ -43,6 +44,7 @@ def shipped() -> Engine:
 
 # ---- the rest pose: a rotation of zero is the identity, not NaN ----
 
+
 def _m2s_feeds(exp, jaw):
     return {"exp": exp[None], "jaw": jaw[None], "speaker": np.full((1, 256), 1 / 16, np.float32)}
 
@@ -50,18 +52,19 @@ def _m2s_feeds(exp, jaw):
 @pytest.mark.parametrize("which", ["tiny", "shipped"])
 def test_graph_repair_defines_the_rest_pose_and_changes_nothing_else(which, tiny_bundle):
     import onnxruntime as ort
+
     bundle = SHIPPED if which == "shipped" else Path(tiny_bundle)
     raw = (bundle / "m2s.onnx").read_bytes()
     fixed, count = safe_normalisation(raw)
-    assert count == 1                                  # the one Rodrigues of the jaw
+    assert count == 1  # the one Rodrigues of the jaw
     before, after = ort.InferenceSession(raw), ort.InferenceSession(fixed)
     rng = np.random.default_rng(0)
     exp = rng.normal(0, 1, (20, 50)).astype(np.float32)
     jaw = rng.normal(0, 0.1, (20, 3)).astype(np.float32)
     for a, b in zip(before.run(None, _m2s_feeds(exp, jaw)), after.run(None, _m2s_feeds(exp, jaw))):
-        assert np.array_equal(a, b)                    # bit for bit wherever the jaw is turned
+        assert np.array_equal(a, b)  # bit for bit wherever the jaw is turned
     jaw[7] = 0.0
-    assert np.isnan(before.run(None, _m2s_feeds(exp, jaw))[0]).all()   # the bug: one rest frame, all NaN
+    assert np.isnan(before.run(None, _m2s_feeds(exp, jaw))[0]).all()  # the bug: one rest frame, all NaN
     mel = after.run(None, _m2s_feeds(exp, jaw))[0]
     assert np.isfinite(mel).all()
     # continuous at zero: the rest pose sounds like a jaw turned by a hair
@@ -74,14 +77,18 @@ def _poses(n_frames: int):
     special = st.sampled_from([float(np.float32(v)) for v in (0.0, -0.0, 1e-30, -1.1754944e-38, 1e-7)])
 
     def values(limit):
-        edge = np.float32(limit)                      # the largest float32 within the limit
+        edge = np.float32(limit)  # the largest float32 within the limit
         if float(edge) > limit:
             edge = np.nextafter(edge, np.float32(0))
         edge = float(edge)
-        return st.one_of(special, st.floats(-edge, edge, width=32, allow_subnormal=False),
-                         st.sampled_from([edge, -edge]))
-    return st.tuples(hnp.arrays(np.float32, (n_frames, 50), elements=values(MAX_ABS_EXP)),
-                     hnp.arrays(np.float32, (n_frames, 3), elements=values(MAX_ABS_JAW)))
+        return st.one_of(
+            special, st.floats(-edge, edge, width=32, allow_subnormal=False), st.sampled_from([edge, -edge])
+        )
+
+    return st.tuples(
+        hnp.arrays(np.float32, (n_frames, 50), elements=values(MAX_ABS_EXP)),
+        hnp.arrays(np.float32, (n_frames, 3), elements=values(MAX_ABS_JAW)),
+    )
 
 
 @pytest.mark.parametrize("which", ["tiny", "shipped"])
@@ -97,13 +104,15 @@ def test_every_valid_pose_gives_finite_audio(which, engine, shipped):
         wav = jobs.listen(eng, exp, jaw)
         audio, rate = sf.read(io.BytesIO(wav), dtype="float32")
         assert rate == 16000 and len(audio) == 6 * 640 and np.isfinite(audio).all()
-        assert np.abs(audio).max() < 1.0               # not the -32768 of NaN cast to int16
+        assert np.abs(audio).max() < 1.0  # not the -32768 of NaN cast to int16
+
     check()
     rest = jobs.listen(eng, np.zeros((50, 50), np.float32), np.zeros((50, 3), np.float32))
     assert np.abs(sf.read(io.BytesIO(rest))[0]).max() < 1.0
 
 
 # ---- windows ----
+
 
 def test_stitched_noise_keeps_its_loudness_across_seams():
     """Windows vocoded alone have unrelated phases: the power-2 cross-fade keeps the level."""
@@ -113,7 +122,7 @@ def test_stitched_noise_keeps_its_loudness_across_seams():
     for i, (s, e) in enumerate(spans):
         stitch.add(i, rng.standard_normal(e - s).astype(np.float32))
     out = stitch.result()
-    level = np.sqrt(np.convolve(out ** 2, np.ones(200) / 200, "valid"))
+    level = np.sqrt(np.convolve(out**2, np.ones(200) / 200, "valid"))
     assert 0.8 < level.min() and level.max() < 1.2
 
 
@@ -124,6 +133,7 @@ def test_a_long_take_is_heard_window_by_window(engine):
     def hear(exp, jaw):
         calls.append(len(exp))
         return real(exp, jaw)
+
     engine.hear = hear
     try:
         exp = np.random.default_rng(2).normal(0, 1, (1000, 50)).astype(np.float32)
@@ -135,7 +145,7 @@ def test_a_long_take_is_heard_window_by_window(engine):
 
 
 def test_listen_stops_when_the_client_leaves(model_server, engine):
-    n = 3000                                            # the server's longest take (120 s): seconds of work
+    n = 3000  # the server's longest take (120 s): seconds of work
     exp = np.random.default_rng(3).normal(0, 1, (n, 50)).astype(np.float32)
     body = take_body(exp, np.zeros((n, 3), np.float32))
     with pytest.raises(httpx.ReadTimeout):
@@ -148,17 +158,21 @@ def test_listen_stops_when_the_client_leaves(model_server, engine):
 
 # ---- bodies ----
 
-@pytest.mark.parametrize("body,fragment", [
-    ({"exp": [["0.5"] + [0.0] * 49], "jaw": [[0.0] * 3]}, "exp.0.0: Input should be a valid number"),
-    ({"exp": [[True] + [0.0] * 49], "jaw": [[0.0] * 3]}, "exp.0.0: Input should be a valid number"),
-    ({"exp": [[1e300] + [0.0] * 49], "jaw": [[0.0] * 3]}, "exp.0.0: Input should be less than or equal to 100"),
-    ({"exp": [[0.0] * 50], "jaw": [[7.0, 0, 0]]}, "jaw.0.0: Input should be less than or equal to 6.28"),
-    ({"exp": [[0.0] * 50], "exp_b64": b64(np.zeros((1, 50))), "jaw": [[0.0] * 3]}, "give exp or exp_b64, not both"),
-    ({"exp": [[0.0] * 50], "jaw": [[0.0] * 3], "n_frames": 2}, "n_frames is 2 but exp holds 1 frames"),
-    ({"exp": [[0.0] * 50], "jaw": [[0.0] * 3], "n_frames": "1"}, "n_frames: Input should be a valid integer"),
-    ({"exp_b64": b64(np.full((1, 50), 1e30)), "jaw": [[0.0] * 3]}, "exp values must be within ±100"),
-    ({"exp_b64": b64(np.full((1, 50), np.inf)), "jaw": [[0.0] * 3]}, "exp holds NaN or infinite values"),
-])
+
+@pytest.mark.parametrize(
+    "body,fragment",
+    [
+        ({"exp": [["0.5"] + [0.0] * 49], "jaw": [[0.0] * 3]}, "exp.0.0: Input should be a valid number"),
+        ({"exp": [[True] + [0.0] * 49], "jaw": [[0.0] * 3]}, "exp.0.0: Input should be a valid number"),
+        ({"exp": [[1e300] + [0.0] * 49], "jaw": [[0.0] * 3]}, "exp.0.0: Input should be less than or equal to 100"),
+        ({"exp": [[0.0] * 50], "jaw": [[7.0, 0, 0]]}, "jaw.0.0: Input should be less than or equal to 6.28"),
+        ({"exp": [[0.0] * 50], "exp_b64": b64(np.zeros((1, 50))), "jaw": [[0.0] * 3]}, "give exp or exp_b64, not both"),
+        ({"exp": [[0.0] * 50], "jaw": [[0.0] * 3], "n_frames": 2}, "n_frames is 2 but exp holds 1 frames"),
+        ({"exp": [[0.0] * 50], "jaw": [[0.0] * 3], "n_frames": "1"}, "n_frames: Input should be a valid integer"),
+        ({"exp_b64": b64(np.full((1, 50), 1e30)), "jaw": [[0.0] * 3]}, "exp values must be within ±100"),
+        ({"exp_b64": b64(np.full((1, 50), np.inf)), "jaw": [[0.0] * 3]}, "exp holds NaN or infinite values"),
+    ],
+)
 def test_listen_bodies_are_checked_strictly(no_model_server, body, fragment):
     r = HTTP.post(no_model_server + "/v1/listen", headers=auth(), json=body)
     assert r.status_code == 422 and r.json()["error"]["code"] == "bad_option"
@@ -166,7 +180,7 @@ def test_listen_bodies_are_checked_strictly(no_model_server, body, fragment):
 
 
 def test_listen_has_its_own_body_limit(engine):
-    settings = Settings(max_seconds=60)                 # 1500 frames: ~2.6 MB of JSON at most
+    settings = Settings(max_seconds=60)  # 1500 frames: ~2.6 MB of JSON at most
     with running_server(settings, engine=engine) as (url, _):
         big = b"[" + b"0," * (settings.listen_max_bytes // 2) + b"0]"
         r = HTTP.post(url + "/v1/listen", headers={**auth(), "Content-Type": "application/json"}, content=big)
@@ -198,7 +212,7 @@ def test_parsing_a_large_take_does_not_stall_the_server(no_model_default_server)
     Health answers meanwhile."""
     url = no_model_default_server
     n = 15000
-    rng = np.random.default_rng(4)                     # float64 reprs: ~17 MB, near the largest valid body
+    rng = np.random.default_rng(4)  # float64 reprs: ~17 MB, near the largest valid body
     valid = json.dumps({"exp": rng.normal(0, 1, (n, 50)).tolist(), "jaw": rng.normal(0, 0.1, (n, 3)).tolist()})
     assert len(valid) > 16e6
     huge = b'{"exp": [[' + b"0.1," * 14_750_000 + b'0.1]], "jaw": [[0, 0, 0]]}'
@@ -210,16 +224,19 @@ def test_parsing_a_large_take_does_not_stall_the_server(no_model_default_server)
             HTTP.get(url + "/v1/health", timeout=60)
             stalls.append(time.monotonic() - t0)
             time.sleep(0.02)
+
     prober = threading.Thread(target=probe)
     prober.start()
     try:
-        r = HTTP.post(url + "/v1/listen", headers={**auth(), "Content-Type": "application/json"}, content=huge,
-                      timeout=120)
+        r = HTTP.post(
+            url + "/v1/listen", headers={**auth(), "Content-Type": "application/json"}, content=huge, timeout=120
+        )
         assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
         for _ in range(2):
-            r = HTTP.post(url + "/v1/listen", headers={**auth(), "Content-Type": "application/json"},
-                          content=valid, timeout=60)
-            assert r.status_code == 503 and r.json()["error"]["code"] == "no_model"   # parsed, then refused
+            r = HTTP.post(
+                url + "/v1/listen", headers={**auth(), "Content-Type": "application/json"}, content=valid, timeout=60
+            )
+            assert r.status_code == 503 and r.json()["error"]["code"] == "no_model"  # parsed, then refused
     finally:
         done.set()
         prober.join()

@@ -1,6 +1,7 @@
 """The streaming /v1/animate (NDJSON progress, then the result) against a real server and the tiny
 bundle: per-window and per-step progress, the same result as the plain answer, errors before and
 after the stream starts, cancellation when the client goes away, and the add-on's client reading it."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +19,7 @@ from backend.service import Settings
 from blender_thunder.core import client as addon
 from tests.backend.conftest import HTTP, TOKEN, auth, encode, running_server, speechlike
 
-WINDOW = 100               # frames per pass: a 9 s clip (225 frames) then needs 3 windows
+WINDOW = 100  # frames per pass: a 9 s clip (225 frames) then needs 3 windows
 LONG = {"sampler": "ddpm"}  # 1000 steps per window: seconds of work on the tiny bundle
 NDJSON = {**auth(), "Accept": "application/x-ndjson"}
 
@@ -27,6 +28,7 @@ NDJSON = {**auth(), "Accept": "application/x-ndjson"}
 def windowed_engine(tiny_bundle):
     """Its own engine, so shrinking the pass length leaves the session's engine alone."""
     from backend.engine import Engine
+
     engine = Engine(tiny_bundle, device="cpu")
     engine.max_frames = WINDOW
     return engine
@@ -49,8 +51,9 @@ def form(**fields) -> dict:
 
 
 def stream(url: str, data: bytes, headers=NDJSON, timeout=120, **fields) -> tuple[httpx.Response, list[dict]]:
-    r = HTTP.post(url + "/v1/animate", headers=headers, files={"audio": ("clip.wav", data)},
-                  data=form(**fields), timeout=timeout)
+    r = HTTP.post(
+        url + "/v1/animate", headers=headers, files={"audio": ("clip.wav", data)}, data=form(**fields), timeout=timeout
+    )
     lines = [json.loads(line) for line in r.text.splitlines()] if r.status_code == 200 else []
     return r, lines
 
@@ -94,8 +97,13 @@ def test_stream_reports_windows_and_steps_and_ends_with_the_plain_result(server,
     assert any(e["eta_s"] is not None for e in sampling)
     assert len(events) <= 10 * wall + 2, f"{len(events)} events in {wall:.1f} s: more than 10 a second"
 
-    plain = HTTP.post(url + "/v1/animate", headers=auth(), files={"audio": ("clip.wav", clip)},
-                      data=form(takes=2, seed=11, encoding="b64", **LONG), timeout=120)
+    plain = HTTP.post(
+        url + "/v1/animate",
+        headers=auth(),
+        files={"audio": ("clip.wav", clip)},
+        data=form(takes=2, seed=11, encoding="b64", **LONG),
+        timeout=120,
+    )
     assert plain.status_code == 200 and plain.headers["content-type"] == "application/json"
     result = {k: v for k, v in last.items() if k != "event"}
     assert without_timings(result) == without_timings(plain.json())
@@ -112,11 +120,14 @@ def test_stream_field_single_pass(server):
     check_progress(events, windows=1, steps=4)
 
 
-@pytest.mark.parametrize("data,fields,status,code", [
-    (b"not audio at all", {}, 415, "bad_audio"),
-    (None, {"takes": 0}, 422, "bad_option"),
-    (None, {"preset": "nope"}, 422, "bad_option"),
-])
+@pytest.mark.parametrize(
+    "data,fields,status,code",
+    [
+        (b"not audio at all", {}, 415, "bad_audio"),
+        (None, {"takes": 0}, 422, "bad_option"),
+        (None, {"preset": "nope"}, 422, "bad_option"),
+    ],
+)
 def test_errors_before_work_keep_their_http_status(server, data, fields, status, code):
     url, _ = server
     r, _ = stream(url, data or encode(speechlike(0.5), 16000), **fields)
@@ -133,8 +144,12 @@ def test_timeout_after_the_stream_started_is_an_error_event(windowed_engine, cli
     with running_server(Settings(timeout_s=1.0), engine=windowed_engine) as (url, app):
         r, lines = stream(url, clip, takes=2, **LONG)
         assert r.status_code == 200 and lines[0]["event"] == "progress"
-        assert lines[-1] == {"event": "error", "code": "timeout", "status": 503,
-                             "message": "request took longer than 1 s"}
+        assert lines[-1] == {
+            "event": "error",
+            "code": "timeout",
+            "status": 503,
+            "message": "request took longer than 1 s",
+        }
         wait_idle(app, limit=5.0)
 
 
@@ -142,12 +157,13 @@ def test_disconnect_mid_stream_cancels_the_job(server, clip):
     url, app = server
     seen = []
     with httpx.Client(timeout=60) as fresh:
-        with fresh.stream("POST", url + "/v1/animate", headers=NDJSON, files={"audio": ("clip.wav", clip)},
-                          data=form(takes=8, **LONG)) as r:
+        with fresh.stream(
+            "POST", url + "/v1/animate", headers=NDJSON, files={"audio": ("clip.wav", clip)}, data=form(takes=8, **LONG)
+        ) as r:
             for line in r.iter_lines():
                 seen.append(json.loads(line))
                 if seen[-1].get("stage") == "sampling":
-                    break                  # leaving both blocks closes the connection mid-stream
+                    break  # leaving both blocks closes the connection mid-stream
     assert seen[-1]["fraction"] < 0.3, "the job must still have had most of its work ahead"
     # the whole job takes well over 10 s here; the engine stops at its next step instead
     assert wait_idle(app, limit=3.0) < 3.0
@@ -174,10 +190,10 @@ def test_addon_client_cancel_mid_stream_stops_the_job(server, clip):
 
     def progress(event):
         if event["stage"] == "sampling":
-            cancel.cancel()                # what the panel's cancel button calls (there from the UI thread)
+            cancel.cancel()  # what the panel's cancel button calls (there from the UI thread)
+
     with pytest.raises(addon.Cancelled):
-        addon.Client(url, token=TOKEN).animate(clip, "clip.wav", {"takes": 8, **LONG}, cancel=cancel,
-                                               progress=progress)
+        addon.Client(url, token=TOKEN).animate(clip, "clip.wav", {"takes": 8, **LONG}, cancel=cancel, progress=progress)
     assert wait_idle(app, limit=3.0) < 3.0
 
 
@@ -230,6 +246,7 @@ def test_addon_client_falls_back_to_a_backend_that_does_not_stream(server):
     url, _ = server
     with non_streaming_backend(url) as old:
         events = []
-        reply = addon.Client(old, token=TOKEN).animate(encode(speechlike(1.0), 16000), "clip.wav",
-                                                       {"takes": 2, "seed": 5, "steps": 3}, progress=events.append)
+        reply = addon.Client(old, token=TOKEN).animate(
+            encode(speechlike(1.0), 16000), "clip.wav", {"takes": 2, "seed": 5, "steps": 3}, progress=events.append
+        )
     assert events == [] and reply["n_frames"] == 25 and [t["seed"] for t in reply["takes"]] == [5, 6]

@@ -2,6 +2,7 @@
 precisely enough that a schema-driven fuzzer writes valid requests too, and reaches 200 on
 /v1/animate and /v1/listen; whatever it sends, no 5xx and no error that is not the protocol's
 JSON. Bounded: a fixed number of cases per operation and mode, derandomised."""
+
 from __future__ import annotations
 
 import io
@@ -43,8 +44,13 @@ def test_schemathesis_reaches_200_and_never_5xx(api, model_server, path, mode):
     seen: dict[int, int] = {}
     not_json = []
 
-    @settings(max_examples=CASES[mode], deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=CASES[mode],
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy(generation_mode=mode))
     def check(case):
         response = case.call(base_url=model_server, headers=auth(), timeout=60)
@@ -54,6 +60,7 @@ def test_schemathesis_reaches_200_and_never_5xx(api, model_server, path, mode):
                 assert response.json()["error"]["code"]
             except (ValueError, KeyError, TypeError, AssertionError):
                 not_json.append((response.status_code, response.content[:200]))
+
     check()
     assert not [s for s in seen if s >= 500], seen
     assert not not_json, not_json

@@ -1,4 +1,5 @@
 """Token file, bearer check, Host check, bind refusal (module level and through `thunder serve`)."""
+
 from __future__ import annotations
 
 import os
@@ -36,23 +37,40 @@ def test_unusable_token_file_is_refused(tmp_path):
         security.load_or_create_token(path)
 
 
-@pytest.mark.parametrize("header,ok", [
-    ("Bearer secret-token-123456", True), ("bearer secret-token-123456", True),
-    ("Bearer  secret-token-123456 ", True), ("Bearer secret-token-12345", False),
-    ("Basic secret-token-123456", False), ("secret-token-123456", False), ("", False), (None, False),
-])
+@pytest.mark.parametrize(
+    "header,ok",
+    [
+        ("Bearer secret-token-123456", True),
+        ("bearer secret-token-123456", True),
+        ("Bearer  secret-token-123456 ", True),
+        ("Bearer secret-token-12345", False),
+        ("Basic secret-token-123456", False),
+        ("secret-token-123456", False),
+        ("", False),
+        (None, False),
+    ],
+)
 def test_bearer(header, ok):
     assert security.bearer_ok(header, "secret-token-123456") is ok
 
 
-@pytest.mark.parametrize("host,local,remote", [
-    ("127.0.0.1:8765", True, True), ("localhost:8765", True, True), ("LOCALHOST", True, True),
-    ("[::1]:8765", True, True), ("127.1.2.3", True, True),
-    ("evil.example:8765", False, False),          # DNS rebinding: refused even with --allow-remote
-    ("localhost.evil.example", False, False),
-    ("192.168.1.20:8765", False, True), ("[fe80::1]:80", False, True),
-    ("", False, False), (None, False, False), ("[::1", False, False),
-])
+@pytest.mark.parametrize(
+    "host,local,remote",
+    [
+        ("127.0.0.1:8765", True, True),
+        ("localhost:8765", True, True),
+        ("LOCALHOST", True, True),
+        ("[::1]:8765", True, True),
+        ("127.1.2.3", True, True),
+        ("evil.example:8765", False, False),  # DNS rebinding: refused even with --allow-remote
+        ("localhost.evil.example", False, False),
+        ("192.168.1.20:8765", False, True),
+        ("[fe80::1]:80", False, True),
+        ("", False, False),
+        (None, False, False),
+        ("[::1", False, False),
+    ],
+)
 def test_host_check(host, local, remote):
     assert security.host_ok(host, allow_remote=False) is local
     assert security.host_ok(host, allow_remote=True) is remote
@@ -75,19 +93,27 @@ def test_bind_check():
 
 def test_cli_refuses_public_bind_without_allow_remote(tmp_path):
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-m", "backend.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
-                       capture_output=True, text=True, timeout=60, env=env)
+    r = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert r.returncode != 0
     assert "--allow-remote" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("make,fragment", [
-    (lambda p: p.write_bytes("tökén-0123456789abcdef".encode()), "non-ASCII"),
-    (lambda p: p.write_bytes(b"\xff\xfe" * 20), "non-ASCII"),
-    (lambda p: p.mkdir(), "not a regular file"),
-    (lambda p: p.write_text("short one\n"), "no usable token"),
-    (lambda p: p.write_text("a token with spaces in it\n"), "no usable token"),
-])
+@pytest.mark.parametrize(
+    "make,fragment",
+    [
+        (lambda p: p.write_bytes("tökén-0123456789abcdef".encode()), "non-ASCII"),
+        (lambda p: p.write_bytes(b"\xff\xfe" * 20), "non-ASCII"),
+        (lambda p: p.mkdir(), "not a regular file"),
+        (lambda p: p.write_text("short one\n"), "no usable token"),
+        (lambda p: p.write_text("a token with spaces in it\n"), "no usable token"),
+    ],
+)
 def test_token_file_edge_cases_are_one_line_refusals(tmp_path, make, fragment):
     path = tmp_path / "thunder" / "token"
     path.parent.mkdir()
@@ -112,14 +138,19 @@ def test_a_symlinked_token_file_is_neither_followed_nor_chmodded(tmp_path):
     dangling.symlink_to(tmp_path / "nowhere")
     with pytest.raises(security.SecurityError, match="symbolic link"):
         security.load_or_create_token(dangling)
-    assert not (tmp_path / "nowhere").exists()          # not created through the link either
+    assert not (tmp_path / "nowhere").exists()  # not created through the link either
 
 
 def test_serve_reports_a_bad_token_file_in_one_line(tmp_path):
     (tmp_path / "thunder").mkdir()
     (tmp_path / "thunder" / "token").mkdir()
-    r = subprocess.run([sys.executable, "-m", "backend.cli", "serve", "--bundle", str(tmp_path / "none")],
-                       capture_output=True, text=True, timeout=120, env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)})
+    r = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "serve", "--bundle", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)},
+    )
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("thunder serve: token file")
 

@@ -1,5 +1,6 @@
 """End to end over HTTP against a real tiny bundle: takes, seeds, encodings, formats, queueing,
 cancellation on disconnect, timeouts, long clips through windows, listen."""
+
 from __future__ import annotations
 
 import base64
@@ -19,8 +20,13 @@ from tests.backend.conftest import HTTP, TOKEN, auth, encode, running_server, sp
 
 
 def animate(url, data: bytes, timeout=120, **fields) -> httpx.Response:
-    return HTTP.post(url + "/v1/animate", headers=auth(), files={"audio": ("clip", data)},
-                      data={k: str(v) for k, v in fields.items()}, timeout=timeout)
+    return HTTP.post(
+        url + "/v1/animate",
+        headers=auth(),
+        files={"audio": ("clip", data)},
+        data={k: str(v) for k, v in fields.items()},
+        timeout=timeout,
+    )
 
 
 def arrays(take: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,24 +86,34 @@ def test_rank_sorts_by_score(model_server):
     assert scores == sorted(scores, reverse=True)
 
 
-@pytest.mark.parametrize("fmt,rate,channels,subtype", [
-    ("FLAC", 44100, 2, None), ("OGG", 48000, 6, None), ("MP3", 22050, 1, None),
-    ("WAV", 8000, 1, "PCM_16"), ("WAV", 192000, 2, "FLOAT"), ("WAV", 16000, 1, "PCM_U8"),
-])
+@pytest.mark.parametrize(
+    "fmt,rate,channels,subtype",
+    [
+        ("FLAC", 44100, 2, None),
+        ("OGG", 48000, 6, None),
+        ("MP3", 22050, 1, None),
+        ("WAV", 8000, 1, "PCM_16"),
+        ("WAV", 192000, 2, "FLOAT"),
+        ("WAV", 16000, 1, "PCM_U8"),
+    ],
+)
 def test_formats_rates_channels(model_server, fmt, rate, channels, subtype):
     x = speechlike(1.0, rate=rate)
     data = encode(np.repeat(x[:, None], channels, 1), rate, fmt, subtype)
     r = animate(model_server, data, takes=1)
     assert r.status_code == 200, r.text
-    assert abs(r.json()["n_frames"] - 25) <= 2          # codec padding may add a frame or two
+    assert abs(r.json()["n_frames"] - 25) <= 2  # codec padding may add a frame or two
 
 
-@pytest.mark.parametrize("name,signal", [
-    ("silence", np.zeros(16000, np.float32)),
-    ("clipping", np.clip(speechlike(1.0) * 20, -1, 1)),
-    ("one frame", speechlike(0.04)),
-    ("dc offset", np.full(16000, 0.9, np.float32)),
-])
+@pytest.mark.parametrize(
+    "name,signal",
+    [
+        ("silence", np.zeros(16000, np.float32)),
+        ("clipping", np.clip(speechlike(1.0) * 20, -1, 1)),
+        ("one frame", speechlike(0.04)),
+        ("dc offset", np.full(16000, 0.9, np.float32)),
+    ],
+)
 def test_edge_signals_give_a_result(model_server, name, signal):
     r = animate(model_server, encode(signal, 16000, "WAV", "FLOAT"), takes=2)
     assert r.status_code == 200, r.text
@@ -123,6 +139,7 @@ def test_concurrent_requests_queue_and_all_complete(model_server):
 
     def go(i):
         results[i] = animate(model_server, clip, takes=2, seed=i)
+
     threads = [threading.Thread(target=go, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
@@ -159,6 +176,7 @@ def test_timeout_busy_and_recovery(engine):
 
         def slow(key):
             results[key] = animate(url, clip, **long_job())
+
         a = threading.Thread(target=slow, args=("a",))
         b = threading.Thread(target=slow, args=("b",))
         a.start()
@@ -179,10 +197,11 @@ def test_timeout_busy_and_recovery(engine):
 def test_long_clip_through_windows_has_no_seams(engine):
     """A clip longer than one pass: windows, and a seam speed no larger than the motion's own."""
     max_frames = engine.max_frames
-    engine.max_frames = 100                          # force windows on a 12 s clip
+    engine.max_frames = 100  # force windows on a 12 s clip
     try:
         audio = speechlike(12.0, seed=5)
         from backend import jobs
+
         out = jobs.animate_audio(engine, audio, jobs.AnimateOptions(takes=2, seed=1))
     finally:
         engine.max_frames = max_frames
@@ -193,7 +212,7 @@ def test_long_clip_through_windows_has_no_seams(engine):
         speed = np.abs(np.diff(x, axis=0)).max(axis=1)
         seam = np.zeros(len(speed), bool)
         for (s, _), (_, e) in zip(spans[1:], spans[:-1]):
-            seam[s - 1:e] = True
+            seam[s - 1 : e] = True
         # position continuity: no frame step inside a fade exceeds the largest step elsewhere
         assert speed[seam].max() <= 1.05 * speed[~seam].max()
         acc = np.abs(np.diff(x, 2, axis=0)).max(axis=1)
@@ -233,6 +252,7 @@ def test_load_memory_stays_bounded(model_server):
             if line.startswith("VmRSS"):
                 return int(line.split()[1]) / 1024
         return 0.0
+
     clip = speech_wav(1.0)
     run(model_server, TOKEN, clip, requests=4, concurrency=4, form={"takes": 2, "preset": "draft"})
     before = rss_mb()
@@ -251,6 +271,7 @@ def test_shutdown_cancels_running_jobs(engine):
             outcome["r"] = animate(url, clip, **long_job())
         except httpx.HTTPError as exc:
             outcome["r"] = exc
+
     with running_server(Settings(), engine=engine) as (url, app):
         client = threading.Thread(target=go, args=(url,))
         client.start()

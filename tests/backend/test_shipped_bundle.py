@@ -5,6 +5,7 @@ sample: the jaw follows the speech, takes differ in expression but agree on the
 mouth, a seed reproduces its take, and the lip-sync score prefers the take that
 is in sync over the same take shifted in time.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,7 +42,7 @@ def takes(engine, audio):
 
 def _frame_energy(audio: np.ndarray, n: int) -> np.ndarray:
     frames = audio[: n * SAMPLES_PER_FRAME].reshape(n, SAMPLES_PER_FRAME)
-    return np.log(np.sqrt((frames ** 2).mean(1)) + 1e-4)
+    return np.log(np.sqrt((frames**2).mean(1)) + 1e-4)
 
 
 def _opening(take) -> np.ndarray:
@@ -52,11 +53,11 @@ def _opening(take) -> np.ndarray:
 def test_manifest_checksums_and_provenance():
     m = read_manifest(BUNDLE)
     for name, entry in m["graphs"].items():
-        checked_file(BUNDLE, entry, name)   # sha256 of every graph
+        checked_file(BUNDLE, entry, name)  # sha256 of every graph
     prov = m["provenance"]
     assert "denoiser train" in prov["command"] and "--m2s" in prov["command"] and prov["commit"]
     assert "thunder-train export" in prov["export_command"]
-    for upstream in ("audio_encoder", "m2s", "denoiser_init"):   # the whole chain is on record
+    for upstream in ("audio_encoder", "m2s", "denoiser_init"):  # the whole chain is on record
         assert "train" in prov["inputs"][upstream]["command"], upstream
     assert m["evaluation"]["rows"], "the evaluation figures travel with the bundle"
 
@@ -65,16 +66,16 @@ def test_jaw_follows_the_speech(takes, audio):
     energy = _frame_energy(audio, len(takes[0].jaw))
     for take in takes:
         r = np.corrcoef(energy, _opening(take))[0, 1]
-        assert r > 0.3, f"seed {take.seed}: jaw opening vs speech energy r = {r:.2f}"   # measured 0.46-0.49
+        assert r > 0.3, f"seed {take.seed}: jaw opening vs speech energy r = {r:.2f}"  # measured 0.46-0.49
     quiet, loud = energy < np.quantile(energy, 0.2), energy > np.quantile(energy, 0.6)
     opening = np.mean([_opening(t) for t in takes], 0)
-    assert opening[loud].mean() > opening[quiet].mean() + 0.02   # radians (measured 0.033): open when speaking
+    assert opening[loud].mean() > opening[quiet].mean() + 0.02  # radians (measured 0.033): open when speaking
 
 
 def test_takes_differ_in_expression_but_agree_on_the_mouth(takes):
-    exp = np.stack([t.exp for t in takes])                  # (K, T, 50)
+    exp = np.stack([t.exp for t in takes])  # (K, T, 50)
     spread = exp.std(0).mean()
-    assert spread > 0.02, f"takes are near copies (expression spread {spread:.3f})"   # measured 0.038
+    assert spread > 0.02, f"takes are near copies (expression spread {spread:.3f})"  # measured 0.038
     jaws = np.stack([_opening(t) for t in takes])
     r = [np.corrcoef(jaws[i], jaws[j])[0, 1] for i in range(TAKES) for j in range(i + 1, TAKES)]
     assert min(r) > 0.6, f"takes disagree on when the mouth opens (pairwise r {np.round(r, 2)})"
@@ -88,7 +89,7 @@ def test_a_seed_reproduces_its_take(engine, audio, takes):
 
 def test_lip_sync_score_prefers_the_synced_take(engine, audio, takes):
     for take in takes:
-        shifted = engine.score(audio, np.roll(take.exp, 10, 0), np.roll(take.jaw, 10, 0))   # 0.4 s late
+        shifted = engine.score(audio, np.roll(take.exp, 10, 0), np.roll(take.jaw, 10, 0))  # 0.4 s late
         assert take.score > shifted + 0.02, f"seed {take.seed}: {take.score:.3f} vs shifted {shifted:.3f}"
 
 

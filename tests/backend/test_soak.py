@@ -4,6 +4,7 @@ a large animate, 70 idle connections, and SIGTERM with one request running and o
 Every bar of the report must hold: no unexpected 5xx, no plain-text or broken answer, JSON
 503 `shutting_down` on SIGTERM with a clean log, the listen within 1.5 GB and 60 s, and
 memory back within 300 MB of idle. Bounded to about a minute."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Windowing of long clips: the plan covers every frame, and seams keep position and velocity."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,10 @@ import pytest
 from backend import windows
 
 
-@pytest.mark.parametrize("n,w,overlap", [(10, 20, 5), (20, 20, 5), (21, 20, 5), (250, 100, 25),
-                                         (1500, 750, 50), (7501, 750, 50), (101, 10, 3)])
+@pytest.mark.parametrize(
+    "n,w,overlap",
+    [(10, 20, 5), (20, 20, 5), (21, 20, 5), (250, 100, 25), (1500, 750, 50), (7501, 750, 50), (101, 10, 3)],
+)
 def test_plan_covers_with_at_least_the_overlap(n, w, overlap):
     spans = windows.plan(n, w, overlap)
     assert spans[0][0] == 0 and spans[-1][1] == n
@@ -46,8 +49,10 @@ def test_seams_keep_position_and_velocity():
     rng = np.random.default_rng(1)
     truth = smooth_track(n)
     # each window = truth + its own slowly varying deviation (what two diffusion samples differ by)
-    pieces = [truth[s:e] + 0.3 * smooth_track(e - s, seed=10 + i) + rng.normal(0, 1.0, 4).astype(np.float32)
-              for i, (s, e) in enumerate(spans)]
+    pieces = [
+        truth[s:e] + 0.3 * smooth_track(e - s, seed=10 + i) + rng.normal(0, 1.0, 4).astype(np.float32)
+        for i, (s, e) in enumerate(spans)
+    ]
     out = windows.blend(pieces, spans)
     vel = np.diff(out, axis=0)
     within = np.concatenate([np.abs(np.diff(p, axis=0)) for p in pieces]).max()
@@ -61,8 +66,8 @@ def test_seams_keep_position_and_velocity():
         np.testing.assert_allclose(out[e_prev - 1], b[e_prev - 1 - s], atol=0.02)
         np.testing.assert_allclose(vel[e_prev - 1], np.diff(b, axis=0)[e_prev - 1 - s], atol=0.01)
         # inside the fade the speed stays within what the windows themselves do (plus w'·|b-a|)
-        gap = np.abs(a[s - spans[i - 1][0]:] - b[: e_prev - s]).max()
-        assert np.abs(vel[s - 1:e_prev]).max() <= within + np.pi / (2 * (e_prev - s)) * gap + 1e-4
+        gap = np.abs(a[s - spans[i - 1][0] :] - b[: e_prev - s]).max()
+        assert np.abs(vel[s - 1 : e_prev]).max() <= within + np.pi / (2 * (e_prev - s)) * gap + 1e-4
     # the windows do disagree: a hard cut mid-overlap would jump by more than any frame step
     cut = (spans[0][1] + spans[1][0]) // 2
     hard_jump = np.abs(pieces[1][cut - spans[1][0]] - pieces[0][cut - spans[0][0]]).max()
@@ -86,8 +91,10 @@ def test_merge_scores_are_frame_weighted():
         fps: int = 25
 
     spans = [(0, 100), (60, 160), (120, 220)]
-    results = [R([T(7, np.zeros((100, 50), np.float32), np.zeros((100, 3), np.float32), sc)],
-                 {"sample": 1.0}) for sc in (0.2, 0.5, 0.8)]
+    results = [
+        R([T(7, np.zeros((100, 50), np.float32), np.zeros((100, 3), np.float32), sc)], {"sample": 1.0})
+        for sc in (0.2, 0.5, 0.8)
+    ]
     merged = windows.merge(results, spans)
     assert merged.takes[0].exp.shape == (220, 50) and merged.takes[0].seed == 7
     assert merged.takes[0].score == pytest.approx(0.5)

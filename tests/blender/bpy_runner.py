@@ -6,6 +6,7 @@ Enables the installed THUNDER extension from the sandboxed user folder that
 BLENDER_USER_RESOURCES names, calls FUNC(**params) and writes its return value
 as JSON to OUT_JSON (Blender prints to stdout, so stdout carries no data).
 """
+
 import importlib.util
 import json
 import os

@@ -1,6 +1,7 @@
 """Fixtures of the Blender tests: the built zip, a sandboxed Blender user folder
 with it installed, a real backend subprocess, and `run_bpy` (a scenario function
 run in its own bpy process)."""
+
 from __future__ import annotations
 
 import json
@@ -47,20 +48,35 @@ def sandbox(tmp_path_factory) -> dict:
 BPY_PYTHON = os.environ.get("THUNDER_BPY") or sys.executable
 
 
-def run_bpy_in(env: dict, scenario: str, func: str, timeout: float = 240, python: str = BPY_PYTHON,
-               cwd: Path = ROOT, **params):
+def run_bpy_in(
+    env: dict, scenario: str, func: str, timeout: float = 240, python: str = BPY_PYTHON, cwd: Path = ROOT, **params
+):
     """Call `func(**params)` from tests/blender/scenarios/<scenario>.py in a fresh bpy process
     (`python`: one with the bpy module; another Blender version for the LTS tests)."""
     work = Path(env["HOME"])
     tag = f"{scenario}.{func}.{time.monotonic_ns()}"
     params_path, out_path = work / f"{tag}.in.json", work / f"{tag}.out.json"
     params_path.write_text(json.dumps(params))
-    proc = subprocess.run([python, str(HERE / "bpy_runner.py"), str(HERE / "scenarios" / f"{scenario}.py"),
-                           func, str(params_path), str(out_path)],
-                          env=env, capture_output=True, text=True, timeout=timeout, cwd=str(cwd))
+    proc = subprocess.run(
+        [
+            python,
+            str(HERE / "bpy_runner.py"),
+            str(HERE / "scenarios" / f"{scenario}.py"),
+            func,
+            str(params_path),
+            str(out_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(cwd),
+    )
     if proc.returncode != 0 or not out_path.exists():
-        raise AssertionError(f"bpy scenario {scenario}.{func} failed (exit {proc.returncode}):\n"
-                             f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"bpy scenario {scenario}.{func} failed (exit {proc.returncode}):\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
     return json.loads(out_path.read_text())
 
 
@@ -69,6 +85,7 @@ def extension_zip(tmp_path_factory, tiny_bundle) -> Path:
     """This platform's zip as `make extension` builds it (wheels included), carrying the
     tiny bundle as its model."""
     from build_extension import build, host_platform
+
     return build(tmp_path_factory.mktemp("dist"), bundle=tiny_bundle, platforms=[host_platform()])[host_platform()]
 
 
@@ -84,6 +101,7 @@ def installed(sandbox, extension_zip) -> dict:
 def run_bpy(installed):
     def run(scenario: str, func: str, timeout: float = 240, **params):
         return run_bpy_in(installed, scenario, func, timeout=timeout, **params)
+
     return run
 
 
@@ -91,6 +109,7 @@ def write_wav(path: Path, seconds: float, rate: int = 16000, seed: int = 0) -> P
     """A voiced-like test signal: harmonics under a syllable-rate envelope, plus a little noise."""
     import numpy as np
     import soundfile as sf
+
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * rate)) / rate
     env = 0.5 * (1 - np.cos(2 * np.pi * 3.1 * t))
@@ -105,19 +124,39 @@ def wavs(tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("audio")
     bad = d / "broken.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really a wav file" * 10)
-    return {"speech": str(write_wav(d / "line.wav", 1.6)), "long": str(write_wav(d / "long.wav", 30.0, seed=1)),
-            "bad": str(bad), "other": str(write_wav(d / "other.wav", 1.2, seed=2))}
+    return {
+        "speech": str(write_wav(d / "line.wav", 1.6)),
+        "long": str(write_wav(d / "long.wav", 30.0, seed=1)),
+        "bad": str(bad),
+        "other": str(write_wav(d / "other.wav", 1.2, seed=2)),
+    }
 
 
 @pytest.fixture(scope="session")
 def backend(installed, tiny_bundle):
     """`thunder serve` on a free loopback port, with the sandbox's token file."""
     import urllib.request
+
     port = _free_port()
     log = open(Path(installed["HOME"]) / "backend.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--bundle", str(tiny_bundle),
-                             "--port", str(port), "--log-level", "warning"],
-                            env=installed, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "serve",
+            "--bundle",
+            str(tiny_bundle),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=installed,
+        cwd=str(ROOT),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -128,7 +167,7 @@ def backend(installed, tiny_bundle):
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 log_text = (Path(installed["HOME"]) / "backend.log").read_text()
-                raise RuntimeError(f"backend did not start: {log_text[-2000:]}")
+                raise RuntimeError(f"backend did not start: {log_text[-2000:]}") from None
             time.sleep(0.3)
     token = (Path(installed["XDG_CONFIG_HOME"]) / "thunder" / "token").read_text().strip()
     yield {"url": url, "token": token}

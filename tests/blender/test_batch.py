@@ -1,5 +1,6 @@
 """`thunder batch` over two .blend files, through the bpy module in a subprocess; its children
 die with it (SIGKILL, SIGTERM), and a second batch on a file being keyed refuses it."""
+
 from __future__ import annotations
 
 import os
@@ -20,23 +21,48 @@ pytestmark = pytest.mark.blender
 
 
 def batch(env, backend, *args):
-    return subprocess.run([sys.executable, "-m", "backend.cli", "batch", *map(str, args), "--url", backend["url"]],
-                          env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", "batch", *map(str, args), "--url", backend["url"]],
+        env=env,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_batch_two_files_then_resume(run_bpy, installed, backend, head_npz, wavs, tmp_path):
     a, b, c = tmp_path / "a.blend", tmp_path / "b.blend", tmp_path / "norig.blend"
     late = tmp_path / "late.wav"
     shutil.copy(wavs["other"], late)
-    run_bpy("files", "make_blends", head_path=str(head_npz), specs=[
-        {"path": str(a), "wavs": [wavs["speech"], str(late)]}, {"path": str(b), "wavs": [wavs["other"]]},
-        {"path": str(c), "wavs": [wavs["other"]], "rig": False}])
+    run_bpy(
+        "files",
+        "make_blends",
+        head_path=str(head_npz),
+        specs=[
+            {"path": str(a), "wavs": [wavs["speech"], str(late)]},
+            {"path": str(b), "wavs": [wavs["other"]]},
+            {"path": str(c), "wavs": [wavs["other"]], "rig": False},
+        ],
+    )
 
     # Through the installed extension, as a farm would. a.blend's second strip has lost its
     # audio: that strip fails, the others are keyed and saved, and the exit code says so.
     late.rename(tmp_path / "away.wav")
-    first = batch(installed, backend, a, b, "--takes", 2, "--seed", 5, "--preset", "draft",
-                  "--addon", "bl_ext.user_default.thunder")
+    first = batch(
+        installed,
+        backend,
+        a,
+        b,
+        "--takes",
+        2,
+        "--seed",
+        5,
+        "--preset",
+        "draft",
+        "--addon",
+        "bl_ext.user_default.thunder",
+    )
     assert first.returncode == 1, first.stdout + first.stderr
     assert "2 keyed, 0 skipped, 1 failed" in first.stdout and "not found" in first.stdout
     got = run_bpy("files", "inspect_many", paths=[str(a), str(b)])
@@ -51,14 +77,14 @@ def test_batch_two_files_then_resume(run_bpy, installed, backend, head_npz, wavs
     got = run_bpy("files", "inspect_many", paths=[str(a), str(b)])
     got_a = got[str(a)]
     assert sorted(got_a) == ["line1", "line2"]
-    assert sorted(f for _, _, f in got_a["line2"]) == [61.0, 61.0]   # placed at the strip's start
+    assert sorted(f for _, _, f in got_a["line2"]) == [61.0, 61.0]  # placed at the strip's start
 
     # --force re-keys (new seed), replacing only the add-on's takes; a file without a rig fails loudly.
     forced = batch(installed, backend, b, c, "--takes", 1, "--seed", 40, "--force", "--preset", "draft")
     assert forced.returncode == 1
     assert "1 keyed, 0 skipped, 1 failed" in forced.stdout and "THUNDER rigs" in forced.stdout
     after = run_bpy("files", "inspect_many", paths=[str(a), str(b)])
-    assert after[str(a)] == got_a                                   # untouched by the forced run
+    assert after[str(a)] == got_a  # untouched by the forced run
     assert [s for _, s, _ in after[str(b)]["line1"]] == [40]
 
     # --force with the same seed replaces the take in place: one take, its own name, no `.001` twin.
@@ -70,19 +96,20 @@ def test_batch_two_files_then_resume(run_bpy, installed, backend, head_npz, wavs
 
 # ---- children die with the batch; one batch per .blend ----
 
+
 def _proc_stat(pid: int) -> tuple[str, int] | None:
     """(state, ppid) from /proc, None once the process is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    fields = stat.rsplit(")", 1)[1].split()        # after "(comm)", which may hold spaces
+    fields = stat.rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
     return fields[0], int(fields[1])
 
 
 def _alive(pid: int) -> bool:
     st = _proc_stat(pid)
-    return st is not None and st[0] not in "ZX"     # a zombie is dead (this sandbox's init may not reap)
+    return st is not None and st[0] not in "ZX"  # a zombie is dead (this sandbox's init may not reap)
 
 
 def _cmdline(pid: int) -> str:
@@ -119,8 +146,14 @@ def _blender_child(pid: int) -> int | None:
 
 
 def start_batch(env, *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "backend.cli", "batch", *map(str, args)], env=env, cwd=str(ROOT),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "batch", *map(str, args)],
+        env=env,
+        cwd=str(ROOT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.fixture
@@ -132,14 +165,15 @@ def long_blend(run_bpy, head_npz, tmp_path):
     return path
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL reaches the children on Linux only "
-                    "(PR_SET_PDEATHSIG); the test also reads /proc")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="SIGKILL reaches the children on Linux only (PR_SET_PDEATHSIG); the test also reads /proc",
+)
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
 def test_killed_batch_takes_its_blender_and_backend_along(sig, installed, backend, tiny_bundle, long_blend, run_bpy):
     # --bundle at a port nobody serves: the batch starts its own backend, then Blender.
     url = f"http://127.0.0.1:{_free_port()}"
-    proc = start_batch(installed, long_blend, "--takes", 16, "--preset", "high", "--url", url,
-                       "--bundle", tiny_bundle)
+    proc = start_batch(installed, long_blend, "--takes", 16, "--preset", "high", "--url", url, "--bundle", tiny_bundle)
     seen: set[int] = set()
     try:
         blender = _wait_until(lambda: _blender_child(proc.pid), 180)
@@ -147,14 +181,16 @@ def test_killed_batch_takes_its_blender_and_backend_along(sig, installed, backen
         server = next((c for c, cmd in _children(proc.pid).items() if " serve " in cmd), None)
         assert server and "--bundle" in _cmdline(server), _children(proc.pid)
         seen |= {blender, server}
-        time.sleep(2.0)                                   # well into the file: Blender up, keying
+        time.sleep(2.0)  # well into the file: Blender up, keying
         assert _alive(blender) and _alive(server) and proc.poll() is None
 
         os.kill(proc.pid, sig)
         out, err = proc.communicate(timeout=60)
         gone = _wait_until(lambda: not any(map(_alive, seen)), 5)
-        assert gone, f"still running after {signal.Signals(sig).name} of thunder batch: " \
-                     f"{ {p: _cmdline(p)[:120] for p in seen if _alive(p)} }"
+        assert gone, (
+            f"still running after {signal.Signals(sig).name} of thunder batch: "
+            f"{ {p: _cmdline(p)[:120] for p in seen if _alive(p)} }"
+        )
         lock = long_blend.with_name(long_blend.name + ".thunder-lock")
         if sig == signal.SIGTERM:
             # Handled: children stopped, a clear non-zero exit, the lock released and its file gone.
@@ -165,7 +201,7 @@ def test_killed_batch_takes_its_blender_and_backend_along(sig, installed, backen
             assert proc.returncode == -signal.SIGKILL
             # The killed batch could not clean up: its lock file stays, stale, and must not block a rerun.
             assert lock.exists()
-        assert not _healthy(url)                          # nothing answers where its backend was
+        assert not _healthy(url)  # nothing answers where its backend was
 
         again = batch(installed, backend, long_blend, "--takes", 1, "--preset", "draft")
         assert again.returncode == 0 and "1 keyed, 0 skipped, 0 failed" in again.stdout, again.stdout + again.stderr
@@ -174,7 +210,7 @@ def test_killed_batch_takes_its_blender_and_backend_along(sig, installed, backen
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for pid in seen:                                  # before the fix, orphans: don't leave them running
+        for pid in seen:  # before the fix, orphans: don't leave them running
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
@@ -182,8 +218,12 @@ def test_killed_batch_takes_its_blender_and_backend_along(sig, installed, backen
 def test_second_batch_on_the_same_file_is_refused(installed, backend, run_bpy, head_npz, wavs, tmp_path):
     a, b = tmp_path / "a.blend", tmp_path / "b.blend"
     wav = write_wav(tmp_path / "mid.wav", 120.0, seed=4)
-    run_bpy("files", "make_blends", head_path=str(head_npz), specs=[
-        {"path": str(a), "wavs": [str(wav)]}, {"path": str(b), "wavs": [wavs["other"]]}])
+    run_bpy(
+        "files",
+        "make_blends",
+        head_path=str(head_npz),
+        specs=[{"path": str(a), "wavs": [str(wav)]}, {"path": str(b), "wavs": [wavs["other"]]}],
+    )
 
     first = start_batch(installed, a, "--takes", 8, "--preset", "high", "--url", backend["url"])
     try:

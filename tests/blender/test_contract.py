@@ -1,5 +1,6 @@
 """The add-on's copy of the contract (blender_thunder/core/contract.py, which must not
 import `backend`: tests/studio/test_layers.py) equals backend/contracts.py, name by name."""
+
 from __future__ import annotations
 
 from backend import contracts
@@ -13,11 +14,11 @@ def test_every_name_of_the_copy_equals_the_backends():
         assert getattr(contract, name) == getattr(contracts, name), name
 
 
-
 def test_head_id_is_the_backends():
     import numpy as np
 
     from backend.headfile import head_id
+
     rng = np.random.default_rng(0)
     v, f = rng.normal(size=(40, 3)), rng.integers(0, 40, size=(30, 3))
     assert contract.head_id(v, f) == head_id(v, f)

@@ -1,5 +1,6 @@
 """The add-on's core (blender_thunder/core/) imports in a Python without bpy, and importing it
 (the package's __init__ included) never imports bpy: only the Blender layer does."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ print(json.dumps(sorted(m for m in sys.modules if sys.modules[m] is not None and
 
 def test_every_core_module_imports_without_bpy():
     assert {"client", "contract", "jobs", "launcher", "messages", "resample"} <= set(CORE)
-    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(CORE)], cwd=str(ROOT), capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(CORE)], cwd=str(ROOT), capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
 

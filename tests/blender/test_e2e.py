@@ -1,5 +1,6 @@
 """The installed add-on against a real backend subprocess: generate, keys equal the
 backend's output resampled to the scene fps, takes, ownership, failures, reopen."""
+
 from __future__ import annotations
 
 import json
@@ -20,10 +21,19 @@ def animate(backend, wav: str, **form) -> dict:
     body = b""
     for k, v in form.items():
         body += f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-    body += (f'--{boundary}\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\n\r\n'.encode()
-             + open(wav, "rb").read() + f"\r\n--{boundary}--\r\n".encode())
-    req = urllib.request.Request(f"{backend['url']}/v1/animate", data=body, headers={
-        "Authorization": f"Bearer {backend['token']}", "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\n\r\n'.encode()
+        + open(wav, "rb").read()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    req = urllib.request.Request(
+        f"{backend['url']}/v1/animate",
+        data=body,
+        headers={
+            "Authorization": f"Bearer {backend['token']}",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
+    )
     return json.loads(urllib.request.urlopen(req, timeout=120).read())
 
 
@@ -39,9 +49,22 @@ FPS = ["23.976", "24", "25", "30", "60"]
 def generated(installed, backend, head_npz, wavs, saved):
     """Generate at every fps in one bpy process; 25 fps adds its head through the backend, 30 fps saves."""
     from .conftest import run_bpy_in
-    return run_bpy_in(installed, "e2e", "generate_many", fps_list=FPS, save_fps="30", add_head_fps="25",
-                      save_as=str(saved), url=backend["url"], head_path=str(head_npz), wav=wavs["speech"],
-                      frame_start=5, takes=2, seed=11)
+
+    return run_bpy_in(
+        installed,
+        "e2e",
+        "generate_many",
+        fps_list=FPS,
+        save_fps="30",
+        add_head_fps="25",
+        save_as=str(saved),
+        url=backend["url"],
+        head_path=str(head_npz),
+        wav=wavs["speech"],
+        frame_start=5,
+        takes=2,
+        seed=11,
+    )
 
 
 @pytest.mark.parametrize("fps", FPS)
@@ -53,8 +76,18 @@ def test_generate_keys_match_backend(generated, backend, wavs, fps):
     assert all(t["owned"] and t["fake_user"] for t in takes)
     assert [t["name"] for t in takes] == ["line s11", "line s12"]
     start, end = 0.0, (out["strip_frames"][1] - out["strip_frames"][0]) / out["fps"]
-    ref = animate(backend, wavs["speech"], takes=2, seed=11, preset="draft", guidance=1.0, rank="false",
-                  encoding="json", start=round(start, 6), end=round(end, 6))
+    ref = animate(
+        backend,
+        wavs["speech"],
+        takes=2,
+        seed=11,
+        preset="draft",
+        guidance=1.0,
+        rank="false",
+        encoding="json",
+        start=round(start, 6),
+        end=round(end, 6),
+    )
     for take, want in zip(takes, ref["takes"]):
         exp25, jaw25 = np.array(want["exp"]), np.array(want["jaw"])
         np.testing.assert_allclose(np.array(take["exp25"]), exp25, atol=1e-5)
@@ -63,7 +96,7 @@ def test_generate_keys_match_backend(generated, backend, wavs, fps):
         want_exp = resampled(exp25, out["fps"])[:, EXP_CHECK]
         want_jaw = quats(resampled(jaw25, out["fps"]), np.array(out["to_bone"]))
         got_exp, got_jaw = np.array(take["exp_keys"]), np.array(take["jaw_keys"])
-        np.testing.assert_array_equal(got_exp[0, :, 0], 5 + np.arange(len(want_exp)))   # from the strip's start
+        np.testing.assert_array_equal(got_exp[0, :, 0], 5 + np.arange(len(want_exp)))  # from the strip's start
         np.testing.assert_allclose(got_exp[:, :, 1].T, want_exp, atol=1e-5)
         np.testing.assert_allclose(got_jaw[:, :, 1].T, want_jaw, atol=1e-5)
         assert take["frame_start"] == 5 and take["frame_end"] == 5 + len(want_exp) - 1
@@ -84,8 +117,15 @@ def test_reopen_saved_file(run_bpy, generated, saved):
 
 
 def test_failures_leave_the_scene_as_it_was(run_bpy, backend, head_npz, wavs):
-    out = run_bpy("e2e", "failures", url=backend["url"], head_path=str(head_npz), wav=wavs["speech"],
-                  bad_wav=wavs["bad"], long_wav=wavs["long"])
+    out = run_bpy(
+        "e2e",
+        "failures",
+        url=backend["url"],
+        head_path=str(head_npz),
+        wav=wavs["speech"],
+        bad_wav=wavs["bad"],
+        long_wav=wavs["long"],
+    )
     assert out["bad_audio"]["state"] == "failed" and "bad_audio" in out["bad_audio"]["message"]
     assert out["bad_audio"]["same"]
     assert out["mismatch"]["state"] == "failed" and "Add THUNDER Head" in out["mismatch"]["message"]
@@ -96,8 +136,7 @@ def test_failures_leave_the_scene_as_it_was(run_bpy, backend, head_npz, wavs):
 
 def test_resample_listen_remove(run_bpy, backend, head_npz, wavs, tiny_bundle):
     has_m2s = "m2s" in json.loads((tiny_bundle / "manifest.json").read_text())["graphs"]
-    out = run_bpy("e2e", "take_ops", url=backend["url"], head_path=str(head_npz), wav=wavs["speech"],
-                  listen=has_m2s)
+    out = run_bpy("e2e", "take_ops", url=backend["url"], head_path=str(head_npz), wav=wavs["speech"], listen=has_m2s)
     assert out["before"] == [["line s100", 100], ["line s101", 101], ["line s102", 102]]
     r = out["resample"]
     assert r["state"] == "done", r["message"]
@@ -110,6 +149,7 @@ def test_resample_listen_remove(run_bpy, backend, head_npz, wavs, tiny_bundle):
         assert lst["added"] == 1 and lst["strip"][0] == "line s100 M2S" and lst["strip"][1] == 10
         assert lst["strip"][2] != 1  # on a free channel, not over the dialogue
         import soundfile as sf
+
         data, rate = sf.read(lst["file"])
         assert rate == 16000 and len(data) > 0
     assert out["remove"]["keeper_kept"] and out["remove"]["first_gone"]
@@ -120,11 +160,18 @@ def test_bundled_backend_starts_from_the_zip(run_bpy, installed, head_npz, wavs,
     import sys
 
     from .conftest import BPY_PYTHON, _free_port
+
     # Blender's own Python runs the backend when it can (this venv's does); a Blender
     # without onnxruntime (THUNDER_BPY) is pointed at this venv, as Preferences › Python would.
     backend_python = "" if BPY_PYTHON == sys.executable else sys.executable
-    out = run_bpy("e2e", "bundled_backend", head_path=str(head_npz), wav=wavs["speech"], port=_free_port(),
-                  backend_python=backend_python)
+    out = run_bpy(
+        "e2e",
+        "bundled_backend",
+        head_path=str(head_npz),
+        wav=wavs["speech"],
+        port=_free_port(),
+        backend_python=backend_python,
+    )
     assert out["state"] == "done", out["message"]
     assert out["running"] and out["takes"] == 1
     # It ran the backend copied into the installed extension, not this checkout's.
@@ -132,7 +179,7 @@ def test_bundled_backend_starts_from_the_zip(run_bpy, installed, head_npz, wavs,
     assert out["backend_root"].endswith("backend_runtime") and out["cmd"][1:5] == ["-P", "-m", "backend.cli", "serve"]
     # The checkout is Blender's working folder here: the code that served must still be the zip's.
     assert f"code: {out['backend_root']}/backend " in out["log"], out["log"]
-    assert out["bundle"] == f"{out['backend_root']}/models/{tiny_bundle.name}"    # the model in the zip
+    assert out["bundle"] == f"{out['backend_root']}/models/{tiny_bundle.name}"  # the model in the zip
     assert out["stopped"] and not out["answers_after_stop"]
 
 

@@ -1,4 +1,5 @@
 """Keys written from arrays: resampled 25 fps -> scene fps, on Blender 5.0's slotted actions."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,9 @@ def reference_take(seed: int, n_frames: int):
     t = np.arange(n_frames)[:, None] / 25.0
     k = np.arange(50)[None, :]
     exp = (0.5 * np.sin(2 * np.pi * (0.3 + 0.05 * k) * t + seed)).astype(np.float32)
-    jaw = np.concatenate([0.2 * (1 + np.sin(2 * np.pi * 1.7 * t + seed)) / 2,
-                          0.01 * np.cos(t), 0.02 * np.sin(t)], axis=1).astype(np.float32)
+    jaw = np.concatenate(
+        [0.2 * (1 + np.sin(2 * np.pi * 1.7 * t + seed)) / 2, 0.01 * np.cos(t), 0.02 * np.sin(t)], axis=1
+    ).astype(np.float32)
     return exp.astype(np.float64), jaw.astype(np.float64)
 
 
@@ -46,8 +48,17 @@ N, START, SEED = 40, 7, 3
 @pytest.fixture(scope="module")
 def keyed(installed, head_npz):
     from .conftest import run_bpy_in
-    return run_bpy_in(installed, "keying", "keys_at_many", head_path=str(head_npz), fps_list=FPS,
-                      n_frames=N, frame_start=START, seed=SEED)
+
+    return run_bpy_in(
+        installed,
+        "keying",
+        "keys_at_many",
+        head_path=str(head_npz),
+        fps_list=FPS,
+        n_frames=N,
+        frame_start=START,
+        seed=SEED,
+    )
 
 
 @pytest.mark.parametrize("fps", FPS)
@@ -59,17 +70,18 @@ def test_keys_equal_resampled_arrays(keyed, fps):
     assert out["fps"] == pytest.approx(scene_fps)
     want_exp = resampled(exp, scene_fps)[:, [0, 17, 49]]
     want_jaw = quats(resampled(jaw, scene_fps), np.array(out["to_bone"]))
-    got_exp = np.array(out["exp"])          # (3 curves, N, [frame, value])
-    got_jaw = np.array(out["jaw"])          # (4 curves, N, [frame, value])
+    got_exp = np.array(out["exp"])  # (3 curves, N, [frame, value])
+    got_jaw = np.array(out["jaw"])  # (4 curves, N, [frame, value])
     assert got_exp.shape[1] == len(want_exp)
     frames = start + np.arange(len(want_exp))
-    np.testing.assert_array_equal(got_exp[0, :, 0], frames)      # one key per scene frame, from the start
+    np.testing.assert_array_equal(got_exp[0, :, 0], frames)  # one key per scene frame, from the start
     np.testing.assert_allclose(got_exp[:, :, 1].T, want_exp, atol=1e-5)
     np.testing.assert_allclose(got_jaw[:, :, 1].T, want_jaw, atol=1e-5)
     # What Blender evaluates through the NLA is the same, blending in and out at the ends.
     rest = np.array([0.0] * want_exp.shape[1] + [1.0, 0.0, 0.0, 0.0])
-    np.testing.assert_allclose(np.array(out["evaluated"]),
-                               blended(np.concatenate([want_exp, want_jaw], 1), rest, scene_fps, frames), atol=1e-5)
+    np.testing.assert_allclose(
+        np.array(out["evaluated"]), blended(np.concatenate([want_exp, want_jaw], 1), rest, scene_fps, frames), atol=1e-5
+    )
     assert out["slotted"] and out["n_actions"] == 1 and out["n_curves"] == 54
     assert out["name"] == f"line s{seed}" and out["owned"]
     assert out["frame_range"][1] == 10  # create() alone does not touch the scene range
@@ -83,7 +95,7 @@ def test_ownership_rules(run_bpy, head_npz):
     # Blender 5.0's NLA rests shape keys at 1.0: there a rest track lies under the take's track.
     assert out["tracks"] == (["THUNDER rest face", "THUNDER line"] if out["rest_needed"] else ["THUNDER line"])
     assert not out["renamed_owned"] and out["renamed_back_owned"]
-    assert out["range_kept"] == [1, 500]      # never shortened
+    assert out["range_kept"] == [1, 500]  # never shortened
     assert out["range_grown"] == [1, 70]
     assert out["removed"]
     assert "line s5" not in out["actions_left"] and len(out["actions_left"]) == 2  # artist's + the copy

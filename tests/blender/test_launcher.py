@@ -1,6 +1,7 @@
 """The add-on's launcher picks the Python that runs the bundled backend: its messages
 name only what is missing, and packages installed later are found without a restart
 (the launcher is bpy-free, so it runs here as it does inside Blender)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -21,8 +22,12 @@ def bare_python(tmp_path_factory) -> str:
 
 def _pin(name: str) -> str:
     from tests.blender.conftest import ROOT
-    return next(line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
-                if line.lower().startswith(name + "=="))
+
+    return next(
+        line.strip()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.lower().startswith(name + "==")
+    )
 
 
 def test_message_names_only_what_is_missing_and_sees_later_installs(bare_python):
@@ -31,11 +36,14 @@ def test_message_names_only_what_is_missing_and_sees_later_installs(bare_python)
     message = str(err.value)
     for name in ("onnxruntime", "numpy", "soundfile", "soxr", "fastapi", "uvicorn", "python-multipart"):
         assert name in message
-    assert "thunder-blender" not in message                    # no package of that name exists
+    assert "thunder-blender" not in message  # no package of that name exists
     assert f"{bare_python} -m pip install" in message
     # The artist installs two of them into that Python, in the same Blender session.
-    subprocess.run([bare_python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    _pin("numpy"), _pin("soxr")], check=True, capture_output=True)
+    subprocess.run(
+        [bare_python, "-m", "pip", "install", "-q", "--disable-pip-version-check", _pin("numpy"), _pin("soxr")],
+        check=True,
+        capture_output=True,
+    )
     with pytest.raises(BackendError) as err:
         launcher.command(python=bare_python, port=9)
     message = str(err.value)

@@ -1,4 +1,5 @@
 """Backend replies are validated before anything touches the scene (pure Python, no bpy)."""
+
 from __future__ import annotations
 
 import base64
@@ -9,7 +10,6 @@ import numpy as np
 import pytest
 
 
-
 messages = importlib.import_module("blender_thunder.core.messages")
 resample = importlib.import_module("blender_thunder.core.resample")
 
@@ -18,8 +18,12 @@ def reply(n=10, takes=2, **take_overrides):
     rng = np.random.default_rng(0)
     out = {"fps": 25, "n_frames": n, "duration": (n - 1) / 25, "takes": []}
     for i in range(takes):
-        t = {"seed": 3 + i, "score": 0.5, "exp": rng.standard_normal((n, 50)).tolist(),
-             "jaw": rng.standard_normal((n, 3)).tolist()}
+        t = {
+            "seed": 3 + i,
+            "score": 0.5,
+            "exp": rng.standard_normal((n, 50)).tolist(),
+            "jaw": rng.standard_normal((n, 3)).tolist(),
+        }
         t.update(take_overrides)
         out["takes"].append(t)
     return out
@@ -29,33 +33,48 @@ def test_good_reply_json_and_b64_agree():
     r = reply()
     takes, meta = messages.parse_animate(r, expect_takes=2)
     assert [t.seed for t in takes] == [3, 4] and takes[0].exp.shape == (10, 50) and meta["n_frames"] == 10
-    b64 = {**r, "takes": [{"seed": t.seed, "score": t.score,
-                           "exp_b64": base64.b64encode(t.exp.astype("<f4").tobytes()).decode(),
-                           "jaw_b64": base64.b64encode(t.jaw.astype("<f4").tobytes()).decode()} for t in takes]}
+    b64 = {
+        **r,
+        "takes": [
+            {
+                "seed": t.seed,
+                "score": t.score,
+                "exp_b64": base64.b64encode(t.exp.astype("<f4").tobytes()).decode(),
+                "jaw_b64": base64.b64encode(t.jaw.astype("<f4").tobytes()).decode(),
+            }
+            for t in takes
+        ],
+    }
     again, _ = messages.parse_animate(b64, expect_takes=2)
     np.testing.assert_array_equal(again[1].exp, takes[1].exp)
     assert messages.encode_take(takes[0])["n_frames"] == 10
 
 
-@pytest.mark.parametrize("bad, words", [
-    ({"fps": 30}, "30 fps"),
-    ({"takes": []}, "no takes"),
-    ({"n_frames": 11}, "frames"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ({"fps": 30}, "30 fps"),
+        ({"takes": []}, "no takes"),
+        ({"n_frames": 11}, "frames"),
+    ],
+)
 def test_bad_reply_fields(bad, words):
     with pytest.raises(messages.BadMessage, match=words):
         messages.parse_animate({**reply(), **bad})
 
 
-@pytest.mark.parametrize("override, words", [
-    ({"seed": -1}, "seed"),
-    ({"seed": True}, "seed"),
-    ({"score": "high"}, "score"),
-    ({"exp": [[0.0] * 49] * 10}, r"shape \(10, 49\)"),
-    ({"exp": [[math.nan] * 50] * 10}, "NaN"),
-    ({"jaw": [[0.0] * 3] * 9}, "9 frames"),
-    ({"exp_b64": "not base64!"}, "base64"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ({"seed": -1}, "seed"),
+        ({"seed": True}, "seed"),
+        ({"score": "high"}, "score"),
+        ({"exp": [[0.0] * 49] * 10}, r"shape \(10, 49\)"),
+        ({"exp": [[math.nan] * 50] * 10}, "NaN"),
+        ({"jaw": [[0.0] * 3] * 9}, "9 frames"),
+        ({"exp_b64": "not base64!"}, "base64"),
+    ],
+)
 def test_bad_takes(override, words):
     r = reply(**override)
     if "exp_b64" in override:

@@ -1,4 +1,5 @@
 """The build: --small time and contents, splits, determinism, resumption, the reader, the report."""
+
 import hashlib
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ from training.corpus.cli import default_cache
 from training.corpus.dataset import load_corpus
 from training.corpus.report import report
 
-SMALL_BUDGET_S = 90     # the target is 60 s on 2 free cores; the CI machine is shared
+SMALL_BUDGET_S = 90  # the target is 60 s on 2 free cores; the CI machine is shared
 
 
 def test_small_build_is_quick_and_complete(small_corpus):
@@ -65,13 +66,24 @@ def test_report_passes_on_the_small_corpus(small_corpus, head_dir):
 
 
 def _digest(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "build.json"}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "build.json"
+    }
 
 
 def test_same_seed_same_bytes_and_resume(tmp_path, head_dir):
-    cfg, _ = corpus_config("full", out=str(tmp_path / "a"), head=str(head_dir), cache=default_cache(), workers=1,
-                           hours=1.2 / 60, espeak_speakers=3, real=False)
+    cfg, _ = corpus_config(
+        "full",
+        out=str(tmp_path / "a"),
+        head=str(head_dir),
+        cache=default_cache(),
+        workers=1,
+        hours=1.2 / 60,
+        espeak_speakers=3,
+        real=False,
+    )
     build(cfg)
     build(replace(cfg, out=str(tmp_path / "b"), workers=2))
     a, b = _digest(tmp_path / "a"), _digest(tmp_path / "b")
@@ -86,4 +98,4 @@ def test_same_seed_same_bytes_and_resume(tmp_path, head_dir):
     build(replace(cfg, out=str(tmp_path / "c"), seed=1))
     assert _digest(tmp_path / "c") != a
     with pytest.raises(ValueError, match="another --out"):
-        build(replace(cfg, seed=1))             # never mix two seeds in one folder
+        build(replace(cfg, seed=1))  # never mix two seeds in one folder

@@ -1,4 +1,5 @@
 """Importers: DiffPoseTalk/TFHP clips and a plain WAV + npz folder, written here in those layouts."""
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -35,7 +36,7 @@ def test_tfhp_layout(tmp_path):
     splits = {}
     for u in corpus.utterances:
         splits.setdefault(u["speaker"], set()).add(u["split"])
-    assert all(len(s) == 1 for s in splits.values())           # speaker-disjoint
+    assert all(len(s) == 1 for s in splits.values())  # speaker-disjoint
 
 
 def test_folder_layout_resamples_audio_and_motion(tmp_path):
@@ -43,16 +44,16 @@ def test_folder_layout_resamples_audio_and_motion(tmp_path):
     src = tmp_path / "mine" / "alice"
     src.mkdir(parents=True)
     for k in range(3):
-        exp, jaw = rng.normal(size=(60, 100)), rng.normal(0, 0.1, size=(60, 3))   # 2 s at 30 fps
+        exp, jaw = rng.normal(size=(60, 100)), rng.normal(0, 0.1, size=(60, 3))  # 2 s at 30 fps
         np.savez(src / f"take{k}.npz", exp=exp, jaw=jaw, fps=30, text="hello there")
         sf.write(src / f"take{k}.wav", _clip(rng, 2.0, sr=44100), 44100)
     import_corpus(tmp_path / "mine", tmp_path / "out")
     corpus = load_corpus(tmp_path / "out")
     u = corpus.utterances[0]
     m = corpus.motion(u)
-    assert m["exp"].shape == (50, 50) and m["jaw"].shape == (50, 3)      # 2 s at 25 fps, 50 coefficients
+    assert m["exp"].shape == (50, 50) and m["jaw"].shape == (50, 3)  # 2 s at 25 fps, 50 coefficients
     assert abs(len(corpus.audio(u)) - 32000) <= 1 and m["text"] == "hello there"
-    assert {x["split"] for x in corpus.utterances} == {"train", "val", "test"}   # one speaker: split by clip
+    assert {x["split"] for x in corpus.utterances} == {"train", "val", "test"}  # one speaker: split by clip
 
 
 def test_bad_input_says_what_is_wrong(tmp_path):

@@ -1,4 +1,5 @@
 """Motion side: the hard constraints lips obey, coarticulation, draws, kinematics, tracker."""
+
 import numpy as np
 import torch
 
@@ -44,7 +45,7 @@ def test_bilabials_close_the_lips(face):
 
 def test_labiodentals_tuck_and_pauses_relax():
     phones, dur = _seq(["AA", "F", "AA", SIL, "V", "AE"], dur=0.1)
-    phones[4] = (phones[4][0], phones[4][0] + 0.5, SIL)             # a long pause
+    phones[4] = (phones[4][0], phones[4][0] + 0.5, SIL)  # a long pause
     phones = phones[:5] + [(p[0] + 0.4, p[1] + 0.4, p[2]) for p in phones[5:]]
     lips, jaw = articulate(phones, dur + 0.4, STYLE)
     f = phones[2]
@@ -52,7 +53,7 @@ def test_labiodentals_tuck_and_pauses_relax():
     pause = phones[4]
     mid = 0.5 * (pause[0] + pause[1])
     assert _at(jaw, mid) < 1e-3 and max(_at(v, mid) for v in lips.values()) < 1e-3
-    assert _at(jaw, 0.5 * (phones[1][0] + phones[1][1])) > 0.1      # the open vowel opens the jaw
+    assert _at(jaw, 0.5 * (phones[1][0] + phones[1][1])) > 0.1  # the open vowel opens the jaw
 
 
 def test_jaw_follows_openness_and_rounding_anticipates():
@@ -76,9 +77,10 @@ def test_two_draws_agree_on_lips_and_differ_above(face, head_dir):
     lb = face.lip_distance(*[x.astype(float) for x in b]) * 1000
     assert np.abs(la - lb).mean() < 0.5 and np.corrcoef(la, lb)[0, 1] > 0.95
     upper = Kinematics.from_head_dir(head_dir, face.regions["upper_face"][::3])
-    diff = np.sqrt(((upper.vertices(*[x.astype(float) for x in a]) -
-                     upper.vertices(*[x.astype(float) for x in b])) ** 2).sum(-1)).max(1)
-    assert (diff > 0.001).mean() > 0.1          # blinks, brows, mood: mm-scale differences
+    diff = np.sqrt(
+        ((upper.vertices(*[x.astype(float) for x in a]) - upper.vertices(*[x.astype(float) for x in b])) ** 2).sum(-1)
+    ).max(1)
+    assert (diff > 0.001).mean() > 0.1  # blinks, brows, mood: mm-scale differences
 
 
 def test_numpy_kinematics_match_the_torch_head(head_dir):
@@ -99,7 +101,7 @@ def test_tracker_pseudo_gt_is_close_but_noisy(face):
     e, j = face.tracker.pseudo_gt(psi, jaw, np.random.default_rng(1))
     full = face.tracker.kin
     err = np.linalg.norm(full.vertices(e.astype(float), j.astype(float)) - full.vertices(psi, jaw), axis=-1)
-    assert 1e-5 < err.mean() < 5e-4          # tracker-like: sub-millimetre, never exact
+    assert 1e-5 < err.mean() < 5e-4  # tracker-like: sub-millimetre, never exact
     assert np.abs(j - jaw).max() < 0.03
 
 

@@ -1,4 +1,5 @@
 """Speech side: espeak-ng phone timing, phone inventory, sentence text."""
+
 import numpy as np
 
 from training.corpus.phones import INVENTORY, SIL
@@ -28,7 +29,7 @@ def test_phones_cover_the_audio_and_use_the_inventory():
     assert u.phones[0][0] == 0.0 and abs(u.phones[-1][1] - u.duration) < 1e-6
     assert all(abs(a[1] - b[0]) < 1e-9 for a, b in zip(u.phones, u.phones[1:]))
     assert {lab for _, _, lab in u.phones} <= set(INVENTORY)
-    assert u.phones[0][2] == SIL and u.phones[-1][2] == SIL          # starts and ends at rest
+    assert u.phones[0][2] == SIL and u.phones[-1][2] == SIL  # starts and ends at rest
     assert [w for _, _, w in u.words] == "The quick brown fox jumps over the lazy dog".split()
     assert all(s < e for s, e, _ in u.words)
 
@@ -68,7 +69,7 @@ def test_real_prompt_text_from_file_names():
     assert prompt_text("digits/42.wav") == "forty two"
     assert prompt_text("letters/q.wav") == "q"
     assert prompt_text("phonetic/z_p.wav") == "zulu"
-    assert prompt_text("conf-adminmenu-162.wav") == ""          # the name does not say it
+    assert prompt_text("conf-adminmenu-162.wav") == ""  # the name does not say it
 
 
 def test_mbrola_is_detected_or_skipped_with_a_reason():

@@ -1,6 +1,7 @@
 """`thunder-train demo` end to end against a tiny real (random-weight) bundle:
 head, backend subprocess, keyed takes through the add-on's headless path,
 demo.blend and preview.mp4 with video and audio."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,13 @@ print("INSPECT" + json.dumps({"takes": [{k: t[k] for k in ("action", "seed", "sc
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("demo_sandbox")
-    env = dict(os.environ, XDG_CONFIG_HOME=str(base / "config"), HOME=str(base / "home"),
-               BLENDER_USER_RESOURCES=str(base / "blender_user"), PYTHONNOUSERSITE="1")
+    env = dict(
+        os.environ,
+        XDG_CONFIG_HOME=str(base / "config"),
+        HOME=str(base / "home"),
+        BLENDER_USER_RESOURCES=str(base / "blender_user"),
+        PYTHONNOUSERSITE="1",
+    )
     env.pop("THUNDER_BUNDLE", None)
     for d in ("config", "home", "blender_user"):
         (base / d).mkdir()
@@ -50,9 +56,29 @@ def sandbox(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, sandbox, tiny_bundle) -> dict:
     out = tmp_path_factory.mktemp("demo_out")
-    proc = subprocess.run([sys.executable, "-m", "training.cli", "demo", "--out", str(out), "--bundle", str(tiny_bundle),
-                           "--frames", str(FRAMES), "--resolution", "x".join(map(str, SIZE)), "--takes", str(TAKES)],
-                          env=sandbox, cwd=str(ROOT), capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.cli",
+            "demo",
+            "--out",
+            str(out),
+            "--bundle",
+            str(tiny_bundle),
+            "--frames",
+            str(FRAMES),
+            "--resolution",
+            "x".join(map(str, SIZE)),
+            "--takes",
+            str(TAKES),
+        ],
+        env=sandbox,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"out": out, "stdout": proc.stdout}
 
@@ -77,6 +103,7 @@ def test_bundle_lookup(tmp_path, monkeypatch, tiny_bundle):
 @pytest.mark.parametrize("bad", ["480", "abcx10", "101x100", "8x8"])
 def test_resolution_rejects_bad_input(bad):
     import argparse
+
     with pytest.raises(argparse.ArgumentTypeError):
         _resolution(bad)
 
@@ -84,8 +111,14 @@ def test_resolution_rejects_bad_input(bad):
 def test_demo_blend_holds_keyed_takes(demo, sandbox):
     out = demo["out"]
     assert (out / "head_poses.png").is_file() and not (out / "demo.blend1").exists()
-    proc = subprocess.run([sys.executable, "-c", INSPECT, str(out / "demo.blend")], env=sandbox, cwd=str(ROOT),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", INSPECT, str(out / "demo.blend")],
+        env=sandbox,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.split("INSPECT", 1)[1].splitlines()[0])
     assert info["sounds"] == ["speech"] and info["fps"] == 25 and info["res"] == list(SIZE)
@@ -94,15 +127,20 @@ def test_demo_blend_holds_keyed_takes(demo, sandbox):
     best = max(takes, key=lambda t: t["score"])
     assert info["tracks"] == [best["action"]]  # the best take is the one that plays
     # the printed summary names the same best take and score as the file
-    assert re.search(rf"{re.escape(best['action'])}\s+seed {best['seed']}\s+lip-sync score {best['score']:.3f}"
-                     r"\s+<- best", demo["stdout"])
+    assert re.search(
+        rf"{re.escape(best['action'])}\s+seed {best['seed']}\s+lip-sync score {best['score']:.3f}"
+        r"\s+<- best",
+        demo["stdout"],
+    )
 
 
 def test_preview_has_video_audio_and_burnt_label(demo):
     import imageio_ffmpeg
+
     mp4 = demo["out"] / "preview.mp4"
-    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(mp4)],
-                           capture_output=True, text=True).stderr
+    probe = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(mp4)], capture_output=True, text=True
+    ).stderr
     assert re.search(rf"Video: h264.*{SIZE[0]}x{SIZE[1]}.*25 fps", probe), probe
     assert re.search(r"Audio: aac.*16000 Hz, mono", probe), probe
     n_frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(mp4))
@@ -115,17 +153,26 @@ def test_preview_has_video_audio_and_burnt_label(demo):
     assert np.median(band) < 40 and band.max() > 150  # white text on the black label band
     assert np.median(face) > 40  # the head is above it, lit
     from PIL import Image
+
     strip = Image.open(demo["out"] / "preview_strip.png")
-    assert strip.height == 240 and strip.width == 6 * round(SIZE[0] * 240 / SIZE[1])   # six stills side by side
+    assert strip.height == 240 and strip.width == 6 * round(SIZE[0] * 240 / SIZE[1])  # six stills side by side
 
 
 def test_without_a_bundle_saves_the_rig_and_says_how_to_make_one(tmp_path, sandbox):
     # The shipped bundle's place points at an empty folder: the demo must fall back, not fail.
-    code = ("import sys, pathlib, backend.bundle as s; s.DEFAULT_BUNDLE = pathlib.Path(sys.argv[1]); "
-            "from training.cli import main; sys.exit(main(['demo', '--out', sys.argv[2]]))")
+    code = (
+        "import sys, pathlib, backend.bundle as s; s.DEFAULT_BUNDLE = pathlib.Path(sys.argv[1]); "
+        "from training.cli import main; sys.exit(main(['demo', '--out', sys.argv[2]]))"
+    )
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "no-bundle"), str(out)], env=sandbox,
-                          cwd=str(ROOT), capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "no-bundle"), str(out)],
+        env=sandbox,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if "needs a model bundle" in line]
     assert len(lines) == 1 and "thunder-train export" in lines[0]
@@ -135,11 +182,30 @@ def test_without_a_bundle_saves_the_rig_and_says_how_to_make_one(tmp_path, sandb
 
 def test_backend_is_stopped_when_keying_fails(tmp_path, sandbox, tiny_bundle):
     import urllib.request
+
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really a wav file" * 10)
-    proc = subprocess.run([sys.executable, "-m", "training.cli", "demo", "--out", str(tmp_path / "out"),
-                           "--bundle", str(tiny_bundle), "--audio", str(bad), "--resolution", "64x64"],
-                          env=sandbox, cwd=str(ROOT), capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.cli",
+            "demo",
+            "--out",
+            str(tmp_path / "out"),
+            "--bundle",
+            str(tiny_bundle),
+            "--audio",
+            str(bad),
+            "--resolution",
+            "64x64",
+        ],
+        env=sandbox,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode != 0 and "thunder-train demo:" in proc.stderr + proc.stdout
     url = re.search(r"\[demo\] backend: .* on (http://127\.0\.0\.1:\d+)", proc.stdout).group(1)
     with pytest.raises(OSError):  # nothing answers there any more
@@ -151,11 +217,22 @@ def test_make_demo_on_the_committed_bundle(tmp_path, sandbox):
     """The README's main job, `make demo`, on the bundle that ships (no --bundle), with a
     short preview: a change that breaks what users run first cannot land."""
     out = tmp_path / "demo"
-    proc = subprocess.run(["make", "--no-print-directory", "demo", f"DEMO_OUT={out}",
-                           f"DEMO_ARGS=--frames {FRAMES} --resolution {SIZE[0]}x{SIZE[1]} --takes 2"],
-                          env=sandbox, cwd=str(ROOT), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "demo",
+            f"DEMO_OUT={out}",
+            f"DEMO_ARGS=--frames {FRAMES} --resolution {SIZE[0]}x{SIZE[1]} --takes 2",
+        ],
+        env=sandbox,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "backend/models/thunder-base" in proc.stdout          # the committed bundle served the takes
+    assert "backend/models/thunder-base" in proc.stdout  # the committed bundle served the takes
     assert re.search(r"seed \d+\s+lip-sync score [0-9.]+\s+<- best", proc.stdout), proc.stdout[-2000:]
     for name in ("demo.blend", "preview.mp4", "preview_strip.png", "head_poses.png"):
         assert (out / name).is_file(), name

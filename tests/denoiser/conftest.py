@@ -18,6 +18,7 @@ def tiny_encoder(tmp_path_factory) -> Path:
     import torch
 
     from training.export import tiny_speech_encoder
+
     enc = tiny_speech_encoder()
     path = tmp_path_factory.mktemp("encoder") / "encoder.pt"
     torch.save({"config": asdict(enc.cfg), "model": enc.state_dict()}, path)

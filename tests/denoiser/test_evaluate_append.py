@@ -1,5 +1,6 @@
 """`thunder-train evaluate --append`: rows of variants evaluated at different times join one
 table only when they were measured on the same utterances."""
+
 import json
 
 import pytest
@@ -9,13 +10,33 @@ from training.errors import DataError
 
 
 def _result(variant, ids, lve, split="test"):
-    row = {"variant": variant, "run": f"runs/{variant}", "sampler": "dpmpp2m", "steps": 25, "samples": 4,
-           "sample_seconds_per_utt": 1.0,
-           "metrics": {"lve": {"mean": lve, "std": 0.1}, "l_pcc": {"mean": 0.5, "std": 0.1},
-                       "lip_dtw": {"mean": 1.0, "std": 0.1}, "s_div_l": {"mean": 0.1, "std": 0.0}},
-           "per_utterance": {"ids": ids, "lve": [lve] * len(ids)}}
-    return {"rows": [row], "split": split, "source": None, "utterances": len(ids), "guidance": 1.0,
-            "corpus": "c", "machine": "m", "date": "d", "commit": "c", "units": "mm"}
+    row = {
+        "variant": variant,
+        "run": f"runs/{variant}",
+        "sampler": "dpmpp2m",
+        "steps": 25,
+        "samples": 4,
+        "sample_seconds_per_utt": 1.0,
+        "metrics": {
+            "lve": {"mean": lve, "std": 0.1},
+            "l_pcc": {"mean": 0.5, "std": 0.1},
+            "lip_dtw": {"mean": 1.0, "std": 0.1},
+            "s_div_l": {"mean": 0.1, "std": 0.0},
+        },
+        "per_utterance": {"ids": ids, "lve": [lve] * len(ids)},
+    }
+    return {
+        "rows": [row],
+        "split": split,
+        "source": None,
+        "utterances": len(ids),
+        "guidance": 1.0,
+        "corpus": "c",
+        "machine": "m",
+        "date": "d",
+        "commit": "c",
+        "units": "mm",
+    }
 
 
 def test_append_adds_and_replaces_rows(tmp_path):

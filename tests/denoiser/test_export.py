@@ -1,4 +1,5 @@
 """The exported denoiser graphs run by the backend's numpy sampler reproduce torch."""
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -18,8 +19,9 @@ def exported(tmp_path_factory):
     model = Denoiser(DenoiserConfig(audio_dim=16, d_model=32, n_layers=2, d_ff=64)).eval()
     out = tmp_path_factory.mktemp("graphs")
     entries = export_denoiser(model, out)
-    sessions = {k: ort.InferenceSession(str(out / e["file"]), providers=["CPUExecutionProvider"])
-                for k, e in entries.items()}
+    sessions = {
+        k: ort.InferenceSession(str(out / e["file"]), providers=["CPUExecutionProvider"]) for k, e in entries.items()
+    }
     return model, sessions
 
 
@@ -27,8 +29,9 @@ def numpy_takes(sessions, feats, seeds, sampler, steps, guidance, sched):
     """What backend.engine does, spelled out: context once, doubled batch for guidance."""
     n, T = len(seeds), feats.shape[0]
     rows = 2 if guidance != 1.0 else 1
-    ctx = sessions["denoiser_context"].run(None, {"audio": np.repeat(feats[None], rows, 0),
-                                                  "null": np.arange(rows, dtype=np.float32)})[0]
+    ctx = sessions["denoiser_context"].run(
+        None, {"audio": np.repeat(feats[None], rows, 0), "null": np.arange(rows, dtype=np.float32)}
+    )[0]
     ctx = np.repeat(ctx, n, axis=2)
 
     def denoise(x, t):
@@ -41,9 +44,15 @@ def numpy_takes(sessions, feats, seeds, sampler, steps, guidance, sched):
 
 
 # DDPM walks every step: a 40-step schedule keeps it fast (same code as for 1000)
-@pytest.mark.parametrize("sampler,steps,guidance,sched", [("dpmpp2m", 6, 1.0, SCHED), ("ddim", 5, 2.5, SCHED),
-                                                          ("dpmpp2m-sde", 6, 1.5, SCHED),
-                                                          ("ddpm", 0, 1.5, Schedule(steps=40, beta_end=0.3))])
+@pytest.mark.parametrize(
+    "sampler,steps,guidance,sched",
+    [
+        ("dpmpp2m", 6, 1.0, SCHED),
+        ("ddim", 5, 2.5, SCHED),
+        ("dpmpp2m-sde", 6, 1.5, SCHED),
+        ("ddpm", 0, 1.5, Schedule(steps=40, beta_end=0.3)),
+    ],
+)
 def test_onnx_numpy_sampler_matches_torch(exported, sampler, steps, guidance, sched):
     model, sessions = exported
     feats = np.random.default_rng(1).standard_normal((31, 16)).astype(np.float32)

@@ -1,4 +1,5 @@
 """`thunder-train fidelity` on a report with a DDPM reference and fast-sampler rows."""
+
 import json
 
 import pytest
@@ -9,22 +10,39 @@ from training.errors import DataError
 
 
 def _row(sampler, steps, lve, s_div_u, seconds, variant="thunder"):
-    return {"variant": variant, "sampler": sampler, "steps": steps, "samples": 8, "sample_seconds_per_utt": seconds,
-            "metrics": {"lve": {"mean": lve, "std": 0.0}, "s_div_u": {"mean": s_div_u, "std": 0.0},
-                        "sync_lve_rank": {"mean": -0.3, "std": 0.0}}}
+    return {
+        "variant": variant,
+        "sampler": sampler,
+        "steps": steps,
+        "samples": 8,
+        "sample_seconds_per_utt": seconds,
+        "metrics": {
+            "lve": {"mean": lve, "std": 0.0},
+            "s_div_u": {"mean": s_div_u, "std": 0.0},
+            "sync_lve_rank": {"mean": -0.3, "std": 0.0},
+        },
+    }
 
 
 def _report():
-    return {"utterances": 3, "machine": "m", "date": "d",
-            "rows": [_row("ddpm", 1000, 5.00, 0.100, 200.0), _row("dpmpp2m", 25, 5.10, 0.104, 4.0),
-                     _row("dpmpp2m", 10, 5.20, 0.100, 2.0), _row("ddim", 25, 5.00, 0.120, 4.0),
-                     _row("dpmpp2m", 25, 9.0, 0.5, 1.0, variant="other")]}
+    return {
+        "utterances": 3,
+        "machine": "m",
+        "date": "d",
+        "rows": [
+            _row("ddpm", 1000, 5.00, 0.100, 200.0),
+            _row("dpmpp2m", 25, 5.10, 0.104, 4.0),
+            _row("dpmpp2m", 10, 5.20, 0.100, 2.0),
+            _row("ddim", 25, 5.00, 0.120, 4.0),
+            _row("dpmpp2m", 25, 9.0, 0.5, 1.0, variant="other"),
+        ],
+    }
 
 
 def test_targets_are_checked_against_the_reference():
     result = fidelity(_report())
     by = {r["sampler"]: r for r in result["rows"]}
-    assert set(by) == {"dpmpp2m:25", "dpmpp2m:10", "ddim:25"}   # only the reference's run
+    assert set(by) == {"dpmpp2m:25", "dpmpp2m:10", "ddim:25"}  # only the reference's run
     assert by["dpmpp2m:25"]["relative"]["lve"] == pytest.approx(0.02)
     assert by["dpmpp2m:25"]["speedup"] == pytest.approx(50.0)
     assert by["dpmpp2m:25"]["passes"]

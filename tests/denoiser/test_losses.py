@@ -1,4 +1,5 @@
 """The cheap vertex-space losses equal the per-vertex ones through the real head model."""
+
 import pytest
 import torch
 
@@ -10,6 +11,7 @@ pytestmark = pytest.mark.usefixtures("head_dir")
 @pytest.fixture(scope="module")
 def models(head_dir):
     from training.head.flame import HeadModel
+
     return VertexQuadratic.from_head(head_dir / "head.npz"), HeadModel(head_dir)
 
 

@@ -1,21 +1,27 @@
 """Metrics on hand-made vertex sequences with known answers."""
+
 import numpy as np
 
 from training.metrics import diversity, dtw, fdd, lip_correlations, lve, spearman, utterance_metrics
 
 
 def _head(V=6):
-    return {"region_lips": np.array([0, 1]), "region_mouth": np.array([0, 1, 2]),
-            "region_upper_face": np.array([3, 4, 5]), "lip_upper": np.int32(0), "lip_lower": np.int32(1),
-            "v_template": np.zeros((V, 3), np.float32)}
+    return {
+        "region_lips": np.array([0, 1]),
+        "region_mouth": np.array([0, 1, 2]),
+        "region_upper_face": np.array([3, 4, 5]),
+        "lip_upper": np.int32(0),
+        "lip_lower": np.int32(1),
+        "v_template": np.zeros((V, 3), np.float32),
+    }
 
 
 def test_lve_is_max_over_lips_in_mm():
     gt = np.zeros((4, 6, 3))
     pred = gt.copy()
-    pred[:, 0, 0] = 0.001      # 1 mm on lip vertex 0
-    pred[:, 1, 1] = 0.003      # 3 mm on lip vertex 1
-    pred[:, 5, 2] = 1.0        # not a lip vertex
+    pred[:, 0, 0] = 0.001  # 1 mm on lip vertex 0
+    pred[:, 1, 1] = 0.003  # 3 mm on lip vertex 1
+    pred[:, 5, 2] = 1.0  # not a lip vertex
     assert abs(lve(pred, gt, np.array([0, 1])) - 3.0) < 1e-9
 
 
@@ -27,7 +33,7 @@ def test_correlations():
     ccc, pcc = lip_correlations(gt, gt, np.arange(3))
     assert abs(ccc - 1) < 1e-9 and abs(pcc - 1) < 1e-9
     ccc, pcc = lip_correlations(gt * 2 + 0.01, gt, np.arange(3))
-    assert abs(pcc - 1) < 1e-9 and ccc < 0.6     # scaled and shifted: correlated, not concordant
+    assert abs(pcc - 1) < 1e-9 and ccc < 0.6  # scaled and shifted: correlated, not concordant
     _, pcc = lip_correlations(-gt, gt, np.arange(3))
     assert abs(pcc + 1) < 1e-9
 
@@ -54,7 +60,7 @@ def test_fdd_and_diversity():
     gt = np.zeros((30, 6, 3))
     gt[:, 3:, 1] = np.sin(np.linspace(0, 6, 30))[:, None] * 0.002
     still = np.zeros_like(gt)
-    assert fdd(still, gt, np.zeros((6, 3)), np.array([3, 4, 5])) > 0   # too stiff: positive
+    assert fdd(still, gt, np.zeros((6, 3)), np.array([3, 4, 5])) > 0  # too stiff: positive
     assert abs(fdd(gt, gt, np.zeros((6, 3)), np.array([3, 4, 5]))) < 1e-12
     same = np.stack([gt] * 4)
     s_div, _ = diversity(same, gt, np.arange(6))

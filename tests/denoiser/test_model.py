@@ -1,9 +1,9 @@
 """The denoiser's attention is what the issue describes, and its split is exact."""
+
 import torch
 import torch.nn.functional as F
 
-from training.denoiser.model import (Denoiser, DenoiserConfig, aligned_cross_attention, alibi_bias,
-                                     alibi_slopes)
+from training.denoiser.model import Denoiser, DenoiserConfig, aligned_cross_attention, alibi_bias, alibi_slopes
 
 CFG = DenoiserConfig(n_layers=2, audio_dim=24, dropout=0.0)
 
@@ -27,7 +27,7 @@ def test_alibi_is_symmetric_distance_penalty():
     bias = alibi_bias(torch.zeros(1, 5, 1), alibi_slopes(4))
     assert bias.shape == (4, 5, 5)
     assert torch.allclose(bias, bias.transpose(1, 2))
-    assert bias[0, 0, 3].item() == -3 * 2 ** -2 and bias[3, 1, 1].item() == 0
+    assert bias[0, 0, 3].item() == -3 * 2**-2 and bias[3, 1, 1].item() == 0
 
 
 def test_context_step_split_and_batch_independence():

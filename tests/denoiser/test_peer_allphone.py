@@ -1,5 +1,6 @@
 """The classic pipeline peer (training/peers/allphone.py) on a real espeak recording:
 pocketsphinx allphone phones -> the corpus engine's articulation -> FLAME psi + jaw."""
+
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ def demo() -> np.ndarray:
 @pytest.fixture(scope="module")
 def face(head_dir):
     from training.corpus.face import Face
+
     return Face.load(head_dir)
 
 
@@ -35,7 +37,7 @@ def _frame_labels(phones, n, rate):
 
 def _loud(audio):
     frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
-    energy = np.sqrt((frames ** 2).mean(axis=1))
+    energy = np.sqrt((frames**2).mean(axis=1))
     return energy > 0.15 * np.percentile(energy, 95)
 
 
@@ -56,7 +58,7 @@ def test_phones_cover_the_speech_and_pauses_are_silence(demo):
     loud = _loud(audio)
     labels = _frame_labels(phones, len(loud), 100)
     assert (labels[loud] != SIL).mean() > 0.85
-    assert sum(lab in VOWELS for _, _, lab in phones) >= 10      # ~16 syllables said
+    assert sum(lab in VOWELS for _, _, lab in phones) >= 10  # ~16 syllables said
     # deterministic
     assert recognise_phones(audio) == phones
 
@@ -72,15 +74,15 @@ def test_peer_motion_opens_for_vowels_and_closes_on_bilabials(demo, face):
     pause = labels == SIL
     jaw = x[:, 50]
     assert vowel.any() and pause.any()
-    assert jaw[vowel].mean() > 2 * jaw[pause].mean()       # ~3.7x
+    assert jaw[vowel].mean() > 2 * jaw[pause].mean()  # ~3.7x
     gap = face.lip_distance(x[:, :50].astype(np.float64), x[:, 50:].astype(np.float64))
-    assert gap[vowel].mean() > 2 * gap[pause].mean()       # ~3.5x
+    assert gap[vowel].mean() > 2 * gap[pause].mean()  # ~3.5x
     bilabials = [(s, e) for s, e, lab in phones if lab in BILABIAL]
     assert bilabials, "espeak's 'Blender' / 'talking' should give at least one p/b/m"
     open_gap = np.median(gap[vowel])
     for s, e in bilabials:
         k = int(0.5 * (s + e) * 25)
-        assert gap[max(k - 1, 0):k + 2].min() < 0.15 * open_gap, (s, e)
+        assert gap[max(k - 1, 0) : k + 2].min() < 0.15 * open_gap, (s, e)
 
 
 def test_peer_row_in_evaluate(demo, face, head_dir):
@@ -101,6 +103,16 @@ def test_peer_row_in_evaluate(demo, face, head_dir):
     assert row["variant"] == "peer-allphone" and row["samples"] == 1
     assert np.isfinite(row["metrics"]["lve"]["mean"]) and row["metrics"]["lve"]["mean"] > 0
     assert row["metrics"]["s_div_l"]["mean"] == 0
-    table = markdown({"rows": [row], "utterances": 1, "split": "test", "source": None, "units": "mm",
-                      "machine": "m", "date": "d", "commit": "c"})
+    table = markdown(
+        {
+            "rows": [row],
+            "utterances": 1,
+            "split": "test",
+            "source": None,
+            "units": "mm",
+            "machine": "m",
+            "date": "d",
+            "commit": "c",
+        }
+    )
     assert "| peer-allphone | peer:1 |" in table

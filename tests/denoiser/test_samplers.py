@@ -1,4 +1,5 @@
 """Samplers against an exact x0 oracle (Gaussian data), and torch == numpy."""
+
 import math
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 from backend.samplers import SamplerError, Schedule, sample, take_noise, timesteps
 
 SCHED = Schedule()
-M, S = 0.7, 0.3   # data x0 ~ N(M, S^2) per coordinate
+M, S = 0.7, 0.3  # data x0 ~ N(M, S^2) per coordinate
 
 
 def oracle(x, t):
@@ -29,13 +30,13 @@ def test_samplers_reach_the_data_distribution(sampler, steps):
 
 def test_dpmpp2m_few_steps_matches_the_ode_solution():
     x_T, _ = take_noise([3], (200, 3))
-    a = math.sqrt(SCHED.alphas_cumprod[-1])   # the exact probability-flow ODE map for Gaussian data
+    a = math.sqrt(SCHED.alphas_cumprod[-1])  # the exact probability-flow ODE map for Gaussian data
     ref = M + S * (x_T - a * M) / math.sqrt(a * a * S * S + 1 - SCHED.alphas_cumprod[-1])
     fast = sample(oracle, x_T.astype(np.float64), SCHED, "dpmpp2m", 25)
     slow1 = sample(oracle, x_T.astype(np.float64), SCHED, "ddim", 25)
     err_fast, err_ddim = np.abs(fast - ref).max(), np.abs(slow1 - ref).max()
     assert err_fast < 0.05 * S
-    assert err_fast < err_ddim   # second order beats first order at equal cost
+    assert err_fast < err_ddim  # second order beats first order at equal cost
 
 
 def test_same_code_runs_on_torch_tensors():
@@ -51,7 +52,7 @@ def test_sde_solver_draws_fresh_noise_and_needs_a_source():
     x_T, noise = take_noise([1], (300, 2))
     ode = sample(oracle, x_T, SCHED, "dpmpp2m", 10)
     sde = sample(oracle, x_T, SCHED, "dpmpp2m-sde", 10, noise)
-    assert np.abs(ode - sde).mean() > 0.1 * S   # not the ODE map of x_T
+    assert np.abs(ode - sde).mean() > 0.1 * S  # not the ODE map of x_T
     with pytest.raises(SamplerError, match="noise source"):
         sample(oracle, x_T, SCHED, "dpmpp2m-sde", 10)
 

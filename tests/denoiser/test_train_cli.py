@@ -1,4 +1,5 @@
 """`thunder-train denoiser train --small`, resume, baseline, evaluate, export: the real commands."""
+
 import json
 
 import numpy as np
@@ -10,11 +11,24 @@ from training.cli import main
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_corpus, tiny_encoder, head_dir):
     root = tmp_path_factory.mktemp("runs")
-    common = ["--corpus", str(tiny_corpus), "--encoder", str(tiny_encoder), "--head", str(head_dir), "--small",
-              "--threads", "1", "--val-every", "5"]
+    common = [
+        "--corpus",
+        str(tiny_corpus),
+        "--encoder",
+        str(tiny_encoder),
+        "--head",
+        str(head_dir),
+        "--small",
+        "--threads",
+        "1",
+        "--val-every",
+        "5",
+    ]
     assert main(["denoiser", "train", *common, "--out", str(root / "thunder"), "--steps", "8"]) == 0
-    assert main(["denoiser", "train", *common, "--out", str(root / "baseline"), "--variant", "baseline",
-                 "--steps", "5"]) == 0
+    assert (
+        main(["denoiser", "train", *common, "--out", str(root / "baseline"), "--variant", "baseline", "--steps", "5"])
+        == 0
+    )
     return root
 
 
@@ -28,25 +42,69 @@ def test_train_writes_a_resumable_run(runs, tiny_corpus, tiny_encoder, head_dir)
         assert (run / name).is_file(), name
     assert [r["step"] for r in _log(run)] == [5, 8]
     # resume: a longer schedule continues from step 8, it does not restart
-    assert main(["denoiser", "train", "--corpus", str(tiny_corpus), "--encoder", str(tiny_encoder),
-                 "--head", str(head_dir), "--small", "--threads", "1", "--val-every", "5", "--out", str(run),
-                 "--steps", "12"]) == 0
+    assert (
+        main(
+            [
+                "denoiser",
+                "train",
+                "--corpus",
+                str(tiny_corpus),
+                "--encoder",
+                str(tiny_encoder),
+                "--head",
+                str(head_dir),
+                "--small",
+                "--threads",
+                "1",
+                "--val-every",
+                "5",
+                "--out",
+                str(run),
+                "--steps",
+                "12",
+            ]
+        )
+        == 0
+    )
     assert [r["step"] for r in _log(run)] == [5, 8, 10, 12]
     assert all(np.isfinite(r["val"]["loss"]) for r in _log(run))
 
 
 def test_evaluate_writes_table_json_and_figure(runs, tiny_corpus, tiny_encoder, head_dir, tmp_path):
     stem = tmp_path / "reports" / "eval"
-    assert main(["evaluate", "--corpus", str(tiny_corpus), "--encoder", str(tiny_encoder), "--head", str(head_dir),
-                 "--run", f"thunder={runs / 'thunder'}", "--run", f"baseline={runs / 'baseline'}",
-                 "--samplers", "dpmpp2m:3,ddim:3", "--samples", "3", "--limit", "2", "--out", str(stem)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--corpus",
+                str(tiny_corpus),
+                "--encoder",
+                str(tiny_encoder),
+                "--head",
+                str(head_dir),
+                "--run",
+                f"thunder={runs / 'thunder'}",
+                "--run",
+                f"baseline={runs / 'baseline'}",
+                "--samplers",
+                "dpmpp2m:3,ddim:3",
+                "--samples",
+                "3",
+                "--limit",
+                "2",
+                "--out",
+                str(stem),
+            ]
+        )
+        == 0
+    )
     result = json.loads(stem.with_suffix(".json").read_text())
     names = [(r["variant"], r["sampler"]) for r in result["rows"]]
     assert names == [("thunder", "dpmpp2m"), ("thunder", "ddim"), ("baseline", "regression")]
     for r in result["rows"]:
         assert np.isfinite(r["metrics"]["lve"]["mean"]) and r["metrics"]["lve"]["mean"] > 0
-    assert result["rows"][0]["metrics"]["s_div_l"]["mean"] > 0      # samples differ
-    assert result["rows"][2]["metrics"]["s_div_l"]["mean"] == 0      # the regression baseline cannot
+    assert result["rows"][0]["metrics"]["s_div_l"]["mean"] > 0  # samples differ
+    assert result["rows"][2]["metrics"]["s_div_l"]["mean"] == 0  # the regression baseline cannot
     assert "| thunder | dpmpp2m:3 |" in stem.with_suffix(".md").read_text()
     assert stem.with_suffix(".png").stat().st_size > 1000
     assert result["rows"][0]["per_utterance"]["ids"] == result["rows"][2]["per_utterance"]["ids"]
@@ -54,8 +112,23 @@ def test_evaluate_writes_table_json_and_figure(runs, tiny_corpus, tiny_encoder, 
 
     # effects: paired differences of the same utterances; a row against itself has no effect
     eff = tmp_path / "reports" / "effect"
-    assert main(["effects", str(stem.with_suffix(".json")), "--pair", "thunder:baseline",
-                 "--pair", "thunder:thunder", "--sampler", "dpmpp2m:3", "--out", str(eff)]) == 0
+    assert (
+        main(
+            [
+                "effects",
+                str(stem.with_suffix(".json")),
+                "--pair",
+                "thunder:baseline",
+                "--pair",
+                "thunder:thunder",
+                "--sampler",
+                "dpmpp2m:3",
+                "--out",
+                str(eff),
+            ]
+        )
+        == 0
+    )
     e = json.loads(eff.with_suffix(".json").read_text())
     lve = [p["metrics"]["lve"] for p in e["pairs"]]
     thunder_lve = np.array(result["rows"][0]["per_utterance"]["lve"])
@@ -65,10 +138,25 @@ def test_evaluate_writes_table_json_and_figure(runs, tiny_corpus, tiny_encoder, 
 
 def test_export_of_a_trained_run_loads_in_the_engine(runs, tiny_encoder, head_dir, tmp_path, monkeypatch):
     from backend.engine import Engine
-    monkeypatch.chdir(tmp_path)   # a relative --out, as in `--out backend/models/thunder-base`
+
+    monkeypatch.chdir(tmp_path)  # a relative --out, as in `--out backend/models/thunder-base`
     out = tmp_path / "models" / "bundle"
-    assert main(["export", "--out", "models/bundle", "--denoiser", str(runs / "thunder"), "--encoder",
-                 str(tiny_encoder), "--head", str(head_dir)]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--out",
+                "models/bundle",
+                "--denoiser",
+                str(runs / "thunder"),
+                "--encoder",
+                str(tiny_encoder),
+                "--head",
+                str(head_dir),
+            ]
+        )
+        == 0
+    )
     engine = Engine(out)
     res = engine.animate(np.random.default_rng(0).normal(0, 0.1, 32000).astype(np.float32), takes=2)
     assert res.takes[0].exp.shape == (50, 50)

@@ -1,4 +1,5 @@
 """Bundle loading refuses missing, corrupt and mismatched bundles clearly."""
+
 import json
 import shutil
 
@@ -19,7 +20,7 @@ def copy(tiny_bundle, tmp_path):
 def test_manifest_names_everything_with_hashes(tiny_bundle):
     m = read_manifest(tiny_bundle)
     assert m["fps"] == 25 and m["sample_rate"] == 16000 and m["schedule"]["steps"] == 1000
-    for name, entry in m["graphs"].items():
+    for entry in m["graphs"].values():
         assert sha256_file(tiny_bundle / entry["file"]) == entry["sha256"]
         assert entry["inputs"] and entry["outputs"]
     assert {"audio_encoder", "denoiser_context", "denoiser", "speaker"} <= set(m["graphs"])
@@ -64,6 +65,7 @@ def test_head_mismatch_is_refused(copy):
 
 def test_cuda_request_without_cuda(tiny_bundle):
     import onnxruntime as ort
+
     if "CUDAExecutionProvider" in ort.get_available_providers():
         assert Engine(tiny_bundle, device="cuda").device == "cuda"
     else:

@@ -1,4 +1,5 @@
 """Engine on a real tiny bundle: takes, seeds, guidance, progress, cancel, bad input."""
+
 import threading
 
 import numpy as np
@@ -18,6 +19,7 @@ def engine(tiny_bundle):
 def speech():
     """The project's real speech sample, cut to 2.5 s (the length these tests were written for)."""
     from pathlib import Path
+
     audio, sr = sf.read(Path(__file__).resolve().parents[2] / "assets" / "speech" / "demo.wav", dtype="float32")
     assert sr == 16000
     return audio[: int(2.5 * sr)]
@@ -31,7 +33,7 @@ def test_animate_returns_takes_at_25_fps(engine, speech):
     for t in res.takes:
         assert t.exp.shape == (n, 50) and t.jaw.shape == (n, 3)
         assert t.exp.dtype == np.float32 and np.isfinite(t.exp).all() and np.isfinite(t.score)
-    assert not np.allclose(res.takes[0].exp, res.takes[1].exp)   # seeds give different takes
+    assert not np.allclose(res.takes[0].exp, res.takes[1].exp)  # seeds give different takes
     assert {"encode", "sample", "score"} <= set(res.timings)
 
 
@@ -67,17 +69,20 @@ def test_progress_and_cancel(engine, speech):
 
     with pytest.raises(Cancelled):
         engine.animate(speech, takes=2, steps=8, progress=cancel_midway, cancel=stop)
-    engine.animate(speech[:4000], takes=1)   # still usable afterwards
+    engine.animate(speech[:4000], takes=1)  # still usable afterwards
 
 
-@pytest.mark.parametrize("audio,kw", [
-    (np.zeros(10, np.float32), {}),                       # shorter than one frame
-    (np.zeros((2, 16000), np.float32), {}),               # not mono
-    (np.full(16000, np.nan, np.float32), {}),             # NaN
-    (np.zeros(16000, np.float32), {"takes": 0}),
-    (np.zeros(16000, np.float32), {"guidance": -1.0}),
-    (np.zeros(16000, np.float32), {"seed": -3}),
-])
+@pytest.mark.parametrize(
+    "audio,kw",
+    [
+        (np.zeros(10, np.float32), {}),  # shorter than one frame
+        (np.zeros((2, 16000), np.float32), {}),  # not mono
+        (np.full(16000, np.nan, np.float32), {}),  # NaN
+        (np.zeros(16000, np.float32), {"takes": 0}),
+        (np.zeros(16000, np.float32), {"guidance": -1.0}),
+        (np.zeros(16000, np.float32), {"seed": -3}),
+    ],
+)
 def test_bad_input_raises_value_error(engine, audio, kw):
     with pytest.raises(ValueError):
         engine.animate(audio, **kw)

@@ -1,4 +1,5 @@
 """The stand-in head: smplx compatibility, jaw, expressions, regions, determinism."""
+
 import pickle
 from collections import Counter
 
@@ -46,14 +47,15 @@ def test_mesh_is_a_closed_head_with_mouth_and_eye_openings(head_dir):
         while parent.setdefault(a, a) != a:
             a = parent[a]
         return a
+
     for a, b in boundary:
         parent[find(a)] = find(b)
     loops = {find(a) for a, _ in boundary}
     assert len(loops) == 3
     centres = sorted(v[[a for a, b in boundary if find(a) == r]].mean(0)[1] for r in loops)
-    assert centres[0] < -0.03 < 0.0 < centres[1]          # mouth low, eyes high
+    assert centres[0] < -0.03 < 0.0 < centres[1]  # mouth low, eyes high
     volume = np.einsum("ij,ij->i", v[f[:, 0]], np.cross(v[f[:, 1]], v[f[:, 2]])).sum() / 6
-    assert 0.003 < volume < 0.006                          # outward-facing, head-sized (litres)
+    assert 0.003 < volume < 0.006  # outward-facing, head-sized (litres)
 
 
 def test_jaw_rotation_opens_the_mouth_monotonically(head_dir):
@@ -61,7 +63,7 @@ def test_jaw_rotation_opens_the_mouth_monotonically(head_dir):
     angles = torch.linspace(0, 0.4, 9)
     verts = model(_params(9, jaw=torch.stack([angles, 0 * angles, 0 * angles], 1)))
     dist = (verts[:, head.lip_upper] - verts[:, head.lip_lower]).norm(dim=-1).numpy()
-    assert dist[0] < 0.001                                  # lips closed at rest
+    assert dist[0] < 0.001  # lips closed at rest
     assert np.all(np.diff(dist) > 0) and dist[-1] > 0.03
     # the skull does not move with the jaw; the chin does
     top = int(np.argmax(head.v_template[:, 1]))
@@ -73,9 +75,29 @@ def test_jaw_rotation_opens_the_mouth_monotonically(head_dir):
 REGION_OF = {"brow": "upper_face", "blink": "eyes", "squint": "eyes", "eye_wide": "eyes", "nose": "upper_face"}
 
 
-@pytest.mark.parametrize("name", ["mouth_open", "lip_press", "pucker", "funnel", "spread", "smile", "frown",
-                                  "lower_lip_tuck", "upper_lip_raise", "chin_raise", "lip_roll_in",
-                                  "brow_raise", "brow_frown", "blink", "squint", "eye_wide", "smile_L", "blink_R"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mouth_open",
+        "lip_press",
+        "pucker",
+        "funnel",
+        "spread",
+        "smile",
+        "frown",
+        "lower_lip_tuck",
+        "upper_lip_raise",
+        "chin_raise",
+        "lip_roll_in",
+        "brow_raise",
+        "brow_frown",
+        "blink",
+        "squint",
+        "eye_wide",
+        "smile_L",
+        "blink_R",
+    ],
+)
 def test_semantic_control_moves_its_region_not_the_skull(head_dir, name):
     head, model = load_head(head_dir), HeadModel(head_dir)
     verts = model(_params(2, exp=np.stack([np.zeros(50), head.semantic(name)])))
@@ -84,9 +106,9 @@ def test_semantic_control_moves_its_region_not_the_skull(head_dir, name):
     inside = disp[head.regions[region]]
     assert inside.max() > 0.002, f"{name} barely moves {region}"
     assert int(np.argmax(disp)) in set(head.regions[region].tolist()) | set(head.regions["lips"].tolist())
-    skull = head.v_template[:, 2] < -0.03                   # back half of the head and neck
+    skull = head.v_template[:, 2] < -0.03  # back half of the head and neck
     assert disp[skull].max() < 1e-4
-    if name.endswith("_L"):                                 # one side only: +x is the subject's left
+    if name.endswith("_L"):  # one side only: +x is the subject's left
         assert disp[head.v_template[:, 0] < -0.01].max() < 0.15 * disp.max()
 
 
@@ -110,9 +132,12 @@ def test_semantic_table_reproduces_controls(head_dir):
 
 
 def test_same_seed_identical_files_other_seed_differs(head_dir, tmp_path):
+    # Two builds side by side (the session's head_dir may come from another thread setting).
     write_head_folder(tmp_path / "a", seed=0)
+    write_head_folder(tmp_path / "a2", seed=0)
     for name in ("FLAME_NEUTRAL.npz", "flame_static_embedding.pkl", "head.npz"):
-        assert (tmp_path / "a" / name).read_bytes() == (head_dir / name).read_bytes(), name
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "a2" / name).read_bytes(), name
+    assert load_head(tmp_path / "a").head_id == load_head(head_dir).head_id
     write_head_folder(tmp_path / "b", seed=3)
     assert load_head(tmp_path / "b").head_id != load_head(head_dir).head_id
 
@@ -131,7 +156,7 @@ def test_real_flame_layout_with_other_sizes_loads(tmp_path):
     V = len(surf.vertices)
     extra = dict(extra, weights=np.eye(5)[np.full(V, 1)], regressor=np.full((5, V), 1.0 / V))
     model = flame_dict(surf, basis, extra)
-    model["shapedirs"][:, :, 350:400] = 1e-4 * rng.standard_normal((V, 3, 50))   # 100 expression components
+    model["shapedirs"][:, :, 350:400] = 1e-4 * rng.standard_normal((V, 3, 50))  # 100 expression components
     model["f"] = model["f"].astype(np.uint32)
     d = tmp_path / "flame2020"
     d.mkdir()
@@ -144,7 +169,6 @@ def test_real_flame_layout_with_other_sizes_loads(tmp_path):
     verts = hm(_params(3))
     assert verts.shape == (3, V, 3)
     assert build_mod.N_EXPR_SPACE == 100
-
 
 
 def test_import_real_flame_folder_writes_a_head_file(head_dir, tmp_path):
@@ -161,8 +185,14 @@ def test_import_real_flame_folder_writes_a_head_file(head_dir, tmp_path):
         pickle.dump(flame_dict(surf, basis, extra), fh)
     shutil.copy(head_dir / "flame_static_embedding.pkl", d)
     r = load_head(head_dir).regions
-    masks = {"lips": r["lips"], "face": np.arange(surf.n_skin), "forehead": r["forehead"],
-             "left_eye_region": r["eyes"], "right_eye_region": r["eyes"], "nose": r["upper_face"][:10]}
+    masks = {
+        "lips": r["lips"],
+        "face": np.arange(surf.n_skin),
+        "forehead": r["forehead"],
+        "left_eye_region": r["eyes"],
+        "right_eye_region": r["eyes"],
+        "nose": r["upper_face"][:10],
+    }
     with open(d / "FLAME_masks.pkl", "wb") as fh:
         pickle.dump(masks, fh)
     imported = load_head(import_flame(d))

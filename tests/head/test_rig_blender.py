@@ -1,4 +1,5 @@
 """The Blender rig deforms exactly like smplx.FLAME (shape keys + armature = blendshapes + LBS)."""
+
 import subprocess
 import sys
 import textwrap
@@ -45,5 +46,5 @@ def test_blender_rig_matches_smplx(head_dir, tmp_path):
     subprocess.run([sys.executable, str(script), str(head_dir), str(out)], check=True, capture_output=True)
     got = np.load(out)
     want = HeadModel(head_dir)(torch.from_numpy(np.concatenate([exp, jaw], 1))).numpy()
-    want_blender = np.stack([want[..., 0], -want[..., 2], want[..., 1]], -1)   # FLAME -> Blender axes
+    want_blender = np.stack([want[..., 0], -want[..., 2], want[..., 1]], -1)  # FLAME -> Blender axes
     np.testing.assert_allclose(got, want_blender, atol=2e-5)

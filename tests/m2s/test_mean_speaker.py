@@ -1,6 +1,7 @@
 """The bundle's default speaker (`speaker_mean`) comes from the M2S run's target cache
 wherever that run kept it: recorded in its config, named by its command's --cache
 (older runs), or the run's own cache folder."""
+
 import json
 
 import numpy as np

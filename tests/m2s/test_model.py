@@ -1,4 +1,5 @@
 """M2S: head vertices, shapes per variant, training (resume, best), ONNX, evaluation, listen."""
+
 import json
 
 import numpy as np
@@ -33,7 +34,7 @@ def test_region_vertices_equal_flame(head_dir):
         np.testing.assert_allclose(RegionVertices(head_dir, mouth)(x), full[..., mouth, :], atol=1e-6)
         np.testing.assert_allclose(RegionVertices(head_dir)(x), full, atol=1e-6)
     with pytest.raises(ValueError, match="out of range"):
-        RegionVertices(head_dir, np.array([10 ** 7]))
+        RegionVertices(head_dir, np.array([10**7]))
 
 
 @pytest.mark.parametrize("variant", ["mouth2s", "face2s", "exp2s", "noface"])
@@ -51,23 +52,48 @@ def test_variant_shapes(head_dir, variant):
 def test_training_selects_best_and_resumes(mouth_run, tiny_corpus, tmp_path):
     log = [json.loads(line) for line in (mouth_run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [10, 20]
-    assert (mouth_run / "curves.png").stat().st_size > 1000   # every trainer draws its loss curves
+    assert (mouth_run / "curves.png").stat().st_size > 1000  # every trainer draws its loss curves
     best = torch.load(mouth_run / "best.pt", weights_only=False)
     assert best["val"]["loss"] == min(r["val"]["loss"] for r in log)
     assert {"mel_l1", "ce", "unit_acc"} <= set(best["val"])
     assert json.loads((mouth_run / "provenance.json").read_text())["config"]["model"]["variant"] == "mouth2s"
     import shutil
+
     run = tmp_path / "run"
     shutil.copytree(mouth_run, run, ignore=shutil.ignore_patterns("cache"))
     cfg = best["config"]
-    assert thunder_train(["m2s", "train", "--corpus", str(tiny_corpus), "--head", cfg["head"], "--encoder",
-                          cfg["encoder"], "--units", cfg["units"], "--out", str(run), "--small", "--steps", "22",
-                          "--val-every", "2", "--cache", str(mouth_run.parent / "m2s-cache")]) == 0
+    assert (
+        thunder_train(
+            [
+                "m2s",
+                "train",
+                "--corpus",
+                str(tiny_corpus),
+                "--head",
+                cfg["head"],
+                "--encoder",
+                cfg["encoder"],
+                "--units",
+                cfg["units"],
+                "--out",
+                str(run),
+                "--small",
+                "--steps",
+                "22",
+                "--val-every",
+                "2",
+                "--cache",
+                str(mouth_run.parent / "m2s-cache"),
+            ]
+        )
+        == 0
+    )
     assert [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()][-2:] == [20, 22]
 
 
 def test_loading_refuses_another_head(mouth_run, tmp_path):
     from training.head.build import write_head_folder
+
     other = tmp_path / "other-head"
     write_head_folder(other, seed=3)
     with pytest.raises(ValueError, match="trained on head"):
@@ -93,8 +119,27 @@ def test_onnx_matches_torch(mouth_run, head_dir, tmp_path):
 
 def test_evaluate_and_listen(mouth_run, floor_run, tiny_corpus, tmp_path):
     report = tmp_path / "reports" / "m2s_eval"
-    assert thunder_train(["m2s", "evaluate", "--corpus", str(tiny_corpus), "--model", f"mouth2s={mouth_run}",
-                          "--floor", str(floor_run), "--limit", "2", "--gl-iters", "8", "--report", str(report)]) == 0
+    assert (
+        thunder_train(
+            [
+                "m2s",
+                "evaluate",
+                "--corpus",
+                str(tiny_corpus),
+                "--model",
+                f"mouth2s={mouth_run}",
+                "--floor",
+                str(floor_run),
+                "--limit",
+                "2",
+                "--gl-iters",
+                "8",
+                "--report",
+                str(report),
+            ]
+        )
+        == 0
+    )
     data = json.loads(report.with_suffix(".json").read_text())
     names = [r["name"] for r in data["rows"]]
     assert names == ["recorded audio", "GT mel + Griffin-Lim (ceiling)", "mouth2s", "no face (floor)"]
@@ -106,9 +151,26 @@ def test_evaluate_and_listen(mouth_run, floor_run, tiny_corpus, tmp_path):
     assert "| mouth2s |" in report.with_suffix(".md").read_text()
     utt = data["per_utterance"]["mouth2s"][0]["id"]
     wav = tmp_path / "listen.wav"
-    assert thunder_train(["m2s", "listen", utt, "--corpus", str(tiny_corpus), "--model", str(mouth_run),
-                          "--out", str(wav), "--gl-iters", "4"]) == 0
+    assert (
+        thunder_train(
+            [
+                "m2s",
+                "listen",
+                utt,
+                "--corpus",
+                str(tiny_corpus),
+                "--model",
+                str(mouth_run),
+                "--out",
+                str(wav),
+                "--gl-iters",
+                "4",
+            ]
+        )
+        == 0
+    )
     audio, sr = sf.read(wav)
-    n_frames = next(u for u in json.loads((tiny_corpus / "manifest.json").read_text())["utterances"]
-                    if u["id"] == utt)["n_frames"]
+    n_frames = next(u for u in json.loads((tiny_corpus / "manifest.json").read_text())["utterances"] if u["id"] == utt)[
+        "n_frames"
+    ]
     assert sr == 16000 and len(audio) == n_frames * 640

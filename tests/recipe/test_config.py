@@ -1,4 +1,5 @@
 """Training configs as data: the files, the one loader, --config / --small and flag overrides."""
+
 import json
 
 import pytest
@@ -20,7 +21,7 @@ DENOISER = ["denoiser", "train", "--corpus", "c", "--encoder", "e", "--head", "h
 @pytest.mark.parametrize("name", ["full", "small"])
 def test_every_section_is_exactly_its_trainers_config(name):
     file = load_config(name)
-    assert set(file.data) == set(load_config("full").data)      # one layout for every size
+    assert set(file.data) == set(load_config("full").data)  # one layout for every size
     for section, cls in TRAINERS.items():
         cfg, origin = file.build(cls, section)
         assert origin["resolved"] == file.section(section) and origin["overrides"] == {}
@@ -55,7 +56,7 @@ def test_a_config_by_path_and_its_mistakes(tmp_path, capsys):
     assert f"--out {tmp_path / 'w/runs/encoder'} --config {path}" in capsys.readouterr().out
     data["encoder"]["stpes"] = data["encoder"].pop("steps")
     path.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="stpes"):       # a typo is an error, never a silent default
+    with pytest.raises(ValueError, match="stpes"):  # a typo is an error, never a silent default
         load_config(path).build(EncoderConfig, "encoder")
     with pytest.raises(ConfigError, match="no such config"):
         load_config("huge")

@@ -1,4 +1,5 @@
 """`thunder-train recipe`: the plan, skip/resume and the state file, on the real --small chain."""
+
 import json
 
 from pathlib import Path
@@ -11,7 +12,7 @@ from training.recipe import STAGE_NAMES, actions, plan
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
-UNTIL = "denoiser-b"    # as much of the real chain as the 3-minute budget holds (the rest: the dry-run plan)
+UNTIL = "denoiser-b"  # as much of the real chain as the 3-minute budget holds (the rest: the dry-run plan)
 
 
 def _state(work):
@@ -76,7 +77,7 @@ def chain(tmp_path_factory):
     assert main(["recipe", "--work", str(work), "--small", "--until", "corpus"]) == 0
     stages = plan(work, "small")
     encoder = stages[STAGE_NAMES.index("encoder")]
-    assert main([*encoder.argv, "--stop-at", "20"]) == 0            # a run stopped before its end
+    assert main([*encoder.argv, "--stop-at", "20"]) == 0  # a run stopped before its end
     acts_before = actions(stages, STAGE_NAMES[0], UNTIL)
     assert main(["recipe", "--work", str(work), "--small", "--until", UNTIL]) == 0
     return work, acts_before
@@ -85,7 +86,7 @@ def chain(tmp_path_factory):
 def test_chain_records_every_stage(chain):
     work, _ = chain
     state = _state(work)
-    assert list(state) == STAGE_NAMES[:STAGE_NAMES.index(UNTIL) + 1]
+    assert list(state) == STAGE_NAMES[: STAGE_NAMES.index(UNTIL) + 1]
     for name, rec in state.items():
         assert rec["status"] == "done", (name, rec)
         assert rec["wall_s"] > 0 and rec["start"] <= rec["end"] and rec["command"].startswith("thunder-train ")
@@ -97,7 +98,7 @@ def test_interrupted_trainer_is_resumed_not_restarted(chain):
     assert acts_before[:4] == ["skip (complete)", "skip (complete)", "resume", "run"]
     assert set(acts_before[4:]) == {"run", "after --until"}
     log = [json.loads(line)["step"] for line in (work / "runs/encoder/log.jsonl").read_text().splitlines()]
-    assert log == [20, 40]          # a restart would have logged 20 twice
+    assert log == [20, 40]  # a restart would have logged 20 twice
     assert len(json.loads((work / "runs/encoder/provenance.json").read_text())["resumes"]) == 1
 
 
@@ -128,12 +129,12 @@ def test_an_older_bundle_at_bundle_out_is_not_complete(tmp_path):
     bundle.mkdir()
     (bundle / "manifest.json").write_text("{}")
     export = plan(tmp_path / "w", "small", bundle_out=bundle)[-1]
-    assert not export.done(export.out)          # no runs yet
+    assert not export.done(export.out)  # no runs yet
     run = tmp_path / "w/runs/denoiser/thunder"
     run.mkdir(parents=True)
     (run / "best.pt").write_text("x")
     (tmp_path / "w/reports").mkdir()
     (tmp_path / "w/reports/denoiser-eval.json").write_text("{}")
-    assert not export.done(export.out)          # runs newer than the bundle
+    assert not export.done(export.out)  # runs newer than the bundle
     (bundle / "manifest.json").write_text("{}")
     assert export.done(export.out)

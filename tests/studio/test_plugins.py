@@ -2,6 +2,7 @@
 from studio through entry points (pyproject.toml): the commands keep their names and
 arguments while `backend` and `training` never import studio. Needs the package installed
 (`make setup` / `pip install -e .`): the entry points live in its metadata."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,15 +32,18 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 
 def test_thunder_batch_keeps_its_name_and_arguments():
     from backend.cli import PLUGINS, build_parser
+
     assert PLUGINS == "thunder.commands"
     batch = _subcommands(build_parser())["batch"]
-    args = batch.parse_args(["a.blend", "--takes", "2", "--seed", "5", "--force", "--bundle", "B",
-                             "--addon", "bl_ext.user_default.thunder"])
+    args = batch.parse_args(
+        ["a.blend", "--takes", "2", "--seed", "5", "--force", "--bundle", "B", "--addon", "bl_ext.user_default.thunder"]
+    )
     assert (args.takes, args.seed, args.force, args.bundle, args.func.__module__) == (2, 5, True, "B", "studio.batch")
 
 
 def test_thunder_train_demo_keeps_its_name_and_arguments():
     from training.cli import PLUGINS, build_parser
+
     assert PLUGINS == "thunder_train.commands"
     demo = _subcommands(build_parser())["demo"]
     args = demo.parse_args(["--out", "o", "--frames", "3", "--resolution", "96x80", "--takes", "2"])

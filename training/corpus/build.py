@@ -6,6 +6,7 @@ Resumable: finished utterances (wav + npz, both written atomically) are kept.
 The unit of parallel work is one speaker, whose utterances are made in order
 until its share of the requested hours is reached.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,13 +42,14 @@ SPLITS = (("train", 0.70), ("val", 0.15), ("test", 0.15))
 class BuildConfig:
     """Run settings (out, head, cache, seed, workers) and the `corpus` section of a
     training config (training/configs/*.json): hours .. mbrola."""
+
     out: str
     head: str
     cache: str
     hours: float
     seed: int = 0
     espeak_speakers: int
-    real_prompts: int | None                # None: every prompt that aligns
+    real_prompts: int | None  # None: every prompt that aligns
     workers: int = 2
     real: bool
     mbrola: bool
@@ -56,11 +58,13 @@ class BuildConfig:
 _RUN_SETTINGS = ("out", "head", "cache", "seed", "workers")
 
 
-def corpus_config(config: str | Path = "full", *, out: str, head: str, cache: str, seed: int = 0, workers: int = 2,
-                  **overrides) -> tuple[BuildConfig, dict]:
+def corpus_config(
+    config: str | Path = "full", *, out: str, head: str, cache: str, seed: int = 0, workers: int = 2, **overrides
+) -> tuple[BuildConfig, dict]:
     """(BuildConfig from a training config's `corpus` section with `overrides` (None: keep)
     on top, origin record for build.json)."""
     from training.config import load_config
+
     names = {f.name for f in fields(BuildConfig)} - set(_RUN_SETTINGS)
     values, origin = load_config(config).values("corpus", names, overrides)
     return BuildConfig(out=out, head=head, cache=cache, seed=seed, workers=workers, **values), origin
@@ -88,8 +92,17 @@ def plan(cfg: BuildConfig) -> tuple[list[dict], list[dict], list[str]]:
         if why:
             notes.append(why)
         for v in voices:
-            speakers.append({"id": f"mb-{v}", "source": "mbrola", "voice": v, "rate": int(rng.uniform(150, 190)),
-                             "pitch": int(rng.uniform(35, 65)), "pitch_range": 50, "style": draw_style(rng)})
+            speakers.append(
+                {
+                    "id": f"mb-{v}",
+                    "source": "mbrola",
+                    "voice": v,
+                    "rate": int(rng.uniform(150, 190)),
+                    "pitch": int(rng.uniform(35, 65)),
+                    "pitch_range": 50,
+                    "style": draw_style(rng),
+                }
+            )
     synthetic = list(speakers)
     for sp, split in zip([synthetic[i] for i in rng.permutation(len(synthetic))], split_counts(len(synthetic))):
         sp["split"] = split
@@ -102,14 +115,20 @@ def plan(cfg: BuildConfig) -> tuple[list[dict], list[dict], list[str]]:
     quota = max(cfg.hours * 3600 - real_seconds, 0.0) / max(len(synthetic), 1)
     tasks = [{"speaker": sp, "index": i, "quota": quota, "kind": sp["source"]} for i, sp in enumerate(synthetic)]
     if prompts:
-        real_sp = {"id": REAL_SPEAKER, "source": "real", "split": "by-utterance",
-                   "style": draw_style(rng), "prompts": len(prompts)}
+        real_sp = {
+            "id": REAL_SPEAKER,
+            "source": "real",
+            "split": "by-utterance",
+            "style": draw_style(rng),
+            "prompts": len(prompts),
+        }
         labels = split_counts(len(prompts))
         order = rng.permutation(len(prompts))
         utt_split = {int(k): labels[r] for r, k in enumerate(order)}
         speakers.append(real_sp)
-        tasks.append({"speaker": real_sp, "index": len(synthetic), "kind": "real", "prompts": prompts,
-                      "splits": utt_split})
+        tasks.append(
+            {"speaker": real_sp, "index": len(synthetic), "kind": "real", "prompts": prompts, "splits": utt_split}
+        )
     return speakers, tasks, notes
 
 
@@ -123,15 +142,22 @@ def _init(cfg: BuildConfig) -> None:
     global _FACE, _CFG
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1)        # the workers are the parallelism; BLAS threads would oversubscribe
+    threadpool_limits(1)  # the workers are the parallelism; BLAS threads would oversubscribe
     _CFG = cfg
     _FACE = Face.load(cfg.head)
 
 
 def _entry(uid: str, sp: dict, split: str, duration: float) -> dict:
-    return {"id": uid, "wav": f"wav/{uid}.wav", "motion": f"motion/{uid}.npz", "speaker": sp["id"],
-            "source": sp["source"], "split": split, "duration": round(duration, 6),
-            "n_frames": n_frames_for(duration)}
+    return {
+        "id": uid,
+        "wav": f"wav/{uid}.wav",
+        "motion": f"motion/{uid}.npz",
+        "speaker": sp["id"],
+        "source": sp["source"],
+        "split": split,
+        "duration": round(duration, 6),
+        "n_frames": n_frames_for(duration),
+    }
 
 
 def _existing(out: Path, uid: str) -> float | None:
@@ -144,8 +170,9 @@ def _existing(out: Path, uid: str) -> float | None:
 def _make(out: Path, uid: str, sp: dict, utt, seed_seq: np.random.SeedSequence) -> float:
     exp, jaw = draw_motion(_FACE, utt.phones, utt.duration, sp["style"], seed_seq, utt.stressed)
     write_wav(out / "wav" / f"{uid}.wav", utt.audio)
-    write_npz(out / "motion" / f"{uid}.npz",
-              motion_arrays(exp, jaw, utt.phones, utt.words, sp["id"], sp["source"], utt.text))
+    write_npz(
+        out / "motion" / f"{uid}.npz", motion_arrays(exp, jaw, utt.phones, utt.words, sp["id"], sp["source"], utt.text)
+    )
     return utt.duration
 
 
@@ -159,12 +186,11 @@ def run_task(task: dict) -> list[dict]:
             uid = f"{sp['id']}-{k:04d}"
             dur = _existing(out, uid)
             if dur is None:
-                dur = _make(out, uid, sp, real_utterance(prompt),
-                            np.random.SeedSequence([seed, task["index"], k, 1]))
+                dur = _make(out, uid, sp, real_utterance(prompt), np.random.SeedSequence([seed, task["index"], k, 1]))
             entries.append(_entry(uid, sp, task["splits"][k], dur))
         return entries
     make = espeak_utterance if task["kind"] == "espeak" else mbrola_utterance
-    espeak.reset()            # this speaker's audio depends on nothing spoken before it
+    espeak.reset()  # this speaker's audio depends on nothing spoken before it
     total, j = 0.0, 0
     while total < task["quota"] and j < 100000:
         uid = f"{sp['id']}-{j:04d}"
@@ -181,6 +207,7 @@ def run_task(task: dict) -> list[dict]:
 
 # ---- driver ------------------------------------------------------------------------------
 
+
 def _check_resume(out: Path, cfg: BuildConfig, head_id: str) -> None:
     """Resuming into a folder made with another seed, speaker count or head would mix corpora."""
     info_path = out / "build.json"
@@ -190,11 +217,14 @@ def _check_resume(out: Path, cfg: BuildConfig, head_id: str) -> None:
         old_key = {k: old.get("config", {}).get(k, old.get(k)) for k in ("seed", "espeak_speakers")}
         old_key["head_id"] = old.get("head_id")
         if old_key != key:
-            raise ValueError(f"{out} holds a corpus built with {old_key}, not {key}: "
-                             "use another --out (same settings resume; a larger --hours extends)")
+            raise ValueError(
+                f"{out} holds a corpus built with {old_key}, not {key}: "
+                "use another --out (same settings resume; a larger --hours extends)"
+            )
     else:
-        info_path.write_text(json.dumps({"config": asdict(cfg), "head_id": head_id, "state": "building"},
-                                        indent=1) + "\n")
+        info_path.write_text(
+            json.dumps({"config": asdict(cfg), "head_id": head_id, "state": "building"}, indent=1) + "\n"
+        )
 
 
 def summary_table(manifest: dict) -> str:
@@ -209,8 +239,10 @@ def summary_table(manifest: dict) -> str:
         r = rows[src]
         lines.append(f"{src:<8} {len(r['speakers']):>8} {r['utts']:>10} {r['sec'] / 3600:>7.2f}")
     tot_s = sum(r["sec"] for r in rows.values())
-    lines.append(f"{'total':<8} {sum(len(r['speakers']) for r in rows.values()):>8} "
-                 f"{sum(r['utts'] for r in rows.values()):>10} {tot_s / 3600:>7.2f}")
+    lines.append(
+        f"{'total':<8} {sum(len(r['speakers']) for r in rows.values()):>8} "
+        f"{sum(r['utts'] for r in rows.values()):>10} {tot_s / 3600:>7.2f}"
+    )
     by_split = {}
     for u in manifest["utterances"]:
         by_split[u["split"]] = by_split.get(u["split"], 0.0) + u["duration"]
@@ -225,23 +257,22 @@ def build(cfg: BuildConfig, command: str = "", origin: dict | None = None) -> di
     out = Path(cfg.out)
     (out / "wav").mkdir(parents=True, exist_ok=True)
     (out / "motion").mkdir(parents=True, exist_ok=True)
-    face = Face.load(cfg.head)            # fail early on a bad head
+    face = Face.load(cfg.head)  # fail early on a bad head
     _check_resume(out, cfg, face.head_id)
     speakers, tasks, notes = plan(cfg)
-    for note in notes:            # sources left out: the corpus is smaller than asked
+    for note in notes:  # sources left out: the corpus is smaller than asked
         log.warning("%s", note)
     t_plan = time.time() - t0
     entries = []
-    planned = sum(t.get("quota", 0.0) for t in tasks) + sum(p["duration"] for t in tasks
-                                                               for p in t.get("prompts", []))
+    planned = sum(t.get("quota", 0.0) for t in tasks) + sum(p["duration"] for t in tasks for p in t.get("prompts", []))
     bar = tqdm(total=int(planned), unit="s speech", desc="corpus")
 
     def advance(res):
         step = int(round(sum(e["duration"] for e in res)))
-        bar.total = max(bar.total, bar.n + step)     # a speaker's last utterance overshoots its share
+        bar.total = max(bar.total, bar.n + step)  # a speaker's last utterance overshoots its share
         bar.update(step)
 
-    order = sorted(tasks, key=lambda t: t["kind"] != "real")      # the long real task first
+    order = sorted(tasks, key=lambda t: t["kind"] != "real")  # the long real task first
     if cfg.workers > 1:
         ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         with ctx.Pool(cfg.workers, initializer=_init, initargs=(cfg,)) as pool:
@@ -256,19 +287,32 @@ def build(cfg: BuildConfig, command: str = "", origin: dict | None = None) -> di
             advance(res)
     bar.close()
     manifest = {
-        "version": 1, "fps": FPS, "sample_rate": SAMPLE_RATE, "head_id": face.head_id,
-        "speakers": {sp["id"]: {k: sp[k] for k in ("source", "split", "style", "voice", "rate", "pitch")
-                                if k in sp} for sp in sorted(speakers, key=lambda s: s["id"])},
+        "version": 1,
+        "fps": FPS,
+        "sample_rate": SAMPLE_RATE,
+        "head_id": face.head_id,
+        "speakers": {
+            sp["id"]: {k: sp[k] for k in ("source", "split", "style", "voice", "rate", "pitch") if k in sp}
+            for sp in sorted(speakers, key=lambda s: s["id"])
+        },
         "utterances": sorted(entries, key=lambda e: e["id"]),
     }
     jsonio.write_json(out / "manifest.json", manifest, indent=1, sort_keys=True)
     table = summary_table(manifest)
     info = {
-        "command": command, "config": asdict(cfg), "seed": cfg.seed, "head_id": face.head_id,
-        "commit": git_commit(), **({"training_config": origin} if origin else {}),
-        "notes": notes, "summary": table.splitlines(),
-        "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                     **{m: _version(m) for m in ("espeakng-loader", "pocketsphinx", "soxr", "soundfile")}},
+        "command": command,
+        "config": asdict(cfg),
+        "seed": cfg.seed,
+        "head_id": face.head_id,
+        "commit": git_commit(),
+        **({"training_config": origin} if origin else {}),
+        "notes": notes,
+        "summary": table.splitlines(),
+        "versions": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            **{m: _version(m) for m in ("espeakng-loader", "pocketsphinx", "soxr", "soundfile")},
+        },
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "timings": {"plan_s": round(t_plan, 2), "total_s": round(time.time() - t0, 2)},
     }

@@ -1,4 +1,5 @@
 """`thunder-train corpus build|report|preview|import`."""
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,9 @@ def register(sub) -> None:
     # the corpus's size and sources: default None = the --config file's `corpus` section
     b.add_argument("--hours", type=float, default=None, help="hours of speech")
     b.add_argument("--speakers", dest="espeak_speakers", type=int, default=None, help="espeak-ng speakers")
-    b.add_argument("--no-real", dest="real", action="store_const", const=False, default=None,
-                   help="leave out the real speaker")
+    b.add_argument(
+        "--no-real", dest="real", action="store_const", const=False, default=None, help="leave out the real speaker"
+    )
     # run settings
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--workers", type=int, default=2)
@@ -77,9 +79,17 @@ def _build(args) -> int:
     from .build import build, corpus_config
 
     head = resolve_head(args.head, args.cache)
-    cfg, origin = corpus_config(args.config, out=args.out, head=head, cache=args.cache, seed=args.seed,
-                                workers=args.workers, hours=args.hours, espeak_speakers=args.espeak_speakers,
-                                real=args.real)
+    cfg, origin = corpus_config(
+        args.config,
+        out=args.out,
+        head=head,
+        cache=args.cache,
+        seed=args.seed,
+        workers=args.workers,
+        hours=args.hours,
+        espeak_speakers=args.espeak_speakers,
+        real=args.real,
+    )
     build(cfg, command=" ".join(["thunder-train"] + sys.argv[1:]), origin=origin)
     return 0
 
@@ -99,8 +109,14 @@ def _report(args) -> int:
 def _preview(args) -> int:
     from .preview import preview
 
-    path = preview(args.utt, args.out, corpus=args.corpus, head=resolve_head(args.head, args.cache),
-                   renderer=args.renderer, seconds=args.seconds)
+    path = preview(
+        args.utt,
+        args.out,
+        corpus=args.corpus,
+        head=resolve_head(args.head, args.cache),
+        renderer=args.renderer,
+        seconds=args.seconds,
+    )
     log.info("wrote %s", path)
     return 0
 
@@ -109,6 +125,10 @@ def _import(args) -> int:
     from .importers import import_corpus
 
     manifest = import_corpus(args.src, args.out, layout=args.layout, head_id=args.head_id)
-    log.info("imported %d utterances from %d speakers -> %s",
-             len(manifest["utterances"]), len(manifest["speakers"]), args.out)
+    log.info(
+        "imported %d utterances from %d speakers -> %s",
+        len(manifest["utterances"]),
+        len(manifest["speakers"]),
+        args.out,
+    )
     return 0

@@ -1,11 +1,12 @@
 """Read a corpus (built or imported): `load_corpus(DIR)`; see docs/corpus.md.
 
-    corpus = load_corpus("/work/data/corpus-small")
-    for utt in corpus.split("train"):
-        audio = corpus.audio(utt)          # float32 (N,) at 16 kHz
-        m = corpus.motion(utt)             # exp (T,50), jaw (T,3), phones, words, ...
-        x = corpus.params(utt)             # (T, 53) = [exp | jaw]
+corpus = load_corpus("/work/data/corpus-small")
+for utt in corpus.split("train"):
+    audio = corpus.audio(utt)          # float32 (N,) at 16 kHz
+    m = corpus.motion(utt)             # exp (T,50), jaw (T,3), phones, words, ...
+    x = corpus.params(utt)             # (T, 53) = [exp | jaw]
 """
+
 from __future__ import annotations
 
 import json
@@ -87,12 +88,16 @@ def load_corpus(root: str | Path) -> Corpus:
     root = Path(root)
     path = root / "manifest.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: build a corpus with `thunder-train corpus build --out {root}` "
-                                f"or import one with `thunder-train corpus import SRC --out {root}`")
+        raise FileNotFoundError(
+            f"{path} not found: build a corpus with `thunder-train corpus build --out {root}` "
+            f"or import one with `thunder-train corpus import SRC --out {root}`"
+        )
     manifest = json.loads(path.read_text())
     if manifest.get("fps") != FPS or manifest.get("sample_rate") != SAMPLE_RATE:
-        raise ValueError(f"{path}: expected fps {FPS} and sample_rate {SAMPLE_RATE}, "
-                         f"got {manifest.get('fps')} / {manifest.get('sample_rate')}")
+        raise ValueError(
+            f"{path}: expected fps {FPS} and sample_rate {SAMPLE_RATE}, "
+            f"got {manifest.get('fps')} / {manifest.get('sample_rate')}"
+        )
     bad = [u["id"] for u in manifest["utterances"] if u.get("split") not in SPLIT_NAMES]
     if bad:
         raise ValueError(f"{path}: utterances without a train/val/test split, e.g. {bad[:3]}")

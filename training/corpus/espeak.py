@@ -8,6 +8,7 @@ depending on what was spoken before. `reset()` loads a private copy of the
 library (fresh static state); the corpus build resets at the start of each
 speaker, which makes a speaker's utterances depend on nothing but that speaker.
 """
+
 from __future__ import annotations
 
 import _ctypes
@@ -47,17 +48,16 @@ class _Event(ctypes.Structure):
     ]
 
 
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                             ctypes.POINTER(_Event))
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
 
 
 @dataclass
 class Synthesis:
     """Audio at `sample_rate` plus phone and word events (start samples)."""
 
-    audio: np.ndarray                        # float32 mono
+    audio: np.ndarray  # float32 mono
     sample_rate: int
-    phones: list[tuple[int, str]] = field(default_factory=list)     # (start sample, espeak mnemonic)
+    phones: list[tuple[int, str]] = field(default_factory=list)  # (start sample, espeak mnemonic)
     words: list[tuple[int, int, int]] = field(default_factory=list)  # (start sample, text pos, length)
 
 
@@ -70,20 +70,29 @@ class _Engine:
         os.close(fd)
         shutil.copyfile(espeakng_loader.get_library_path(), self.copy)
         self.lib = ctypes.CDLL(self.copy)
-        os.unlink(self.copy)          # the mapping stays; nothing is left behind
+        os.unlink(self.copy)  # the mapping stays; nothing is left behind
         self.lib.espeak_Initialize.restype = ctypes.c_int
-        self.lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                          ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        self.lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         data = espeakng_loader.get_data_path().encode()
-        self.sample_rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 200, data,
-                                                      INIT_PHONEME_EVENTS | INIT_DONT_EXIT)
+        self.sample_rate = self.lib.espeak_Initialize(
+            AUDIO_OUTPUT_SYNCHRONOUS, 200, data, INIT_PHONEME_EVENTS | INIT_DONT_EXIT
+        )
         if self.sample_rate <= 0:
             raise RuntimeError(f"espeak_Initialize failed ({self.sample_rate})")
         self._chunks: list[np.ndarray] = []
         self._phones: list[tuple[int, str]] = []
         self._words: list[tuple[int, int, int]] = []
-        self._cb = _CALLBACK(self._on_audio)   # keep a reference: ctypes does not
+        self._cb = _CALLBACK(self._on_audio)  # keep a reference: ctypes does not
         self.lib.espeak_SetSynthCallback(self._cb)
 
     def close(self) -> None:
@@ -94,7 +103,7 @@ class _Engine:
         if n > 0:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
         i = 0
-        while events[i].type != 0:   # LIST_TERMINATED
+        while events[i].type != 0:  # LIST_TERMINATED
             ev = events[i]
             if ev.type == EV_PHONEME:
                 self._phones.append((ev.sample, ev.id.string.decode("ascii", "replace")))
@@ -129,8 +138,7 @@ def reset() -> None:
     _ENGINE = _Engine()
 
 
-def synthesize(text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50,
-               pitch_range: int = 50) -> Synthesis:
+def synthesize(text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50, pitch_range: int = 50) -> Synthesis:
     """Speak `text` with an espeak-ng voice name such as 'en-us+m3' (voice+variant)."""
     global _ENGINE
     if _ENGINE is None:

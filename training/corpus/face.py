@@ -5,6 +5,7 @@ gives the lip controls and jaw, upperface.py the rest, the tracker the
 pseudo-ground-truth. Two draws of one utterance share the articulation and
 differ in the upper-face stream.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from .kinematics import Kinematics
 from .tracker import Tracker, fit_vertices
 from .upperface import accent_times, upper_face
 
-PSI_NOISE = 0.01     # small head-independent noise on psi (smoothed), in psi units
+PSI_NOISE = 0.01  # small head-independent noise on psi (smoothed), in psi units
 
 
 def n_frames_for(duration: float) -> int:
@@ -34,8 +35,8 @@ class Face:
     head_dir: Path
     head_id: str
     names: list[str]
-    coeffs: np.ndarray             # (K, 50)
-    lip_pair: Kinematics           # upper and lower lip mid-points
+    coeffs: np.ndarray  # (K, 50)
+    lip_pair: Kinematics  # upper and lower lip mid-points
     tracker: Tracker
     regions: dict
 
@@ -45,14 +46,22 @@ class Face:
 
         head = load_head(head_dir)
         if not len(head.semantic_names):
-            raise ValueError(f"{head.path} has no semantic controls (a plain FLAME import?): the corpus "
-                             "engine animates through them; build it on the stand-in head "
-                             "(`thunder-train head build`) or import tracked data (`corpus import`)")
+            raise ValueError(
+                f"{head.path} has no semantic controls (a plain FLAME import?): the corpus "
+                "engine animates through them; build it on the stand-in head "
+                "(`thunder-train head build`) or import tracked data (`corpus import`)"
+            )
         lips = np.array([head.lip_upper, head.lip_lower])
         kin = Kinematics.from_head_dir(head.path, fit_vertices(head.regions, head.weights[:, 2]))
-        return cls(head.path, str(head.head_id), list(head.semantic_names),
-                   np.asarray(head.semantic_coeffs, np.float64),
-                   Kinematics.from_head_dir(head.path, lips), Tracker(kin), head.regions)
+        return cls(
+            head.path,
+            str(head.head_id),
+            list(head.semantic_names),
+            np.asarray(head.semantic_coeffs, np.float64),
+            Kinematics.from_head_dir(head.path, lips),
+            Tracker(kin),
+            head.regions,
+        )
 
     def weights(self, tracks: dict, asymmetry: float) -> np.ndarray:
         """Control tracks (name -> (T,)) -> (T, K) weights; bilateral controls get the asymmetry."""
@@ -74,8 +83,9 @@ class Face:
         return np.linalg.norm(v[:, 0] - v[:, 1], axis=-1)
 
 
-def clean_motion(face: Face, phones, duration: float, style: dict, rng_upper: np.random.Generator,
-                 stressed: list[bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def clean_motion(
+    face: Face, phones, duration: float, style: dict, rng_upper: np.random.Generator, stressed: list[bool] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Noise-free psi (T, 50) and jaw (T, 3) at 25 fps."""
     T = n_frames_for(duration)
     lips, jaw_open = articulate(phones, duration, style)
@@ -87,8 +97,9 @@ def clean_motion(face: Face, phones, duration: float, style: dict, rng_upper: np
     return psi, jaw
 
 
-def controls_to_flame(face: Face, tracks: dict, jaw_open: np.ndarray, n_frames: int,
-                      asymmetry: float) -> tuple[np.ndarray, np.ndarray]:
+def controls_to_flame(
+    face: Face, tracks: dict, jaw_open: np.ndarray, n_frames: int, asymmetry: float
+) -> tuple[np.ndarray, np.ndarray]:
     """RATE Hz control tracks (name -> (N,)) and jaw opening (N,) -> psi (T, 50) and jaw (T, 3)
     at 25 fps, no noise (also what the classic pipeline peer in training/peers uses)."""
     frames = {k: to_frames(v, n_frames) for k, v in tracks.items()}
@@ -98,8 +109,14 @@ def controls_to_flame(face: Face, tracks: dict, jaw_open: np.ndarray, n_frames: 
     return psi, jaw
 
 
-def draw_motion(face: Face, phones, duration: float, style: dict, seed_seq: np.random.SeedSequence,
-                stressed: list[bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def draw_motion(
+    face: Face,
+    phones,
+    duration: float,
+    style: dict,
+    seed_seq: np.random.SeedSequence,
+    stressed: list[bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """One draw of pseudo-ground-truth motion: (exp (T,50) f4, jaw (T,3) f4)."""
     upper_ss, track_ss = seed_seq.spawn(2)
     psi, jaw = clean_motion(face, phones, duration, style, np.random.default_rng(upper_ss), stressed)

@@ -8,6 +8,7 @@ Layouts (found recursively under SRC; the speaker is the clip's parent folder):
   optional `fps` (resampled to 25) and `text`.
 Splits: speaker-disjoint 70/15/15; with fewer than 3 speakers, 70/15/15 by clip.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,9 @@ def _detect(z) -> str:
         return "tfhp"
     if "exp" in z.files and "jaw" in z.files:
         return "folder"
-    raise ValueError(f"unknown motion layout (keys {sorted(z.files)}): expected exp + pose (TFHP) "
-                     "or exp + jaw (folder)")
+    raise ValueError(
+        f"unknown motion layout (keys {sorted(z.files)}): expected exp + pose (TFHP) or exp + jaw (folder)"
+    )
 
 
 def _resample_motion(x: np.ndarray, fps: float) -> np.ndarray:
@@ -73,8 +75,9 @@ def read_clip(npz: Path, layout: str = "auto") -> tuple[np.ndarray, np.ndarray, 
     return _resample_motion(exp, fps), _resample_motion(jaw, fps), text
 
 
-def import_corpus(src: str | Path, out: str | Path, layout: str = "auto", head_id: str = "import",
-                  seed: int = 0) -> dict:
+def import_corpus(
+    src: str | Path, out: str | Path, layout: str = "auto", head_id: str = "import", seed: int = 0
+) -> dict:
     src, out = Path(src), Path(out)
     (out / "wav").mkdir(parents=True, exist_ok=True)
     (out / "motion").mkdir(parents=True, exist_ok=True)
@@ -93,11 +96,19 @@ def import_corpus(src: str | Path, out: str | Path, layout: str = "auto", head_i
         speaker = rel.parent.as_posix().replace("/", "-") or "speaker0"
         uid = rel.with_suffix("").as_posix().replace("/", "-")
         write_wav(out / "wav" / f"{uid}.wav", audio)
-        write_npz(out / "motion" / f"{uid}.npz",
-                  motion_arrays(exp[:T], jaw[:T], [], [], speaker, "import", text))
+        write_npz(out / "motion" / f"{uid}.npz", motion_arrays(exp[:T], jaw[:T], [], [], speaker, "import", text))
         dur = len(audio) / SAMPLE_RATE
-        entries.append({"id": uid, "wav": f"wav/{uid}.wav", "motion": f"motion/{uid}.npz", "speaker": speaker,
-                        "source": "import", "duration": round(dur, 6), "n_frames": n_frames_for(dur)})
+        entries.append(
+            {
+                "id": uid,
+                "wav": f"wav/{uid}.wav",
+                "motion": f"motion/{uid}.npz",
+                "speaker": speaker,
+                "source": "import",
+                "duration": round(dur, 6),
+                "n_frames": n_frames_for(dur),
+            }
+        )
     speakers = sorted({e["speaker"] for e in entries})
     rng = np.random.default_rng(seed)
     if len(speakers) >= 3:
@@ -110,9 +121,17 @@ def import_corpus(src: str | Path, out: str | Path, layout: str = "auto", head_i
         for e, lab in zip([entries[i] for i in rng.permutation(len(entries))], labels):
             e["split"] = lab
         spk = {s: {"source": "import", "split": "by-utterance"} for s in speakers}
-    manifest = {"version": 1, "fps": FPS, "sample_rate": SAMPLE_RATE, "head_id": head_id,
-                "speakers": spk, "utterances": sorted(entries, key=lambda e: e["id"])}
+    manifest = {
+        "version": 1,
+        "fps": FPS,
+        "sample_rate": SAMPLE_RATE,
+        "head_id": head_id,
+        "speakers": spk,
+        "utterances": sorted(entries, key=lambda e: e["id"]),
+    }
     jsonio.write_json(out / "manifest.json", manifest, indent=1, sort_keys=True)
-    (out / "build.json").write_text(json.dumps({"command": "corpus import", "src": str(src),
-                                                "layout": layout, "clips": len(entries)}, indent=1) + "\n")
+    (out / "build.json").write_text(
+        json.dumps({"command": "corpus import", "src": str(src), "layout": layout, "clips": len(entries)}, indent=1)
+        + "\n"
+    )
     return manifest

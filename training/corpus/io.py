@@ -1,5 +1,6 @@
 """Corpus files: 16 kHz PCM_16 WAV and motion npz, written atomically and byte-for-byte
 reproducibly (fixed zip timestamps), so a resumed or repeated build is identical."""
+
 from __future__ import annotations
 
 import io
@@ -34,12 +35,16 @@ def motion_arrays(exp, jaw, phones, words, speaker: str, source: str, text: str)
     """The per-utterance npz of docs/corpus.md."""
     f4 = np.float32
     return {
-        "exp": np.asarray(exp, f4), "jaw": np.asarray(jaw, f4), "fps": np.int32(25),
+        "exp": np.asarray(exp, f4),
+        "jaw": np.asarray(jaw, f4),
+        "fps": np.int32(25),
         "phones_start": np.array([p[0] for p in phones], f4),
         "phones_end": np.array([p[1] for p in phones], f4),
         "phones": np.array([p[2] for p in phones], dtype=str),
         "words_start": np.array([w[0] for w in words], f4),
         "words_end": np.array([w[1] for w in words], f4),
         "words": np.array([w[2] for w in words], dtype=str),
-        "speaker": np.array(speaker), "source": np.array(source), "text": np.array(text),
+        "speaker": np.array(speaker),
+        "source": np.array(source),
+        "text": np.array(text),
     }

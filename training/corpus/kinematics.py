@@ -8,6 +8,7 @@ zero shape and only the jaw rotated, FLAME's linear blend skinning reduces to
 which this module evaluates on the vertices it is asked for. It reads the same
 FLAME file `smplx.FLAME` loads (tests check it against the torch HeadModel).
 """
+
 from __future__ import annotations
 
 import pickle
@@ -19,7 +20,7 @@ import numpy as np
 from backend.contracts import N_EXP
 
 N_SHAPE_SPACE = 300
-JAW = 2            # FLAME joint order: root, neck, jaw, eye_L, eye_R
+JAW = 2  # FLAME joint order: root, neck, jaw, eye_L, eye_R
 
 
 def _load_flame(head_dir: Path) -> dict:
@@ -49,26 +50,31 @@ class Kinematics:
     """Expression + jaw -> vertices for the vertex indices `idx`."""
 
     idx: np.ndarray
-    template: np.ndarray       # (S, 3)
-    exp_dirs: np.ndarray       # (S, 3, 50)
-    jaw_weight: np.ndarray     # (S,)
-    joint_t: np.ndarray        # (3,)   jaw joint at psi = 0
-    joint_e: np.ndarray        # (3, 50) jaw joint per unit psi
-    posedirs: np.ndarray       # (S, 3, 9) jaw pose correctives (zero on the stand-in)
+    template: np.ndarray  # (S, 3)
+    exp_dirs: np.ndarray  # (S, 3, 50)
+    jaw_weight: np.ndarray  # (S,)
+    joint_t: np.ndarray  # (3,)   jaw joint at psi = 0
+    joint_e: np.ndarray  # (3, 50) jaw joint per unit psi
+    posedirs: np.ndarray  # (S, 3, 9) jaw pose correctives (zero on the stand-in)
 
     @classmethod
     def from_head_dir(cls, head_dir: str | Path, idx: np.ndarray) -> "Kinematics":
         m = _load_flame(Path(head_dir))
         idx = np.asarray(idx, np.int64)
         v_t = np.asarray(m["v_template"], np.float64)
-        E = np.asarray(m["shapedirs"], np.float64)[:, :, N_SHAPE_SPACE:N_SHAPE_SPACE + N_EXP]
+        E = np.asarray(m["shapedirs"], np.float64)[:, :, N_SHAPE_SPACE : N_SHAPE_SPACE + N_EXP]
         J = m["J_regressor"]
         J = np.asarray(J.todense() if hasattr(J, "todense") else J, np.float64)[JAW]
         posedirs = np.asarray(m["posedirs"], np.float64)
-        return cls(idx=idx, template=v_t[idx], exp_dirs=E[idx],
-                   jaw_weight=np.asarray(m["weights"], np.float64)[idx, JAW],
-                   joint_t=J @ v_t, joint_e=np.einsum("v,vce->ce", J, E),
-                   posedirs=posedirs[idx][:, :, 9 * (JAW - 1):9 * JAW])
+        return cls(
+            idx=idx,
+            template=v_t[idx],
+            exp_dirs=E[idx],
+            jaw_weight=np.asarray(m["weights"], np.float64)[idx, JAW],
+            joint_t=J @ v_t,
+            joint_e=np.einsum("v,vce->ce", J, E),
+            posedirs=posedirs[idx][:, :, 9 * (JAW - 1) : 9 * JAW],
+        )
 
     def shaped(self, psi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Unposed vertices (T, S, 3) and jaw joint (T, 3) for psi (T, 50)."""
@@ -78,7 +84,7 @@ class Kinematics:
 
     def skin(self, v: np.ndarray, joint: np.ndarray, jaw: np.ndarray) -> np.ndarray:
         """Rotate the jaw: unposed (T, S, 3) -> posed (T, S, 3)."""
-        A = rodrigues(np.asarray(jaw, np.float64)) - np.eye(3)          # (T, 3, 3)
+        A = rodrigues(np.asarray(jaw, np.float64)) - np.eye(3)  # (T, 3, 3)
         if self.posedirs.any():
             S = len(self.idx)
             v = v + (A.reshape(-1, 9) @ self.posedirs.reshape(S * 3, 9).T).reshape(v.shape)

@@ -6,6 +6,7 @@ audio exactly) and `mbrola` renders it at 16 kHz; phone times come from the
 Both are Debian packages in contrib/non-free: when they are missing the build
 says so and goes on without MBROLA speakers.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,9 +23,27 @@ from .phones import SIL, espeak_to_arpa
 VOICES = ("us1", "us2", "us3", "en1")
 VOICE_DIRS = ("/usr/share/mbrola", "/usr/share/mbrola/voices")
 # MBROLA SAMPA names that differ from espeak's mnemonics.
-SAMPA_TO_ARPA = {"{": "AE", "A": "AA", "Q": "AA", "O": "AO", "EI": "EY", "AI": "AY", "OI": "OY",
-                 "@U": "OW", "aU": "AW", "r=": "ER", "3`": "ER", "@`": "ER", "i": "IY", "u": "UW",
-                 "I@": "IH", "e@": "EH", "U@": "UH", "_": SIL, "#": SIL}
+SAMPA_TO_ARPA = {
+    "{": "AE",
+    "A": "AA",
+    "Q": "AA",
+    "O": "AO",
+    "EI": "EY",
+    "AI": "AY",
+    "OI": "OY",
+    "@U": "OW",
+    "aU": "AW",
+    "r=": "ER",
+    "3`": "ER",
+    "@`": "ER",
+    "i": "IY",
+    "u": "UW",
+    "I@": "IH",
+    "e@": "EH",
+    "U@": "UH",
+    "_": SIL,
+    "#": SIL,
+}
 
 
 def voice_path(voice: str) -> str | None:
@@ -39,8 +58,10 @@ def available_voices() -> tuple[list[str], str]:
     """Installed MBROLA voices and, when there are none, why."""
     missing = [b for b in ("mbrola", "espeak-ng") if shutil.which(b) is None]
     if missing:
-        return [], (f"MBROLA speakers skipped: {' and '.join(missing)} not installed (Debian packages "
-                    "mbrola, mbrola-us1..us3/en1 and espeak-ng; they live in the contrib/non-free components)")
+        return [], (
+            f"MBROLA speakers skipped: {' and '.join(missing)} not installed (Debian packages "
+            "mbrola, mbrola-us1..us3/en1 and espeak-ng; they live in the contrib/non-free components)"
+        )
     voices = [v for v in VOICES if voice_path(v)]
     if not voices:
         return [], "MBROLA speakers skipped: no MBROLA voice installed (apt-get install mbrola-us1 ...)"
@@ -67,8 +88,12 @@ def parse_pho(pho: str) -> list[tuple[float, float, str]]:
 def synthesize(text: str, voice: str, rate: int = 170, pitch: int = 50) -> tuple[np.ndarray, list]:
     """16 kHz audio and phones (start s, end s, label) for one MBROLA voice."""
     with tempfile.TemporaryDirectory() as tmp:
-        pho = subprocess.run(["espeak-ng", "-q", "-v", f"mb-{voice}", "-s", str(rate), "-p", str(pitch),
-                              "--pho", text], check=True, capture_output=True, text=True).stdout
+        pho = subprocess.run(
+            ["espeak-ng", "-q", "-v", f"mb-{voice}", "-s", str(rate), "-p", str(pitch), "--pho", text],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         pho_path, wav_path = os.path.join(tmp, "u.pho"), os.path.join(tmp, "u.wav")
         with open(pho_path, "w") as f:
             f.write(pho)

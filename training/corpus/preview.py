@@ -5,6 +5,7 @@ frames a second, no Blender needed) and "blender" (Workbench through the add-on'
 builder, ~1 s a frame: studio.render's, plugged in as an entry point). `--out
 FILE.png` writes a frame strip instead of a video.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,7 @@ from .phones import BILABIAL, SIL, VOWELS
 
 HEAD_PX = 320
 YAW_DEG = 20.0
-RENDERERS = "thunder.head_renderers"   # entry points: name -> renderer class of another package
+RENDERERS = "thunder.head_renderers"  # entry points: name -> renderer class of another package
 
 
 def _load(utt: str, corpus: str | None):
@@ -55,8 +56,15 @@ def _view(v: np.ndarray) -> np.ndarray:
     return v @ R.T
 
 
-def rasterize(v: np.ndarray, faces: np.ndarray, size: int, centre: np.ndarray, half: float,
-              color=(0.93, 0.78, 0.70), background=(0.93, 0.93, 0.95)) -> np.ndarray:
+def rasterize(
+    v: np.ndarray,
+    faces: np.ndarray,
+    size: int,
+    centre: np.ndarray,
+    half: float,
+    color=(0.93, 0.78, 0.70),
+    background=(0.93, 0.93, 0.95),
+) -> np.ndarray:
     """Gouraud-shaded triangles with a z-buffer, all in numpy: (size, size, 3) uint8.
     Orthographic view along -z (larger z is nearer), y up."""
     px = (v[:, :2] - centre[:2] + half) / (2 * half) * size
@@ -65,12 +73,12 @@ def rasterize(v: np.ndarray, faces: np.ndarray, size: int, centre: np.ndarray, h
     e1, e2 = v[faces][:, 1] - v[faces][:, 0], v[faces][:, 2] - v[faces][:, 0]
     n = np.cross(e1, e2)
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-    n *= np.sign(n[:, 2:3] + 1e-12)        # face the viewer: winding is not trusted, the z-buffer decides
+    n *= np.sign(n[:, 2:3] + 1e-12)  # face the viewer: winding is not trusted, the z-buffer decides
     vn = np.zeros_like(v)
     for k in range(3):
         np.add.at(vn, faces[:, k], n)
     vn /= np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
-    shade = (np.clip(vn @ np.array([0.3, 0.4, 0.87]), 0, 1) * 0.75 + 0.2)[faces]      # (F, 3) per corner
+    shade = (np.clip(vn @ np.array([0.3, 0.4, 0.87]), 0, 1) * 0.75 + 0.2)[faces]  # (F, 3) per corner
     lo = np.floor(tri.min(1)).astype(int)
     span = np.ceil(tri.max(1)).astype(int) - lo + 1
     pix, dep, col = [], [], []
@@ -98,7 +106,7 @@ def rasterize(v: np.ndarray, faces: np.ndarray, size: int, centre: np.ndarray, h
     img[:] = background
     if pix:
         pix, dep, col = np.concatenate(pix), np.concatenate(dep), np.concatenate(col)
-        order = np.lexsort((-dep, pix))                  # per pixel, nearest first
+        order = np.lexsort((-dep, pix))  # per pixel, nearest first
         first = order[np.unique(pix[order], return_index=True)[1]]
         img[pix[first]] = col[first, None] * np.asarray(color)[None]
     return (np.clip(img, 0, 1) * 255).astype(np.uint8).reshape(size, size, 3)
@@ -111,7 +119,7 @@ class NumpyHeadRenderer:
         self.kin = Kinematics.from_head_dir(head_dir, np.arange(n_vertices))
         self.faces = np.asarray(faces)
         v0 = _view(self.kin.template)
-        self.half = 0.36 * (v0.max(0) - v0.min(0))[1]          # the face, not the whole head
+        self.half = 0.36 * (v0.max(0) - v0.min(0))[1]  # the face, not the whole head
         self.centre = v0[lip] + np.array([0.0, 0.45 * self.half, 0.0])
 
     def __call__(self, exp: np.ndarray, jaw: np.ndarray) -> np.ndarray:
@@ -133,8 +141,10 @@ def make_renderer(head_dir: str, renderer: str):
     if renderer == "blender":
         blender = _blender_renderer()
         if blender is None:
-            raise SetupError("the blender renderer needs bpy and the studio package "
-                             "(pip install -e .); --renderer numpy needs neither")
+            raise SetupError(
+                "the blender renderer needs bpy and the studio package "
+                "(pip install -e .); --renderer numpy needs neither"
+            )
         return blender(head_dir, size=HEAD_PX, yaw_deg=YAW_DEG)
     return NumpyHeadRenderer(head_dir, head.faces, len(head.v_template), head.lip_upper)
 
@@ -168,8 +178,9 @@ class Compositor:
                 continue
             color = "tab:red" if lab in BILABIAL else ("tab:blue" if lab in VOWELS else "0.2")
             ax.axvline(s, color="0.85", lw=0.5)
-            ax.text(0.5 * (s + e), 0.9 * max(float(np.abs(audio).max()), 1e-3), lab, ha="center",
-                    fontsize=6, color=color)
+            ax.text(
+                0.5 * (s + e), 0.9 * max(float(np.abs(audio).max()), 1e-3), lab, ha="center", fontsize=6, color=color
+            )
         self.cursor = ax.axvline(0, color="tab:orange", lw=1)
 
     def __call__(self, head_rgb: np.ndarray, time_s: float) -> np.ndarray:
@@ -179,8 +190,14 @@ class Compositor:
         return np.asarray(self.fig.canvas.buffer_rgba())[..., :3].copy()
 
 
-def preview(utt: str, out: str, corpus: str | None = None, head: str | None = None,
-            renderer: str = "auto", seconds: float | None = None) -> Path:
+def preview(
+    utt: str,
+    out: str,
+    corpus: str | None = None,
+    head: str | None = None,
+    renderer: str = "auto",
+    seconds: float | None = None,
+) -> Path:
     from tqdm import tqdm
 
     audio, m, uid = _load(utt, corpus)
@@ -205,8 +222,15 @@ def preview(utt: str, out: str, corpus: str | None = None, head: str | None = No
     with tempfile.TemporaryDirectory() as tmp:
         wav = os.path.join(tmp, "audio.wav")
         sf.write(wav, audio, SAMPLE_RATE, subtype="PCM_16")
-        writer = imageio_ffmpeg.write_frames(str(out), (w, h), fps=FPS, audio_path=wav, audio_codec="aac",
-                                             macro_block_size=1, output_params=["-shortest"])
+        writer = imageio_ffmpeg.write_frames(
+            str(out),
+            (w, h),
+            fps=FPS,
+            audio_path=wav,
+            audio_codec="aac",
+            macro_block_size=1,
+            output_params=["-shortest"],
+        )
         writer.send(None)
         writer.send(first)
         for k in tqdm(range(1, n), desc="preview", unit="frame"):

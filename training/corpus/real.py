@@ -7,6 +7,7 @@ force-aligns it to word and phone times. Prompts whose name does not spell
 what is said fail the alignment or its quality gate and are left out.
 The aligned list is cached as JSON next to the sounds (it takes ~1 minute).
 """
+
 from __future__ import annotations
 
 import glob
@@ -28,36 +29,61 @@ log = logging.getLogger(__name__)
 PACKAGE = "asterisk-core-sounds-en-wav"
 ALIGN_CACHE = "real_alignment_v3.json"
 SKIP_DIRS = ("silence", "dictate")
-SKIP_PREFIX = {"vm", "conf", "confbridge", "pbx", "priv", "tt", "spy", "dir", "ss", "demo", "astcc",
-               "pm", "queue"}
-EXPAND = {"pls": "please", "num": "number", "msg": "message", "msgs": "messages", "rec": "record",
-          "fwd": "forward", "ans": "answer", "temp": "temporary", "tmp": "temporary",
-          "entr": "enter", "rmv": "remove", "blklist": "blacklist", "im": "i'm", "youre": "you're",
-          "opts": "options", "avail": "available", "unavail": "unavailable", "prev": "previous",
-          "oper": "operator", "ext": "extension", "info": "information", "nomore": "no more",
-          "goodbye": "goodbye", "tohearenv": "to hear envelope", "nonurgent": "non urgent"}
-ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen " \
-       "fifteen sixteen seventeen eighteen nineteen".split()
-TENS = {20: "twenty", 30: "thirty", 40: "forty", 50: "fifty", 60: "sixty", 70: "seventy",
-        80: "eighty", 90: "ninety"}
-NATO = dict(zip("abcdefghijklmnopqrstuvwxyz",
-                "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike "
-                "november oscar papa quebec romeo sierra tango uniform victor whiskey x-ray yankee "
-                "zulu".split()))
-MAX_PHONE_S = 0.45          # quality gate: a longer non-pause phone means the text was wrong
-MIN_SCORE_PER_FRAME = -90   # quality gate on pocketsphinx's acoustic score
+SKIP_PREFIX = {"vm", "conf", "confbridge", "pbx", "priv", "tt", "spy", "dir", "ss", "demo", "astcc", "pm", "queue"}
+EXPAND = {
+    "pls": "please",
+    "num": "number",
+    "msg": "message",
+    "msgs": "messages",
+    "rec": "record",
+    "fwd": "forward",
+    "ans": "answer",
+    "temp": "temporary",
+    "tmp": "temporary",
+    "entr": "enter",
+    "rmv": "remove",
+    "blklist": "blacklist",
+    "im": "i'm",
+    "youre": "you're",
+    "opts": "options",
+    "avail": "available",
+    "unavail": "unavailable",
+    "prev": "previous",
+    "oper": "operator",
+    "ext": "extension",
+    "info": "information",
+    "nomore": "no more",
+    "goodbye": "goodbye",
+    "tohearenv": "to hear envelope",
+    "nonurgent": "non urgent",
+}
+ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen".split()
+)
+TENS = {20: "twenty", 30: "thirty", 40: "forty", 50: "fifty", 60: "sixty", 70: "seventy", 80: "eighty", 90: "ninety"}
+NATO = dict(
+    zip(
+        "abcdefghijklmnopqrstuvwxyz",
+        "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike "
+        "november oscar papa quebec romeo sierra tango uniform victor whiskey x-ray yankee "
+        "zulu".split(),
+    )
+)
+MAX_PHONE_S = 0.45  # quality gate: a longer non-pause phone means the text was wrong
+MIN_SCORE_PER_FRAME = -90  # quality gate on pocketsphinx's acoustic score
 
 
 def speech_in_pauses(audio: np.ndarray, phones: list) -> float:
     """Share of 10 ms frames inside long 'sil' stretches that are as loud as speech:
     high when the text missed words and the aligner parked them in a pause."""
     frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
-    energy = np.sqrt((frames ** 2).mean(axis=1) + 1e-12)
+    energy = np.sqrt((frames**2).mean(axis=1) + 1e-12)
     loud = energy > 0.15 * np.percentile(energy, 95)
     inside = np.zeros(len(energy), bool)
     for s, e, lab in phones:
         if lab == SIL and e - s > 0.25:
-            inside[int(s * 100) + 5:int(e * 100) - 5] = True
+            inside[int(s * 100) + 5 : int(e * 100) - 5] = True
     return float(loud[inside].mean()) if inside.any() else 0.0
 
 
@@ -71,8 +97,7 @@ def fetch_sounds(cache: str) -> str | None:
     try:
         debs = glob.glob(os.path.join(cache, f"{PACKAGE}_*.deb"))
         if not debs:
-            subprocess.run(["apt-get", "download", PACKAGE], cwd=cache, check=True,
-                           capture_output=True, timeout=300)
+            subprocess.run(["apt-get", "download", PACKAGE], cwd=cache, check=True, capture_output=True, timeout=300)
             debs = glob.glob(os.path.join(cache, f"{PACKAGE}_*.deb"))
         subprocess.run(["dpkg-deb", "-x", sorted(debs)[-1], root], check=True, capture_output=True)
     except (OSError, subprocess.SubprocessError, IndexError) as err:
@@ -115,6 +140,7 @@ def _align_one(decoder, pcm: bytes, text: str):
         decoder.start_utt()
         decoder.process_raw(pcm, full_utt=True)
         decoder.end_utt()
+
     decoder.set_align_text(text)
     run()
     decoder.set_alignment()
@@ -130,8 +156,7 @@ def align_prompts(sounds: str, cache: str, max_prompts: int | None = None) -> li
     if os.path.exists(cache_file):
         with open(cache_file) as f:
             done = json.load(f)
-    files = sorted(os.path.relpath(p, sounds) for p in glob.glob(os.path.join(sounds, "**/*.wav"),
-                                                                     recursive=True))
+    files = sorted(os.path.relpath(p, sounds) for p in glob.glob(os.path.join(sounds, "**/*.wav"), recursive=True))
     todo = [rel for rel in files if rel not in done]
     decoder, vocab = None, None
     accepted = [done[r] for r in files if done.get(r)]
@@ -176,8 +201,12 @@ def _align_file(decoder, vocab: set, sounds: str, rel: str) -> dict | None:
         for p in w:
             phones.append((p.start / 100, (p.start + p.duration) / 100, cmu_to_arpa(p.name)))
     longest = max((e - s for s, e, lab in phones if lab != SIL), default=0.0)
-    if (not words or longest > MAX_PHONE_S or score / max(frames, 1) < MIN_SCORE_PER_FRAME
-            or speech_in_pauses(audio, phones) > 0.35):
+    if (
+        not words
+        or longest > MAX_PHONE_S
+        or score / max(frames, 1) < MIN_SCORE_PER_FRAME
+        or speech_in_pauses(audio, phones) > 0.35
+    ):
         return None
     return {"file": rel, "text": text, "words": words, "phones": phones, "duration": len(audio) / 16000}
 

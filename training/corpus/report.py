@@ -6,6 +6,7 @@
 - two draws of one utterance: the lips agree, the upper face differs
 - splits: speaker-disjoint, roughly 70/15/15 by speaker, the real speaker in every split
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,10 +22,10 @@ CLOSED_MM = 1.5
 MIN_CLOSURE_SHARE = 0.95
 MIN_PAUSE_SHARE = 0.95
 MIN_JAW_R = 0.5
-LIPS_AGREE_MM = 0.5          # mean |lip distance draw A - draw B|
-UPPER_DIFFERS_MM = 0.3       # RMS upper-face vertex difference between draws
-MAX_ABS_EXP = 8.0            # no frame's expression beyond this (the basis's unit scale is ~1)
-JAW_RANGE = (-0.05, 0.45)    # rad, jaw opening
+LIPS_AGREE_MM = 0.5  # mean |lip distance draw A - draw B|
+UPPER_DIFFERS_MM = 0.3  # RMS upper-face vertex difference between draws
+MAX_ABS_EXP = 8.0  # no frame's expression beyond this (the basis's unit scale is ~1)
+JAW_RANGE = (-0.05, 0.45)  # rad, jaw opening
 
 
 def _frame(t: float, n: int) -> int:
@@ -61,7 +62,8 @@ def motion_checks(corpus, face: Face, utts: list[dict]) -> dict:
         "pause_n": int(len(pause_end)),
         "jaw_openness_r": r,
         "vowel_n": len(jaw_v),
-        "exp_abs_max": exp_max, "jaw_range": [jaw_lo, jaw_hi],
+        "exp_abs_max": exp_max,
+        "jaw_range": [jaw_lo, jaw_hi],
     }
 
 
@@ -83,9 +85,11 @@ def draw_checks(corpus, face: Face, utts: list[dict], upper_idx: np.ndarray) -> 
         va = kin_upper.vertices(*[x.astype(np.float64) for x in a])
         vb = kin_upper.vertices(*[x.astype(np.float64) for x in b])
         upper_diff.append(float(np.sqrt(((va - vb) ** 2).sum(-1).mean()) * 1000))
-    return {"draws_lip_diff_mm": float(np.mean(lips_diff)) if lips_diff else float("nan"),
-            "draws_upper_diff_mm": float(np.mean(upper_diff)) if upper_diff else float("nan"),
-            "draws_n": len(lips_diff)}
+    return {
+        "draws_lip_diff_mm": float(np.mean(lips_diff)) if lips_diff else float("nan"),
+        "draws_upper_diff_mm": float(np.mean(upper_diff)) if upper_diff else float("nan"),
+        "draws_n": len(lips_diff),
+    }
 
 
 def split_checks(corpus) -> dict:
@@ -94,8 +98,9 @@ def split_checks(corpus) -> dict:
         by_speaker.setdefault(u["speaker"], set()).add(u["split"])
     real = [s for s, sp in corpus.speakers.items() if sp.get("source") == "real"]
     mixed = [s for s, splits in by_speaker.items() if len(splits) > 1 and s not in real]
-    counts = {name: sum(1 for s, splits in by_speaker.items() if s not in real and splits == {name})
-              for name in SPLIT_NAMES}
+    counts = {
+        name: sum(1 for s, splits in by_speaker.items() if s not in real and splits == {name}) for name in SPLIT_NAMES
+    }
     n = max(sum(counts.values()), 1)
     return {
         "speakers_in_two_splits": mixed,
@@ -116,7 +121,7 @@ def rebuild_check(corpus_dir: str, head_dir: str) -> bool | None:
 
     info = Path(corpus_dir) / "build.json"
     if not info.exists() or "config" not in json.loads(info.read_text()):
-        return None                      # imported corpora have nothing to remake
+        return None  # imported corpora have nothing to remake
     cfg = B.BuildConfig(**json.loads(info.read_text())["config"])
     with tempfile.TemporaryDirectory() as tmp:
         cfg = replace(cfg, out=tmp, head=head_dir, real=False, workers=1)
@@ -126,31 +131,45 @@ def rebuild_check(corpus_dir: str, head_dir: str) -> bool | None:
         (Path(tmp) / "motion").mkdir()
         B._init(cfg)
         made = B.run_task(task)
-        return all((Path(tmp) / e[k]).read_bytes() == (Path(corpus_dir) / e[k]).read_bytes()
-                   for e in made for k in ("wav", "motion"))
+        return all(
+            (Path(tmp) / e[k]).read_bytes() == (Path(corpus_dir) / e[k]).read_bytes()
+            for e in made
+            for k in ("wav", "motion")
+        )
 
 
 def report(corpus_dir: str, head_dir: str, max_utts: int = 400, n_draws: int = 6) -> dict:
     corpus = load_corpus(corpus_dir)
     face = Face.load(head_dir)
     if corpus.head_id and face.head_id != corpus.head_id and corpus.head_id != "import":
-        raise ValueError(f"corpus {corpus_dir} was built on head {corpus.head_id[:12]}, "
-                         f"not {face.head_id[:12]} ({head_dir}): pass the right --head")
+        raise ValueError(
+            f"corpus {corpus_dir} was built on head {corpus.head_id[:12]}, "
+            f"not {face.head_id[:12]} ({head_dir}): pass the right --head"
+        )
     utts = corpus.utterances
     pick = [utts[i] for i in np.unique(np.linspace(0, len(utts) - 1, min(max_utts, len(utts))).astype(int))]
-    res = {"corpus": str(corpus_dir), "utterances": len(utts), "checked": len(pick),
-           "hours": round(corpus.hours(), 3), "speakers": len(corpus.speakers)}
+    res = {
+        "corpus": str(corpus_dir),
+        "utterances": len(utts),
+        "checked": len(pick),
+        "hours": round(corpus.hours(), 3),
+        "speakers": len(corpus.speakers),
+    }
     res.update(motion_checks(corpus, face, pick))
     upper = np.asarray(face.regions["upper_face"])
     res.update(draw_checks(corpus, face, pick[:: max(1, len(pick) // n_draws)][:n_draws], upper[::4]))
     res["splits"] = split_checks(corpus)
     res["same_seed_same_bytes"] = rebuild_check(corpus_dir, head_dir)
-    def when(n, ok):      # a check with nothing to look at is not applicable (imported corpora have no phones)
+
+    def when(n, ok):  # a check with nothing to look at is not applicable (imported corpora have no phones)
         return None if not n else bool(ok)
 
     res["checks"] = {
-        "motion in range": (res["exp_abs_max"] < MAX_ABS_EXP and JAW_RANGE[0] < res["jaw_range"][0]
-                            and res["jaw_range"][1] < JAW_RANGE[1]),
+        "motion in range": (
+            res["exp_abs_max"] < MAX_ABS_EXP
+            and JAW_RANGE[0] < res["jaw_range"][0]
+            and res["jaw_range"][1] < JAW_RANGE[1]
+        ),
         "bilabial closure": when(res["bilabial_n"], res["bilabial_closed_share"] >= MIN_CLOSURE_SHARE),
         "long pauses end closed": when(res["pause_n"], res["pause_end_closed_share"] >= MIN_PAUSE_SHARE),
         "jaw follows vowel openness": when(res["vowel_n"], res["jaw_openness_r"] >= MIN_JAW_R),
@@ -168,18 +187,28 @@ def print_report(res: dict) -> None:
     """The report `corpus report` is run for: stdout (its progress and warnings are logged)."""
     s = res["splits"]
     lines = [
-        (f"corpus {res['corpus']}: {res['utterances']} utterances, {res['hours']} h, "
-         f"{res['speakers']} speakers ({res['checked']} checked)"),
-        (f"  motion range       |exp| <= {res['exp_abs_max']:.2f} (< {MAX_ABS_EXP}), jaw "
-         f"{res['jaw_range'][0]:.3f} .. {res['jaw_range'][1]:.3f} rad (within {JAW_RANGE})"),
-        (f"  bilabial closure   {res['bilabial_closed_share']:.3f} of {res['bilabial_n']} below {CLOSED_MM} mm "
-         f"(median {res['bilabial_median_mm']:.2f} mm; need >= {MIN_CLOSURE_SHARE})"),
+        (
+            f"corpus {res['corpus']}: {res['utterances']} utterances, {res['hours']} h, "
+            f"{res['speakers']} speakers ({res['checked']} checked)"
+        ),
+        (
+            f"  motion range       |exp| <= {res['exp_abs_max']:.2f} (< {MAX_ABS_EXP}), jaw "
+            f"{res['jaw_range'][0]:.3f} .. {res['jaw_range'][1]:.3f} rad (within {JAW_RANGE})"
+        ),
+        (
+            f"  bilabial closure   {res['bilabial_closed_share']:.3f} of {res['bilabial_n']} below {CLOSED_MM} mm "
+            f"(median {res['bilabial_median_mm']:.2f} mm; need >= {MIN_CLOSURE_SHARE})"
+        ),
         f"  long pauses closed {res['pause_end_closed_share']:.3f} of {res['pause_n']} (need >= {MIN_PAUSE_SHARE})",
         f"  jaw vs openness    r = {res['jaw_openness_r']:.3f} over {res['vowel_n']} vowels (need >= {MIN_JAW_R})",
-        (f"  two draws          lips differ {res['draws_lip_diff_mm']:.3f} mm (<= {LIPS_AGREE_MM}), "
-         f"upper face {res['draws_upper_diff_mm']:.3f} mm (>= {UPPER_DIFFERS_MM})"),
-        (f"  splits             by speaker {s['speaker_share']}, hours {s['hours']}, "
-         f"real in every split: {s['real_in_every_split']}"),
+        (
+            f"  two draws          lips differ {res['draws_lip_diff_mm']:.3f} mm (<= {LIPS_AGREE_MM}), "
+            f"upper face {res['draws_upper_diff_mm']:.3f} mm (>= {UPPER_DIFFERS_MM})"
+        ),
+        (
+            f"  splits             by speaker {s['speaker_share']}, hours {s['hours']}, "
+            f"real in every split: {s['real_in_every_split']}"
+        ),
         f"  rebuild            first utterances remade byte-identical: {res['same_seed_same_bytes']}",
     ]
     lines += [f"  [{'n/a' if ok is None else 'ok' if ok else 'FAIL'}] {name}" for name, ok in res["checks"].items()]

@@ -4,6 +4,7 @@ Phones are (start s, end s, label) covering [0, duration] without gaps ('sil' in
 between); words are (start s, end s, word). Synthetic speech gets a short random
 silence either side so every clip starts and ends at rest.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,11 +20,11 @@ from .phones import SIL, espeak_to_arpa, is_stressed
 
 @dataclass
 class Utterance:
-    audio: np.ndarray                 # float32, 16 kHz
-    phones: list                      # (start, end, label)
-    words: list                       # (start, end, word)
+    audio: np.ndarray  # float32, 16 kHz
+    phones: list  # (start, end, label)
+    words: list  # (start, end, word)
     text: str
-    stressed: list | None = field(default=None)   # per phone, when the source knows stress
+    stressed: list | None = field(default=None)  # per phone, when the source knows stress
 
     @property
     def duration(self) -> float:
@@ -90,10 +91,10 @@ def espeak_utterance(text: str, speaker: dict, rng: np.random.Generator) -> Utte
         after = [ps for ps, pe, lab in phones if lab != SIL and ps >= smp / sr - 1e-6]
         starts.append(after[0] if after else smp / sr)
     words = []
-    for k, (smp, pos, length) in enumerate(syn.words):
+    for k, (_smp, pos, length) in enumerate(syn.words):
         nxt = starts[k + 1] if k + 1 < len(starts) else n / sr
         ends = [pe for ps, pe, lab in phones if lab != SIL and starts[k] <= ps < nxt]
-        word = text.encode("utf-8")[pos - 1:pos - 1 + length].decode("utf-8", "replace")
+        word = text.encode("utf-8")[pos - 1 : pos - 1 + length].decode("utf-8", "replace")
         words.append((starts[k], ends[-1] if ends else nxt, word.strip(".,?!;:")))
     audio = soxr.resample(syn.audio, sr, SAMPLE_RATE).astype(np.float32)
     audio, phones, words = _pad(audio, phones, words, rng)

@@ -10,6 +10,7 @@ face was (the clean motion, slightly perturbed) and keeps a weak prior there:
 directions the vertices barely see (the basis is not full rank, and jaw and
 mouth_open trade off) stay put instead of wandering.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,21 +18,26 @@ from scipy.ndimage import gaussian_filter1d
 
 from .kinematics import Kinematics, rodrigues
 
-JITTER_M = 0.0004        # per-frame vertex noise, metres
-DRIFT_M = 0.0002         # slow per-vertex drift, metres
-RIDGE = 1e-6            # prior weight (squared metres per unit psi)
+JITTER_M = 0.0004  # per-frame vertex noise, metres
+DRIFT_M = 0.0002  # slow per-vertex drift, metres
+RIDGE = 1e-6  # prior weight (squared metres per unit psi)
 INIT_JAW_NOISE = 0.003  # rad
 
 
 def fit_vertices(head_regions: dict, weights_jaw: np.ndarray, n_max: int = 300) -> np.ndarray:
     """The vertices the tracker sees (like a dense landmark set): lips, mouth, jaw, upper face."""
+
     def every(idx, n):
         idx = np.asarray(idx, np.int64)
         return idx[np.linspace(0, len(idx) - 1, min(n, len(idx))).astype(int)]
 
     jaw_area = np.nonzero(weights_jaw > 0.5)[0]
-    parts = [every(head_regions["lips"], 80), every(head_regions["mouth"], 100), every(jaw_area, 40),
-             every(head_regions["upper_face"], 100)]
+    parts = [
+        every(head_regions["lips"], 80),
+        every(head_regions["mouth"], 100),
+        every(jaw_area, 40),
+        every(head_regions["upper_face"], 100),
+    ]
     idx = np.unique(np.concatenate(parts))
     return every(idx, n_max)
 
@@ -50,25 +56,26 @@ class Tracker:
         S = len(kin.idx)
         E = kin.exp_dirs.reshape(S * 3, -1)
         A = np.linalg.inv(E.T @ E + RIDGE * np.eye(E.shape[1]))
-        self.pinv = A @ E.T                     # (50, 3S)
-        self.prior = RIDGE * A                  # (50, 50)
-        self.moving = np.nonzero(kin.jaw_weight > 1e-4)[0]   # only these need un-skinning
+        self.pinv = A @ E.T  # (50, 3S)
+        self.prior = RIDGE * A  # (50, 50)
+        self.moving = np.nonzero(kin.jaw_weight > 1e-4)[0]  # only these need un-skinning
 
     def _psi_given_jaw(self, v_obs, jaw, psi_prev, psi0):
         """Undo the jaw skinning with the current joint estimate, then least squares."""
         k = self.kin
-        A = rodrigues(jaw) - np.eye(3)                                    # (T,3,3)
+        A = rodrigues(jaw) - np.eye(3)  # (T,3,3)
         mv = self.moving
         w = k.jaw_weight[mv]
-        M = np.eye(3) + w[None, :, None, None] * A[:, None]              # (T,S',3,3)
-        j = k.joint_t + psi_prev @ k.joint_e.T                            # (T,3)
+        M = np.eye(3) + w[None, :, None, None] * A[:, None]  # (T,S',3,3)
+        j = k.joint_t + psi_prev @ k.joint_e.T  # (T,3)
         rhs = v_obs[:, mv] + w[None, :, None] * np.matmul(A, j[..., None])[..., 0][:, None]
         v_e = v_obs.copy()
         v_e[:, mv] = _solve3(M, rhs)
         return (v_e - k.template).reshape(len(v_obs), -1) @ self.pinv.T + psi0 @ self.prior.T
 
-    def fit(self, v_obs: np.ndarray, psi0: np.ndarray, jaw0: np.ndarray,
-            iters: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def fit(
+        self, v_obs: np.ndarray, psi0: np.ndarray, jaw0: np.ndarray, iters: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Fit expression + jaw to observed vertices, starting from (psi0, jaw0)."""
         T = len(v_obs)
         psi, jaw = psi0.copy(), jaw0.copy()
@@ -76,7 +83,7 @@ class Tracker:
         for _ in range(iters):
             psi = self._psi_given_jaw(v_obs, jaw, psi, psi0)
             v_e, joint = self.kin.shaped(psi)
-            mv = self.moving           # the jaw moves nothing else
+            mv = self.moving  # the jaw moves nothing else
             r0 = (self.kin.skin(v_e, joint, jaw)[:, mv] - v_obs[:, mv]).reshape(T, -1)
             J = np.empty((T, r0.shape[1], 3))
             for a in range(3):

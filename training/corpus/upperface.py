@@ -3,6 +3,7 @@
 One utterance has many plausible faces: these tracks come from their own random
 stream, so two draws differ above the mouth while the lips (articulation) agree.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,10 +11,10 @@ from scipy.ndimage import gaussian_filter1d
 
 from .phones import VOWELS
 
-BLINK_REFRACTORY = 0.8      # s: no blink right after another
-BLINK_CLOSE, BLINK_HOLD, BLINK_OPEN = 0.08, 0.04, 0.16   # s
-BROW_PROB = 0.35            # chance a stressed syllable gets a brow raise (x brow_activity)
-MOOD_TAU = 2.0              # s: time scale of mood drift
+BLINK_REFRACTORY = 0.8  # s: no blink right after another
+BLINK_CLOSE, BLINK_HOLD, BLINK_OPEN = 0.08, 0.04, 0.16  # s
+BROW_PROB = 0.35  # chance a stressed syllable gets a brow raise (x brow_activity)
+MOOD_TAU = 2.0  # s: time scale of mood drift
 MOOD_SD = 0.12
 
 
@@ -21,7 +22,7 @@ def _bump(t, start, rise, hold, fall):
     up = np.clip((t - start) / rise, 0, 1)
     down = np.clip(1 - (t - start - rise - hold) / fall, 0, 1)
     y = np.minimum(up, down)
-    return y * y * (3 - 2 * y)            # smoothstep: no corners
+    return y * y * (3 - 2 * y)  # smoothstep: no corners
 
 
 def blinks(t: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
@@ -52,8 +53,7 @@ def upper_face(t: np.ndarray, accents: list[float], style: dict, rng: np.random.
     brow = np.zeros(n)
     for a in accents:
         if rng.random() < BROW_PROB * style["brow_activity"]:
-            brow = np.maximum(brow, rng.uniform(0.25, 0.7) *
-                              _bump(t, a - 0.12, 0.12, rng.uniform(0.1, 0.35), 0.25))
+            brow = np.maximum(brow, rng.uniform(0.25, 0.7) * _bump(t, a - 0.12, 0.12, rng.uniform(0.1, 0.35), 0.25))
     mood = style["smile_bias"] + rng.normal(0, 0.08) + _smooth_noise(n, rate, MOOD_TAU, MOOD_SD, rng)
     tracks["brow_raise"] = brow + np.abs(_smooth_noise(n, rate, 1.5, 0.05, rng))
     tracks["smile"] = np.maximum(mood, 0.0)

@@ -6,6 +6,7 @@ torch sampler, for the full-size denoiser, K takes x T frames, on this machine.
 Random weights: speed does not depend on them. Splits the backend time into the
 ONNX step graph, the context graph (once) and the numpy sampler arithmetic.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,14 @@ from training.denoiser.onnx_graphs import export_denoiser
 from training.denoiser.samplers import sample_takes
 
 
-def bench(takes=8, seconds=10.0, settings=(("dpmpp2m", 10), ("dpmpp2m", 25), ("ddim", 10)), audio_dim=256,
-          threads=None, repeats=2) -> dict:
+def bench(
+    takes=8,
+    seconds=10.0,
+    settings=(("dpmpp2m", 10), ("dpmpp2m", 25), ("ddim", 10)),
+    audio_dim=256,
+    threads=None,
+    repeats=2,
+) -> dict:
     torch.manual_seed(0)
     model = Denoiser(DenoiserConfig(audio_dim=audio_dim)).eval()
     T = int(seconds * 25)
@@ -63,25 +70,42 @@ def bench(takes=8, seconds=10.0, settings=(("dpmpp2m", 10), ("dpmpp2m", 25), ("d
             t1 = time.perf_counter()
             sample_takes(model, torch.from_numpy(feats), seeds, sched, sampler, steps)
             t_torch = time.perf_counter() - t1
-            run = {"backend_total_s": total, "onnx_step_s": onnx_time[0], "onnx_context_s": t_ctx,
-                   "numpy_sampler_s": total - onnx_time[0] - t_ctx, "torch_total_s": t_torch}
+            run = {
+                "backend_total_s": total,
+                "onnx_step_s": onnx_time[0],
+                "onnx_context_s": t_ctx,
+                "numpy_sampler_s": total - onnx_time[0] - t_ctx,
+                "torch_total_s": t_torch,
+            }
             best = {k: min(v, best.get(k, np.inf)) for k, v in run.items()}
         rows.append({"sampler": sampler, "steps": steps, **best})
-    return {"takes": takes, "seconds": seconds, "frames": T, "params": n_parameters(model),
-            "config": model.cfg.to_dict(), "rows": rows, "threads": threads or "ort default",
-            "torch_threads": torch.get_num_threads(),
-            "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "takes": takes,
+        "seconds": seconds,
+        "frames": T,
+        "params": n_parameters(model),
+        "config": model.cfg.to_dict(),
+        "rows": rows,
+        "threads": threads or "ort default",
+        "torch_threads": torch.get_num_threads(),
+        "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def markdown(r: dict) -> str:
-    lines = [f"Denoiser sampler speed: {r['takes']} takes x {r['seconds']:g} s ({r['frames']} frames), "
-             f"{r['params'] / 1e6:.2f} M params, {r['machine']}, {r['date']}", "",
-             "| sampler | steps | backend total s | onnx steps s | onnx context s | numpy sampler s | torch s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Denoiser sampler speed: {r['takes']} takes x {r['seconds']:g} s ({r['frames']} frames), "
+        f"{r['params'] / 1e6:.2f} M params, {r['machine']}, {r['date']}",
+        "",
+        "| sampler | steps | backend total s | onnx steps s | onnx context s | numpy sampler s | torch s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for x in r["rows"]:
-        lines.append(f"| {x['sampler']} | {x['steps']} | {x['backend_total_s']:.3f} | {x['onnx_step_s']:.3f} | "
-                     f"{x['onnx_context_s']:.4f} | {x['numpy_sampler_s']:.4f} | {x['torch_total_s']:.3f} |")
+        lines.append(
+            f"| {x['sampler']} | {x['steps']} | {x['backend_total_s']:.3f} | {x['onnx_step_s']:.3f} | "
+            f"{x['onnx_context_s']:.4f} | {x['numpy_sampler_s']:.4f} | {x['torch_total_s']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -95,7 +119,7 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     jsonio.write_json(args.out.with_suffix(".json"), jsonio.finite(r))
     args.out.with_suffix(".md").write_text(markdown(r))
-    to_stdout(markdown(r))          # the timing table is what the script is run for
+    to_stdout(markdown(r))  # the timing table is what the script is run for
     return 0
 
 

@@ -8,6 +8,7 @@ Sizes and schedule: the `denoiser` section of --config (training/configs/*.json)
 recipe's stage lengths: its `recipe` section. Every run resumes from OUT/last.pt;
 `--max-minutes` stops cleanly to resume in a later session.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,15 +30,22 @@ def register(subparsers) -> None:
     t.add_argument("--encoder", required=True, type=Path, help="speech encoder run or transformers folder")
     t.add_argument("--head", required=True, type=Path, help="head folder (head.npz)")
     t.add_argument("--out", required=True, type=Path)
-    t.add_argument("--variant", default="diffusion", choices=["diffusion", "baseline"],
-                   help="baseline: FlameFormer-like deterministic regression, same backbone")
+    t.add_argument(
+        "--variant",
+        default="diffusion",
+        choices=["diffusion", "baseline"],
+        help="baseline: FlameFormer-like deterministic regression, same backbone",
+    )
     t.add_argument("--m2s", type=Path, help="frozen M2S run for L_m2s (mouth2s / face2s / exp2s)")
     t.add_argument("--units", type=Path, help="speech units folder (needed with --m2s)")
     t.add_argument("--m2s-encoder", type=Path, help="encoder the M2S units came from (default: --encoder)")
     t.add_argument("--init", type=Path, help="start from this run's weights and stats (fine-tuning)")
-    t.add_argument("--train-encoder", action="store_true",
-                   help="-T variant: train --encoder jointly (features on the fly from each window's audio; "
-                        "several times slower per step, see README)")
+    t.add_argument(
+        "--train-encoder",
+        action="store_true",
+        help="-T variant: train --encoder jointly (features on the fly from each window's audio; "
+        "several times slower per step, see README)",
+    )
     add_config_options(t)
     # hyperparameters: default None = the --config file's `denoiser` section
     t.add_argument("--w-m2s", type=float, default=None, help="weight of L_m2s (with --m2s)")
@@ -87,12 +95,37 @@ def _train(args: argparse.Namespace) -> int:
         if not args.units:
             raise ConfigError("--m2s needs --units (the speech units the M2S model was trained on)")
         from training.denoiser.m2s_loss import build_m2s_loss
-        m2s_loss = build_m2s_loss(args.m2s, head_npz.parent, args.corpus, args.m2s_encoder or args.encoder,
-                                  args.units, cache / "m2s", limit, limit)
+
+        m2s_loss = build_m2s_loss(
+            args.m2s,
+            head_npz.parent,
+            args.corpus,
+            args.m2s_encoder or args.encoder,
+            args.units,
+            cache / "m2s",
+            limit,
+            limit,
+        )
     encoder = load_encoder(args.encoder)
-    log.info("%s", train(args.out, cfg, corpus=args.corpus, encoder=encoder, head_npz=head_npz, seed=args.seed,
-                         variant=args.variant, cache=cache, m2s_loss=m2s_loss, init=args.init, device=args.device,
-                         train_encoder=args.train_encoder, encoder_source=str(args.encoder), origin=origin))
+    log.info(
+        "%s",
+        train(
+            args.out,
+            cfg,
+            corpus=args.corpus,
+            encoder=encoder,
+            head_npz=head_npz,
+            seed=args.seed,
+            variant=args.variant,
+            cache=cache,
+            m2s_loss=m2s_loss,
+            init=args.init,
+            device=args.device,
+            train_encoder=args.train_encoder,
+            encoder_source=str(args.encoder),
+            origin=origin,
+        ),
+    )
     return 0
 
 
@@ -114,8 +147,15 @@ def _sample(args: argparse.Namespace) -> int:
     audio, _ = decode(str(args.wav))
     with torch.no_grad():
         feats = encoder.features_25(torch.from_numpy(np.asarray(audio, np.float32))[None])[0]
-    z = sample_takes(model, feats, list(range(args.seed, args.seed + args.takes)), Schedule(), args.sampler,
-                     args.steps, args.guidance)
+    z = sample_takes(
+        model,
+        feats,
+        list(range(args.seed, args.seed + args.takes)),
+        Schedule(),
+        args.sampler,
+        args.steps,
+        args.guidance,
+    )
     x = as_numpy(Normaliser(stats).denormalise(z))
     np.savez(args.out, exp=x[..., :50], jaw=x[..., 50:], seeds=np.arange(args.seed, args.seed + args.takes))
     log.info("wrote %s: %d takes x %d frames", args.out, x.shape[0], x.shape[1])

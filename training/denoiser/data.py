@@ -1,5 +1,6 @@
 """Denoiser training data: per-utterance speech features (frozen encoder, computed
 once and cached) paired with motion x = [psi | jaw], cut into random windows."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,9 +19,9 @@ from training.speech.data import load_audio, load_motion, utterances
 class Utterance:
     id: str
     speaker: str
-    feats: np.ndarray    # (T, A) float32 speech features at 25 Hz
-    x: np.ndarray        # (T, 53) float32 [psi | jaw]
-    audio: np.ndarray | None = None   # 16 kHz, kept when the M2S loss needs the speech
+    feats: np.ndarray  # (T, A) float32 speech features at 25 Hz
+    x: np.ndarray  # (T, 53) float32 [psi | jaw]
+    audio: np.ndarray | None = None  # 16 kHz, kept when the M2S loss needs the speech
 
 
 def motion_x(motion: dict) -> np.ndarray:
@@ -28,8 +29,9 @@ def motion_x(motion: dict) -> np.ndarray:
 
 
 @torch.no_grad()
-def encode_split(corpus: Path, encoder, split: str, cache: Path | None = None, limit: int | None = None,
-                 keep_audio: bool = False) -> list[Utterance]:
+def encode_split(
+    corpus: Path, encoder, split: str, cache: Path | None = None, limit: int | None = None, keep_audio: bool = False
+) -> list[Utterance]:
     """Features and motion of one split; cached by (corpus manifest, encoder weights)."""
     utts = utterances(corpus, split, limit)
     key = None
@@ -47,14 +49,17 @@ def encode_split(corpus: Path, encoder, split: str, cache: Path | None = None, l
         x = motion_x(load_motion(corpus, u))
         feats = encoder.features_25(torch.from_numpy(audio)[None])[0].numpy()
         n = min(len(x), len(feats))
-        out.append(Utterance(u["id"], u["speaker"], feats[:n].astype(np.float32), x[:n],
-                             audio if keep_audio else None))
+        out.append(Utterance(u["id"], u["speaker"], feats[:n].astype(np.float32), x[:n], audio if keep_audio else None))
     if key is not None:
         key.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(key, ids=np.array([o.id for o in out]), speakers=np.array([o.speaker for o in out]),
-                 lengths=np.array([len(o.x) for o in out]),
-                 feats=np.concatenate([o.feats for o in out]).astype(np.float16),
-                 x=np.concatenate([o.x for o in out]))
+        np.savez(
+            key,
+            ids=np.array([o.id for o in out]),
+            speakers=np.array([o.speaker for o in out]),
+            lengths=np.array([len(o.x) for o in out]),
+            feats=np.concatenate([o.feats for o in out]).astype(np.float16),
+            x=np.concatenate([o.x for o in out]),
+        )
     return out
 
 
@@ -63,8 +68,9 @@ def _load_cache(path: Path, corpus: Path, utts: list[dict], keep_audio: bool) ->
         ends = np.cumsum(z["lengths"])
         starts = ends - z["lengths"]
         feats, x = z["feats"].astype(np.float32), z["x"]
-        out = [Utterance(str(i), str(s), feats[a:b], x[a:b]) for i, s, a, b in
-               zip(z["ids"], z["speakers"], starts, ends)]
+        out = [
+            Utterance(str(i), str(s), feats[a:b], x[a:b]) for i, s, a, b in zip(z["ids"], z["speakers"], starts, ends)
+        ]
     if keep_audio:
         by_id = {u["id"]: u for u in utts}
         for o in out:
@@ -95,11 +101,17 @@ def random_batch(data: list[Utterance], rng: np.random.Generator, batch: int, wi
     feats, xs, starts = [], [], []
     for i in idx:
         s = int(rng.integers(0, len(data[i].x) - n + 1))
-        feats.append(data[i].feats[s:s + n])
-        xs.append(data[i].x[s:s + n])
+        feats.append(data[i].feats[s : s + n])
+        xs.append(data[i].x[s : s + n])
         starts.append(s)
-    return {"feats": torch.from_numpy(np.stack(feats)), "x": torch.from_numpy(np.stack(xs)),
-            "idx": idx, "ids": [data[i].id for i in idx], "starts": np.array(starts), "n": n}
+    return {
+        "feats": torch.from_numpy(np.stack(feats)),
+        "x": torch.from_numpy(np.stack(xs)),
+        "idx": idx,
+        "ids": [data[i].id for i in idx],
+        "starts": np.array(starts),
+        "n": n,
+    }
 
 
 def load_split_audio(corpus: Path, split: str, limit: int | None = None) -> list[Utterance]:
@@ -107,21 +119,31 @@ def load_split_audio(corpus: Path, split: str, limit: int | None = None) -> list
     (`--train-encoder`), which computes them on the fly from each window's audio.
     `feats` is a (T, 0) placeholder so `random_batch` draws exactly as in the frozen path."""
     from training.speech.encoder import HOP_25
+
     out = []
     for u in tqdm(utterances(corpus, split, limit), desc=f"load {split}", mininterval=5, leave=False):
         audio = load_audio(corpus, u)
         x = motion_x(load_motion(corpus, u))
         n = min(len(x), len(audio) // HOP_25)
-        out.append(Utterance(u["id"], u["speaker"], np.zeros((n, 0), np.float32), x[:n],
-                             np.ascontiguousarray(audio[:n * HOP_25], dtype=np.float32)))
+        out.append(
+            Utterance(
+                u["id"],
+                u["speaker"],
+                np.zeros((n, 0), np.float32),
+                x[:n],
+                np.ascontiguousarray(audio[: n * HOP_25], dtype=np.float32),
+            )
+        )
     return out
 
 
 def audio_batch(data: list[Utterance], rng: np.random.Generator, batch: int, window: int) -> dict:
     """`random_batch` plus "audio" (B, n * 640): the speech under each motion window."""
     from training.speech.encoder import HOP_25
+
     b = random_batch(data, rng, batch, window)
     n = b["n"]
-    b["audio"] = torch.from_numpy(np.stack([data[i].audio[s * HOP_25:(s + n) * HOP_25]
-                                            for i, s in zip(b["idx"], b["starts"])]))
+    b["audio"] = torch.from_numpy(
+        np.stack([data[i].audio[s * HOP_25 : (s + n) * HOP_25] for i, s in zip(b["idx"], b["starts"])])
+    )
     return b

@@ -8,6 +8,7 @@ utterances (with - without), its mean, a bootstrap 95 % interval, Cohen's d_z
 better. Across pairs (training seeds): the mean and spread of the per-pair mean
 differences, and a verdict. Writes `<out>.md` and `<out>.json`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,15 +21,31 @@ from training.console import to_stdout
 from training.errors import ConfigError, DataError
 
 # metric -> +1 when higher is better, -1 when lower is better, 0 when it is a cost to report (diversity)
-DIRECTION = {"lve": -1, "l_ccc": +1, "l_pcc": +1, "lip_dtw": -1, "sync": +1,
-             "s_div_l": 0, "t_div_l": 0, "s_div_u": 0, "t_div_u": 0, "fdd_l": 0, "fdd_u": 0}
+DIRECTION = {
+    "lve": -1,
+    "l_ccc": +1,
+    "l_pcc": +1,
+    "lip_dtw": -1,
+    "sync": +1,
+    "s_div_l": 0,
+    "t_div_l": 0,
+    "s_div_u": 0,
+    "t_div_u": 0,
+    "fdd_l": 0,
+    "fdd_u": 0,
+}
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("effects", help="with vs without M2S: paired effect sizes over training seeds")
     p.add_argument("report", type=Path, help="evaluation JSON from `thunder-train evaluate`")
-    p.add_argument("--pair", action="append", required=True, metavar="WITH:WITHOUT",
-                   help="two variant names of the report (repeat per training seed)")
+    p.add_argument(
+        "--pair",
+        action="append",
+        required=True,
+        metavar="WITH:WITHOUT",
+        help="two variant names of the report (repeat per training seed)",
+    )
     p.add_argument("--sampler", default=None, help="sampler:steps of the rows to compare (default: the first)")
     p.add_argument("--out", type=Path, default=Path("reports/denoiser-m2s-effect"), help="output stem")
     p.add_argument("--boot", type=int, default=2000, help="bootstrap resamples")
@@ -36,8 +53,12 @@ def register(subparsers) -> None:
 
 
 def _row(report: dict, variant: str, sampler: str | None) -> dict:
-    rows = [r for r in report["rows"] if r["variant"] == variant   # deterministic rows have one setting
-            and (sampler is None or f"{r['sampler']}:{r['steps']}" == sampler or r["samples"] == 1)]
+    rows = [
+        r
+        for r in report["rows"]
+        if r["variant"] == variant  # deterministic rows have one setting
+        and (sampler is None or f"{r['sampler']}:{r['steps']}" == sampler or r["samples"] == 1)
+    ]
     if not rows:
         raise DataError(f"no row {variant!r}{' with sampler ' + sampler if sampler else ''} in the report")
     if "per_utterance" not in rows[0]:
@@ -53,17 +74,23 @@ def paired(a: np.ndarray, b: np.ndarray, direction: int, boot: int, rng: np.rand
         return {"n": int(len(d))}
     means = d[rng.integers(0, len(d), (boot, len(d)))].mean(1)
     sd = float(d.std(ddof=1))
-    out = {"n": int(len(d)), "with": float(a[ok].mean()), "without": float(b[ok].mean()),
-           "diff": float(d.mean()), "ci95": [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))],
-           "d_z": float(d.mean() / sd) if sd > 0 else 0.0,
-           "relative": float(d.mean() / abs(b[ok].mean())) if b[ok].mean() != 0 else float("nan")}
+    out = {
+        "n": int(len(d)),
+        "with": float(a[ok].mean()),
+        "without": float(b[ok].mean()),
+        "diff": float(d.mean()),
+        "ci95": [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))],
+        "d_z": float(d.mean() / sd) if sd > 0 else 0.0,
+        "relative": float(d.mean() / abs(b[ok].mean())) if b[ok].mean() != 0 else float("nan"),
+    }
     if direction:
         out["better_share"] = float(np.mean(direction * d > 0))
     return out
 
 
-def effects(report: dict, pairs: list[tuple[str, str]], sampler: str | None = None, boot: int = 2000,
-            seed: int = 0) -> dict:
+def effects(
+    report: dict, pairs: list[tuple[str, str]], sampler: str | None = None, boot: int = 2000, seed: int = 0
+) -> dict:
     rng = np.random.default_rng(seed)
     per_pair = []
     for with_name, without_name in pairs:
@@ -73,8 +100,13 @@ def effects(report: dict, pairs: list[tuple[str, str]], sampler: str | None = No
         metrics = {}
         for k, direction in DIRECTION.items():
             if k in a["per_utterance"] and k in b["per_utterance"]:
-                metrics[k] = paired(np.asarray(a["per_utterance"][k], float),
-                                    np.asarray(b["per_utterance"][k], float), direction, boot, rng)
+                metrics[k] = paired(
+                    np.asarray(a["per_utterance"][k], float),
+                    np.asarray(b["per_utterance"][k], float),
+                    direction,
+                    boot,
+                    rng,
+                )
         per_pair.append({"with": with_name, "without": without_name, "metrics": metrics})
     summary = {}
     for k, direction in DIRECTION.items():
@@ -92,18 +124,31 @@ def effects(report: dict, pairs: list[tuple[str, str]], sampler: str | None = No
             verdict = "with M2S better in every seed, not significant in all"
         else:
             verdict = "mixed / no effect"
-        summary[k] = {"mean_diff": float(np.mean(diffs)), "seed_spread": float(np.std(diffs, ddof=1))
-                      if len(diffs) > 1 else float("nan"), "per_seed": diffs, "verdict": verdict}
-    return {"report": report.get("commit"), "sampler": sampler, "utterances": report.get("utterances"),
-            "pairs": per_pair, "summary": summary}
+        summary[k] = {
+            "mean_diff": float(np.mean(diffs)),
+            "seed_spread": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else float("nan"),
+            "per_seed": diffs,
+            "verdict": verdict,
+        }
+    return {
+        "report": report.get("commit"),
+        "sampler": sampler,
+        "utterances": report.get("utterances"),
+        "pairs": per_pair,
+        "summary": summary,
+    }
 
 
 def markdown(result: dict, source: str) -> str:
-    lines = [f"Effect of the M2S loss (with - without), paired over {result['utterances']} utterances, "
-             f"from `{source}`; {len(result['pairs'])} training seed pair(s): "
-             + ", ".join(f"{p['with']} vs {p['without']}" for p in result["pairs"]), "",
-             "| metric | better | mean diff over seeds | seed spread (sd) | per seed: diff [95 % CI], d_z, share better | verdict |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Effect of the M2S loss (with - without), paired over {result['utterances']} utterances, "
+        f"from `{source}`; {len(result['pairs'])} training seed pair(s): "
+        + ", ".join(f"{p['with']} vs {p['without']}" for p in result["pairs"]),
+        "",
+        "| metric | better | mean diff over seeds | seed spread (sd) "
+        "| per seed: diff [95 % CI], d_z, share better | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
     for k, s in result["summary"].items():
         cells = []
         for p in result["pairs"]:
@@ -111,8 +156,11 @@ def markdown(result: dict, source: str) -> str:
             share = f", {m['better_share']:.0%}" if "better_share" in m else ""
             cells.append(f"{m['diff']:+.3f} [{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}], {m['d_z']:+.2f}{share}")
         better = {1: "higher", -1: "lower", 0: "–"}[DIRECTION[k]]
-        lines.append(f"| {k} | {better} | {s['mean_diff']:+.3f} | {s['seed_spread']:.3f} | "
-                     + "<br>".join(cells) + f" | {s['verdict']} |")
+        lines.append(
+            f"| {k} | {better} | {s['mean_diff']:+.3f} | {s['seed_spread']:.3f} | "
+            + "<br>".join(cells)
+            + f" | {s['verdict']} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -6,6 +6,7 @@ score per take (the backend's score: mel-band correlation of what M2S hears
 with the speech) and its rank correlation with LVE over the takes. Writes
 `<out>.json`, `<out>.md` and `<out>.png` (stamped with machine, date, commit).
 """
+
 from __future__ import annotations
 
 import platform
@@ -25,8 +26,20 @@ from training.console import to_stdout
 from training.errors import DataError
 from training.metrics import spearman, utterance_metrics
 
-METRICS = ["lve", "l_ccc", "l_pcc", "lip_dtw", "fdd_u", "fdd_l", "s_div_u", "t_div_u", "s_div_l", "t_div_l",
-           "sync", "sync_lve_rank"]
+METRICS = [
+    "lve",
+    "l_ccc",
+    "l_pcc",
+    "lip_dtw",
+    "fdd_u",
+    "fdd_l",
+    "s_div_u",
+    "t_div_u",
+    "s_div_l",
+    "t_div_l",
+    "sync",
+    "sync_lve_rank",
+]
 
 
 def register(subparsers) -> None:
@@ -34,8 +47,13 @@ def register(subparsers) -> None:
     p.add_argument("--corpus", required=True, type=Path)
     p.add_argument("--head", required=True, type=Path, help="head folder")
     p.add_argument("--encoder", required=True, type=Path)
-    p.add_argument("--run", action="append", required=True, metavar="NAME=RUN",
-                   help="a denoiser run to evaluate (repeat for variants)")
+    p.add_argument(
+        "--run",
+        action="append",
+        required=True,
+        metavar="NAME=RUN",
+        help="a denoiser run to evaluate (repeat for variants)",
+    )
     p.add_argument("--m2s", type=Path, help="M2S run for the lip-sync score")
     p.add_argument("--samplers", default="dpmpp2m:25", help="comma list of sampler:steps, e.g. ddpm:1000,dpmpp2m:25")
     p.add_argument("--samples", type=int, default=32, help="S samples per utterance")
@@ -45,11 +63,18 @@ def register(subparsers) -> None:
     p.add_argument("--guidance", type=float, default=1.0)
     p.add_argument("--out", type=Path, default=Path("reports/denoiser-eval"), help="output stem")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--peer", choices=["allphone"], default=None,
-                   help="add a classic pipeline peer row: allphone = pocketsphinx phones -> corpus articulation")
-    p.add_argument("--append", action="store_true",
-                   help="add these rows to an existing <out>.json of the same utterances (replacing rows of the "
-                        "same variant and sampler), so variants can be evaluated as they finish training")
+    p.add_argument(
+        "--peer",
+        choices=["allphone"],
+        default=None,
+        help="add a classic pipeline peer row: allphone = pocketsphinx phones -> corpus articulation",
+    )
+    p.add_argument(
+        "--append",
+        action="store_true",
+        help="add these rows to an existing <out>.json of the same utterances (replacing rows of the "
+        "same variant and sampler), so variants can be evaluated as they finish training",
+    )
     p.set_defaults(func=_cli)
 
 
@@ -57,20 +82,31 @@ def _cli(args) -> int:
     torch.set_num_threads(args.threads)
     runs = dict(r.split("=", 1) if "=" in r else (Path(r).name, r) for r in args.run)
     samplers = [(s.split(":")[0], int(s.split(":")[1]) if ":" in s else 10) for s in args.samplers.split(",")]
-    result = evaluate(runs, corpus=args.corpus, head_dir=args.head, encoder_path=args.encoder, m2s_run=args.m2s,
-                      samplers=samplers, n_samples=args.samples, split=args.split, source=args.source,
-                      limit=args.limit, guidance=args.guidance,
-                      peers=[args.peer] if args.peer else ())
+    result = evaluate(
+        runs,
+        corpus=args.corpus,
+        head_dir=args.head,
+        encoder_path=args.encoder,
+        m2s_run=args.m2s,
+        samplers=samplers,
+        n_samples=args.samples,
+        split=args.split,
+        source=args.source,
+        limit=args.limit,
+        guidance=args.guidance,
+        peers=[args.peer] if args.peer else (),
+    )
     if args.append:
         result = append_report(result, args.out)
     else:
         write_report(result, args.out)
-    to_stdout(markdown(result))          # the evaluation table asked for
+    to_stdout(markdown(result))  # the evaluation table asked for
     return 0
 
 
 def _utterances(corpus, split, source, limit):
     from training.speech.data import spread_over_speakers, utterances
+
     utts = utterances(corpus, split)
     if source:
         utts = [u for u in utts if u.get("source") == source]
@@ -84,6 +120,7 @@ class Scorer:
 
     def __init__(self, m2s_run, head_dir):
         from training.m2s.train import load_m2s
+
         self.model, _ = load_m2s(m2s_run, head_dir)
 
     @torch.no_grad()
@@ -97,9 +134,21 @@ class Scorer:
         return np.array([band_correlation(m[:n].numpy(), speech[:n]) for m in mel])
 
 
-def evaluate(runs: dict, *, corpus, head_dir, encoder_path, m2s_run=None, samplers=(("dpmpp2m", 25),),
-             n_samples: int = 32, split: str = "test", source=None, limit=None, guidance: float = 1.0,
-             peers=()) -> dict:
+def evaluate(
+    runs: dict,
+    *,
+    corpus,
+    head_dir,
+    encoder_path,
+    m2s_run=None,
+    samplers=(("dpmpp2m", 25),),
+    n_samples: int = 32,
+    split: str = "test",
+    source=None,
+    limit=None,
+    guidance: float = 1.0,
+    peers=(),
+) -> dict:
     from backend.headfile import load_head_file
     from training.denoiser.samplers import sample_takes
     from training.denoiser.stats import Normaliser
@@ -129,13 +178,14 @@ def evaluate(runs: dict, *, corpus, head_dir, encoder_path, m2s_run=None, sample
         spk = None
         if scorer is not None:
             from training.speech.speaker import embed_audio
+
             spk = embed_audio(audio)
-        data.append({"id": u["id"], "audio": audio[:n * 640], "feats": feats[:n], "gt": gt, "speaker": spk})
+        data.append({"id": u["id"], "audio": audio[: n * 640], "feats": feats[:n], "gt": gt, "speaker": spk})
 
     rows = []
     for name, run in runs.items():
         model, stats, _ = load_run(run)
-        own = run_encoder(run)   # a -T run: features from its own fine-tuned encoder, not --encoder
+        own = run_encoder(run)  # a -T run: features from its own fine-tuned encoder, not --encoder
         run_data = data if own is None else [{**d, "feats": _features(own, d["audio"])} for d in data]
         norm = Normaliser(stats)
         settings = [("regression", 1)] if model.cfg.deterministic else samplers
@@ -148,15 +198,31 @@ def evaluate(runs: dict, *, corpus, head_dir, encoder_path, m2s_run=None, sample
                 x = norm.denormalise(z).numpy()
                 seconds += time.perf_counter() - t0
                 per_utt.append(_take_metrics(x, d, head_model, head, scorer))
-            rows.append({"variant": name, "run": str(run), "sampler": sampler, "steps": steps,
-                         "samples": 1 if model.cfg.deterministic else n_samples,
-                         "sample_seconds_per_utt": seconds / len(data), **_summarise(per_utt, data)})
+            rows.append(
+                {
+                    "variant": name,
+                    "run": str(run),
+                    "sampler": sampler,
+                    "steps": steps,
+                    "samples": 1 if model.cfg.deterministic else n_samples,
+                    "sample_seconds_per_utt": seconds / len(data),
+                    **_summarise(per_utt, data),
+                }
+            )
     rows += [_peer_row(peer, data, head_dir, head_model, head, scorer) for peer in peers]
     stamp = {"commit": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    rows = [{**r, **stamp} for r in rows]   # rows of one table may come from several --append calls
-    return {"rows": rows, "split": split, "source": source, "utterances": len(data), "guidance": guidance,
-            "corpus": str(corpus), "machine": f"{platform.node()} {platform.machine()} {torch.get_num_threads()} threads",
-            **stamp, "units": "mm (LVE, DTW, FDD, DIV); correlations unitless; sync = mel-band correlation"}
+    rows = [{**r, **stamp} for r in rows]  # rows of one table may come from several --append calls
+    return {
+        "rows": rows,
+        "split": split,
+        "source": source,
+        "utterances": len(data),
+        "guidance": guidance,
+        "corpus": str(corpus),
+        "machine": f"{platform.node()} {platform.machine()} {torch.get_num_threads()} threads",
+        **stamp,
+        "units": "mm (LVE, DTW, FDD, DIV); correlations unitless; sync = mel-band correlation",
+    }
 
 
 @torch.no_grad()
@@ -194,17 +260,27 @@ def _peer_row(peer: str, data: list, head_dir, head_model, head, scorer) -> dict
         x = peer_motion(d["audio"], len(d["gt"]), face)[None]
         seconds += time.perf_counter() - t0
         per_utt.append(_take_metrics(x, d, head_model, head, scorer))
-    return {"variant": f"peer-{peer}", "run": "pocketsphinx allphone -> corpus articulation (neutral style)",
-            "sampler": "peer", "steps": 1, "samples": 1, "sample_seconds_per_utt": seconds / len(data),
-            **_summarise(per_utt, data)}
+    return {
+        "variant": f"peer-{peer}",
+        "run": "pocketsphinx allphone -> corpus articulation (neutral style)",
+        "sampler": "peer",
+        "steps": 1,
+        "samples": 1,
+        "sample_seconds_per_utt": seconds / len(data),
+        **_summarise(per_utt, data),
+    }
 
 
 def _summarise(per_utt: list[dict], data: list[dict]) -> dict:
     """Mean and std over utterances, plus the per-utterance values (paired comparisons: `effects`)."""
     keys = [k for k in METRICS if k in per_utt[0]]
-    return {"metrics": {k: _mean_std([p[k] for p in per_utt if k in p]) for k in keys},
-            "per_utterance": {"ids": [d["id"] for d in data],
-                              **{k: [float(p.get(k, float("nan"))) for p in per_utt] for k in keys}}}
+    return {
+        "metrics": {k: _mean_std([p[k] for p in per_utt if k in p]) for k in keys},
+        "per_utterance": {
+            "ids": [d["id"] for d in data],
+            **{k: [float(p.get(k, float("nan"))) for p in per_utt] for k in keys},
+        },
+    }
 
 
 def _mean_std(values) -> dict:
@@ -220,14 +296,21 @@ def _cell(value) -> str:
 def markdown(result: dict) -> str:
     keys = [k for k in METRICS if any(k in r["metrics"] for r in result["rows"])]
     head = "| variant | sampler | " + " | ".join(keys) + " | s/utt |"
-    lines = [f"Denoiser evaluation: {result['utterances']} {result['split']} utterances"
-             f"{' (' + result['source'] + ')' if result['source'] else ''}; {result['units']}; "
-             f"{result['machine']}, {result['date']}, commit {result['commit']}", "", head,
-             "|" + "---|" * (len(keys) + 3)]
+    lines = [
+        f"Denoiser evaluation: {result['utterances']} {result['split']} utterances"
+        f"{' (' + result['source'] + ')' if result['source'] else ''}; {result['units']}; "
+        f"{result['machine']}, {result['date']}, commit {result['commit']}",
+        "",
+        head,
+        "|" + "---|" * (len(keys) + 3),
+    ]
     for r in result["rows"]:
         cells = [_cell(r["metrics"][k]["mean"]) if k in r["metrics"] else "" for k in keys]
-        lines.append(f"| {r['variant']} | {r['sampler']}:{r['steps']} | " + " | ".join(cells)
-                     + f" | {r['sample_seconds_per_utt']:.2f} |")
+        lines.append(
+            f"| {r['variant']} | {r['sampler']}:{r['steps']} | "
+            + " | ".join(cells)
+            + f" | {r['sample_seconds_per_utt']:.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -262,6 +345,7 @@ def _ids(result: dict) -> list:
 
 def write_report(result: dict, stem: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -271,15 +355,21 @@ def write_report(result: dict, stem: Path) -> None:
     stem.with_suffix(".md").write_text(markdown(result))
     shown = [k for k in ("lve", "l_pcc", "lip_dtw", "s_div_l") if k in result["rows"][0]["metrics"]]
     rows = result["rows"]
-    fig, axes = plt.subplots(1, len(shown), figsize=(2.8 * len(shown) + 1.5, 0.28 * len(rows) + 1.2),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(shown), figsize=(2.8 * len(shown) + 1.5, 0.28 * len(rows) + 1.2), sharey=True, squeeze=False
+    )
     labels = [f"{r['variant']} ({r['sampler']}:{r['steps']})" for r in rows]
-    for ax, k in zip(axes[0], shown):   # one row per variant, labelled once on the left
-        ax.barh(range(len(rows)), [r["metrics"][k]["mean"] for r in rows],
-                xerr=[r["metrics"][k]["std"] for r in rows], color="tab:blue", alpha=0.8)
+    for ax, k in zip(axes[0], shown):  # one row per variant, labelled once on the left
+        ax.barh(
+            range(len(rows)),
+            [r["metrics"][k]["mean"] for r in rows],
+            xerr=[r["metrics"][k]["std"] for r in rows],
+            color="tab:blue",
+            alpha=0.8,
+        )
         ax.set_yticks(range(len(rows)), labels, fontsize=7)
         ax.set_title(f"{k} (mean ± sd over utterances)", fontsize=8)
-    axes[0][0].invert_yaxis()   # shared: once, so the table's first row is on top
+    axes[0][0].invert_yaxis()  # shared: once, so the table's first row is on top
     fig.tight_layout()
     fig.savefig(stem.with_suffix(".png"), dpi=100)
     plt.close(fig)

@@ -10,6 +10,7 @@ the take M2S hears best tends to have the lowest lip error). The speed-up is
 measured wall time (on a shared machine it moves with the load), so the table
 also gives the model passes each sampler makes. Writes `<out>.md` and `<out>.json`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,19 +47,38 @@ def fidelity(report: dict, reference: str = "ddpm:1000", variant: str | None = N
     for r in report["rows"]:
         if r["variant"] != ref["variant"] or r is ref:
             continue
-        rel = {k: (r["metrics"][k]["mean"] - ref["metrics"][k]["mean"]) / abs(ref["metrics"][k]["mean"])
-               for k in SHOWN if k in r["metrics"] and k in ref["metrics"] and ref["metrics"][k]["mean"] != 0}
+        rel = {
+            k: (r["metrics"][k]["mean"] - ref["metrics"][k]["mean"]) / abs(ref["metrics"][k]["mean"])
+            for k in SHOWN
+            if k in r["metrics"] and k in ref["metrics"] and ref["metrics"][k]["mean"] != 0
+        }
         speedup = ref["sample_seconds_per_utt"] / r["sample_seconds_per_utt"]
         checks = {k: abs(rel[k]) <= tol for k, tol in TARGETS.items() if k in rel}
         checks["speedup"] = speedup >= MIN_SPEEDUP
-        rows.append({"sampler": name(r), "relative": rel, "speedup": speedup, "checks": checks,
-                     "seconds_per_utt": r["sample_seconds_per_utt"], "model_passes": passes(r),
-                     "passes": all(checks.values()), "metrics": {k: r["metrics"][k]["mean"] for k in r["metrics"]}})
-    return {"variant": ref["variant"], "reference": reference, "utterances": report["utterances"],
-            "samples": ref["samples"], "machine": report.get("machine"), "date": report.get("date"),
-            "reference_metrics": {k: ref["metrics"][k]["mean"] for k in ref["metrics"]},
-            "reference_seconds_per_utt": ref["sample_seconds_per_utt"], "reference_model_passes": passes(ref),
-            "rows": rows}
+        rows.append(
+            {
+                "sampler": name(r),
+                "relative": rel,
+                "speedup": speedup,
+                "checks": checks,
+                "seconds_per_utt": r["sample_seconds_per_utt"],
+                "model_passes": passes(r),
+                "passes": all(checks.values()),
+                "metrics": {k: r["metrics"][k]["mean"] for k in r["metrics"]},
+            }
+        )
+    return {
+        "variant": ref["variant"],
+        "reference": reference,
+        "utterances": report["utterances"],
+        "samples": ref["samples"],
+        "machine": report.get("machine"),
+        "date": report.get("date"),
+        "reference_metrics": {k: ref["metrics"][k]["mean"] for k in ref["metrics"]},
+        "reference_seconds_per_utt": ref["sample_seconds_per_utt"],
+        "reference_model_passes": passes(ref),
+        "rows": rows,
+    }
 
 
 def _rank(metrics: dict) -> str:
@@ -69,21 +89,28 @@ def _rank(metrics: dict) -> str:
 
 def markdown(result: dict, source: str) -> str:
     ref = result["reference_metrics"]
-    lines = [f"Sampler fidelity of `{result['variant']}` against {result['reference']} "
-             f"({result['utterances']} utterances × S = {result['samples']}, from `{source}`; {result['machine']}, "
-             f"{result['date']}). Targets: |ΔLVE| ≤ 3 %, |ΔS-DIV-U| ≤ 5 %, ≥ {MIN_SPEEDUP:.0f}× faster.", "",
-             "| sampler | " + " | ".join(SHOWN) + " | rank(sync, LVE) | model passes | s/utt | speed-up | targets |",
-             "|---|" + "---|" * (len(SHOWN) + 5),
-             f"| {result['reference']} | " + " | ".join(f"{ref[k]:.4f}" if k in ref else "" for k in SHOWN)
-             + f" | {_rank(ref)} | {result['reference_model_passes']}"
-             + f" | {result['reference_seconds_per_utt']:.1f} | 1× | reference |"]
+    lines = [
+        f"Sampler fidelity of `{result['variant']}` against {result['reference']} "
+        f"({result['utterances']} utterances × S = {result['samples']}, from `{source}`; {result['machine']}, "
+        f"{result['date']}). Targets: |ΔLVE| ≤ 3 %, |ΔS-DIV-U| ≤ 5 %, ≥ {MIN_SPEEDUP:.0f}× faster.",
+        "",
+        "| sampler | " + " | ".join(SHOWN) + " | rank(sync, LVE) | model passes | s/utt | speed-up | targets |",
+        "|---|" + "---|" * (len(SHOWN) + 5),
+        f"| {result['reference']} | "
+        + " | ".join(f"{ref[k]:.4f}" if k in ref else "" for k in SHOWN)
+        + f" | {_rank(ref)} | {result['reference_model_passes']}"
+        + f" | {result['reference_seconds_per_utt']:.1f} | 1× | reference |",
+    ]
     for r in result["rows"]:
         cells = [f"{r['metrics'][k]:.4f} ({r['relative'][k]:+.1%})" if k in r["relative"] else "" for k in SHOWN]
         failed = [k for k, ok in r["checks"].items() if not ok]
-        lines.append(f"| {r['sampler']} | " + " | ".join(cells)
-                     + f" | {_rank(r['metrics'])} | {r['model_passes']}"
-                     + f" | {r['seconds_per_utt']:.2f}"
-                     + f" | {r['speedup']:.0f}× | {'all met' if r['passes'] else 'missed: ' + ', '.join(failed)} |")
+        lines.append(
+            f"| {r['sampler']} | "
+            + " | ".join(cells)
+            + f" | {_rank(r['metrics'])} | {r['model_passes']}"
+            + f" | {r['seconds_per_utt']:.2f}"
+            + f" | {r['speedup']:.0f}× | {'all met' if r['passes'] else 'missed: ' + ', '.join(failed)} |"
+        )
     return "\n".join(lines) + "\n"
 
 

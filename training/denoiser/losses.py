@@ -8,6 +8,7 @@ so sum_v |.|^2 = tr(dR M dR^T) with M = sum_v w_v^2 (v - J)(v - J)^T (3x3), also
 exact. Dropped: the expression-jaw cross term and pose correctives (small: the
 jaw moves few expression offsets). Units: mm^2 per vertex (mean over vertices).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,7 +47,7 @@ class VertexQuadratic(torch.nn.Module):
     def from_head(cls, head_npz: Path, region: str | None = None) -> "VertexQuadratic":
         with np.load(head_npz, allow_pickle=False) as z:
             idx = z[f"region_{region}"] if region else np.arange(len(z["v_template"]))
-            E = z["exp_dirs"][idx].astype(np.float64) * MM            # (V, 3, 50)
+            E = z["exp_dirs"][idx].astype(np.float64) * MM  # (V, 3, 50)
             v = z["v_template"][idx].astype(np.float64) * MM
             J = z["joints"][JAW_JOINT].astype(np.float64) * MM
             w = z["weights"][idx, JAW_JOINT].astype(np.float64)

@@ -5,6 +5,7 @@ audio), with the same form as M2S's own loss: 10 L1(mel) + CE(units).
 Targets come from the M2S trainer's cached splits (`training.m2s.data`), matched
 to the denoiser's windows by utterance id and start frame.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,11 +32,14 @@ class M2SLoss:
                 raise KeyError(f"no M2S targets for utterance {uid!r} (M2S cache built from another corpus?)")
             split, i = self.rows[uid]
             a = int(split.offsets[i]) + int(s)
-            mel.append(split.mel[4 * a:4 * (a + n)])
-            units.append(split.units[2 * a:2 * (a + n)])
+            mel.append(split.mel[4 * a : 4 * (a + n)])
+            units.append(split.units[2 * a : 2 * (a + n)])
             spk.append(split.speaker[i])
-        return {"mel": torch.from_numpy(np.stack(mel)).float(), "units": torch.from_numpy(np.stack(units)).long(),
-                "speaker": torch.from_numpy(np.stack(spk)).float()}
+        return {
+            "mel": torch.from_numpy(np.stack(mel)).float(),
+            "units": torch.from_numpy(np.stack(units)).long(),
+            "speaker": torch.from_numpy(np.stack(spk)).float(),
+        }
 
     def __call__(self, pred: torch.Tensor, batch: dict, k: int) -> torch.Tensor:
         n = pred.shape[1]
@@ -56,7 +60,8 @@ def build_m2s_loss(m2s_run, head_dir, corpus, encoder_path, units_path, cache, l
 
     model, ckpt = load_m2s(m2s_run, head_dir)
     encoder, units = load_encoder(encoder_path), Units.load(units_path)
-    key = cache_key(encoder_path, units_path)    # the same key as the M2S trainer's caches
-    splits = [load_split(cache, corpus, s, encoder, units, key, lim)
-              for s, lim in (("train", limit), ("val", val_limit))]
+    key = cache_key(encoder_path, units_path)  # the same key as the M2S trainer's caches
+    splits = [
+        load_split(cache, corpus, s, encoder, units, key, lim) for s, lim in (("train", limit), ("val", val_limit))
+    ]
     return M2SLoss(model, splits)

@@ -13,6 +13,7 @@ The audio side of every layer's cross-attention (its keys and values) does not
 depend on the diffusion step, so `context()` computes it once per request and
 `step()` runs once per sampler step: the two ONNX graphs of the bundle.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,14 +29,14 @@ from backend.contracts import N_PARAMS
 @dataclass(frozen=True)
 class DenoiserConfig:
     n_params: int = N_PARAMS
-    audio_dim: int = 256        # speech-encoder feature size (from its config)
+    audio_dim: int = 256  # speech-encoder feature size (from its config)
     d_model: int = 128
     n_layers: int = 8
     n_heads: int = 4
     d_ff: int = 512
     dropout: float = 0.1
-    n_steps: int = 1000         # diffusion steps D (sinusoid period scale)
-    p_uncond: float = 0.2       # audio -> learned null vector during training (CFG)
+    n_steps: int = 1000  # diffusion steps D (sinusoid period scale)
+    p_uncond: float = 0.2  # audio -> learned null vector during training (CFG)
     deterministic: bool = False  # FlameFormer-like regression baseline (no noise input)
 
     def to_dict(self) -> dict:
@@ -69,8 +70,7 @@ def step_embedding(t: torch.Tensor, dim: int, period: float = 10000.0) -> torch.
     return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
 
 
-def aligned_cross_attention(q, k_step, v_step, k_audio, v_audio, dropout_p: float = 0.0,
-                            training: bool = False):
+def aligned_cross_attention(q, k_step, v_step, k_audio, v_audio, dropout_p: float = 0.0, training: bool = False):
     """Attention of frame i over {step token, audio frame i}: (B, H, T, dh) in and out.
 
     q, k_audio, v_audio: (B, H, T, dh); k_step, v_step: (B, H, 1, dh).
@@ -103,10 +103,9 @@ class DecoderLayer(nn.Module):
         self.qkv = nn.Linear(d, 3 * d)
         self.self_out = nn.Linear(d, d)
         self.q = nn.Linear(d, d)
-        self.kv = nn.Linear(d, 2 * d)   # shared by step token and audio tokens
+        self.kv = nn.Linear(d, 2 * d)  # shared by step token and audio tokens
         self.cross_out = nn.Linear(d, d)
-        self.ffn = nn.Sequential(nn.Linear(d, cfg.d_ff), nn.GELU(), nn.Dropout(cfg.dropout),
-                                 nn.Linear(cfg.d_ff, d))
+        self.ffn = nn.Sequential(nn.Linear(d, cfg.d_ff), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.d_ff, d))
         self.drop = nn.Dropout(cfg.dropout)
 
     def memory_kv(self, memory: torch.Tensor) -> torch.Tensor:
@@ -120,9 +119,15 @@ class DecoderLayer(nn.Module):
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)
         x = x + self.drop(self.self_out(_merge(a)))
         q = _heads(self.q(self.norm2(x)), self.h)
-        a = aligned_cross_attention(q, _heads(step_kv[0], self.h), _heads(step_kv[1], self.h),
-                                    _heads(audio_kv[0], self.h), _heads(audio_kv[1], self.h),
-                                    p, self.training)
+        a = aligned_cross_attention(
+            q,
+            _heads(step_kv[0], self.h),
+            _heads(step_kv[1], self.h),
+            _heads(audio_kv[0], self.h),
+            _heads(audio_kv[1], self.h),
+            p,
+            self.training,
+        )
         x = x + self.drop(self.cross_out(_merge(a)))
         return x + self.drop(self.ffn(self.norm3(x)))
 
@@ -132,9 +137,9 @@ class Denoiser(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        self.x_proj = nn.Linear(cfg.n_params, d)        # noisy parameters -> queries
-        self.audio_proj = nn.Linear(cfg.audio_dim, d)   # audio features -> memory
-        self.step_proj = nn.Linear(d, d)                # sinusoidal step -> step token
+        self.x_proj = nn.Linear(cfg.n_params, d)  # noisy parameters -> queries
+        self.audio_proj = nn.Linear(cfg.audio_dim, d)  # audio features -> memory
+        self.step_proj = nn.Linear(d, d)  # sinusoidal step -> step token
         self.null_audio = nn.Parameter(torch.randn(d) * 0.02)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_layers))
         self.out_norm = nn.LayerNorm(d)

@@ -8,6 +8,7 @@ export here than the dynamo path (2.5 s vs 17-30 s per tiny pair: it matters for
 tests and bundle builds), and the graphs match torch at several batch sizes and
 lengths (tests/denoiser/test_export.py).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,10 +41,19 @@ class _Step(nn.Module):
 
 def _export(module, args, names_in, names_out, axes, path: Path):
     import warnings
+
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")   # tracer notes about shape-dependent Python values
-        torch.onnx.export(module, args, str(path), input_names=names_in, output_names=names_out,
-                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+        warnings.simplefilter("ignore")  # tracer notes about shape-dependent Python values
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=names_in,
+            output_names=names_out,
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
 def export_denoiser(model: Denoiser, out_dir: Path) -> dict:
@@ -57,22 +67,38 @@ def export_denoiser(model: Denoiser, out_dir: Path) -> dict:
         ctx = model.context(audio, null)
     x = torch.randn(2, 17, cfg.n_params)
     t = torch.tensor([999, 3], dtype=torch.long)
-    _export(_Context(model).eval(), (audio, null), ["audio", "null"], ["ctx"],
-            {"audio": {0: "batch", 1: "time"}, "null": {0: "batch"}, "ctx": {2: "batch", 3: "time"}},
-            out_dir / "denoiser_context.onnx")
-    _export(_Step(model).eval(), (x, t, ctx), ["x", "t", "ctx"], ["x0"],
-            {"x": {0: "batch", 1: "time"}, "t": {0: "batch"}, "ctx": {2: "batch", 3: "time"},
-             "x0": {0: "batch", 1: "time"}}, out_dir / "denoiser.onnx")
+    _export(
+        _Context(model).eval(),
+        (audio, null),
+        ["audio", "null"],
+        ["ctx"],
+        {"audio": {0: "batch", 1: "time"}, "null": {0: "batch"}, "ctx": {2: "batch", 3: "time"}},
+        out_dir / "denoiser_context.onnx",
+    )
+    _export(
+        _Step(model).eval(),
+        (x, t, ctx),
+        ["x", "t", "ctx"],
+        ["x0"],
+        {
+            "x": {0: "batch", 1: "time"},
+            "t": {0: "batch"},
+            "ctx": {2: "batch", 3: "time"},
+            "x0": {0: "batch", 1: "time"},
+        },
+        out_dir / "denoiser.onnx",
+    )
     L, d = cfg.n_layers, cfg.d_model
     return {
         "denoiser_context": {
             "file": "denoiser_context.onnx",
             "inputs": {"audio": ["batch", "time", cfg.audio_dim], "null": ["batch"]},
-            "outputs": {"ctx": [L, 2, "batch", "time", d]}},
+            "outputs": {"ctx": [L, 2, "batch", "time", d]},
+        },
         "denoiser": {
             "file": "denoiser.onnx",
-            "inputs": {"x": ["batch", "time", cfg.n_params], "t": ["batch"],
-                       "ctx": [L, 2, "batch", "time", d]},
+            "inputs": {"x": ["batch", "time", cfg.n_params], "t": ["batch"], "ctx": [L, 2, "batch", "time", d]},
             "outputs": {"x0": ["batch", "time", cfg.n_params]},
-            "config": cfg.to_dict()},
+            "config": cfg.to_dict(),
+        },
     }

@@ -1,5 +1,6 @@
 """Torch side of the samplers: the algebra is `backend.samplers` (shared with the
 backend's numpy path, so the two cannot drift); this wraps a torch denoiser."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,9 +11,16 @@ from training.denoiser.model import Denoiser
 
 
 @torch.no_grad()
-def sample_takes(model: Denoiser, audio: torch.Tensor, seeds: list[int], schedule: Schedule,
-                 sampler: str = "dpmpp2m", steps: int = 10, guidance: float = 1.0,
-                 progress=None) -> torch.Tensor:
+def sample_takes(
+    model: Denoiser,
+    audio: torch.Tensor,
+    seeds: list[int],
+    schedule: Schedule,
+    sampler: str = "dpmpp2m",
+    steps: int = 10,
+    guidance: float = 1.0,
+    progress=None,
+) -> torch.Tensor:
     """Normalised samples (len(seeds), T, P) for one utterance's features audio (T, A).
 
     Noise comes from `backend.samplers.take_noise`, so the same seeds give the same
@@ -23,13 +31,13 @@ def sample_takes(model: Denoiser, audio: torch.Tensor, seeds: list[int], schedul
     x_T, np_noise = take_noise(seeds, (t_len, model.cfg.n_params))
     feats = audio[None].expand(n, -1, -1)
     use_null = guidance != 1.0
-    if use_null:   # one doubled batch: [cond | null]
+    if use_null:  # one doubled batch: [cond | null]
         feats = torch.cat([feats, feats])
         null = torch.cat([torch.zeros(n), torch.ones(n)])
     else:
         null = torch.zeros(n)
     ctx = model.context(feats, null)
-    if model.cfg.deterministic:   # regression baseline: one pass, no noise
+    if model.cfg.deterministic:  # regression baseline: one pass, no noise
         x0 = model.step(torch.zeros(n, t_len, model.cfg.n_params), torch.zeros(n, dtype=torch.long), ctx)
         return x0
 

@@ -6,6 +6,7 @@ barely move). Training diffuses whitened z = L^-1 (x - mu), Sigma = L L^T, with
 standard N(0, I) noise: in parameter space the prior the samplers start from is
 exactly N(mu, Sigma). `stats.npz` holds mean (P,), cov (P, P), chol = L, chol_inv.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-RIDGE = 1e-3   # relative to the mean variance
+RIDGE = 1e-3  # relative to the mean variance
 
 
 def compute_stats(frames: np.ndarray) -> dict:
@@ -25,8 +26,12 @@ def compute_stats(frames: np.ndarray) -> dict:
     cov = np.cov(frames, rowvar=False)
     cov = cov + np.eye(len(cov)) * (RIDGE * np.trace(cov) / len(cov) + 1e-10)
     chol = np.linalg.cholesky(cov)
-    return {"mean": mean.astype(np.float32), "cov": cov.astype(np.float32),
-            "chol": chol.astype(np.float32), "chol_inv": np.linalg.inv(chol).astype(np.float32)}
+    return {
+        "mean": mean.astype(np.float32),
+        "cov": cov.astype(np.float32),
+        "chol": chol.astype(np.float32),
+        "chol_inv": np.linalg.inv(chol).astype(np.float32),
+    }
 
 
 def save_stats(path: Path, stats: dict, **extra) -> None:

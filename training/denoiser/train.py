@@ -13,6 +13,7 @@ from each window's audio, instead of frozen features cached once. The checkpoint
 then holds a `JointModel` (denoiser.* and encoder.* weights) and config["encoder"];
 `load_run` returns the denoiser of either kind, `run_encoder` the fine-tuned encoder.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,7 @@ import numpy as np
 import torch
 
 from backend.samplers import Schedule
-from training.denoiser.data import (Utterance, all_frames, audio_batch, encode_split, load_split_audio,
-                                    random_batch)
+from training.denoiser.data import Utterance, all_frames, audio_batch, encode_split, load_split_audio, random_batch
 from training.denoiser.losses import VertexQuadratic
 from training.denoiser.model import Denoiser, DenoiserConfig
 from training.denoiser.stats import Normaliser, compute_stats, load_stats, save_stats
@@ -33,26 +33,34 @@ from training.denoiser.stats import Normaliser, compute_stats, load_stats, save_
 @dataclass(frozen=True)
 class TrainConfig:
     """The `denoiser` section of a training config (training/configs/*.json)."""
-    model: dict                 # DenoiserConfig fields over its defaults (the small sizes)
+
+    model: dict  # DenoiserConfig fields over its defaults (the small sizes)
     steps: int
     batch: int
-    window: int                 # frames per training sequence (70: 2.8 s)
+    window: int  # frames per training sequence (70: 2.8 s)
     lr: float
     warmup: int
     val_every: int
     val_batches: int
-    limit: int | None           # first N utterances per split (None: all)
-    w_m2s: float                # weight of L_m2s; applies only with an M2S model (stage B)
-    m2s_fraction: float         # share of each batch that goes through the frozen M2S
-    encoder_lr: float           # the encoder's learning rate in the -T variant (train_encoder)
-    max_minutes: float          # 0: no deadline
+    limit: int | None  # first N utterances per split (None: all)
+    w_m2s: float  # weight of L_m2s; applies only with an M2S model (stage B)
+    m2s_fraction: float  # share of each batch that goes through the frozen M2S
+    encoder_lr: float  # the encoder's learning rate in the -T variant (train_encoder)
+    max_minutes: float  # 0: no deadline
 
 
 class DiffusionLoss:
     """Callable (model, batch) -> (loss, metrics) for runs.fit, in parameter space."""
 
-    def __init__(self, norm: Normaliser, vq: VertexQuadratic, schedule: Schedule = Schedule(),
-                 m2s_loss=None, w_m2s: float = 0.0, m2s_fraction: float = 0.25):
+    def __init__(
+        self,
+        norm: Normaliser,
+        vq: VertexQuadratic,
+        schedule: Schedule = Schedule(),
+        m2s_loss=None,
+        w_m2s: float = 0.0,
+        m2s_fraction: float = 0.25,
+    ):
         self.norm, self.vq, self.schedule = norm, vq, schedule
         self.sqrt_ac = torch.tensor(np.sqrt(schedule.alphas_cumprod), dtype=torch.float32)
         self.sqrt_1mac = torch.tensor(np.sqrt(1.0 - schedule.alphas_cumprod), dtype=torch.float32)
@@ -124,19 +132,24 @@ class JointLoss:
 def encoder_spec(encoder) -> dict:
     """What `build_encoder` needs to rebuild this encoder's architecture (weights aside)."""
     from training.speech.encoder import TransformersBackbone
+
     spec = {"config": asdict(encoder.cfg)}
     if isinstance(encoder.backbone, TransformersBackbone) and encoder.cfg.kind not in ("wav2vec2", "logmel"):
-        spec["hf_config"] = encoder.backbone.model.config.to_dict()   # a pretrained transformers folder
+        spec["hf_config"] = encoder.backbone.model.config.to_dict()  # a pretrained transformers folder
     return spec
 
 
 def build_encoder(spec: dict):
     from training.speech.encoder import EncoderConfig, SpeechEncoder, TransformersBackbone
+
     cfg = EncoderConfig.from_dict(spec["config"])
     if "hf_config" in spec:
         from transformers import AutoConfig, AutoModel
+
         hf = dict(spec["hf_config"])
-        return SpeechEncoder(cfg, TransformersBackbone(AutoModel.from_config(AutoConfig.for_model(hf.pop("model_type"), **hf))))
+        return SpeechEncoder(
+            cfg, TransformersBackbone(AutoModel.from_config(AutoConfig.for_model(hf.pop("model_type"), **hf)))
+        )
     return SpeechEncoder(cfg)
 
 
@@ -157,10 +170,24 @@ def validator(loss: DiffusionLoss, data: list[Utterance], cfg: TrainConfig, batc
     return validate
 
 
-def train(out: Path, cfg: TrainConfig, *, corpus: Path, encoder, head_npz: Path, seed: int = 0,
-          variant: str = "diffusion", cache: Path | None = None, m2s_loss=None, init: Path | None = None,
-          device: str = "cpu", train_encoder: bool = False, encoder_source: str | None = None,
-          prov: dict | None = None, origin: dict | None = None) -> dict:
+def train(
+    out: Path,
+    cfg: TrainConfig,
+    *,
+    corpus: Path,
+    encoder,
+    head_npz: Path,
+    seed: int = 0,
+    variant: str = "diffusion",
+    cache: Path | None = None,
+    m2s_loss=None,
+    init: Path | None = None,
+    device: str = "cpu",
+    train_encoder: bool = False,
+    encoder_source: str | None = None,
+    prov: dict | None = None,
+    origin: dict | None = None,
+) -> dict:
     """Train into run folder `out` (resumes from out/last.pt). `variant` "baseline": the
     deterministic regression on the same backbone. `init`: start from another run's weights
     and stats (e.g. stage B: fine-tune a no-M2S run with the M2S loss). `train_encoder`: -T
@@ -168,31 +195,35 @@ def train(out: Path, cfg: TrainConfig, *, corpus: Path, encoder, head_npz: Path,
     cfg came from (training.config), recorded in provenance.json."""
     from training.loop import fit, plot_curves
     from training.provenance import corpus_data, provenance
-    torch.manual_seed(seed)   # the model's initial weights too: the same seed gives the same run
+
+    torch.manual_seed(seed)  # the model's initial weights too: the same seed gives the same run
 
     if variant == "baseline":
         cfg = replace(cfg, model={**cfg.model, "deterministic": True, "p_uncond": 0.0})
-    if m2s_loss is None:   # config.json records the weight in force
+    if m2s_loss is None:  # config.json records the weight in force
         cfg = replace(cfg, w_m2s=0.0)
     limit = cfg.limit
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if (out / "last.pt").exists() and (out / "config.json").exists() and is_joint_run(out) != train_encoder:
-        raise ValueError(f"{out} was {'' if is_joint_run(out) else 'not '}trained with --train-encoder: "
-                         f"resume it the same way (or use another --out)")
-    if train_encoder:   # features on the fly from each window's audio: nothing to encode or cache
+        raise ValueError(
+            f"{out} was {'' if is_joint_run(out) else 'not '}trained with --train-encoder: "
+            f"resume it the same way (or use another --out)"
+        )
+    if train_encoder:  # features on the fly from each window's audio: nothing to encode or cache
         train_data = load_split_audio(corpus, "train", limit)
         val_data = load_split_audio(corpus, "val", limit)
         if init is not None and not (out / "last.pt").exists() and run_encoder(init) is not None:
-            encoder = run_encoder(init)   # continue from a -T run's fine-tuned encoder
+            encoder = run_encoder(init)  # continue from a -T run's fine-tuned encoder
     else:
         train_data = encode_split(corpus, encoder, "train", cache, limit)
         val_data = encode_split(corpus, encoder, "val", cache, limit)
     stats_path = out / "stats.npz"
     if init is not None and not stats_path.exists():
         import shutil
+
         shutil.copyfile(Path(init) / "stats.npz", stats_path)
-    if not stats_path.exists():   # fixed at the first start so a resumed run keeps its space
+    if not stats_path.exists():  # fixed at the first start so a resumed run keeps its space
         save_stats(stats_path, compute_stats(all_frames(train_data)))
     stats = load_stats(stats_path)
     mcfg = DenoiserConfig(**{**DenoiserConfig().to_dict(), "audio_dim": encoder.dim, **cfg.model})
@@ -203,13 +234,17 @@ def train(out: Path, cfg: TrainConfig, *, corpus: Path, encoder, head_npz: Path,
             raise ValueError(f"--init run {init} has model config {start.cfg}, this run wants {mcfg}")
         model.load_state_dict(start.state_dict())
     model.to(device)
-    loss = DiffusionLoss(Normaliser(stats), VertexQuadratic.from_head(head_npz), m2s_loss=m2s_loss,
-                         w_m2s=cfg.w_m2s, m2s_fraction=cfg.m2s_fraction).to(device)
+    loss = DiffusionLoss(
+        Normaliser(stats),
+        VertexQuadratic.from_head(head_npz),
+        m2s_loss=m2s_loss,
+        w_m2s=cfg.w_m2s,
+        m2s_fraction=cfg.m2s_fraction,
+    ).to(device)
     prov = prov or provenance(seed, corpus_data(corpus), training_config=origin)
     config = {"train": {**asdict(cfg), "seed": seed}, "model": mcfg.to_dict(), "head": str(head_npz)}
     if train_encoder:
-        config["encoder"] = {"trainable": True, "lr": cfg.encoder_lr, "source": encoder_source,
-                             **encoder_spec(encoder)}
+        config["encoder"] = {"trainable": True, "lr": cfg.encoder_lr, "source": encoder_source, **encoder_spec(encoder)}
         (out / "config.json").write_text(json.dumps(config, indent=2))
         encoder.train()
         trainable = [p for n, p in encoder.named_parameters() if not n.startswith("phone_head.")]
@@ -219,25 +254,60 @@ def train(out: Path, cfg: TrainConfig, *, corpus: Path, encoder, head_npz: Path,
             p.requires_grad_(True)
         net = JointModel(model, encoder).to(device)
         joint = JointLoss(loss)
-        result = fit(net, out, next_batch=lambda rng: audio_batch(train_data, rng, cfg.batch, cfg.window),
-                     loss_fn=joint, validate=validator(joint, val_data, cfg, audio_batch),
-                     steps=cfg.steps, val_every=cfg.val_every, lr=cfg.lr, warmup=cfg.warmup, seed=seed,
-                     config=config, prov=prov, max_minutes=cfg.max_minutes, desc="denoiser-T",
-                     param_groups=[{"params": list(model.parameters()), "lr": cfg.lr},
-                                   {"params": trainable, "lr": cfg.encoder_lr}])
+        result = fit(
+            net,
+            out,
+            next_batch=lambda rng: audio_batch(train_data, rng, cfg.batch, cfg.window),
+            loss_fn=joint,
+            validate=validator(joint, val_data, cfg, audio_batch),
+            steps=cfg.steps,
+            val_every=cfg.val_every,
+            lr=cfg.lr,
+            warmup=cfg.warmup,
+            seed=seed,
+            config=config,
+            prov=prov,
+            max_minutes=cfg.max_minutes,
+            desc="denoiser-T",
+            param_groups=[
+                {"params": list(model.parameters()), "lr": cfg.lr},
+                {"params": trainable, "lr": cfg.encoder_lr},
+            ],
+        )
         plot_curves(out, "mm² per vertex")
         return result
     (out / "config.json").write_text(json.dumps(config, indent=2))
-    result = fit(model, out, next_batch=lambda rng: random_batch(train_data, rng, cfg.batch, cfg.window),
-                 loss_fn=lambda m, b: loss(m, b), validate=validator(loss, val_data, cfg),
-                 steps=cfg.steps, val_every=cfg.val_every, lr=cfg.lr, warmup=cfg.warmup, seed=seed,
-                 config=config, prov=prov, max_minutes=cfg.max_minutes, desc="denoiser")
+    result = fit(
+        model,
+        out,
+        next_batch=lambda rng: random_batch(train_data, rng, cfg.batch, cfg.window),
+        loss_fn=lambda m, b: loss(m, b),
+        validate=validator(loss, val_data, cfg),
+        steps=cfg.steps,
+        val_every=cfg.val_every,
+        lr=cfg.lr,
+        warmup=cfg.warmup,
+        seed=seed,
+        config=config,
+        prov=prov,
+        max_minutes=cfg.max_minutes,
+        desc="denoiser",
+    )
     plot_curves(out, "mm² per vertex")
     return result
 
 
-def quick_train(model: Denoiser, encoder, corpus: Path, head_npz: Path, steps: int, seed: int = 0,
-                batch: int = 8, window: int = 40, limit: int = 16):
+def quick_train(
+    model: Denoiser,
+    encoder,
+    corpus: Path,
+    head_npz: Path,
+    steps: int,
+    seed: int = 0,
+    batch: int = 8,
+    window: int = 40,
+    limit: int = 16,
+):
     """A few in-memory steps (tiny bundles for tests): returns (model, stats)."""
     data = encode_split(corpus, encoder, "train", None, limit)
     stats = compute_stats(all_frames(data))
@@ -258,11 +328,11 @@ def _checkpoint(run: Path, which: str) -> dict:
     path = run / which if (run / which).exists() else run / "last.pt"
     if not path.exists():
         raise FileNotFoundError(f"no denoiser checkpoint in {run} (best.pt / last.pt)")
-    return torch.load(path, map_location="cpu", weights_only=False)   # GPU-trained runs load on CPU
+    return torch.load(path, map_location="cpu", weights_only=False)  # GPU-trained runs load on CPU
 
 
 def _part(state: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def is_joint_run(run: Path) -> bool:

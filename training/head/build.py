@@ -3,6 +3,7 @@
 The folder loads in `smplx.FLAME` unchanged: FLAME_NEUTRAL.npz (or .pkl) and
 flame_static_embedding.pkl. Deterministic: the same seed writes identical bytes.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,7 +21,7 @@ from .geometry import Proportions, Surface, build_surface
 from .regions import stand_in_regions
 from .skinning import joint_positions, joint_regressor, skin_weights
 
-N_SHAPE_SPACE, N_EXPR_SPACE = 300, 100      # FLAME's shapedirs layout
+N_SHAPE_SPACE, N_EXPR_SPACE = 300, 100  # FLAME's shapedirs layout
 
 
 def build_head(seed: int = 0) -> tuple[Surface, ExpressionBasis, dict]:
@@ -31,17 +32,25 @@ def build_head(seed: int = 0) -> tuple[Surface, ExpressionBasis, dict]:
     regressor = joint_regressor(surf.vertices, joints, surf.n_skin, surf.eyeballs)
     lm = landmarks(surf)
     regions = stand_in_regions(surf, lm)
-    extra = dict(joints=joints, weights=weights, regressor=regressor, regions=regions,
-                 lip_upper=lm.upper_mid, lip_lower=lm.lower_mid)
+    extra = dict(
+        joints=joints,
+        weights=weights,
+        regressor=regressor,
+        regions=regions,
+        lip_upper=lm.upper_mid,
+        lip_lower=lm.lower_mid,
+    )
     return surf, basis, extra
 
 
 def flame_dict(surf: Surface, basis: ExpressionBasis, extra: dict) -> dict:
     V = len(surf.vertices)
     shapedirs = np.zeros((V, 3, N_SHAPE_SPACE + N_EXPR_SPACE), np.float32)
-    shapedirs[:, :, N_SHAPE_SPACE:N_SHAPE_SPACE + N_EXP] = basis.dirs
-    kintree = np.array([[np.iinfo(np.uint32).max if p < 0 else p for p in JOINT_PARENTS],
-                        list(range(len(JOINT_NAMES)))], dtype=np.int64)
+    shapedirs[:, :, N_SHAPE_SPACE : N_SHAPE_SPACE + N_EXP] = basis.dirs
+    kintree = np.array(
+        [[np.iinfo(np.uint32).max if p < 0 else p for p in JOINT_PARENTS], list(range(len(JOINT_NAMES)))],
+        dtype=np.int64,
+    )
     return {
         "v_template": surf.vertices.astype(np.float32),
         "f": surf.faces.astype(np.int64),
@@ -116,8 +125,11 @@ def write_head_folder(out: str | Path, seed: int = 0, fmt: str = "npz") -> dict:
     hid = compute_head_id(model["v_template"], model["f"])
     _write_npz(out / "head.npz", head_arrays(surf, basis, extra, hid))
     summary = {
-        "head_id": hid, "seed": seed, "format": fmt,
-        "vertices": int(len(surf.vertices)), "faces": int(len(surf.faces)),
+        "head_id": hid,
+        "seed": seed,
+        "format": fmt,
+        "vertices": int(len(surf.vertices)),
+        "faces": int(len(surf.faces)),
         "explained_variance_50": float(basis.explained[-1]),
         "semantic_fit_residual_max": max(basis.fit_residual.values()),
         "regions": {k: int(len(v)) for k, v in extra["regions"].items()},

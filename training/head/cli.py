@@ -1,4 +1,5 @@
 """`thunder-train head build|import`."""
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ def _build(args) -> int:
     from .build import write_head_folder
 
     summary = write_head_folder(args.out, seed=args.seed, fmt=args.format)
-    to_stdout(json.dumps(summary, indent=2))      # the head's summary (vertices, head_id) for a script
+    to_stdout(json.dumps(summary, indent=2))  # the head's summary (vertices, head_id) for a script
     return 0
 
 

@@ -6,6 +6,7 @@ speech and expression, and orthogonalised by SVD into 50 components ordered by
 variance. Components are scaled so that psi ~ N(0, 1) under that distribution,
 like FLAME's PCA. A table maps every semantic control to its psi.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,11 +20,31 @@ from .semantics import CONTROLS, SHIFTS, semantic_names
 
 # std of each control in the sampled distribution (larger: speech-relevant)
 CONTROL_STD = {
-    "mouth_open": 1.0, "lip_press": 0.6, "pucker": 0.8, "funnel": 0.7, "spread": 0.6, "smile": 0.7,
-    "frown": 0.4, "lower_lip_tuck": 0.6, "upper_lip_raise": 0.4, "lower_lip_depress": 0.4,
-    "cheek_puff": 0.3, "chin_raise": 0.35, "lip_roll_in": 0.4, "brow_raise": 0.6, "brow_frown": 0.45,
-    "blink": 0.7, "squint": 0.3, "nose_wrinkle": 0.3, "dimpler": 0.3, "lip_stretch": 0.3,
-    "nostril_flare": 0.2, "eye_wide": 0.3, "cheek_suck": 0.2, "brow_inner_raise": 0.35, "mouth_up": 0.25,
+    "mouth_open": 1.0,
+    "lip_press": 0.6,
+    "pucker": 0.8,
+    "funnel": 0.7,
+    "spread": 0.6,
+    "smile": 0.7,
+    "frown": 0.4,
+    "lower_lip_tuck": 0.6,
+    "upper_lip_raise": 0.4,
+    "lower_lip_depress": 0.4,
+    "cheek_puff": 0.3,
+    "chin_raise": 0.35,
+    "lip_roll_in": 0.4,
+    "brow_raise": 0.6,
+    "brow_frown": 0.45,
+    "blink": 0.7,
+    "squint": 0.3,
+    "nose_wrinkle": 0.3,
+    "dimpler": 0.3,
+    "lip_stretch": 0.3,
+    "nostril_flare": 0.2,
+    "eye_wide": 0.3,
+    "cheek_suck": 0.2,
+    "brow_inner_raise": 0.35,
+    "mouth_up": 0.25,
     "mouth_shift": 0.3,
 }
 
@@ -35,9 +56,9 @@ class Landmarks:
     corner_R: np.ndarray
     upper_mid: int
     lower_mid: int
-    above: np.ndarray       # bool (V,): skin above the lip line
+    above: np.ndarray  # bool (V,): skin above the lip line
     below: np.ndarray
-    skin: np.ndarray        # bool (V,)
+    skin: np.ndarray  # bool (V,)
 
 
 def landmarks(surf: Surface) -> Landmarks:
@@ -49,9 +70,9 @@ def landmarks(surf: Surface) -> Landmarks:
     cL = v[surf.grid_index(m.row, m.cols.max())]
     cR = v[surf.grid_index(m.row, m.cols.min())]
     rows = np.full(len(v), -1)
-    rows[1:1 + n_rows * n_cols] = np.repeat(np.arange(n_rows), n_cols)
+    rows[1 : 1 + n_rows * n_cols] = np.repeat(np.arange(n_rows), n_cols)
     skin = np.zeros(len(v), bool)
-    skin[:surf.n_skin] = True
+    skin[: surf.n_skin] = True
     above = skin & (rows <= m.row) & (rows >= 0)
     above[0] = True
     below = skin & ~above
@@ -78,12 +99,14 @@ def _lid_rotation(surf: Surface, side: str, upper_frac: float, lower_frac: float
     s = surf.slits[side]
     c = EYE_CENTERS[0 if side == "eye_L" else 1]
     d = np.zeros_like(v)
-    n_cols = surf.grid_shape[1]
     beta = lambda p: np.arctan2(p[..., 1] - c[1], p[..., 2] - c[2])  # noqa: E731
     cols = np.arange(s.cols.min() - 3, s.cols.max() + 4)
     opening = beta(v[surf.grid_index(s.row, cols)]) - beta(v[surf.grid_index(s.row + 1, cols)])
     opening = np.clip(opening, 0, None)
-    for sign, rows, frac in ((-1, range(s.row, s.row - 6, -1), upper_frac), (1, range(s.row + 1, s.row + 5), lower_frac)):
+    for sign, rows, frac in (
+        (-1, range(s.row, s.row - 6, -1), upper_frac),
+        (1, range(s.row + 1, s.row + 5), lower_frac),
+    ):
         for k, r in enumerate(rows):
             idx = surf.grid_index(r, cols)
             ang = sign * frac * opening * np.exp(-0.5 * (k / 1.6) ** 2)
@@ -127,13 +150,27 @@ def control_fields(surf: Surface) -> dict[str, np.ndarray]:
     f = {}
     f["mouth_open"] = col(U, [0, 0.003, 0.0005]) + col(L, [0, -0.006, -0.001])
     f["lip_press"] = col(U, [0, -0.0012, -0.0018]) + col(L, [0, 0.0015, -0.0018])
-    f["pucker"] = col(M, [0, 0, 0.008]) + M[:, None] * np.stack([-0.45 * (v[:, 0] - mc[0]), np.zeros(len(v)), np.zeros(len(v))], 1)
-    f["funnel"] = (col(M, [0, 0, 0.006]) + M[:, None] * np.stack([-0.3 * (v[:, 0] - mc[0]), 0 * v[:, 0], 0 * v[:, 0]], 1)
-                   + col(U, [0, 0.003, 0.002]) + col(L, [0, -0.0035, 0.002]))
-    f["spread"] = (col(C_wide, [0, 0.0005, -0.003]) + (C_wide * sx)[:, None] * [0.006, 0, 0]
-                   + col(U_edge, [0, -0.001, 0]) + col(L_edge, [0, 0.001, 0]))
-    f["smile"] = (col(Cs, [0, 0.006, -0.003]) + (Cs * sx)[:, None] * [0.004, 0, 0]
-                  + col(cheek_hi, [0, 0.003, 0.002]) + col(cheek, [0, 0.002, 0.002]))
+    f["pucker"] = col(M, [0, 0, 0.008]) + M[:, None] * np.stack(
+        [-0.45 * (v[:, 0] - mc[0]), np.zeros(len(v)), np.zeros(len(v))], 1
+    )
+    f["funnel"] = (
+        col(M, [0, 0, 0.006])
+        + M[:, None] * np.stack([-0.3 * (v[:, 0] - mc[0]), 0 * v[:, 0], 0 * v[:, 0]], 1)
+        + col(U, [0, 0.003, 0.002])
+        + col(L, [0, -0.0035, 0.002])
+    )
+    f["spread"] = (
+        col(C_wide, [0, 0.0005, -0.003])
+        + (C_wide * sx)[:, None] * [0.006, 0, 0]
+        + col(U_edge, [0, -0.001, 0])
+        + col(L_edge, [0, 0.001, 0])
+    )
+    f["smile"] = (
+        col(Cs, [0, 0.006, -0.003])
+        + (Cs * sx)[:, None] * [0.004, 0, 0]
+        + col(cheek_hi, [0, 0.003, 0.002])
+        + col(cheek, [0, 0.002, 0.002])
+    )
     f["frown"] = col(Cs, [0, -0.004, 0]) + col(C_low, [0, -0.002, 0.001])
     f["lower_lip_tuck"] = col(L, [0, 0.0045, -0.0065])
     f["upper_lip_raise"] = col(U, [0, 0.004, 0.001]) + col(nose_side, [0, 0.001, 0])
@@ -168,10 +205,10 @@ def _side_weight(v: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ExpressionBasis:
-    dirs: np.ndarray            # (V, 3, N_EXP): psi -> displacement
-    names: list[str]            # semantic control names (head-file order)
-    coeffs: np.ndarray          # (K, N_EXP): psi of one unit of each control
-    explained: np.ndarray       # (N_EXP,) cumulative variance fraction
+    dirs: np.ndarray  # (V, 3, N_EXP): psi -> displacement
+    names: list[str]  # semantic control names (head-file order)
+    coeffs: np.ndarray  # (K, N_EXP): psi of one unit of each control
+    explained: np.ndarray  # (N_EXP,) cumulative variance fraction
     fit_residual: dict[str, float]
 
 
@@ -192,8 +229,8 @@ def build_basis(surf: Surface, n_exp: int = N_EXP) -> ExpressionBasis:
     # deterministic signs: each component's largest entry is positive
     flip = np.sign(U[np.argmax(np.abs(U), axis=0), np.arange(n_exp)])
     U = U * flip
-    dirs = U * S[None]                                           # psi ~ N(0, 1) scaling
-    explained = np.cumsum(S ** 2) / np.sum(np.linalg.svd(A, compute_uv=False) ** 2)
+    dirs = U * S[None]  # psi ~ N(0, 1) scaling
+    explained = np.cumsum(S**2) / np.sum(np.linalg.svd(A, compute_uv=False) ** 2)
 
     table, resid = [], {}
     for name in semantic_names():

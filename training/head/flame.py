@@ -3,6 +3,7 @@
 Works for the stand-in head and for a user's real FLAME 2020/2023 folder alike
 (FLAME_NEUTRAL.pkl / .npz + flame_static_embedding.pkl). Shape is the template.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,10 @@ def model_ext(model_dir: str | Path) -> str:
     for ext in ("npz", "pkl"):
         if (d / f"FLAME_NEUTRAL.{ext}").exists():
             return ext
-    raise FileNotFoundError(f"{d}: no FLAME_NEUTRAL.npz or FLAME_NEUTRAL.pkl (run `thunder-train head build --out {d}`"
-                            " or point at your FLAME download)")
+    raise FileNotFoundError(
+        f"{d}: no FLAME_NEUTRAL.npz or FLAME_NEUTRAL.pkl (run `thunder-train head build --out {d}`"
+        " or point at your FLAME download)"
+    )
 
 
 class HeadModel(nn.Module):
@@ -29,10 +32,18 @@ class HeadModel(nn.Module):
     def __init__(self, model_dir: str | Path, n_exp: int = N_EXP):
         super().__init__()
         self.model_dir = Path(model_dir)
-        self.flame = smplx.FLAME(model_path=str(self.model_dir), gender="neutral", ext=model_ext(model_dir),
-                                 num_expression_coeffs=n_exp, num_betas=10, use_face_contour=False)
+        self.flame = smplx.FLAME(
+            model_path=str(self.model_dir),
+            gender="neutral",
+            ext=model_ext(model_dir),
+            num_expression_coeffs=n_exp,
+            num_betas=10,
+            use_face_contour=False,
+        )
         if self.flame.num_expression_coeffs != n_exp:
-            raise ValueError(f"{model_dir}: the model has only {self.flame.num_expression_coeffs} expression components")
+            raise ValueError(
+                f"{model_dir}: the model has only {self.flame.num_expression_coeffs} expression components"
+            )
         self.flame.requires_grad_(False)
         self.n_exp = n_exp
 
@@ -51,7 +62,14 @@ class HeadModel(nn.Module):
         flat = x.reshape(-1, N_PARAMS).to(self.flame.v_template.dtype)
         B = flat.shape[0]
         zeros = flat.new_zeros(B, 3)
-        out = self.flame(betas=flat.new_zeros(B, self.flame.num_betas), expression=flat[:, :self.n_exp],
-                         jaw_pose=flat[:, self.n_exp:], global_orient=zeros, neck_pose=zeros,
-                         leye_pose=zeros, reye_pose=zeros, transl=zeros)
+        out = self.flame(
+            betas=flat.new_zeros(B, self.flame.num_betas),
+            expression=flat[:, : self.n_exp],
+            jaw_pose=flat[:, self.n_exp :],
+            global_orient=zeros,
+            neck_pose=zeros,
+            leye_pose=zeros,
+            reye_pose=zeros,
+            transl=zeros,
+        )
         return out.vertices.reshape(*lead, -1, 3)

@@ -6,6 +6,7 @@ head and neck, so its topology is a closed sphere; the mouth and the two eyes ar
 slits cut between two grid rows, with the rows warped so that the slit's edges
 become lips and lids. The eyeballs are separate closed spheres, as in FLAME.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -76,7 +77,9 @@ def head_sdf(p: np.ndarray, prop: Proportions = Proportions()) -> np.ndarray:
     # cheekbones and brow ridge
     for sx in (1, -1):
         d = _smin(d, _ellipsoid(p, np.array([0.046 * sx * fw, 0.004, 0.058]), np.array([0.02, 0.014, 0.02])), 0.012)
-        d = _smin(d, _capsule(p, np.array([0.012 * sx, 0.045, 0.082]), np.array([0.045 * sx, 0.043, 0.066]), 0.009), 0.01)
+        d = _smin(
+            d, _capsule(p, np.array([0.012 * sx, 0.045, 0.082]), np.array([0.045 * sx, 0.043, 0.066]), 0.009), 0.01
+        )
     # eye sockets carved, then the lids wrap the eyeballs
     for c in EYE_CENTERS:
         d = _smax(d, -_ellipsoid(p, c + np.array([0, 0.002, 0.012]), np.array([0.019, 0.015, 0.014])), 0.006)
@@ -86,7 +89,9 @@ def head_sdf(p: np.ndarray, prop: Proportions = Proportions()) -> np.ndarray:
     nose = _capsule(p, np.array([0, 0.03, 0.078]), np.array([0, -0.004, 0.078 + 0.03 * n]), 0.0065)
     nose = _smin(nose, _ellipsoid(p, np.array([0, -0.008, 0.075 + 0.03 * n]), np.array([0.012, 0.011, 0.012])), 0.006)
     for sx in (1, -1):
-        nose = _smin(nose, _ellipsoid(p, np.array([0.0135 * sx, -0.014, 0.092]), np.array([0.008, 0.007, 0.008])), 0.004)
+        nose = _smin(
+            nose, _ellipsoid(p, np.array([0.0135 * sx, -0.014, 0.092]), np.array([0.008, 0.007, 0.008])), 0.004
+        )
     d = _smin(d, nose, 0.008)
     # lips: upper and lower, with a philtrum dip left to the smooth union
     lp = prop.lips
@@ -98,8 +103,9 @@ def head_sdf(p: np.ndarray, prop: Proportions = Proportions()) -> np.ndarray:
     return d
 
 
-def cast_rays(origins: np.ndarray, dirs: np.ndarray, prop: Proportions, t_max: float = 0.3,
-              n_samples: int = 400) -> np.ndarray:
+def cast_rays(
+    origins: np.ndarray, dirs: np.ndarray, prop: Proportions, t_max: float = 0.3, n_samples: int = 400
+) -> np.ndarray:
     """Distance along each ray to the OUTERMOST surface crossing (bisection-refined)."""
     t = np.linspace(0.0, t_max, n_samples)
     pts = origins[:, None, :] + t[None, :, None] * dirs[:, None, :]
@@ -126,7 +132,7 @@ def _angle_to(point: np.ndarray) -> tuple[float, float]:
 def column_azimuths(n_cols: int = N_COLS, front_density: float = 0.45) -> np.ndarray:
     """Azimuths (radians, 0 = front), denser over the face than behind the head."""
     s = -1.0 + 2.0 * np.arange(n_cols) / n_cols
-    return np.pi * (front_density * s + (1 - front_density) * s ** 3)
+    return np.pi * (front_density * s + (1 - front_density) * s**3)
 
 
 @dataclass
@@ -140,10 +146,10 @@ class Slit:
 
 @dataclass
 class Surface:
-    vertices: np.ndarray            # (V, 3)
-    faces: np.ndarray               # (F, 3)
-    grid_shape: tuple[int, int]     # (rows, cols) of the skin grid (after the top pole)
-    theta: np.ndarray               # (cols,)
+    vertices: np.ndarray  # (V, 3)
+    faces: np.ndarray  # (F, 3)
+    grid_shape: tuple[int, int]  # (rows, cols) of the skin grid (after the top pole)
+    theta: np.ndarray  # (cols,)
     slits: dict[str, Slit]
     eyeballs: dict[str, np.ndarray] = field(default_factory=dict)  # name -> vertex indices
     n_skin: int = 0
@@ -157,9 +163,9 @@ def _row_plan(alpha_mouth: float, alpha_eye: float):
     """Base elevations of the head rows (from the head origin), top to bottom.
 
     The mouth and eye slit lines fall exactly half-way between two base rows."""
-    n_between = 19                                  # rows between the eye and mouth slits
+    n_between = 19  # rows between the eye and mouth slits
     step = (alpha_eye - alpha_mouth) / n_between
-    face = alpha_mouth + (np.arange(-12, 44)[::-1] + 0.5) * step   # ~ -52 deg .. +86 deg in face spacing
+    face = alpha_mouth + (np.arange(-12, 44)[::-1] + 0.5) * step  # ~ -52 deg .. +86 deg in face spacing
     face = face[face < np.radians(47)]
     top = np.linspace(np.radians(84), face[0] + 1.6 * step, 9)
     rows = np.concatenate([top, face])
@@ -188,15 +194,14 @@ def build_surface(prop: Proportions = Proportions(), n_cols: int = N_COLS) -> Su
     th_m, al_m = _angle_to(MOUTH_POINT)
     th_e, al_e = _angle_to(EYE_CENTERS[0] + np.array([0, 0, EYE_RADIUS]))
     rows, r_m, r_e, step = _row_plan(al_m, al_e)
-    n_head = len(rows)
     alpha = np.repeat(rows[:, None], n_cols, axis=1)
 
     # mouth: the two slit rows meet at the lip line across the mouth's width
     th_corner = np.arctan2(MOUTH_HALF_WIDTH, MOUTH_POINT[2] - HEAD_ORIGIN[2])
-    w_mouth = 1.0 - _smoothstep((np.abs(theta) - th_corner) / (4 * np.diff(theta[n_cols // 2:][:2])[0]))
+    w_mouth = 1.0 - _smoothstep((np.abs(theta) - th_corner) / (4 * np.diff(theta[n_cols // 2 :][:2])[0]))
     band = 6 * step
     eps = np.radians(0.05)
-    curve = al_m + np.radians(1.2) * (theta / th_corner) ** 2   # corners slightly up
+    curve = al_m + np.radians(1.2) * (theta / th_corner) ** 2  # corners slightly up
     for j in range(n_cols):
         kf = [al_m - band, rows[r_m + 1], rows[r_m], al_m + band]
         kt = [al_m - band, curve[j] - eps, curve[j] + eps, al_m + band]
@@ -204,11 +209,11 @@ def build_surface(prop: Proportions = Proportions(), n_cols: int = N_COLS) -> Su
 
     # eyes: almond openings, upper lid higher than the lower lid is low
     half_w = np.arctan2(0.0135, EYE_CENTERS[0, 2] + EYE_RADIUS - HEAD_ORIGIN[2])
-    dcol = np.diff(theta[n_cols // 2:][:2])[0]
+    dcol = np.diff(theta[n_cols // 2 :][:2])[0]
     eye_cols = {}
     for name, sx in (("eye_L", 1.0), ("eye_R", -1.0)):
-        u = (theta - sx * th_e) / half_w                 # -1..1 across the eye
-        prof = np.sqrt(np.clip(1 - u ** 2, 0, 1)) * (1 + 0.15 * sx * u)   # outer corner higher
+        u = (theta - sx * th_e) / half_w  # -1..1 across the eye
+        prof = np.sqrt(np.clip(1 - u**2, 0, 1)) * (1 + 0.15 * sx * u)  # outer corner higher
         w_eye = 1.0 - _smoothstep((np.abs(u) - 1.0) * half_w / (3 * dcol))
         eband = 5 * step
         for j in np.nonzero(w_eye > 0)[0]:
@@ -229,7 +234,7 @@ def build_surface(prop: Proportions = Proportions(), n_cols: int = N_COLS) -> Su
     for k in range(1, n_neck + 1):
         f = k / n_neck
         a = a_last * (1 - f) ** 1.3
-        o = np.array([0.0, HEAD_ORIGIN[1] + (NECK_BOTTOM_Y + 0.012 - HEAD_ORIGIN[1]) * f ** 0.9, NECK_AXIS_Z])
+        o = np.array([0.0, HEAD_ORIGIN[1] + (NECK_BOTTOM_Y + 0.012 - HEAD_ORIGIN[1]) * f**0.9, NECK_AXIS_Z])
         d = np.stack([np.sin(theta) * np.cos(a), np.full(n_cols, np.sin(a)), np.cos(theta) * np.cos(a)], -1)
         dirs.append(d), origins.append(np.repeat(o[None], n_cols, 0))
     for k in range(1, n_cap + 1):
@@ -248,9 +253,11 @@ def build_surface(prop: Proportions = Proportions(), n_cols: int = N_COLS) -> Su
     verts = np.concatenate([top[None], grid, bottom[None]])
 
     mouth_cols = np.nonzero(np.abs(theta) < th_corner * (1 - 1e-6))[0]
-    slits = {"mouth": Slit("mouth", r_m, mouth_cols),
-             "eye_L": Slit("eye_L", r_e, eye_cols["eye_L"]),
-             "eye_R": Slit("eye_R", r_e, eye_cols["eye_R"])}
+    slits = {
+        "mouth": Slit("mouth", r_m, mouth_cols),
+        "eye_L": Slit("eye_L", r_e, eye_cols["eye_L"]),
+        "eye_R": Slit("eye_R", r_e, eye_cols["eye_R"]),
+    }
     surf = Surface(verts, np.zeros((0, 3), np.int64), (n_rows, n_cols), theta, slits)
     _shape_slit_edges(surf)
     surf.faces = _grid_faces(n_rows, n_cols, slits)
@@ -278,12 +285,13 @@ def _shape_slit_edges(surf: Surface) -> None:
 
 def _grid_faces(n_rows: int, n_cols: int, slits: dict[str, Slit]) -> np.ndarray:
     """Triangles of the closed grid (poles included) minus the slit quads, outward facing."""
+
     def gi(r, c):
         return 1 + r * n_cols + (c % n_cols)
 
     holes = {(s.row, int(c)) for s in slits.values() for c in s.cols[:-1]}
     faces = []
-    for c in range(n_cols):                         # top cap
+    for c in range(n_cols):  # top cap
         faces.append((0, gi(0, c), gi(0, c + 1)))
     for r in range(n_rows - 1):
         for c in range(n_cols):
@@ -305,8 +313,14 @@ def _add_eyeballs(surf: Surface, n_lat: int = 10, n_lon: int = 16) -> None:
         # poles along z so the front pole is the pupil centre
         lat = np.linspace(0, np.pi, n_lat + 2)[1:-1]
         lon = np.linspace(0, 2 * np.pi, n_lon, endpoint=False)
-        ring = np.stack([np.sin(lat)[:, None] * np.cos(lon)[None], np.sin(lat)[:, None] * np.sin(lon)[None],
-                         np.cos(lat)[:, None] * np.ones_like(lon)[None]], -1).reshape(-1, 3)
+        ring = np.stack(
+            [
+                np.sin(lat)[:, None] * np.cos(lon)[None],
+                np.sin(lat)[:, None] * np.sin(lon)[None],
+                np.cos(lat)[:, None] * np.ones_like(lon)[None],
+            ],
+            -1,
+        ).reshape(-1, 3)
         pts = np.concatenate([[[0, 0, 1.0]], ring, [[0, 0, -1.0]]]) * EYE_RADIUS + c
         n = len(pts)
 

@@ -1,4 +1,5 @@
 """Load a head folder (stand-in or real FLAME) as plain numpy data."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,16 +14,16 @@ from backend.headfile import load_head_file
 @dataclass
 class Head:
     path: Path
-    v_template: np.ndarray            # (V, 3)
-    faces: np.ndarray                 # (F, 3)
-    exp_dirs: np.ndarray              # (V, 3, 50)
-    joints: np.ndarray                # (5, 3)
-    weights: np.ndarray               # (V, 5)
-    regions: dict[str, np.ndarray]    # name -> vertex indices
+    v_template: np.ndarray  # (V, 3)
+    faces: np.ndarray  # (F, 3)
+    exp_dirs: np.ndarray  # (V, 3, 50)
+    joints: np.ndarray  # (5, 3)
+    weights: np.ndarray  # (V, 5)
+    regions: dict[str, np.ndarray]  # name -> vertex indices
     lip_upper: int
     lip_lower: int
     semantic_names: list[str]
-    semantic_coeffs: np.ndarray       # (K, 50)
+    semantic_coeffs: np.ndarray  # (K, 50)
     head_id: str
 
     def semantic(self, name: str) -> np.ndarray:
@@ -38,13 +39,22 @@ def load_head(model_dir: str | Path) -> Head:
     d = Path(model_dir)
     path = d / "head.npz" if d.is_dir() else d
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run `thunder-train head build --out {d}` (stand-in head) or "
-                                f"`thunder-train head import --flame {d}` (a real FLAME folder)")
+        raise FileNotFoundError(
+            f"{path} not found: run `thunder-train head build --out {d}` (stand-in head) or "
+            f"`thunder-train head import --flame {d}` (a real FLAME folder)"
+        )
     z = load_head_file(path)
-    return Head(path=path.parent, v_template=z["v_template"], faces=z["faces"], exp_dirs=z["exp_dirs"],
-                joints=z["joints"], weights=z["weights"],
-                regions={r: z[f"region_{r}"] for r in REGION_NAMES},
-                lip_upper=int(z["lip_upper"]), lip_lower=int(z["lip_lower"]),
-                semantic_names=[str(s) for s in z.get("semantic_names", np.array([], str))],
-                semantic_coeffs=z.get("semantic_coeffs", np.zeros((0, z["exp_dirs"].shape[2]), np.float32)),
-                head_id=z["head_id"])
+    return Head(
+        path=path.parent,
+        v_template=z["v_template"],
+        faces=z["faces"],
+        exp_dirs=z["exp_dirs"],
+        joints=z["joints"],
+        weights=z["weights"],
+        regions={r: z[f"region_{r}"] for r in REGION_NAMES},
+        lip_upper=int(z["lip_upper"]),
+        lip_lower=int(z["lip_lower"]),
+        semantic_names=[str(s) for s in z.get("semantic_names", np.array([], str))],
+        semantic_coeffs=z.get("semantic_coeffs", np.zeros((0, z["exp_dirs"].shape[2]), np.float32)),
+        head_id=z["head_id"],
+    )

@@ -3,6 +3,7 @@
 The stand-in head knows its regions from construction; a user's real FLAME
 folder gets them from FLAME_masks.pkl when present, else from geometry.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -17,8 +18,9 @@ def stand_in_regions(surf: Surface, lm) -> dict[str, np.ndarray]:
     v = surf.vertices
     skin = np.arange(surf.n_skin)
     m = surf.slits["mouth"]
-    lips = np.concatenate([surf.grid_index(r, np.arange(m.cols.min() - 1, m.cols.max() + 2))
-                           for r in range(m.row - 3, m.row + 5)])
+    lips = np.concatenate(
+        [surf.grid_index(r, np.arange(m.cols.min() - 1, m.cols.max() + 2)) for r in range(m.row - 3, m.row + 5)]
+    )
     mc = lm.mouth_center
     q = (v[skin] - mc) / np.array([0.045, 0.032, 0.06])
     mouth = skin[(np.linalg.norm(q, axis=1) < 1.0) & (v[skin, 2] > mc[2] - 0.035)]
@@ -29,16 +31,14 @@ def stand_in_regions(surf: Surface, lm) -> dict[str, np.ndarray]:
     upper = np.union1d(np.setdiff1d(upper, mouth), eyes)
     forehead = skin[(v[skin, 1] > 0.047) & (v[skin, 1] < 0.1) & (v[skin, 2] > 0.03)]
     forehead = np.setdiff1d(forehead, eyes)
-    return {"lips": np.unique(lips), "mouth": mouth, "upper_face": upper, "eyes": np.unique(eyes),
-            "forehead": forehead}
+    return {"lips": np.unique(lips), "mouth": mouth, "upper_face": upper, "eyes": np.unique(eyes), "forehead": forehead}
 
 
 def flame_regions(model_dir: str | Path, v_template: np.ndarray, faces: np.ndarray) -> dict[str, np.ndarray]:
     """Regions of a real FLAME model from its FLAME_masks.pkl (the file MPI ships)."""
     path = Path(model_dir) / "FLAME_masks.pkl"
     if not path.exists():
-        raise FileNotFoundError(
-            f"{path} not found: download FLAME_masks.pkl from the FLAME website next to the model")
+        raise FileNotFoundError(f"{path} not found: download FLAME_masks.pkl from the FLAME website next to the model")
     with open(path, "rb") as fh:
         masks = pickle.load(fh, encoding="latin1")
     pick = lambda *names: np.unique(np.concatenate([np.asarray(masks[n]) for n in names if n in masks]))  # noqa: E731
@@ -63,6 +63,6 @@ def lip_midpoints(v_template: np.ndarray, faces: np.ndarray, lips: np.ndarray) -
     rim = np.intersect1d(np.unique(uniq[count == 1]), lips)
     if len(rim) < 4:
         raise ValueError("no mouth opening found inside the lip mask")
-    pair = rim[np.argsort(np.abs(v_template[rim, 0]), kind="stable")[:2]]   # the two rim points on the midline
+    pair = rim[np.argsort(np.abs(v_template[rim, 0]), kind="stable")[:2]]  # the two rim points on the midline
     up, lo = sorted(pair, key=lambda i: -v_template[i, 1])
     return int(up), int(lo)

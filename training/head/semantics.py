@@ -10,31 +10,31 @@ jaw bone (axis-angle x, positive opens, about 0.35 rad wide open).
 
 # name -> bilateral (gets _L / _R halves)
 CONTROLS = {
-    "mouth_open": False,        # lips part without the jaw
-    "lip_press": True,          # lips pressed together, thinned (p, b, m hold)
-    "pucker": False,            # lips forward and narrow (oo, w)
-    "funnel": False,            # lips forward, rounded open (sh, ch, oo)
-    "spread": True,             # lips wide, corners back (ee, i)
-    "smile": True,              # corners up and back, cheeks raise
-    "frown": True,              # corners down
-    "lower_lip_tuck": False,    # lower lip up and in under the upper teeth (f, v)
-    "upper_lip_raise": True,    # upper lip lifts, shows teeth
+    "mouth_open": False,  # lips part without the jaw
+    "lip_press": True,  # lips pressed together, thinned (p, b, m hold)
+    "pucker": False,  # lips forward and narrow (oo, w)
+    "funnel": False,  # lips forward, rounded open (sh, ch, oo)
+    "spread": True,  # lips wide, corners back (ee, i)
+    "smile": True,  # corners up and back, cheeks raise
+    "frown": True,  # corners down
+    "lower_lip_tuck": False,  # lower lip up and in under the upper teeth (f, v)
+    "upper_lip_raise": True,  # upper lip lifts, shows teeth
     "lower_lip_depress": True,  # lower lip pulls down
     "cheek_puff": True,
-    "chin_raise": False,        # mentalis: lower lip and chin push up
-    "lip_roll_in": False,       # both lips roll inward
+    "chin_raise": False,  # mentalis: lower lip and chin push up
+    "lip_roll_in": False,  # both lips roll inward
     "brow_raise": True,
-    "brow_frown": True,         # brows down and together
-    "blink": True,              # lids close
-    "squint": True,             # lower lids up
+    "brow_frown": True,  # brows down and together
+    "blink": True,  # lids close
+    "squint": True,  # lower lids up
     "nose_wrinkle": True,
-    "dimpler": True,            # corners pulled straight back
-    "lip_stretch": True,        # corners pulled sideways and down
+    "dimpler": True,  # corners pulled straight back
+    "lip_stretch": True,  # corners pulled sideways and down
     "nostril_flare": True,
-    "eye_wide": True,           # upper lids up
+    "eye_wide": True,  # upper lids up
     "cheek_suck": True,
     "brow_inner_raise": True,
-    "mouth_up": False,          # the whole mouth lifts
+    "mouth_up": False,  # the whole mouth lifts
 }
 SHIFTS = ("mouth_left", "mouth_right")
 

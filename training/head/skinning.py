@@ -1,4 +1,5 @@
 """Joints, skin weights and joint regressor of the stand-in head (FLAME's 5 joints)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,7 @@ from backend.contracts import JOINT_NAMES
 
 from .geometry import EYE_CENTERS, HEAD_ORIGIN, NECK_AXIS_Z, NECK_BOTTOM_Y, Surface, _smoothstep
 
-JAW_PIVOT = np.array([0.0, -0.01, 0.0])       # level with and just in front of the ears
+JAW_PIVOT = np.array([0.0, -0.01, 0.0])  # level with and just in front of the ears
 NECK_JOINT = np.array([0.0, -0.06, -0.02])
 ROOT_JOINT = np.array([0.0, NECK_BOTTOM_Y + 0.012, NECK_AXIS_Z])
 
@@ -48,20 +49,20 @@ def skin_weights(surf: Surface) -> np.ndarray:
     m = surf.slits["mouth"]
     th_c = np.abs(theta[m.cols]).max()
     rows = np.arange(n_rows)[:, None].astype(float)
-    d_row = rows - (m.row + 0.5)                                  # > 0 below the lip line
-    beyond = np.clip(np.abs(theta)[None] - th_c, 0, None)         # radians past the mouth corner
-    rise = 9.0 * _smoothstep(beyond / np.radians(60))             # the line climbs to the jaw joint
+    d_row = rows - (m.row + 0.5)  # > 0 below the lip line
+    beyond = np.clip(np.abs(theta)[None] - th_c, 0, None)  # radians past the mouth corner
+    rise = 9.0 * _smoothstep(beyond / np.radians(60))  # the line climbs to the jaw joint
     width = 0.12 + 2.5 * _smoothstep(beyond / np.radians(25))
     jaw = 1 / (1 + np.exp(-(d_row + rise) / width))
     jaw *= 1 - _smoothstep((np.abs(theta)[None] - np.radians(62)) / np.radians(40))
     # below the chin the weight hands over to the neck
-    y = surf.vertices[1:1 + n_rows * n_cols, 1].reshape(n_rows, n_cols)
-    z = surf.vertices[1:1 + n_rows * n_cols, 2].reshape(n_rows, n_cols)
+    y = surf.vertices[1 : 1 + n_rows * n_cols, 1].reshape(n_rows, n_cols)
+    z = surf.vertices[1 : 1 + n_rows * n_cols, 2].reshape(n_rows, n_cols)
     throat = _smoothstep((z - (NECK_AXIS_Z + 0.035)) / 0.03) * _smoothstep((y + 0.125) / 0.03)
     under = y < -0.07
     jaw = np.where(under, jaw * np.maximum(throat, _smoothstep((y + 0.085) / 0.01)), jaw)
     grid = np.zeros(V)
-    grid[1:1 + n_rows * n_cols] = jaw.ravel()
+    grid[1 : 1 + n_rows * n_cols] = jaw.ravel()
     # smooth everywhere except across the lips, whose split must stay sharp
     lip_rows = np.concatenate([surf.grid_index(r, m.cols) for r in (m.row - 1, m.row, m.row + 1, m.row + 2)])
     skin_faces = surf.faces[surf.faces.max(1) < surf.n_skin]
@@ -73,7 +74,7 @@ def skin_weights(surf: Surface) -> np.ndarray:
     for k, name in ((3, "eye_L"), (4, "eye_R")):
         w[surf.eyeballs[name]] = 0
         w[surf.eyeballs[name], k] = 1
-    w[surf.n_skin:][w[surf.n_skin:].sum(1) == 0, 1] = 1
+    w[surf.n_skin :][w[surf.n_skin :].sum(1) == 0, 1] = 1
     return w / w.sum(1, keepdims=True)
 
 
@@ -92,7 +93,7 @@ def joint_regressor(verts: np.ndarray, joints: np.ndarray, n_skin: int, eyeballs
             side = np.abs(skin[:, 1] - j[1]) + 0.5 * np.clip(skin[:, 2] - 0.02, 0, None)
             idx = np.argsort(side)[:24]
         p = verts[idx]
-        a = np.vstack([p.T, np.ones(len(idx))])                    # (4, k)
+        a = np.vstack([p.T, np.ones(len(idx))])  # (4, k)
         wts = np.linalg.lstsq(a, np.append(j, 1.0), rcond=None)[0]  # least-norm exact solution
         reg[k, idx] = wts
     return reg

@@ -1,4 +1,5 @@
 """`thunder-train m2s`: train / evaluate / listen / export the mesh-to-speech model."""
+
 from __future__ import annotations
 
 import logging
@@ -14,27 +15,44 @@ def _train(args):
 
     from training.config import from_args
     from training.m2s.train import TrainConfig, train
+
     torch.set_num_threads(args.threads)
     cfg, origin = from_args(TrainConfig, "m2s", args)
-    log.info("%s", train(args.out, cfg, corpus=args.corpus, head=args.head, encoder=args.encoder, units=args.units,
-                         variant=args.variant, cache=args.cache, seed=args.seed, stop_at=args.stop_at,
-                         origin=origin))
+    log.info(
+        "%s",
+        train(
+            args.out,
+            cfg,
+            corpus=args.corpus,
+            head=args.head,
+            encoder=args.encoder,
+            units=args.units,
+            variant=args.variant,
+            cache=args.cache,
+            seed=args.seed,
+            stop_at=args.stop_at,
+            origin=origin,
+        ),
+    )
     return 0
 
 
 def _evaluate(args):
     from training.m2s.evaluate import evaluate_cmd
+
     return evaluate_cmd(args)
 
 
 def _listen(args):
     from training.m2s.evaluate import listen_cmd
+
     return listen_cmd(args)
 
 
 def _export(args):
     from training.m2s.export import export_m2s
     from training.m2s.train import load_m2s
+
     model, ckpt = load_m2s(args.model, args.head)
     export_m2s(model, args.head or ckpt["config"]["head"], args.out)
     log.info("wrote %s", args.out)
@@ -48,8 +66,14 @@ def register(subparsers) -> None:
     t = sub.add_parser("train", help="train one variant (resumes from OUT/last.pt)")
     t.add_argument("--corpus", required=True, type=Path)
     t.add_argument("--head", type=Path, help="head folder (mouth2s / face2s)")
-    t.add_argument("--encoder", "--audio-encoder", dest="encoder", required=True, type=Path,
-                   help="speech encoder: our run folder / .pt, or a transformers Wav2Vec2/HuBERT folder")
+    t.add_argument(
+        "--encoder",
+        "--audio-encoder",
+        dest="encoder",
+        required=True,
+        type=Path,
+        help="speech encoder: our run folder / .pt, or a transformers Wav2Vec2/HuBERT folder",
+    )
     t.add_argument("--units", required=True, type=Path, help="units folder from `thunder-train units fit`")
     t.add_argument("--variant", default="mouth2s", choices=["mouth2s", "face2s", "exp2s", "noface"])
     t.add_argument("--out", required=True, type=Path)
@@ -74,8 +98,13 @@ def register(subparsers) -> None:
 
     e = sub.add_parser("evaluate", help="STOI/ESTOI/PESQ/unit acc/mel L1/WER on test speakers -> reports/")
     e.add_argument("--corpus", required=True, type=Path)
-    e.add_argument("--model", action="append", default=[], metavar="NAME=RUN",
-                   help="a trained variant, e.g. mouth2s=runs/m2s-mouth (repeat)")
+    e.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=RUN",
+        help="a trained variant, e.g. mouth2s=runs/m2s-mouth (repeat)",
+    )
     e.add_argument("--floor", type=Path, help="the noface run (the floor)")
     e.add_argument("--split", default="test")
     e.add_argument("--limit", type=int, default=50, help="utterances to score")

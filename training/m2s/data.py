@@ -5,6 +5,7 @@ plus frame offsets) and reused when the corpus, encoder and units are the same.
 The motion of T frames pairs with the first T * 640 samples of audio, i.e. 4T mel
 frames (100 Hz) and 2T unit frames (50 Hz).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,13 +28,20 @@ def _fit(audio: np.ndarray, n: int) -> np.ndarray:
 def utterance_targets(corpus, utt: dict, encoder, units) -> dict:
     """One utterance -> exp (T,50), jaw (T,3), mel (4T,80), units (2T,), speaker (256,)."""
     from training.speech.speaker import embed_audio
+
     motion = load_motion(corpus, utt)
     audio = load_audio(corpus, utt)
     t = len(motion["exp"])
     clip = _fit(audio, t * HOP_25)
-    return {"exp": motion["exp"].astype(np.float32), "jaw": motion["jaw"].astype(np.float32),
-            "mel": log_mel(clip), "units": units.from_audio(encoder, clip), "speaker": embed_audio(audio),
-            "text": str(motion.get("text", "")), "id": utt["id"]}
+    return {
+        "exp": motion["exp"].astype(np.float32),
+        "jaw": motion["jaw"].astype(np.float32),
+        "mel": log_mel(clip),
+        "units": units.from_audio(encoder, clip),
+        "speaker": embed_audio(audio),
+        "text": str(motion.get("text", "")),
+        "id": utt["id"],
+    }
 
 
 class Split:
@@ -49,8 +57,15 @@ class Split:
 
     def utterance(self, i: int) -> dict:
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        return {"exp": self.exp[a:b], "jaw": self.jaw[a:b], "mel": self.mel[4 * a:4 * b],
-                "units": self.units[2 * a:2 * b], "speaker": self.speaker[i], "id": self.ids[i], "text": self.texts[i]}
+        return {
+            "exp": self.exp[a:b],
+            "jaw": self.jaw[a:b],
+            "mel": self.mel[4 * a : 4 * b],
+            "units": self.units[2 * a : 2 * b],
+            "speaker": self.speaker[i],
+            "id": self.ids[i],
+            "text": self.texts[i],
+        }
 
     def windows(self, window: int) -> list[tuple[int, int, int]]:
         """Non-overlapping (utt, start, length) windows covering every utterance (validation)."""
@@ -63,15 +78,19 @@ class Split:
     def batch(self, items: list[tuple[int, int, int]], window: int) -> dict:
         """(utt, start, length) items -> padded tensors with a 25 Hz validity mask."""
         b = len(items)
-        out = {"exp": np.zeros((b, window, 50), np.float32), "jaw": np.zeros((b, window, 3), np.float32),
-               "mel": np.zeros((b, 4 * window, self.mel.shape[1]), np.float32),
-               "units": np.zeros((b, 2 * window), np.int64), "mask": np.zeros((b, window), bool),
-               "speaker": np.zeros((b, self.speaker.shape[1]), np.float32)}
+        out = {
+            "exp": np.zeros((b, window, 50), np.float32),
+            "jaw": np.zeros((b, window, 3), np.float32),
+            "mel": np.zeros((b, 4 * window, self.mel.shape[1]), np.float32),
+            "units": np.zeros((b, 2 * window), np.int64),
+            "mask": np.zeros((b, window), bool),
+            "speaker": np.zeros((b, self.speaker.shape[1]), np.float32),
+        }
         for k, (i, s, n) in enumerate(items):
             a = int(self.offsets[i]) + s
-            out["exp"][k, :n], out["jaw"][k, :n] = self.exp[a:a + n], self.jaw[a:a + n]
-            out["mel"][k, :4 * n] = self.mel[4 * a:4 * (a + n)]
-            out["units"][k, :2 * n] = self.units[2 * a:2 * (a + n)]
+            out["exp"][k, :n], out["jaw"][k, :n] = self.exp[a : a + n], self.jaw[a : a + n]
+            out["mel"][k, : 4 * n] = self.mel[4 * a : 4 * (a + n)]
+            out["units"][k, : 2 * n] = self.units[2 * a : 2 * (a + n)]
             out["mask"][k, :n] = True
             out["speaker"][k] = self.speaker[i]
         return {k: torch.from_numpy(v) for k, v in out.items()}
@@ -89,24 +108,33 @@ class Split:
 
 def build_split(corpus, split: str, encoder, units, limit: int | None = None) -> Split:
     utts = utterances(corpus, split, limit=limit)
-    parts = [utterance_targets(corpus, u, encoder, units) for u in tqdm(utts, desc=f"m2s targets {split}",
-                                                                         mininterval=5)]
+    parts = [
+        utterance_targets(corpus, u, encoder, units) for u in tqdm(utts, desc=f"m2s targets {split}", mininterval=5)
+    ]
     frames = [len(p["exp"]) for p in parts]
-    return Split({"exp": np.concatenate([p["exp"] for p in parts]), "jaw": np.concatenate([p["jaw"] for p in parts]),
-                  "mel": np.concatenate([p["mel"] for p in parts]),
-                  "units": np.concatenate([p["units"] for p in parts]),
-                  "speaker": np.stack([p["speaker"] for p in parts]),
-                  "offsets": np.concatenate([[0], np.cumsum(frames)]).astype(np.int64),
-                  "ids": np.array([p["id"] for p in parts]), "texts": np.array([p["text"] for p in parts])})
+    return Split(
+        {
+            "exp": np.concatenate([p["exp"] for p in parts]),
+            "jaw": np.concatenate([p["jaw"] for p in parts]),
+            "mel": np.concatenate([p["mel"] for p in parts]),
+            "units": np.concatenate([p["units"] for p in parts]),
+            "speaker": np.stack([p["speaker"] for p in parts]),
+            "offsets": np.concatenate([[0], np.cumsum(frames)]).astype(np.int64),
+            "ids": np.array([p["id"] for p in parts]),
+            "texts": np.array([p["text"] for p in parts]),
+        }
+    )
 
 
 def cache_key(encoder_path, units_path) -> dict:
     """What the cached targets depend on besides the corpus: the encoder and units files."""
     encoder_path, units_path = Path(encoder_path), Path(units_path)
     enc_file = encoder_path / "best.pt" if encoder_path.is_dir() else encoder_path
-    return {"encoder": str(encoder_path.resolve()),
-            "encoder_sha256": file_sha256(enc_file) if enc_file.is_file() else "pretrained",
-            "units_sha256": file_sha256(units_path / "units.npz" if units_path.is_dir() else units_path)}
+    return {
+        "encoder": str(encoder_path.resolve()),
+        "encoder_sha256": file_sha256(enc_file) if enc_file.is_file() else "pretrained",
+        "units_sha256": file_sha256(units_path / "units.npz" if units_path.is_dir() else units_path),
+    }
 
 
 def load_split(cache_dir, corpus, split: str, encoder, units, key: dict, limit: int | None = None) -> Split:
@@ -122,7 +150,16 @@ def load_split(cache_dir, corpus, split: str, encoder, units, key: dict, limit: 
             return Split({k: z[k] for k in z.files})
     data = build_split(corpus, split, encoder, units, limit)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(path, exp=data.exp, jaw=data.jaw, mel=data.mel, units=data.units, speaker=data.speaker,
-             offsets=data.offsets, ids=np.array(data.ids), texts=np.array(data.texts))
+    np.savez(
+        path,
+        exp=data.exp,
+        jaw=data.jaw,
+        mel=data.mel,
+        units=data.units,
+        speaker=data.speaker,
+        offsets=data.offsets,
+        ids=np.array(data.ids),
+        texts=np.array(data.texts),
+    )
     meta.write_text(json.dumps(key))
     return data

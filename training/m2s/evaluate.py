@@ -7,6 +7,7 @@ against the targets, and word error rate of pocketsphinx's transcript. Rows for
 the recorded audio itself (the recogniser's own error), Griffin-Lim of the
 ground-truth mel (the ceiling) and the no-face model (the floor) sit alongside.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,6 +36,7 @@ METRICS = ("stoi", "estoi", "pesq_wb", "pesq_nb", "unit_acc", "mel_l1", "wer")
 @lru_cache(maxsize=1)
 def _decoder():
     from pocketsphinx import Decoder
+
     return Decoder(loglevel="ERROR")
 
 
@@ -65,6 +67,7 @@ def edit_distance(ref: list[str], hyp: list[str]) -> int:
 def audio_scores(ref: np.ndarray, deg: np.ndarray) -> dict:
     from pesq import pesq
     from pystoi import stoi
+
     n = min(len(ref), len(deg))
     ref, deg = ref[:n].astype(np.float64), deg[:n].astype(np.float64)
     out = {"stoi": float(stoi(ref, deg, 16000)), "estoi": float(stoi(ref, deg, 16000, extended=True))}
@@ -79,8 +82,11 @@ def audio_scores(ref: np.ndarray, deg: np.ndarray) -> dict:
 @torch.no_grad()
 def predict(model, target: dict) -> tuple[np.ndarray, np.ndarray]:
     """Ground-truth motion -> (mel (4T, 80), unit logits (2T, U)) as numpy."""
-    mel, logits = model(torch.from_numpy(target["exp"])[None], torch.from_numpy(target["jaw"])[None],
-                        torch.from_numpy(target["speaker"])[None])
+    mel, logits = model(
+        torch.from_numpy(target["exp"])[None],
+        torch.from_numpy(target["jaw"])[None],
+        torch.from_numpy(target["speaker"])[None],
+    )
     return mel[0].numpy(), logits[0].numpy()
 
 
@@ -99,17 +105,21 @@ def score_row(name: str, results: list[dict]) -> dict:
 
 def _machine() -> str:
     import os
+
     return f"{platform.node()} {platform.machine()} {os.cpu_count()} cores"
 
 
 def to_markdown(report: dict) -> str:
-    lines = [f"# M2S evaluation ({report['split']} split, {report['n_utterances']} utterances)", "",
-             f"Corpus `{report['corpus']}`; machine {report['machine']}; {report['date']}; "
-             f"commit `{report['commit']}`.",
-             "Griffin-Lim vocoder (backend.vocoder); WER from pocketsphinx's bundled en-us model and LM.", "",
-             "| model | STOI | ESTOI | PESQ-WB | PESQ-NB | unit acc | mel L1 | WER |",
-             "|---|---|---|---|---|---|---|---|"]
-    fmt = lambda v: "–" if v is None else f"{v:.3f}"   # noqa: E731
+    lines = [
+        f"# M2S evaluation ({report['split']} split, {report['n_utterances']} utterances)",
+        "",
+        f"Corpus `{report['corpus']}`; machine {report['machine']}; {report['date']}; commit `{report['commit']}`.",
+        "Griffin-Lim vocoder (backend.vocoder); WER from pocketsphinx's bundled en-us model and LM.",
+        "",
+        "| model | STOI | ESTOI | PESQ-WB | PESQ-NB | unit acc | mel L1 | WER |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     for row in report["rows"]:
         lines.append(f"| {row['name']} | " + " | ".join(fmt(row.get(m)) for m in METRICS) + " |")
     lines += ["", "Command: `" + report["command"] + "`", ""]
@@ -121,6 +131,7 @@ def evaluate(corpus, models: dict, floor=None, split: str = "test", limit: int |
     from training.m2s.train import load_m2s
     from training.speech.encoder import load_encoder
     from training.speech.units import Units
+
     loaded = {name: load_m2s(run) for name, run in models.items()}
     if floor is not None:
         loaded["no face (floor)"] = load_m2s(floor)
@@ -132,7 +143,7 @@ def evaluate(corpus, models: dict, floor=None, split: str = "test", limit: int |
     results.update({name: [] for name in loaded})
     for utt in tqdm(spread_over_speakers(utterances(corpus, split), limit), desc="m2s evaluate", mininterval=5):
         target = utterance_targets(corpus, utt, encoder, units)
-        ref = load_audio(corpus, utt)[:len(target["mel"]) * 160]
+        ref = load_audio(corpus, utt)[: len(target["mel"]) * 160]
         ref_words = words(target["text"])
 
         def add(name, audio, mel=None, unit_logits=None):
@@ -152,11 +163,20 @@ def evaluate(corpus, models: dict, floor=None, split: str = "test", limit: int |
             mel, logits = predict(model, target)
             add(name, vocode(mel, n_iter=gl_iters), mel=mel, unit_logits=logits)
     rows = [score_row(name, res) for name, res in results.items()]
-    return {"corpus": str(Path(corpus).resolve()), "split": split, "n_utterances": len(results["recorded audio"]),
-            "models": {k: str(v) for k, v in models.items()}, "floor": str(floor) if floor else None,
-            "gl_iters": gl_iters, "rows": rows, "per_utterance": results, "machine": _machine(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git_commit(),
-            "command": " ".join(["thunder-train"] + sys.argv[1:])}
+    return {
+        "corpus": str(Path(corpus).resolve()),
+        "split": split,
+        "n_utterances": len(results["recorded audio"]),
+        "models": {k: str(v) for k, v in models.items()},
+        "floor": str(floor) if floor else None,
+        "gl_iters": gl_iters,
+        "rows": rows,
+        "per_utterance": results,
+        "machine": _machine(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "command": " ".join(["thunder-train"] + sys.argv[1:]),
+    }
 
 
 def evaluate_cmd(args) -> int:
@@ -171,7 +191,7 @@ def evaluate_cmd(args) -> int:
     out = Path(args.report)
     write_json(out.with_suffix(".json"), report)
     out.with_suffix(".md").write_text(to_markdown(report))
-    to_stdout(to_markdown(report))          # the report table asked for
+    to_stdout(to_markdown(report))  # the report table asked for
     return 0
 
 
@@ -187,10 +207,12 @@ def listen_cmd(args) -> int:
     from training.m2s.train import load_m2s
     from training.speech.encoder import load_encoder
     from training.speech.units import Units
+
     model, ckpt = load_m2s(args.model)
     cfg = ckpt["config"]
-    target = utterance_targets(args.corpus, find_utterance(args.corpus, args.utt),
-                               load_encoder(cfg["encoder"]), Units.load(cfg["units"]))
+    target = utterance_targets(
+        args.corpus, find_utterance(args.corpus, args.utt), load_encoder(cfg["encoder"]), Units.load(cfg["units"])
+    )
     mel, _ = predict(model, target)
     audio = vocode(mel, n_iter=args.gl_iters)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
 """M2S -> ONNX: one graph from FLAME parameters through the head to mel and unit logits."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,6 +27,7 @@ def export_m2s(model: M2SFromParams, head_dir, path) -> Path:
     """
     if model.vertices is not None:
         from training.head import load_head
+
         head = load_head(head_dir)
         idx = model.vertices.indices.numpy()
         ours = model.vertices.v_template.numpy()
@@ -34,5 +36,11 @@ def export_m2s(model: M2SFromParams, head_dir, path) -> Path:
     batch = torch.export.Dim("batch", min=1, max=256)
     time = torch.export.Dim("time", min=2, max=15000)
     example = (torch.zeros(2, 50, 50), torch.zeros(2, 50, 3), torch.nn.functional.normalize(torch.ones(2, 256), dim=1))
-    return export_onnx(model.eval(), example, path, ["exp", "jaw", "speaker"], ["mel", "unit_logits"],
-                       {"exp": {0: batch, 1: time}, "jaw": {0: batch, 1: time}, "speaker": {0: batch}})
+    return export_onnx(
+        model.eval(),
+        example,
+        path,
+        ["exp", "jaw", "speaker"],
+        ["mel", "unit_logits"],
+        {"exp": {0: batch, 1: time}, "jaw": {0: batch, 1: time}, "speaker": {0: batch}},
+    )

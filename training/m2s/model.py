@@ -9,6 +9,7 @@ themselves (exp2s) or nothing (noface: the floor that sees no face), offsets
 from the template standardised with training-set statistics. It is the module
 that trains, evaluates and exports (one graph from exp/jaw to mel and units).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -55,12 +56,12 @@ class M2S(nn.Module):
         self.unit_head = nn.Linear(d, cfg.n_units)
         self.speaker = nn.Linear(cfg.speaker_dim, d)
         self.mel_head = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, 2 * cfg.n_mels))
-        self.register_buffer("mel_mean", torch.zeros(cfg.n_mels))    # set from training data: a sane start
+        self.register_buffer("mel_mean", torch.zeros(cfg.n_mels))  # set from training data: a sane start
 
     def forward(self, inputs: torch.Tensor, speaker: torch.Tensor):
         b, t, _ = inputs.shape
         h = self.mlp(inputs)
-        h = h.unsqueeze(2).expand(b, t, 2, h.shape[-1]).reshape(b, 2 * t, h.shape[-1])   # 25 -> 50 Hz
+        h = h.unsqueeze(2).expand(b, t, 2, h.shape[-1]).reshape(b, 2 * t, h.shape[-1])  # 25 -> 50 Hz
         h = self.conformer(h)[-1]
         unit_logits = self.unit_head(h)
         s = self.speaker(speaker).unsqueeze(1).expand(b, 2 * t, h.shape[-1])

@@ -6,6 +6,7 @@
 Resumes from RUN/last.pt; RUN/best.pt is the selected model (`load_m2s(RUN)`).
 Sizes and schedule: the config's `m2s` section (training/configs/*.json).
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,19 +30,20 @@ MEL_WEIGHT = 10.0
 @dataclass(frozen=True)
 class TrainConfig:
     """The `m2s` section of a training config (training/configs/*.json)."""
-    dim: int                  # conformer width
-    layers: int               # conformer blocks
-    heads: int | None         # None: dim // 64 (at least 1)
-    epochs: float             # sets steps when steps is 0
+
+    dim: int  # conformer width
+    layers: int  # conformer blocks
+    heads: int | None  # None: dim // 64 (at least 1)
+    epochs: float  # sets steps when steps is 0
     steps: int
     batch: int
-    window: int               # frames at 25 fps
+    window: int  # frames at 25 fps
     lr: float
     warmup: int
-    val_every: int            # 0: once an epoch
+    val_every: int  # 0: once an epoch
     val_utts: int
-    limit: int | None         # training utterances (None: all)
-    max_minutes: float        # 0: no deadline
+    limit: int | None  # training utterances (None: all)
+    max_minutes: float  # 0: no deadline
 
 
 def m2s_loss(model, batch):
@@ -60,7 +62,7 @@ def validate(model, split, window: int, batch: int = 16) -> dict:
     items = split.windows(window)
     totals, count = {}, 0
     for k in range(0, len(items), batch):
-        chunk = items[k:k + batch]
+        chunk = items[k : k + batch]
         _, metrics = m2s_loss(model, split.batch(chunk, window))
         n = sum(length for _, _, length in chunk)
         for name, v in metrics.items():
@@ -86,6 +88,7 @@ def set_statistics(model: M2SFromParams, split, rng, n_windows: int = 64, window
 
 def head_region(head_dir):
     from training.head import load_head
+
     head = load_head(head_dir)
     return head, head.regions["mouth"]
 
@@ -103,21 +106,35 @@ def load_m2s(run, head_dir=None) -> tuple[M2SFromParams, dict]:
     if cfg.variant in ("mouth2s", "face2s"):
         head, region = head_region(head_dir)
         if head.head_id != ckpt["config"]["head_id"]:
-            raise ValueError(f"{path} was trained on head {ckpt['config']['head_id'][:12]}, "
-                             f"but {head_dir} is head {head.head_id[:12]}")
+            raise ValueError(
+                f"{path} was trained on head {ckpt['config']['head_id'][:12]}, "
+                f"but {head_dir} is head {head.head_id[:12]}"
+            )
     model = M2SFromParams(cfg, head_dir, region)
     model.load_state_dict(ckpt["model"])
     return model.eval(), ckpt
 
 
-def train(out: Path, cfg: TrainConfig, *, corpus: Path, head: Path | None, encoder: Path, units: Path,
-          variant: str = "mouth2s", cache: Path | None = None, seed: int = 0, stop_at: int = 0,
-          origin: dict | None = None) -> dict:
+def train(
+    out: Path,
+    cfg: TrainConfig,
+    *,
+    corpus: Path,
+    head: Path | None,
+    encoder: Path,
+    units: Path,
+    variant: str = "mouth2s",
+    cache: Path | None = None,
+    seed: int = 0,
+    stop_at: int = 0,
+    origin: dict | None = None,
+) -> dict:
     """Train one variant into run folder `out` (resumes from out/last.pt). `cache`: the
     target cache (default out/cache); `origin`: where cfg came from, for provenance.json."""
-    torch.manual_seed(seed)   # the model's initial weights too: the same seed gives the same run
+    torch.manual_seed(seed)  # the model's initial weights too: the same seed gives the same run
     from training.speech.encoder import load_encoder
     from training.speech.units import Units
+
     speech, unit_set = load_encoder(encoder), Units.load(units)
     key = cache_key(encoder, units)
     cache = Path(cache or Path(out) / "cache")
@@ -131,21 +148,51 @@ def train(out: Path, cfg: TrainConfig, *, corpus: Path, head: Path | None, encod
         head_id = head_model.head_id
         corpus_head = read_manifest(corpus).get("head_id", "")
         if len(corpus_head) == 64 and corpus_head != head_id:
-            raise ValueError(f"{corpus} was animated on head {corpus_head[:12]}, but --head {head} is "
-                             f"head {head_id[:12]}: pass the corpus's head")
+            raise ValueError(
+                f"{corpus} was animated on head {corpus_head[:12]}, but --head {head} is "
+                f"head {head_id[:12]}: pass the corpus's head"
+            )
     model = M2SFromParams(model_cfg, head, region)
     set_statistics(model, train_split, np.random.default_rng(seed), window=cfg.window)
     frames = int(train_split.offsets[-1])
     steps = cfg.steps or max(1, int(cfg.epochs * frames / (cfg.batch * cfg.window)))
     val_every = cfg.val_every or max(1, steps // cfg.epochs)
-    config = {"model": model_cfg.to_dict(), "head": str(Path(head).resolve()) if head else None,
-              "head_id": head_id, "encoder": key["encoder"], "units": str(Path(units).resolve()),
-              "window": cfg.window, "batch": cfg.batch, "cache": str(cache.resolve())}
-    prov = provenance(seed, {**corpus_data(corpus), **key}, config=config, steps=steps, train_frames=frames,
-                      params=sum(p.numel() for p in model.m2s.parameters()), training_config=origin)
-    log.info("m2s %s: %.2f M params, %.2f h, %d steps", model_cfg.variant, prov["params"] / 1e6,
-             frames / 25 / 3600, steps)
-    return fit(model, out, next_batch=lambda rng: train_split.random_batch(rng, cfg.batch, cfg.window),
-               loss_fn=m2s_loss, validate=lambda m: validate(m, val_split, cfg.window), steps=steps,
-               val_every=val_every, lr=cfg.lr, warmup=cfg.warmup, seed=seed, config=config, prov=prov,
-               max_minutes=cfg.max_minutes, stop_at=stop_at, desc=f"m2s {model_cfg.variant}")
+    config = {
+        "model": model_cfg.to_dict(),
+        "head": str(Path(head).resolve()) if head else None,
+        "head_id": head_id,
+        "encoder": key["encoder"],
+        "units": str(Path(units).resolve()),
+        "window": cfg.window,
+        "batch": cfg.batch,
+        "cache": str(cache.resolve()),
+    }
+    prov = provenance(
+        seed,
+        {**corpus_data(corpus), **key},
+        config=config,
+        steps=steps,
+        train_frames=frames,
+        params=sum(p.numel() for p in model.m2s.parameters()),
+        training_config=origin,
+    )
+    log.info(
+        "m2s %s: %.2f M params, %.2f h, %d steps", model_cfg.variant, prov["params"] / 1e6, frames / 25 / 3600, steps
+    )
+    return fit(
+        model,
+        out,
+        next_batch=lambda rng: train_split.random_batch(rng, cfg.batch, cfg.window),
+        loss_fn=m2s_loss,
+        validate=lambda m: validate(m, val_split, cfg.window),
+        steps=steps,
+        val_every=val_every,
+        lr=cfg.lr,
+        warmup=cfg.warmup,
+        seed=seed,
+        config=config,
+        prov=prov,
+        max_minutes=cfg.max_minutes,
+        stop_at=stop_at,
+        desc=f"m2s {model_cfg.variant}",
+    )

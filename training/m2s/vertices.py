@@ -13,6 +13,7 @@ evaluated on the region's vertices only, with smplx's own Rodrigues. The buffers
 are read from the same smplx.FLAME model, so any FLAME folder works; equality
 with HeadModel is tested. Plain tensor ops: exports to ONNX with dynamic shapes.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,9 +34,10 @@ class RegionVertices(nn.Module):
     def __init__(self, model_dir: str | Path, indices: np.ndarray | None = None):
         super().__init__()
         from training.head.flame import HeadModel
+
         flame = HeadModel(model_dir).flame
         v_t = flame.v_template.detach().float()
-        exp_dirs = flame.expr_dirs[:, :, :N_EXP].detach().float()                        # (V, 3, 50)
+        exp_dirs = flame.expr_dirs[:, :, :N_EXP].detach().float()  # (V, 3, 50)
         j_reg = flame.J_regressor.detach().float()
         if j_reg.is_sparse:
             j_reg = j_reg.to_dense()
@@ -43,14 +45,14 @@ class RegionVertices(nn.Module):
         idx = torch.arange(n_v) if indices is None else torch.as_tensor(np.asarray(indices), dtype=torch.long)
         if idx.numel() == 0 or int(idx.max()) >= n_v or int(idx.min()) < 0:
             raise ValueError(f"region indices out of range for a head of {n_v} vertices")
-        posedirs = flame.posedirs.detach().float().reshape(-1, n_v, 3)                   # (36, V, 3)
+        posedirs = flame.posedirs.detach().float().reshape(-1, n_v, 3)  # (36, V, 3)
         jaw_rows = slice((JAW_JOINT - 1) * 9, JAW_JOINT * 9)
         self.register_buffer("indices", idx)
         self.register_buffer("v_template", v_t[idx].contiguous())
-        self.register_buffer("exp_dirs", exp_dirs[idx].reshape(-1, N_EXP).t().contiguous())    # (50, n*3)
+        self.register_buffer("exp_dirs", exp_dirs[idx].reshape(-1, N_EXP).t().contiguous())  # (50, n*3)
         self.register_buffer("jaw_posedirs", posedirs[jaw_rows][:, idx].reshape(9, -1).contiguous())  # (9, n*3)
         self.register_buffer("jaw_weight", flame.lbs_weights.detach().float()[idx, JAW_JOINT].contiguous())
-        self.register_buffer("j_jaw", j_reg[JAW_JOINT] @ v_t)                                        # (3,)
+        self.register_buffer("j_jaw", j_reg[JAW_JOINT] @ v_t)  # (3,)
         self.register_buffer("j_jaw_dirs", torch.einsum("v,vcp->pc", j_reg[JAW_JOINT], exp_dirs))  # (50, 3)
 
     @property
@@ -63,12 +65,12 @@ class RegionVertices(nn.Module):
         lead = x.shape[:-1]
         flat = x.reshape(-1, N_PARAMS)
         psi, jaw = flat[:, :N_EXP], flat[:, N_EXP:]
-        rot = batch_rodrigues(jaw)                                                   # (B, 3, 3)
+        rot = batch_rodrigues(jaw)  # (B, 3, 3)
         eye = torch.eye(3, dtype=x.dtype, device=x.device)
         pose_feature = (rot - eye).reshape(-1, 9)
-        offsets = psi @ self.exp_dirs + pose_feature @ self.jaw_posedirs           # (B, n*3)
+        offsets = psi @ self.exp_dirs + pose_feature @ self.jaw_posedirs  # (B, n*3)
         v_posed = self.v_template + offsets.reshape(flat.shape[0], -1, 3)
-        j_jaw = (self.j_jaw + psi @ self.j_jaw_dirs).unsqueeze(1)                   # (B, 1, 3)
+        j_jaw = (self.j_jaw + psi @ self.j_jaw_dirs).unsqueeze(1)  # (B, 1, 3)
         rotated = (v_posed - j_jaw) @ rot.transpose(1, 2) + j_jaw
         v = v_posed + self.jaw_weight[None, :, None] * (rotated - v_posed)
         return v.reshape(*lead, -1, 3)

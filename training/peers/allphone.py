@@ -13,6 +13,7 @@ Phones are (start_s, end_s, label) tuples, as everywhere in the corpus engine;
 labels are the corpus inventory (training/corpus/phones.py), pauses and noise
 are 'sil'. Deterministic: the same audio gives the same phones and motion.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,11 +25,20 @@ from training.corpus.face import Face, controls_to_flame
 from training.corpus.phones import SIL, cmu_to_arpa
 
 SAMPLE_RATE = 16000
-FRAME_RATE = 100            # pocketsphinx frames per second
+FRAME_RATE = 100  # pocketsphinx frames per second
 # The centre of training/corpus/speakers.py:draw_style's distributions (no upper face is drawn,
 # so the upper-face keys are there for completeness only).
-NEUTRAL_STYLE = {"amplitude": 1.0, "hyper": 0.0, "jaw_share": 0.55, "asymmetry": 0.0, "speed": 1.0,
-                 "lead": 0.02, "smile_bias": 0.0, "blink_rate": 0.3, "brow_activity": 0.6}
+NEUTRAL_STYLE = {
+    "amplitude": 1.0,
+    "hyper": 0.0,
+    "jaw_share": 0.55,
+    "asymmetry": 0.0,
+    "speed": 1.0,
+    "lead": 0.02,
+    "smile_bias": 0.0,
+    "blink_rate": 0.3,
+    "brow_activity": 0.6,
+}
 # Phone-loop decoding: wider beams than word decoding and a low language weight, so the
 # acoustics lead (picked on 40 utterances of corpus-default's val split: frame phone-class
 # agreement 0.63 vs 0.53 with pocketsphinx's defaults, which leave some utterances nearly all
@@ -46,8 +56,14 @@ def _decoder():
     phone_lm = os.path.join(model, "en-us", "en-us-phone.lm.bin")
     if not os.path.exists(phone_lm):
         raise FileNotFoundError(f"pocketsphinx phonetic language model not found at {phone_lm}")
-    return Decoder(hmm=os.path.join(model, "en-us", "en-us"), allphone=phone_lm, lm=None,
-                   loglevel="FATAL", backtrace=False, **DECODER_SETTINGS)
+    return Decoder(
+        hmm=os.path.join(model, "en-us", "en-us"),
+        allphone=phone_lm,
+        lm=None,
+        loglevel="FATAL",
+        backtrace=False,
+        **DECODER_SETTINGS,
+    )
 
 
 def recognise_phones(audio_16k: np.ndarray) -> list[tuple[float, float, str]]:
@@ -75,7 +91,7 @@ def recognise_phones(audio_16k: np.ndarray) -> list[tuple[float, float, str]]:
             out.append([s, e, lab])
     if not out:
         return [(0.0, duration, SIL)]
-    out[0][0] = 0.0                     # cover the whole clip: the edges are pauses or the phones there
+    out[0][0] = 0.0  # cover the whole clip: the edges are pauses or the phones there
     if out[-1][1] < duration:
         if out[-1][2] == SIL:
             out[-1][1] = duration
@@ -84,8 +100,7 @@ def recognise_phones(audio_16k: np.ndarray) -> list[tuple[float, float, str]]:
     return [(float(s), float(e), lab) for s, e, lab in out]
 
 
-def phones_to_motion(phones, duration: float, n_frames: int, face: Face,
-                     style: dict | None = None) -> np.ndarray:
+def phones_to_motion(phones, duration: float, n_frames: int, face: Face, style: dict | None = None) -> np.ndarray:
     """Phones -> x (n_frames, 53) float32 [psi(50) | jaw(3)] through the corpus articulation, mouth only."""
     style = NEUTRAL_STYLE if style is None else style
     lips, jaw_open = articulate(phones, max(duration, n_frames / 25.0), style)

@@ -5,6 +5,7 @@ Each call returns the augmented audio and the factor its timeline was stretched 
 changes both) and librosa's phase vocoder (tempo alone; pitch alone = both);
 reverberation is a synthetic exponentially decaying noise impulse response.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,11 +19,11 @@ SR = 16000
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    p_speed: float = 0.5          # resample: pitch and tempo together
+    p_speed: float = 0.5  # resample: pitch and tempo together
     speed: tuple = (0.88, 1.12)
-    p_tempo: float = 0.15         # phase-vocoder stretch: tempo alone
+    p_tempo: float = 0.15  # phase-vocoder stretch: tempo alone
     tempo: tuple = (0.85, 1.15)
-    p_pitch: float = 0.15         # phase-vocoder + resample: pitch alone
+    p_pitch: float = 0.15  # phase-vocoder + resample: pitch alone
     semitones: tuple = (-3.0, 3.0)
     p_reverb: float = 0.3
     rt60: tuple = (0.1, 0.6)
@@ -39,26 +40,29 @@ def speed(audio: np.ndarray, factor: float) -> np.ndarray:
 def reverb(audio: np.ndarray, rt60: float, rng: np.random.Generator) -> np.ndarray:
     n = int(rt60 * SR)
     t = np.arange(n) / SR
-    ir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)    # -60 dB at rt60
+    ir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)  # -60 dB at rt60
     ir[0] = 1.0
-    wet = fftconvolve(audio, ir / np.sqrt(np.sum(ir ** 2)))[:len(audio)]
+    wet = fftconvolve(audio, ir / np.sqrt(np.sum(ir**2)))[: len(audio)]
     return wet.astype(np.float32)
 
 
 def noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
     white = rng.standard_normal(len(audio))
-    colour = rng.uniform(0.0, 0.98)        # 0 = white, near 1 = brown-ish (one-pole low-pass)
+    colour = rng.uniform(0.0, 0.98)  # 0 = white, near 1 = brown-ish (one-pole low-pass)
     from scipy.signal import lfilter
+
     shaped = lfilter([1.0], [1.0, -colour], white)
-    p_sig = np.mean(audio ** 2) + 1e-10
-    shaped *= np.sqrt(p_sig / (np.mean(shaped ** 2) + 1e-10) / 10 ** (snr_db / 10))
+    p_sig = np.mean(audio**2) + 1e-10
+    shaped *= np.sqrt(p_sig / (np.mean(shaped**2) + 1e-10) / 10 ** (snr_db / 10))
     return (audio + shaped).astype(np.float32)
 
 
-def augment(audio: np.ndarray, rng: np.random.Generator,
-            cfg: AugmentConfig = AugmentConfig()) -> tuple[np.ndarray, float]:
+def augment(
+    audio: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()
+) -> tuple[np.ndarray, float]:
     """-> (augmented audio, time stretch factor of its timeline)."""
     import librosa
+
     stretch = 1.0
     if rng.random() < cfg.p_speed:
         f = rng.uniform(*cfg.speed)

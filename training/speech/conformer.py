@@ -5,6 +5,7 @@ legacy export bakes the sequence length). No absolute positions: the depthwise
 convolution gives each block relative position, so windows of 125 frames in
 training generalise to clips of any length.
 """
+
 from __future__ import annotations
 
 import torch
@@ -15,8 +16,14 @@ from torch import nn
 class FeedForward(nn.Module):
     def __init__(self, dim: int, mult: int = 4, dropout: float = 0.1):
         super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim * mult), nn.SiLU(), nn.Dropout(dropout),
-                                 nn.Linear(dim * mult, dim), nn.Dropout(dropout))
+        self.net = nn.Sequential(
+            nn.LayerNorm(dim),
+            nn.Linear(dim, dim * mult),
+            nn.SiLU(),
+            nn.Dropout(dropout),
+            nn.Linear(dim * mult, dim),
+            nn.Dropout(dropout),
+        )
 
     def forward(self, x):
         return self.net(x)

@@ -4,6 +4,7 @@ Reads `manifest.json` and the per-utterance wav / motion files directly; that
 layout is the contract, so these readers work on any corpus that follows it
 (built, imported or a test's tiny one).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,10 @@ def read_manifest(corpus: str | Path) -> dict:
         raise FileNotFoundError(f"{corpus} is not a corpus folder (no manifest.json)")
     manifest = json.loads(path.read_text())
     if manifest.get("sample_rate", SAMPLE_RATE) != SAMPLE_RATE or manifest.get("fps", FPS) != FPS:
-        raise ValueError(f"{corpus}: expected {SAMPLE_RATE} Hz / {FPS} fps, got "
-                         f"{manifest.get('sample_rate')} Hz / {manifest.get('fps')} fps")
+        raise ValueError(
+            f"{corpus}: expected {SAMPLE_RATE} Hz / {FPS} fps, got "
+            f"{manifest.get('sample_rate')} Hz / {manifest.get('fps')} fps"
+        )
     return manifest
 
 

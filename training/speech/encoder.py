@@ -13,6 +13,7 @@ Stands in for the paper's frozen Wav2Vec 2.0. Three kinds share one interface
 50 Hz -> 25 Hz is the mean of each pair of frames (linear resampling by 2).
 Audio lengths are padded so that N samples always give N // 320 frames.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -26,22 +27,22 @@ from training.corpus.phones import INVENTORY
 from training.speech.conformer import Conformer
 from training.speech.features import LogMel
 
-HOP_50 = 320      # samples per 50 Hz frame
-HOP_25 = 640      # samples per 25 Hz frame (one motion frame)
+HOP_50 = 320  # samples per 50 Hz frame
+HOP_25 = 640  # samples per 25 Hz frame (one motion frame)
 
 
 @dataclass
 class EncoderConfig:
-    kind: str = "wav2vec2"          # wav2vec2 | logmel
+    kind: str = "wav2vec2"  # wav2vec2 | logmel
     hidden: int = 256
     layers: int = 4
     heads: int = 4
     ff: int = 1024
-    conv_dim: int = 256             # wav2vec2 feature-extractor channels
+    conv_dim: int = 256  # wav2vec2 feature-extractor channels
     feat_extract_norm: str = "group"
     dropout: float = 0.1
     n_phones: int = len(INVENTORY)
-    feature_layer: int = -1         # which layer gives the 25 Hz features a
+    feature_layer: int = -1  # which layer gives the 25 Hz features a
 
     @classmethod
     def from_dict(cls, d: dict) -> "EncoderConfig":
@@ -50,13 +51,24 @@ class EncoderConfig:
 
 def _wav2vec2_config(cfg: EncoderConfig):
     from transformers import Wav2Vec2Config
+
     return Wav2Vec2Config(
-        hidden_size=cfg.hidden, num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
-        intermediate_size=cfg.ff, conv_dim=(cfg.conv_dim,) * 7, feat_extract_norm=cfg.feat_extract_norm,
-        num_conv_pos_embeddings=64, num_conv_pos_embedding_groups=16,
+        hidden_size=cfg.hidden,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        intermediate_size=cfg.ff,
+        conv_dim=(cfg.conv_dim,) * 7,
+        feat_extract_norm=cfg.feat_extract_norm,
+        num_conv_pos_embeddings=64,
+        num_conv_pos_embedding_groups=16,
         do_stable_layer_norm=cfg.feat_extract_norm == "layer",
-        hidden_dropout=cfg.dropout, attention_dropout=cfg.dropout, activation_dropout=0.0,
-        feat_proj_dropout=cfg.dropout, layerdrop=0.0, mask_time_prob=0.05, apply_spec_augment=True,
+        hidden_dropout=cfg.dropout,
+        attention_dropout=cfg.dropout,
+        activation_dropout=0.0,
+        feat_proj_dropout=cfg.dropout,
+        layerdrop=0.0,
+        mask_time_prob=0.05,
+        apply_spec_augment=True,
     )
 
 
@@ -91,13 +103,16 @@ class LogMelBackbone(nn.Module):
         self.dim, self.n_layers = cfg.hidden, cfg.layers
         self.logmel = LogMel()
         self.subsample = nn.Sequential(
-            nn.Conv1d(80, cfg.hidden, 3, padding=1), nn.GELU(),
-            nn.Conv1d(cfg.hidden, cfg.hidden, 3, stride=2, padding=1), nn.GELU())
+            nn.Conv1d(80, cfg.hidden, 3, padding=1),
+            nn.GELU(),
+            nn.Conv1d(cfg.hidden, cfg.hidden, 3, stride=2, padding=1),
+            nn.GELU(),
+        )
         self.conformer = Conformer(cfg.hidden, cfg.layers, cfg.heads, kernel=15, dropout=cfg.dropout)
 
     def forward(self, audio: torch.Tensor) -> list[torch.Tensor]:
         n = audio.shape[-1] // HOP_50
-        mel = (self.logmel(audio) + 5.0) / 4.0            # roughly zero-mean, unit-scale log-mel
+        mel = (self.logmel(audio) + 5.0) / 4.0  # roughly zero-mean, unit-scale log-mel
         x = self.subsample(mel.transpose(1, 2)).transpose(1, 2)
         return self.conformer(_fit_length(x, n))
 
@@ -111,6 +126,7 @@ class SpeechEncoder(nn.Module):
         if backbone is None:
             if cfg.kind == "wav2vec2":
                 from transformers import Wav2Vec2Model
+
                 backbone = TransformersBackbone(Wav2Vec2Model(_wav2vec2_config(cfg)))
             elif cfg.kind == "logmel":
                 backbone = LogMelBackbone(cfg)
@@ -131,7 +147,7 @@ class SpeechEncoder(nn.Module):
         """(B, N) -> (B, N // 640, C): the speech features a^{1:T} at the motion rate."""
         h = self.hidden_50(audio)[self.cfg.feature_layer if layer is None else layer]
         t = audio.shape[-1] // HOP_25
-        return h[:, :2 * t].reshape(h.shape[0], t, 2, h.shape[2]).mean(dim=2)
+        return h[:, : 2 * t].reshape(h.shape[0], t, 2, h.shape[2]).mean(dim=2)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """Phone logits at 50 Hz (B, N // 320, n_phones)."""
@@ -141,6 +157,7 @@ class SpeechEncoder(nn.Module):
 def load_pretrained(folder: str | Path) -> SpeechEncoder:
     """A local transformers Wav2Vec2 / HuBERT folder as a frozen SpeechEncoder (no phone head training)."""
     from transformers import AutoConfig, AutoModel
+
     folder = Path(folder)
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"{folder} is not a transformers model folder (no config.json)")
@@ -149,8 +166,9 @@ def load_pretrained(folder: str | Path) -> SpeechEncoder:
         raise ValueError(f"{folder}: model_type {config.model_type!r} is not a speech encoder")
     model = AutoModel.from_pretrained(folder)
     backbone = TransformersBackbone(model)
-    cfg = EncoderConfig(kind=f"pretrained:{config.model_type}", hidden=config.hidden_size,
-                        layers=config.num_hidden_layers)
+    cfg = EncoderConfig(
+        kind=f"pretrained:{config.model_type}", hidden=config.hidden_size, layers=config.num_hidden_layers
+    )
     return SpeechEncoder(cfg, backbone).eval()
 
 

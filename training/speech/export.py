@@ -2,6 +2,7 @@
 
 Both use torch's dynamo exporter (opset 18, single file) with dynamic batch and time.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,9 @@ class _Features25(nn.Module):
         return self.encoder.features_25(audio)
 
 
-def export_onnx(module: nn.Module, args: tuple, path, input_names, output_names, dynamic_shapes=None,
-            dynamic_axes=None) -> Path:
+def export_onnx(
+    module: nn.Module, args: tuple, path, input_names, output_names, dynamic_shapes=None, dynamic_axes=None
+) -> Path:
     """dynamo export with `dynamic_shapes`, or the legacy tracer with `dynamic_axes` (much faster;
     fine for graphs without shape arithmetic, such as an LSTM)."""
     path = Path(path)
@@ -30,12 +32,29 @@ def export_onnx(module: nn.Module, args: tuple, path, input_names, output_names,
     module.eval()
     with torch.no_grad():
         if dynamic_axes is not None:
-            torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
-                              dynamic_axes=dynamic_axes, dynamo=False, opset_version=17)
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
+                dynamo=False,
+                opset_version=17,
+            )
         else:
-            torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
-                              dynamic_shapes=dynamic_shapes, dynamo=True, external_data=False, opset_version=18,
-                              verbose=False)
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_shapes=dynamic_shapes,
+                dynamo=True,
+                external_data=False,
+                opset_version=18,
+                verbose=False,
+            )
     return path
 
 
@@ -50,22 +69,24 @@ def export_audio_encoder(encoder: SpeechEncoder, path) -> Path:
     Dynamic axes: audio {0: "batch", 1: "samples"}, features {0: "batch", 1: "frames"}.
     """
     batch = torch.export.Dim("batch", min=1, max=64)
-    frames = torch.export.Dim("frames", min=2, max=15000)   # N = 640 * frames (up to 10 min)
+    frames = torch.export.Dim("frames", min=2, max=15000)  # N = 640 * frames (up to 10 min)
     example = torch.randn(2, HOP_25 * 50) * 0.1
-    return export_onnx(_Features25(encoder), (example,), path, ["audio"], ["features"],
-                   {"audio": {0: batch, 1: HOP_25 * frames}})
+    return export_onnx(
+        _Features25(encoder), (example,), path, ["audio"], ["features"], {"audio": {0: batch, 1: HOP_25 * frames}}
+    )
 
 
 class _SpeakerLSTM(nn.Module):
     def __init__(self):
         super().__init__()
         from training.speech.speaker import voice_encoder
+
         ve = voice_encoder()
         self.lstm, self.linear = ve.lstm, ve.linear
 
     def forward(self, mel):
         out, _ = self.lstm(mel)
-        embed = torch.relu(self.linear(out[:, -1]))   # last step of the top layer = hidden[-1]
+        embed = torch.relu(self.linear(out[:, -1]))  # last step of the top layer = hidden[-1]
         return embed / torch.linalg.vector_norm(embed, dim=1, keepdim=True).clamp_min(1e-12)
 
 
@@ -80,5 +101,11 @@ def export_speaker_encoder(path) -> Path:
     The utterance embedding is `backend.speaker.combine_partials(embedding)`.
     """
     example = torch.rand(3, 160, 40)
-    return export_onnx(_SpeakerLSTM(), (example,), path, ["mel"], ["embedding"],
-                   dynamic_axes={"mel": {0: "batch", 1: "frames"}, "embedding": {0: "batch"}})
+    return export_onnx(
+        _SpeakerLSTM(),
+        (example,),
+        path,
+        ["mel"],
+        ["embedding"],
+        dynamic_axes={"mel": {0: "batch", 1: "frames"}, "embedding": {0: "batch"}},
+    )

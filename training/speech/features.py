@@ -4,6 +4,7 @@ The STFT is a strided conv1d with windowed DFT kernels rather than torch.stft so
 the module exports to ONNX as plain Conv/MatMul (no STFT op needed) and runs in
 any graph that starts from audio.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,7 @@ class LogMel(nn.Module):
         n_fft, win = cfg.n_fft, cfg.win_length
         window = np.zeros(n_fft)
         lo = (n_fft - win) // 2
-        window[lo:lo + win] = hann_window(win)
+        window[lo : lo + win] = hann_window(win)
         k = np.arange(n_fft // 2 + 1)[:, None] * np.arange(n_fft)[None, :]
         angle = 2.0 * np.pi * k / n_fft
         kernels = np.concatenate([np.cos(angle) * window, -np.sin(angle) * window])[:, None, :]
@@ -36,7 +37,7 @@ class LogMel(nn.Module):
         cfg = self.cfg
         n_frames = audio.shape[-1] // cfg.hop_length
         x = F.pad(audio.unsqueeze(1), (cfg.n_fft // 2, cfg.n_fft // 2))
-        spec = F.conv1d(x, self.dft, stride=cfg.hop_length)[..., :n_frames]   # (B, 2F, T)
+        spec = F.conv1d(x, self.dft, stride=cfg.hop_length)[..., :n_frames]  # (B, 2F, T)
         re, im = spec.chunk(2, dim=1)
         mag = torch.sqrt(torch.clamp(re * re + im * im, min=1e-20))
         mel = mag.transpose(1, 2) @ self.fb

@@ -3,6 +3,7 @@
 Inputs come from `backend.speaker.speaker_mels` (Resemblyzer's own preprocessing,
 re-done in numpy) so the training side and the backend's ONNX path agree.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -19,6 +20,7 @@ EMBED_DIM = 256
 def voice_encoder():
     """The pretrained GE2E LSTM from the Resemblyzer wheel, on CPU, eval mode."""
     from resemblyzer import VoiceEncoder
+
     return VoiceEncoder(device="cpu", verbose=False).eval()
 
 

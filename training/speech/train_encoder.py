@@ -7,6 +7,7 @@
 Running `train` again with the same --out resumes from RUN/last.pt; RUN/best.pt is
 the checkpoint with the lowest validation loss (what `load_encoder(RUN)` loads).
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,18 +34,19 @@ IGNORE = -100
 @dataclass(frozen=True)
 class TrainConfig:
     """The `encoder` section of a training config (training/configs/*.json)."""
-    kind: str                 # logmel | wav2vec2
-    model: dict               # EncoderConfig fields over its defaults (the small sizes)
-    epochs: float             # sets steps when steps is 0
+
+    kind: str  # logmel | wav2vec2
+    model: dict  # EncoderConfig fields over its defaults (the small sizes)
+    epochs: float  # sets steps when steps is 0
     steps: int
     batch: int
-    seconds: float            # crop length
+    seconds: float  # crop length
     lr: float
     warmup: int
-    val_every: int            # 0: once an epoch
+    val_every: int  # 0: once an epoch
     val_utts: int
     augment: bool
-    max_minutes: float        # 0: no deadline
+    max_minutes: float  # 0: no deadline
 
 
 class PhoneBatches:
@@ -64,10 +66,10 @@ class PhoneBatches:
         labels = phone_labels(motion, len(audio) // HOP_50, time_scale=scale)
         if len(audio) > self.n:
             start = int(rng.integers(0, len(audio) // HOP_50 - self.n // HOP_50 + 1))
-            audio, labels = audio[start * HOP_50:start * HOP_50 + self.n], labels[start:start + self.n // HOP_50]
+            audio, labels = audio[start * HOP_50 : start * HOP_50 + self.n], labels[start : start + self.n // HOP_50]
         x = np.zeros(self.n, np.float32)
         y = np.full(self.n // HOP_50, IGNORE, np.int64)
-        x[:len(audio)], y[:len(labels)] = audio, labels
+        x[: len(audio)], y[: len(labels)] = audio, labels
         return x, y
 
     def __call__(self, rng):
@@ -99,11 +101,12 @@ def evaluate_phones(model, corpus, utts) -> dict:
     return {"loss": total_loss / count, "acc": correct / count, "frames": count}
 
 
-def train(out: Path, cfg: TrainConfig, *, corpus: Path, seed: int = 0, stop_at: int = 0,
-          origin: dict | None = None) -> dict:
+def train(
+    out: Path, cfg: TrainConfig, *, corpus: Path, seed: int = 0, stop_at: int = 0, origin: dict | None = None
+) -> dict:
     """Train into run folder `out` (resumes from out/last.pt). `origin`: where cfg came
     from (training.config), recorded in provenance.json."""
-    torch.manual_seed(seed)   # the model's initial weights too: the same seed gives the same run
+    torch.manual_seed(seed)  # the model's initial weights too: the same seed gives the same run
     model_cfg = EncoderConfig(kind=cfg.kind, **cfg.model)
     model = SpeechEncoder(model_cfg)
     train_utts = utterances(corpus, "train")
@@ -111,16 +114,37 @@ def train(out: Path, cfg: TrainConfig, *, corpus: Path, seed: int = 0, stop_at: 
     hours = sum(u["duration"] for u in train_utts) / 3600
     steps = cfg.steps or max(1, int(cfg.epochs * hours * 3600 / (cfg.batch * cfg.seconds)))
     val_every = cfg.val_every or max(1, steps // cfg.epochs)
-    prov = provenance(seed, corpus_data(corpus), config=asdict(model_cfg), steps=steps, batch=cfg.batch,
-                      seconds=cfg.seconds, train_hours=hours,
-                      params=sum(p.numel() for p in model.parameters()), training_config=origin)
-    log.info("encoder %s: %.2f M params, %.2f h train audio, %d steps", model_cfg.kind, prov["params"] / 1e6,
-             hours, steps)
-    return fit(model, out, next_batch=PhoneBatches(corpus, train_utts, cfg.batch, cfg.seconds, cfg.augment),
-               loss_fn=phone_loss, validate=lambda m: evaluate_phones(m, corpus, val_utts),
-               steps=steps, val_every=val_every, lr=cfg.lr, warmup=cfg.warmup, seed=seed,
-               config=asdict(model_cfg), prov=prov, max_minutes=cfg.max_minutes, stop_at=stop_at,
-               desc=f"encoder {model_cfg.kind}")
+    prov = provenance(
+        seed,
+        corpus_data(corpus),
+        config=asdict(model_cfg),
+        steps=steps,
+        batch=cfg.batch,
+        seconds=cfg.seconds,
+        train_hours=hours,
+        params=sum(p.numel() for p in model.parameters()),
+        training_config=origin,
+    )
+    log.info(
+        "encoder %s: %.2f M params, %.2f h train audio, %d steps", model_cfg.kind, prov["params"] / 1e6, hours, steps
+    )
+    return fit(
+        model,
+        out,
+        next_batch=PhoneBatches(corpus, train_utts, cfg.batch, cfg.seconds, cfg.augment),
+        loss_fn=phone_loss,
+        validate=lambda m: evaluate_phones(m, corpus, val_utts),
+        steps=steps,
+        val_every=val_every,
+        lr=cfg.lr,
+        warmup=cfg.warmup,
+        seed=seed,
+        config=asdict(model_cfg),
+        prov=prov,
+        max_minutes=cfg.max_minutes,
+        stop_at=stop_at,
+        desc=f"encoder {model_cfg.kind}",
+    )
 
 
 def train_cmd(args) -> int:
@@ -135,7 +159,7 @@ def evaluate_cmd(args) -> int:
     model = load_encoder(args.encoder)
     res = evaluate_phones(model, args.corpus, utterances(args.corpus, args.split, limit=args.limit))
     res.update(split=args.split, encoder=str(args.encoder), corpus=str(args.corpus))
-    to_stdout(str(res))          # the accuracy asked for
+    to_stdout(str(res))  # the accuracy asked for
     if args.json:
         write_json(args.json, res)
     return 0
@@ -143,6 +167,7 @@ def evaluate_cmd(args) -> int:
 
 def export_cmd(args) -> int:
     from training.speech.export import export_audio_encoder
+
     export_audio_encoder(load_encoder(args.encoder), args.out)
     log.info("wrote %s", args.out)
     return 0
@@ -152,6 +177,7 @@ def bench_steps(kinds=("logmel", "wav2vec2"), steps: int = 3, batch: int = 8, se
     """Seconds per training step of fresh default-size encoders, steps interleaved so that both see
     the same machine load (the machine is shared)."""
     import time
+
     torch.manual_seed(0)
     models = {k: SpeechEncoder(EncoderConfig(kind=k)) for k in kinds}
     opts = {k: torch.optim.Adam(m.parameters(), 1e-4) for k, m in models.items()}
@@ -165,7 +191,7 @@ def bench_steps(kinds=("logmel", "wav2vec2"), steps: int = 3, batch: int = 8, se
             opts[k].zero_grad()
             loss.backward()
             opts[k].step()
-            if i:   # the first step warms up allocators and kernels
+            if i:  # the first step warms up allocators and kernels
                 times[k].append(time.perf_counter() - t0)
     return {k: float(np.mean(v)) for k, v in times.items()}
 
@@ -173,37 +199,58 @@ def bench_steps(kinds=("logmel", "wav2vec2"), steps: int = 3, batch: int = 8, se
 def compare_cmd(args) -> int:
     """Table of several encoder runs: size, time per step, validation phone accuracy over steps."""
     import json
+
     rows = []
     for run in args.runs:
         log = [json.loads(line) for line in (Path(run) / "log.jsonl").read_text().splitlines()]
         prov = json.loads((Path(run) / "provenance.json").read_text())
         from datetime import datetime
-        start = datetime.fromisoformat(prov["date"]).timestamp()   # wall time incl. validation, per step
+
+        start = datetime.fromisoformat(prov["date"]).timestamp()  # wall time incl. validation, per step
         secs = (log[-1]["time"] - start) / max(1, log[-1]["step"])
         best = max(log, key=lambda r: r["val"]["acc"])
-        rows.append({"run": str(run), "kind": prov["config"]["kind"], "params_m": prov["params"] / 1e6,
-                     "batch": prov["batch"], "seconds": prov["seconds"], "s_per_step": secs,
-                     "steps": log[-1]["step"], "val_acc": log[-1]["val"]["acc"], "best_val_acc": best["val"]["acc"],
-                     "curve": [(r["step"], round(r["val"]["acc"], 4)) for r in log]})
-    lines = ["# Speech encoder comparison", "",
-             f"Machine {prov['machine']} (shared with other jobs); "
-             f"corpus `{prov['data']['corpus']}`; date {prov['date']}; commit `{prov['commit']}`.", "",
-             "| kind | params (M) | batch x s | s/step | steps | val phone acc | best |",
-             "|---|---|---|---|---|---|---|"]
+        rows.append(
+            {
+                "run": str(run),
+                "kind": prov["config"]["kind"],
+                "params_m": prov["params"] / 1e6,
+                "batch": prov["batch"],
+                "seconds": prov["seconds"],
+                "s_per_step": secs,
+                "steps": log[-1]["step"],
+                "val_acc": log[-1]["val"]["acc"],
+                "best_val_acc": best["val"]["acc"],
+                "curve": [(r["step"], round(r["val"]["acc"], 4)) for r in log],
+            }
+        )
+    lines = [
+        "# Speech encoder comparison",
+        "",
+        f"Machine {prov['machine']} (shared with other jobs); "
+        f"corpus `{prov['data']['corpus']}`; date {prov['date']}; commit `{prov['commit']}`.",
+        "",
+        "| kind | params (M) | batch x s | s/step | steps | val phone acc | best |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['kind']} | {r['params_m']:.2f} | {r['batch']} x {r['seconds']} | {r['s_per_step']:.2f} | "
-                     f"{r['steps']} | {r['val_acc']:.3f} | {r['best_val_acc']:.3f} |")
+        lines.append(
+            f"| {r['kind']} | {r['params_m']:.2f} | {r['batch']} x {r['seconds']} | {r['s_per_step']:.2f} | "
+            f"{r['steps']} | {r['val_acc']:.3f} | {r['best_val_acc']:.3f} |"
+        )
     lines += ["", "Validation accuracy by step:", ""] + [f"- {r['kind']}: {r['curve']}" for r in rows] + [""]
     if args.bench_steps:
         torch.set_num_threads(args.threads)
         bench = bench_steps(steps=args.bench_steps)
         rows.append({"bench_s_per_step": bench, "threads": args.threads, "batch": 8, "seconds": 3.0})
-        lines += [f"Interleaved step timing ({args.threads} thread(s), batch 8 x 3 s, {args.bench_steps} steps each): "
-                  + ", ".join(f"{k} {v:.2f} s" for k, v in bench.items()), ""]
+        lines += [
+            f"Interleaved step timing ({args.threads} thread(s), batch 8 x 3 s, {args.bench_steps} steps each): "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in bench.items()),
+            "",
+        ]
     out = Path(args.report)
     write_json(out.with_suffix(".json"), rows)
     out.with_suffix(".md").write_text("\n".join(lines))
-    to_stdout("\n".join(lines))          # the comparison table asked for
+    to_stdout("\n".join(lines))  # the comparison table asked for
     return 0
 
 

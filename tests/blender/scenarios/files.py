@@ -1,4 +1,5 @@
 """Make and inspect .blend files for the batch tests."""
+
 from __future__ import annotations
 
 import bpy

@@ -1,4 +1,5 @@
 """Keying from arrays, at several scene fps, on the API path this Blender has."""
+
 from __future__ import annotations
 
 import bpy
@@ -23,14 +24,28 @@ def keys_at_fps(head_path: str, fps: str, n_frames: int = 40, frame_start: int =
     for f in frames:
         scene.frame_set(f)
         kb = rig.key.key_blocks
-        evaluated.append([kb[f"exp{i:03d}"].value for i in EXP_CHECK]
-                         + list(rig.armature.pose.bones["jaw"].rotation_quaternion))
-    n_curves = sum(len(bag.fcurves) for layer in acts[0].layers for strip in layer.strips
-                   for bag in strip.channelbags) if compat.SLOTTED_ACTIONS else len(acts[0].fcurves)
-    return {"exp": exp, "jaw": jaw, "evaluated": evaluated, "to_bone": jaw_to_bone(rig.armature),
-            "slotted": compat.SLOTTED_ACTIONS, "n_actions": len(acts), "n_curves": n_curves,
-            "fps": compat.scene_fps(scene), "frame_range": [scene.frame_start, scene.frame_end],
-            "name": acts[0].name, "owned": takes.is_owned(acts[0]), "version": list(bpy.app.version)}
+        evaluated.append(
+            [kb[f"exp{i:03d}"].value for i in EXP_CHECK] + list(rig.armature.pose.bones["jaw"].rotation_quaternion)
+        )
+    n_curves = (
+        sum(len(bag.fcurves) for layer in acts[0].layers for strip in layer.strips for bag in strip.channelbags)
+        if compat.SLOTTED_ACTIONS
+        else len(acts[0].fcurves)
+    )
+    return {
+        "exp": exp,
+        "jaw": jaw,
+        "evaluated": evaluated,
+        "to_bone": jaw_to_bone(rig.armature),
+        "slotted": compat.SLOTTED_ACTIONS,
+        "n_actions": len(acts),
+        "n_curves": n_curves,
+        "fps": compat.scene_fps(scene),
+        "frame_range": [scene.frame_start, scene.frame_end],
+        "name": acts[0].name,
+        "owned": takes.is_owned(acts[0]),
+        "version": list(bpy.app.version),
+    }
 
 
 def ownership(head_path: str) -> dict:
@@ -44,12 +59,16 @@ def ownership(head_path: str) -> dict:
     artist_keys = keying.read_curve(artist, 'key_blocks["exp000"].value').tolist()
     scene.frame_end = 500
     info = strips.StripInfo(scene.name, "line", "", 0.0, 2.0, 20, 25.0)
-    acts = takes.create(rig, info, addon("core.messages").Take(5, 0.7, np.zeros((51, 50), "f4"),
-                                                               np.zeros((51, 3), "f4")))
+    acts = takes.create(
+        rig, info, addon("core.messages").Take(5, 0.7, np.zeros((51, 50), "f4"), np.zeros((51, 3), "f4"))
+    )
     takes.show(rig, acts)
     takes.extend_range(scene, 20, 70)
-    out = {"owned": takes.is_owned(acts[0]), "artist_owned": takes.is_owned(artist),
-           "range_kept": [scene.frame_start, scene.frame_end]}
+    out = {
+        "owned": takes.is_owned(acts[0]),
+        "artist_owned": takes.is_owned(artist),
+        "range_kept": [scene.frame_start, scene.frame_end],
+    }
     scene.frame_end = 30
     takes.extend_range(scene, 20, 70)
     out["range_grown"] = [scene.frame_start, scene.frame_end]
@@ -68,7 +87,7 @@ def ownership(head_path: str) -> dict:
     out["rest_needed"] = takes.REST_NEEDED
     acts[0].name = "my favourite take"
     out["renamed_owned"] = takes.is_owned(acts[0])
-    acts[0].name = out_name = f"line s5"
+    acts[0].name = out_name = "line s5"
     out["renamed_back_owned"] = takes.is_owned(bpy.data.actions[out_name])
     takes.unshow(rig, "line")
     takes.remove(acts)
@@ -114,6 +133,9 @@ def flame_folder(head_dir: str, pkl_only_dir: str) -> dict:
         refused = ""
     except RuntimeError as exc:  # operator errors surface as RuntimeError in Python
         refused = str(exc)
-    return {"result": sorted(result), "head_id": rig.head_id, "n_rigs": len([o for o in bpy.data.objects
-                                                                              if o.type == "ARMATURE"]),
-            "refused": refused}
+    return {
+        "result": sorted(result),
+        "head_id": rig.head_id,
+        "n_rigs": len([o for o in bpy.data.objects if o.type == "ARMATURE"]),
+        "refused": refused,
+    }

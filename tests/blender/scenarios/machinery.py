@@ -1,4 +1,5 @@
 """Registration and the worker-thread / queue / main-thread machinery."""
+
 from __future__ import annotations
 
 import threading
@@ -13,13 +14,19 @@ from common import ADDON, addon
 def registration() -> dict:
     ops = [n for n in dir(bpy.ops.thunder)]
     prefs = bpy.context.preferences.addons[ADDON].preferences
-    out = {"ops": sorted(ops), "scene_prop": hasattr(bpy.types.Scene, "thunder"),
-           "prefs": {k: getattr(prefs, k) for k in ("backend_url", "auto_start", "device")},
-           "panels": [c for c in ("THUNDER_PT_view3d", "THUNDER_PT_sequencer", "THUNDER_UL_takes")
-                      if hasattr(bpy.types, c)]}
+    out = {
+        "ops": sorted(ops),
+        "scene_prop": hasattr(bpy.types.Scene, "thunder"),
+        "prefs": {k: getattr(prefs, k) for k in ("backend_url", "auto_start", "device")},
+        "panels": [
+            c for c in ("THUNDER_PT_view3d", "THUNDER_PT_sequencer", "THUNDER_UL_takes") if hasattr(bpy.types, c)
+        ],
+    }
     addon_utils.disable(ADDON, default_set=True)
-    out["after_disable"] = {"scene_prop": hasattr(bpy.types.Scene, "thunder"),
-                            "panels": [c for c in ("THUNDER_PT_view3d",) if hasattr(bpy.types, c)]}
+    out["after_disable"] = {
+        "scene_prop": hasattr(bpy.types.Scene, "thunder"),
+        "panels": [c for c in ("THUNDER_PT_view3d",) if hasattr(bpy.types, c)],
+    }
     addon_utils.enable(ADDON, default_set=True)
     out["reenabled"] = hasattr(bpy.types.Scene, "thunder")
     return out
@@ -54,8 +61,14 @@ def jobs_flow() -> dict:
     job = jobs.start("ok", work, apply)
     running_during = jobs.drain()
     jobs.wait(job, 10)
-    out = {"ok_state": job.state, "ok_message": job.message, "answer": bpy.context.scene.get("answer"),
-           "running_during": running_during, **seen, "timer_idle": jobs.tick() is None}
+    out = {
+        "ok_state": job.state,
+        "ok_message": job.message,
+        "answer": bpy.context.scene.get("answer"),
+        "running_during": running_during,
+        **seen,
+        "timer_idle": jobs.tick() is None,
+    }
 
     # Cancel while the worker blocks: apply must never run.
     gate = threading.Event()
@@ -75,8 +88,9 @@ def jobs_flow() -> dict:
     out["cancel_state"], out["cancel_applied"] = job.state, "slow" in bpy.context.scene
 
     # A worker error and an apply error both end as "failed" and change nothing.
-    job = jobs.wait(jobs.start("err", lambda j: (_ for _ in ()).throw(client.BackendError("bad_audio", "nope")),
-                               lambda v: "x"), 10)
+    job = jobs.wait(
+        jobs.start("err", lambda j: (_ for _ in ()).throw(client.BackendError("bad_audio", "nope")), lambda v: "x"), 10
+    )
     out["error_state"], out["error_message"] = job.state, job.message
 
     def bad_apply(v):
