@@ -75,14 +75,6 @@ def fit_frames(x: np.ndarray, n: int, axis: int) -> np.ndarray:
     return np.pad(x, pad, mode="edge")
 
 
-def band_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over mel bands of the Pearson correlation in time of two (T, n_mels) arrays."""
-    a = a - a.mean(0)
-    b = b - b.mean(0)
-    den = np.sqrt((a * a).sum(0) * (b * b).sum(0)) + 1e-8
-    return float(((a * b).sum(0) / den).mean())
-
-
 class Engine:
     def __init__(self, bundle_dir, device: str = "auto", threads: int | None = None):
         self.bundle = load_bundle(bundle_dir, device, threads)
@@ -254,7 +246,7 @@ class Engine:
         for i in range(0, len(exp), SCORE_BATCH):
             pred = self._m2s_mel(exp[i : i + SCORE_BATCH], jaw[i : i + SCORE_BATCH], spk)
             n = min(pred.shape[1], len(speech_mel))
-            scores += [band_correlation(p[:n], speech_mel[:n]) if n >= 2 else 0.0 for p in pred]
+            scores += [feat.band_correlation(p[:n], speech_mel[:n]) if n >= 2 else 0.0 for p in pred]
         return scores
 
     def score(self, audio, exp, jaw) -> float:

@@ -95,3 +95,13 @@ def log_mel(audio: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarr
         raise ValueError(f"audio too short for one feature frame: {len(audio)} samples < {cfg.hop_length}")
     mel = mel_spectrogram(audio, cfg)
     return np.log(np.maximum(mel, cfg.log_floor)).astype(np.float32)
+
+
+def band_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """The lip-sync score: mean over mel bands of the Pearson correlation in time of two
+    (T, n_mels) log-mel arrays (what M2S hears from a take vs the input speech). The engine
+    ranks takes by it and the evaluation reports it, so both compute it here."""
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    den = np.sqrt((a * a).sum(0) * (b * b).sum(0)) + 1e-8
+    return float(((a * b).sum(0) / den).mean())

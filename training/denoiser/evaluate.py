@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from backend import jsonio
-from backend.engine import band_correlation
+from backend.features import band_correlation
 from backend.features import log_mel
 from backend.samplers import Schedule
 from training.console import to_stdout
