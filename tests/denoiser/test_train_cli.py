@@ -7,23 +7,13 @@ import pytest
 
 from training.cli import main
 
+from .helpers import evaluate_args, run_log, train_args
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_corpus, tiny_encoder, head_dir):
     root = tmp_path_factory.mktemp("runs")
-    common = [
-        "--corpus",
-        str(tiny_corpus),
-        "--encoder",
-        str(tiny_encoder),
-        "--head",
-        str(head_dir),
-        "--small",
-        "--threads",
-        "1",
-        "--val-every",
-        "5",
-    ]
+    common = train_args(tiny_corpus, tiny_encoder, head_dir)
     assert main(["denoiser", "train", *common, "--out", str(root / "thunder"), "--steps", "8"]) == 0
     assert (
         main(["denoiser", "train", *common, "--out", str(root / "baseline"), "--variant", "baseline", "--steps", "5"])
@@ -32,69 +22,36 @@ def runs(tmp_path_factory, tiny_corpus, tiny_encoder, head_dir):
     return root
 
 
-def _log(run):
-    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-
-
 def test_train_writes_a_resumable_run(runs, tiny_corpus, tiny_encoder, head_dir):
     run = runs / "thunder"
     for name in ("last.pt", "best.pt", "stats.npz", "curves.png", "provenance.json", "config.json"):
         assert (run / name).is_file(), name
-    assert [r["step"] for r in _log(run)] == [5, 8]
+    assert [r["step"] for r in run_log(run)] == [5, 8]
     # resume: a longer schedule continues from step 8, it does not restart
     assert (
         main(
-            [
-                "denoiser",
-                "train",
-                "--corpus",
-                str(tiny_corpus),
-                "--encoder",
-                str(tiny_encoder),
-                "--head",
-                str(head_dir),
-                "--small",
-                "--threads",
-                "1",
-                "--val-every",
-                "5",
-                "--out",
-                str(run),
-                "--steps",
-                "12",
-            ]
+            ["denoiser", "train", *train_args(tiny_corpus, tiny_encoder, head_dir), "--out", str(run), "--steps", "12"]
         )
         == 0
     )
-    assert [r["step"] for r in _log(run)] == [5, 8, 10, 12]
-    assert all(np.isfinite(r["val"]["loss"]) for r in _log(run))
+    assert [r["step"] for r in run_log(run)] == [5, 8, 10, 12]
+    assert all(np.isfinite(r["val"]["loss"]) for r in run_log(run))
 
 
 def test_evaluate_writes_table_json_and_figure(runs, tiny_corpus, tiny_encoder, head_dir, tmp_path):
     stem = tmp_path / "reports" / "eval"
     assert (
         main(
-            [
-                "evaluate",
-                "--corpus",
-                str(tiny_corpus),
-                "--encoder",
-                str(tiny_encoder),
-                "--head",
-                str(head_dir),
-                "--run",
-                f"thunder={runs / 'thunder'}",
-                "--run",
-                f"baseline={runs / 'baseline'}",
-                "--samplers",
+            evaluate_args(
+                tiny_corpus,
+                tiny_encoder,
+                head_dir,
+                {"thunder": runs / "thunder", "baseline": runs / "baseline"},
                 "dpmpp2m:3,ddim:3",
-                "--samples",
-                "3",
-                "--limit",
-                "2",
-                "--out",
-                str(stem),
-            ]
+                samples=3,
+                limit=2,
+                out=stem,
+            )
         )
         == 0
     )

@@ -13,23 +13,13 @@ from training.cli import main
 from training.denoiser.train import is_joint_run, load_run, run_encoder
 from training.speech.encoder import load_encoder
 
+from .helpers import evaluate_args, run_log, train_args
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_corpus, tiny_encoder, head_dir):
     root = tmp_path_factory.mktemp("runs-T")
-    common = [
-        "--corpus",
-        str(tiny_corpus),
-        "--encoder",
-        str(tiny_encoder),
-        "--head",
-        str(head_dir),
-        "--small",
-        "--threads",
-        "1",
-        "--val-every",
-        "5",
-    ]
+    common = train_args(tiny_corpus, tiny_encoder, head_dir)
     assert (
         main(
             [
@@ -49,26 +39,6 @@ def runs(tmp_path_factory, tiny_corpus, tiny_encoder, head_dir):
     )
     assert main(["denoiser", "train", *common, "--out", str(root / "frozen"), "--steps", "3"]) == 0
     return root
-
-
-def _log(run):
-    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-
-
-def _common(tiny_corpus, tiny_encoder, head_dir):
-    return [
-        "--corpus",
-        str(tiny_corpus),
-        "--encoder",
-        str(tiny_encoder),
-        "--head",
-        str(head_dir),
-        "--small",
-        "--threads",
-        "1",
-        "--val-every",
-        "5",
-    ]
 
 
 def test_encoder_weights_change_only_in_the_T_run(runs, tiny_encoder):
@@ -93,13 +63,13 @@ def test_T_run_checkpoint_holds_both_with_their_learning_rates(runs):
     assert ckpt["config"]["encoder"]["trainable"] and ckpt["config"]["encoder"]["lr"] == 5e-4
     groups = ckpt["optimizer"]["param_groups"]
     assert len(groups) == 2 and groups[1]["initial_lr"] == 5e-4 and groups[0]["initial_lr"] == 1e-3
-    assert all(np.isfinite(r["val"]["loss"]) for r in _log(runs / "T"))
+    assert all(np.isfinite(r["val"]["loss"]) for r in run_log(runs / "T"))
 
 
 def test_T_run_resumes_and_refuses_a_frozen_resume(runs, tiny_corpus, tiny_encoder, head_dir):
     run = runs / "T"
     before = run_encoder(run, "last.pt").state_dict()
-    common = _common(tiny_corpus, tiny_encoder, head_dir)
+    common = train_args(tiny_corpus, tiny_encoder, head_dir)
     with pytest.raises(ValueError, match="--train-encoder"):
         main(["denoiser", "train", *common, "--out", str(run), "--steps", "8"])
     assert (
@@ -108,7 +78,7 @@ def test_T_run_resumes_and_refuses_a_frozen_resume(runs, tiny_corpus, tiny_encod
         )
         == 0
     )
-    assert [r["step"] for r in _log(run)] == [5, 6, 8]
+    assert [r["step"] for r in run_log(run)] == [5, 6, 8]
     after = run_encoder(run, "last.pt").state_dict()
     assert any(not torch.equal(after[k], before[k]) for k in before)  # it kept training the encoder
 
@@ -131,27 +101,7 @@ def test_evaluate_and_sample_use_the_runs_own_encoder(runs, tiny_corpus, head_di
     )
     stem = tmp_path / "eval"
     assert (
-        main(
-            [
-                "evaluate",
-                "--corpus",
-                str(tiny_corpus),
-                "--encoder",
-                str(other_path),
-                "--head",
-                str(head_dir),
-                "--run",
-                f"T={runs / 'T'}",
-                "--samplers",
-                "dpmpp2m:2",
-                "--samples",
-                "2",
-                "--limit",
-                "1",
-                "--out",
-                str(stem),
-            ]
-        )
+        main(evaluate_args(tiny_corpus, other_path, head_dir, {"T": runs / "T"}, "dpmpp2m:2", 2, limit=1, out=stem))
         == 0
     )
     assert np.isfinite(json.loads(stem.with_suffix(".json").read_text())["rows"][0]["metrics"]["lve"]["mean"])
