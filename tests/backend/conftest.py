@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import socket
 import threading
 import time
 
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.serve import free_port
 from tests.signals import speechlike  # noqa: F401  (re-exported for the tests)
 from backend import transport
 from backend.service import Settings, create_app
@@ -24,12 +24,6 @@ from backend.service import Settings, create_app
 TOKEN = "test-token-0123456789abcdef"
 # One pooled client for all tests: a fresh httpx client costs ~0.1 s (TLS context) per request.
 HTTP = httpx.Client(timeout=120)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

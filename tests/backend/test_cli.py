@@ -7,13 +7,12 @@ import os
 import stat
 import subprocess
 import sys
-import time
 
-import httpx
 import numpy as np
 import pytest
 
-from tests.backend.conftest import HTTP, auth, encode, free_port, speechlike
+from tests.backend.conftest import HTTP, auth, encode, speechlike
+from tests.serve import thunder_serve
 
 
 def thunder(*args, env=None, timeout=240) -> subprocess.CompletedProcess:
@@ -165,36 +164,11 @@ def test_bench_writes_stamped_reports(tiny_bundle, tmp_path, capsys):
 
 
 def test_serve_subprocess_token_file_and_loadtest(tiny_bundle, tmp_path, capsys):
-    port = free_port()
-    env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "backend.cli",
-            "serve",
-            "--bundle",
-            str(tiny_bundle),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if HTTP.get(url + "/v1/health").json()["status"] == "ok":
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read1().decode()
-            time.sleep(0.2)
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    with thunder_serve(
+        "--bundle", tiny_bundle, "--log-level", "warning", env=env, log=tmp_path / "serve.log", ready_s=60
+    ) as url:
+        assert HTTP.get(url + "/v1/health").json()["status"] == "ok"
         token_file = tmp_path / "config" / "thunder" / "token"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         token = token_file.read_text().strip()
@@ -219,9 +193,6 @@ def test_serve_subprocess_token_file_and_loadtest(tiny_bundle, tmp_path, capsys)
         assert code == 0, err
         report = json.loads(report_path.read_text())
         assert report["ok"] == 6 and report["errors"] == {} and report["latency_s"]["p99"] > 0
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def test_loadtest_refuses_remote_targets(capsys):

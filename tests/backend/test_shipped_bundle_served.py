@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -22,7 +20,7 @@ import pytest
 from backend import jsonio
 from backend.bundle import read_manifest
 
-from .conftest import free_port
+from tests.serve import thunder_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "backend" / "models" / "thunder-base"
@@ -35,31 +33,9 @@ def served(tmp_path_factory):
     home = tmp_path_factory.mktemp("served")
     env = dict(os.environ, XDG_CONFIG_HOME=str(home / "config"), HOME=str(home), PYTHONNOUSERSITE="1")
     env.pop("THUNDER_BUNDLE", None)
-    port = free_port()
-    log = open(home / "serve.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=str(home),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            httpx.get(f"{url}/v1/health", timeout=2)
-            break
-        except httpx.HTTPError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"thunder serve did not start: {(home / 'serve.log').read_text()[-2000:]}")
-            time.sleep(0.3)
-    token = (home / "config" / "thunder" / "token").read_text().strip()
-    yield url, {"Authorization": f"Bearer {token}"}, home / "serve.log"
-    proc.terminate()
-    proc.wait(15)
-    log.close()
+    with thunder_serve(env=env, log=home / "serve.log", cwd=home) as url:
+        token = (home / "config" / "thunder" / "token").read_text().strip()
+        yield url, {"Authorization": f"Bearer {token}"}, home / "serve.log"
 
 
 def test_health_names_the_shipped_model(served):

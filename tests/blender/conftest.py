@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.serve import thunder_serve
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def new_sandbox(base: Path) -> dict:
@@ -135,45 +130,7 @@ def wavs(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def backend(installed, tiny_bundle):
     """`thunder serve` on a free loopback port, with the sandbox's token file."""
-    import urllib.request
-
-    port = _free_port()
-    log = open(Path(installed["HOME"]) / "backend.log", "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "backend.cli",
-            "serve",
-            "--bundle",
-            str(tiny_bundle),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=installed,
-        cwd=str(ROOT),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/v1/health", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                log_text = (Path(installed["HOME"]) / "backend.log").read_text()
-                raise RuntimeError(f"backend did not start: {log_text[-2000:]}") from None
-            time.sleep(0.3)
-    token = (Path(installed["XDG_CONFIG_HOME"]) / "thunder" / "token").read_text().strip()
-    yield {"url": url, "token": token}
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    log = Path(installed["HOME"]) / "backend.log"
+    with thunder_serve("--bundle", tiny_bundle, "--log-level", "warning", env=installed, log=log, cwd=ROOT) as url:
+        token = (Path(installed["XDG_CONFIG_HOME"]) / "thunder" / "token").read_text().strip()
+        yield {"url": url, "token": token}

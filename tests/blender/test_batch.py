@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from studio.batch import _healthy
+from tests.serve import free_port
 
-from .conftest import ROOT, _free_port, write_wav
+from .conftest import ROOT, write_wav
 
 pytestmark = pytest.mark.blender
 
@@ -172,7 +173,7 @@ def long_blend(run_bpy, head_npz, tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
 def test_killed_batch_takes_its_blender_and_backend_along(sig, installed, backend, tiny_bundle, long_blend, run_bpy):
     # --bundle at a port nobody serves: the batch starts its own backend, then Blender.
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     proc = start_batch(installed, long_blend, "--takes", 16, "--preset", "high", "--url", url, "--bundle", tiny_bundle)
     seen: set[int] = set()
     try:

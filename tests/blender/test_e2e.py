@@ -159,7 +159,9 @@ def test_resample_listen_remove(run_bpy, backend, head_npz, wavs, tiny_bundle):
 def test_bundled_backend_starts_from_the_zip(run_bpy, installed, head_npz, wavs, tiny_bundle):
     import sys
 
-    from .conftest import BPY_PYTHON, _free_port
+    from tests.serve import free_port
+
+    from .conftest import BPY_PYTHON
 
     # Blender's own Python runs the backend when it can (this venv's does); a Blender
     # without onnxruntime (THUNDER_BPY) is pointed at this venv, as Preferences › Python would.
@@ -169,7 +171,7 @@ def test_bundled_backend_starts_from_the_zip(run_bpy, installed, head_npz, wavs,
         "bundled_backend",
         head_path=str(head_npz),
         wav=wavs["speech"],
-        port=_free_port(),
+        port=free_port(),
         backend_python=backend_python,
     )
     assert out["state"] == "done", out["message"]

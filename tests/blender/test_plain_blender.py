@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, _free_port, new_sandbox, run_bpy_in
+from tests.serve import free_port
+
+from .conftest import ROOT, new_sandbox, run_bpy_in
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 SHIPPED_BUNDLE = ROOT / "backend" / "models" / "thunder-base"
@@ -78,7 +80,7 @@ def test_generate_runs_the_bundled_backend_on_blenders_python(plain_blender):
         cwd=plain_blender["home"],
         timeout=900,
         wav=str(DEMO_WAV),
-        port=_free_port(),
+        port=free_port(),
         takes=4,
     )
     assert out["add_head"][0] == "done", out["add_head"]
