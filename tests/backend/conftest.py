@@ -51,6 +51,17 @@ def auth(token: str = TOKEN) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
+def animate(url, data: bytes, timeout=120, **fields) -> httpx.Response:
+    """POST /v1/animate with the test token: `data` as the audio file, `fields` as the form."""
+    return HTTP.post(
+        url + "/v1/animate",
+        headers=auth(),
+        files={"audio": ("clip", data)},
+        data={k: str(v) for k, v in fields.items()},
+        timeout=timeout,
+    )
+
+
 def encode(x: np.ndarray, rate: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, x, rate, format=fmt, subtype=subtype)

@@ -15,17 +15,7 @@ import pytest
 
 from backend import jobs, memory, windows
 from backend.service import Settings
-from tests.backend.conftest import HTTP, auth, encode, running_server, speechlike
-
-
-def animate(url, data: bytes, timeout=120, **fields) -> httpx.Response:
-    return HTTP.post(
-        url + "/v1/animate",
-        headers=auth(),
-        files={"audio": ("clip", data)},
-        data={k: str(v) for k, v in fields.items()},
-        timeout=timeout,
-    )
+from tests.backend.conftest import HTTP, animate, encode, running_server, speechlike
 
 
 def held(app) -> int:

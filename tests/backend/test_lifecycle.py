@@ -9,21 +9,10 @@ import socket
 import threading
 import time
 
-import httpx
 import pytest
 
 from backend.service import Settings
-from tests.backend.conftest import HTTP, auth, encode, running_server, speechlike
-
-
-def animate(url, data: bytes, timeout=120, **fields) -> httpx.Response:
-    return HTTP.post(
-        url + "/v1/animate",
-        headers=auth(),
-        files={"audio": ("clip", data)},
-        data={k: str(v) for k, v in fields.items()},
-        timeout=timeout,
-    )
+from tests.backend.conftest import HTTP, animate, auth, encode, running_server, speechlike
 
 
 def raw(port: int, data: bytes, wait: float = 5.0) -> bytes:

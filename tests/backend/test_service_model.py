@@ -16,17 +16,7 @@ import soundfile as sf
 
 from backend import windows
 from backend.service import Settings
-from tests.backend.conftest import HTTP, TOKEN, auth, encode, running_server, speechlike
-
-
-def animate(url, data: bytes, timeout=120, **fields) -> httpx.Response:
-    return HTTP.post(
-        url + "/v1/animate",
-        headers=auth(),
-        files={"audio": ("clip", data)},
-        data={k: str(v) for k, v in fields.items()},
-        timeout=timeout,
-    )
+from tests.backend.conftest import HTTP, animate, TOKEN, auth, encode, running_server, speechlike
 
 
 def arrays(take: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
