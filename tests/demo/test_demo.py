@@ -53,31 +53,22 @@ def sandbox(tmp_path_factory) -> dict:
     return env
 
 
+def run_in(sandbox: dict, cmd: list, timeout: float) -> subprocess.CompletedProcess:
+    """`cmd` in the sandbox's environment from the repository root, its output captured."""
+    return subprocess.run(cmd, env=sandbox, cwd=str(ROOT), capture_output=True, text=True, timeout=timeout)
+
+
+def thunder_demo(sandbox: dict, out: Path, bundle: Path, *args, timeout: float = 240) -> subprocess.CompletedProcess:
+    """`thunder-train demo --out OUT --bundle BUNDLE ARGS` in a fresh process in the sandbox."""
+    cmd = [sys.executable, "-m", "training.cli", "demo", "--out", str(out), "--bundle", str(bundle), *map(str, args)]
+    return run_in(sandbox, cmd, timeout)
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, sandbox, tiny_bundle) -> dict:
     out = tmp_path_factory.mktemp("demo_out")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training.cli",
-            "demo",
-            "--out",
-            str(out),
-            "--bundle",
-            str(tiny_bundle),
-            "--frames",
-            str(FRAMES),
-            "--resolution",
-            "x".join(map(str, SIZE)),
-            "--takes",
-            str(TAKES),
-        ],
-        env=sandbox,
-        cwd=str(ROOT),
-        capture_output=True,
-        text=True,
-        timeout=240,
+    proc = thunder_demo(
+        sandbox, out, tiny_bundle, "--frames", FRAMES, "--resolution", "x".join(map(str, SIZE)), "--takes", TAKES
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"out": out, "stdout": proc.stdout}
@@ -111,14 +102,7 @@ def test_resolution_rejects_bad_input(bad):
 def test_demo_blend_holds_keyed_takes(demo, sandbox):
     out = demo["out"]
     assert (out / "head_poses.png").is_file() and not (out / "demo.blend1").exists()
-    proc = subprocess.run(
-        [sys.executable, "-c", INSPECT, str(out / "demo.blend")],
-        env=sandbox,
-        cwd=str(ROOT),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_in(sandbox, [sys.executable, "-c", INSPECT, str(out / "demo.blend")], timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.split("INSPECT", 1)[1].splitlines()[0])
     assert info["sounds"] == ["speech"] and info["fps"] == 25 and info["res"] == list(SIZE)
@@ -165,14 +149,7 @@ def test_without_a_bundle_saves_the_rig_and_says_how_to_make_one(tmp_path, sandb
         "from training.cli import main; sys.exit(main(['demo', '--out', sys.argv[2]]))"
     )
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "no-bundle"), str(out)],
-        env=sandbox,
-        cwd=str(ROOT),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    proc = run_in(sandbox, [sys.executable, "-c", code, str(tmp_path / "no-bundle"), str(out)], timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if "needs a model bundle" in line]
     assert len(lines) == 1 and "thunder-train export" in lines[0]
@@ -185,27 +162,7 @@ def test_backend_is_stopped_when_keying_fails(tmp_path, sandbox, tiny_bundle):
 
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really a wav file" * 10)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training.cli",
-            "demo",
-            "--out",
-            str(tmp_path / "out"),
-            "--bundle",
-            str(tiny_bundle),
-            "--audio",
-            str(bad),
-            "--resolution",
-            "64x64",
-        ],
-        env=sandbox,
-        cwd=str(ROOT),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    proc = thunder_demo(sandbox, tmp_path / "out", tiny_bundle, "--audio", bad, "--resolution", "64x64", timeout=180)
     assert proc.returncode != 0 and "thunder-train demo:" in proc.stderr + proc.stdout
     url = re.search(r"\[demo\] backend: .* on (http://127\.0\.0\.1:\d+)", proc.stdout).group(1)
     with pytest.raises(OSError):  # nothing answers there any more
@@ -217,7 +174,8 @@ def test_make_demo_on_the_committed_bundle(tmp_path, sandbox):
     """The README's main job, `make demo`, on the bundle that ships (no --bundle), with a
     short preview: a change that breaks what users run first cannot land."""
     out = tmp_path / "demo"
-    proc = subprocess.run(
+    proc = run_in(
+        sandbox,
         [
             "make",
             "--no-print-directory",
@@ -225,10 +183,6 @@ def test_make_demo_on_the_committed_bundle(tmp_path, sandbox):
             f"DEMO_OUT={out}",
             f"DEMO_ARGS=--frames {FRAMES} --resolution {SIZE[0]}x{SIZE[1]} --takes 2",
         ],
-        env=sandbox,
-        cwd=str(ROOT),
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
