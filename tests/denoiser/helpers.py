@@ -6,22 +6,14 @@ import json
 from pathlib import Path
 
 
+def _inputs(corpus: Path, encoder: Path, head: Path) -> list[str]:
+    return ["--corpus", str(corpus), "--encoder", str(encoder), "--head", str(head)]
+
+
 def train_args(corpus: Path, encoder: Path, head: Path) -> list[str]:
     """`denoiser train` options of every test run: the tiny corpus, encoder and head,
     --small, one thread, validation every 5 steps."""
-    return [
-        "--corpus",
-        str(corpus),
-        "--encoder",
-        str(encoder),
-        "--head",
-        str(head),
-        "--small",
-        "--threads",
-        "1",
-        "--val-every",
-        "5",
-    ]
+    return [*_inputs(corpus, encoder, head), "--small", "--threads", "1", "--val-every", "5"]
 
 
 def evaluate_args(corpus: Path, encoder: Path, head: Path, runs: dict, samplers: str, samples: int, limit: int, out):
@@ -29,12 +21,7 @@ def evaluate_args(corpus: Path, encoder: Path, head: Path, runs: dict, samplers:
     named = [arg for name, run in runs.items() for arg in ("--run", f"{name}={run}")]
     return [
         "evaluate",
-        "--corpus",
-        str(corpus),
-        "--encoder",
-        str(encoder),
-        "--head",
-        str(head),
+        *_inputs(corpus, encoder, head),
         *named,
         "--samplers",
         samplers,
