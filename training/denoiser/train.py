@@ -243,46 +243,29 @@ def train(
     ).to(device)
     prov = prov or provenance(seed, corpus_data(corpus), training_config=origin)
     config = {"train": {**asdict(cfg), "seed": seed}, "model": mcfg.to_dict(), "head": str(head_npz)}
-    if train_encoder:
+    if not train_encoder:
+        net, loss_fn, desc, param_groups = model, lambda m, b: loss(m, b), "denoiser", None
+        next_batch = lambda rng: random_batch(train_data, rng, cfg.batch, cfg.window)
+        validate = validator(loss, val_data, cfg)
+    else:  # the -T variant: the encoder (less its phone head) trains with the denoiser, at its own rate
         config["encoder"] = {"trainable": True, "lr": cfg.encoder_lr, "source": encoder_source, **encoder_spec(encoder)}
-        (out / "config.json").write_text(json.dumps(config, indent=2))
         encoder.train()
         trainable = [p for n, p in encoder.named_parameters() if not n.startswith("phone_head.")]
         for p in encoder.parameters():
             p.requires_grad_(False)
         for p in trainable:
             p.requires_grad_(True)
-        net = JointModel(model, encoder).to(device)
-        joint = JointLoss(loss)
-        result = fit(
-            net,
-            out,
-            next_batch=lambda rng: audio_batch(train_data, rng, cfg.batch, cfg.window),
-            loss_fn=joint,
-            validate=validator(joint, val_data, cfg, audio_batch),
-            steps=cfg.steps,
-            val_every=cfg.val_every,
-            lr=cfg.lr,
-            warmup=cfg.warmup,
-            seed=seed,
-            config=config,
-            prov=prov,
-            max_minutes=cfg.max_minutes,
-            desc="denoiser-T",
-            param_groups=[
-                {"params": list(model.parameters()), "lr": cfg.lr},
-                {"params": trainable, "lr": cfg.encoder_lr},
-            ],
-        )
-        plot_curves(out, "mm² per vertex")
-        return result
+        net, loss_fn, desc = JointModel(model, encoder).to(device), JointLoss(loss), "denoiser-T"
+        next_batch = lambda rng: audio_batch(train_data, rng, cfg.batch, cfg.window)
+        validate = validator(loss_fn, val_data, cfg, audio_batch)
+        param_groups = [{"params": list(model.parameters()), "lr": cfg.lr}, {"params": trainable, "lr": cfg.encoder_lr}]
     (out / "config.json").write_text(json.dumps(config, indent=2))
     result = fit(
-        model,
+        net,
         out,
-        next_batch=lambda rng: random_batch(train_data, rng, cfg.batch, cfg.window),
-        loss_fn=lambda m, b: loss(m, b),
-        validate=validator(loss, val_data, cfg),
+        next_batch=next_batch,
+        loss_fn=loss_fn,
+        validate=validate,
         steps=cfg.steps,
         val_every=cfg.val_every,
         lr=cfg.lr,
@@ -291,7 +274,8 @@ def train(
         config=config,
         prov=prov,
         max_minutes=cfg.max_minutes,
-        desc="denoiser",
+        desc=desc,
+        param_groups=param_groups,
     )
     plot_curves(out, "mm² per vertex")
     return result
