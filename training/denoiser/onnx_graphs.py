@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from training.denoiser.model import Denoiser
-
-OPSET = 17
+from training.speech.export import export_onnx
 
 
 class _Context(nn.Module):
@@ -42,18 +41,9 @@ class _Step(nn.Module):
 def _export(module, args, names_in, names_out, axes, path: Path):
     import warnings
 
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes about shape-dependent Python values
-        torch.onnx.export(
-            module,
-            args,
-            str(path),
-            input_names=names_in,
-            output_names=names_out,
-            dynamic_axes=axes,
-            opset_version=OPSET,
-            dynamo=False,
-        )
+        export_onnx(module, args, path, names_in, names_out, dynamic_axes=axes)
 
 
 def export_denoiser(model: Denoiser, out_dir: Path) -> dict:

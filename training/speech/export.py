@@ -30,31 +30,14 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module.eval()
+    if dynamic_axes is not None:
+        exporter = dict(dynamic_axes=dynamic_axes, dynamo=False, opset_version=17)
+    else:
+        exporter = dict(
+            dynamic_shapes=dynamic_shapes, dynamo=True, external_data=False, opset_version=18, verbose=False
+        )
     with torch.no_grad():
-        if dynamic_axes is not None:
-            torch.onnx.export(
-                module,
-                args,
-                str(path),
-                input_names=input_names,
-                output_names=output_names,
-                dynamic_axes=dynamic_axes,
-                dynamo=False,
-                opset_version=17,
-            )
-        else:
-            torch.onnx.export(
-                module,
-                args,
-                str(path),
-                input_names=input_names,
-                output_names=output_names,
-                dynamic_shapes=dynamic_shapes,
-                dynamo=True,
-                external_data=False,
-                opset_version=18,
-                verbose=False,
-            )
+        torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names, **exporter)
     return path
 
 
