@@ -35,28 +35,24 @@ def tidy(phones: list, duration: float, stressed: list | None = None):
     """Fill gaps with 'sil', merge neighbouring pauses, drop empty phones, clip to the audio."""
     out, flags, t = [], [], 0.0
     stressed = stressed or [False] * len(phones)
+
+    def add(s, e, lab, st):
+        if lab == SIL and out and out[-1][2] == SIL:
+            out[-1] = (out[-1][0], e, SIL)  # a pause next to a pause: one pause
+        else:
+            out.append((s, e, lab))
+            flags.append(st)
+
     for (s, e, lab), st in zip(phones, stressed):
         s, e = max(s, t), min(e, duration)
         if e - s < 1e-4:
             continue
         if s - t > 1e-4:
-            if out and out[-1][2] == SIL:
-                out[-1] = (out[-1][0], s, SIL)
-            else:
-                out.append((t, s, SIL))
-                flags.append(False)
-        if lab == SIL and out and out[-1][2] == SIL:
-            out[-1] = (out[-1][0], e, SIL)
-        else:
-            out.append((s, e, lab))
-            flags.append(st)
+            add(t, s, SIL, False)
+        add(s, e, lab, st)
         t = e
     if duration - t > 1e-4:
-        if out and out[-1][2] == SIL:
-            out[-1] = (out[-1][0], duration, SIL)
-        else:
-            out.append((t, duration, SIL))
-            flags.append(False)
+        add(t, duration, SIL, False)
     return out, flags
 
 
