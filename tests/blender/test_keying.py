@@ -5,17 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from .scenarios.takes import take_arrays
+
 pytestmark = pytest.mark.blender
 
 
 def reference_take(seed: int, n_frames: int):
-    """Same formula as scenarios/common.synthetic_take, computed outside Blender."""
-    t = np.arange(n_frames)[:, None] / 25.0
-    k = np.arange(50)[None, :]
-    exp = (0.5 * np.sin(2 * np.pi * (0.3 + 0.05 * k) * t + seed)).astype(np.float32)
-    jaw = np.concatenate(
-        [0.2 * (1 + np.sin(2 * np.pi * 1.7 * t + seed)) / 2, 0.01 * np.cos(t), 0.02 * np.sin(t)], axis=1
-    ).astype(np.float32)
+    """scenarios/common.synthetic_take's arrays, computed outside Blender."""
+    exp, jaw = take_arrays(seed, n_frames)
     return exp.astype(np.float64), jaw.astype(np.float64)
 
 

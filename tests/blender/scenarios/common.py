@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import math
 
 import bpy
 import numpy as np
+from takes import take_arrays  # the scenarios folder is on sys.path (bpy_runner)
 
 ADDON = "bl_ext.user_default.thunder"
 FPS = {"23.976": (24, 1.001), "24": (24, 1.0), "25": (25, 1.0), "30": (30, 1.0), "60": (60, 1.0)}
@@ -44,11 +44,5 @@ def add_sound(scene, path: str, frame_start: int = 1, channel: int = 1, name: st
 
 def synthetic_take(seed: int, n_frames: int):
     """A smooth deterministic take (the tests recompute it outside Blender)."""
-    messages = addon("core.messages")
-    t = np.arange(n_frames)[:, None] / 25.0
-    k = np.arange(50)[None, :]
-    exp = (0.5 * np.sin(2 * math.pi * (0.3 + 0.05 * k) * t + seed)).astype(np.float32)
-    jaw = np.concatenate(
-        [0.2 * (1 + np.sin(2 * math.pi * 1.7 * t + seed)) / 2, 0.01 * np.cos(t), 0.02 * np.sin(t)], axis=1
-    ).astype(np.float32)
-    return messages.Take(seed, 0.5 + 0.01 * seed, exp, jaw)
+    exp, jaw = take_arrays(seed, n_frames)
+    return addon("core.messages").Take(seed, 0.5 + 0.01 * seed, exp, jaw)
