@@ -140,40 +140,38 @@ class THUNDER_OT_use_take(_TakeOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
-class THUNDER_OT_resample_take(_TakeOperator, bpy.types.Operator):
+class _TakeJob(_TakeOperator):
+    """A take operator that starts a backend job on its take: not while another job runs."""
+
+    @classmethod
+    def poll(cls, context):
+        return why_not(cls, not jobs.active(), BUSY)
+
+    def start(self, context, start_job) -> set:
+        start_job(context.scene, _take_index(self, context), preferences.client(context), launch=_launch(context))
+        return {"FINISHED"}
+
+
+class THUNDER_OT_resample_take(_TakeJob, bpy.types.Operator):
     """Replace this take with one from a new random seed"""
 
     bl_idname = "thunder.resample_take"
     bl_label = "Resample"
 
-    @classmethod
-    def poll(cls, context):
-        return why_not(cls, not jobs.active(), BUSY)
-
     @reports(IndexError, RigError, StripError, BackendError, ValueError)
     def execute(self, context):
-        generation.start_resample(
-            context.scene, _take_index(self, context), preferences.client(context), launch=_launch(context)
-        )
-        return {"FINISHED"}
+        return self.start(context, generation.start_resample)
 
 
-class THUNDER_OT_listen_take(_TakeOperator, bpy.types.Operator):
+class THUNDER_OT_listen_take(_TakeJob, bpy.types.Operator):
     """Add what the face says (the M2S model's audio of this take) as a sound strip"""
 
     bl_idname = "thunder.listen_take"
     bl_label = "Listen"
 
-    @classmethod
-    def poll(cls, context):
-        return why_not(cls, not jobs.active(), BUSY)
-
     @reports(IndexError, BackendError, ValueError)
     def execute(self, context):
-        generation.start_listen(
-            context.scene, _take_index(self, context), preferences.client(context), launch=_launch(context)
-        )
-        return {"FINISHED"}
+        return self.start(context, generation.start_listen)
 
 
 class THUNDER_OT_remove_take(_TakeOperator, bpy.types.Operator):
