@@ -26,51 +26,25 @@ def corpus(tmp_path_factory) -> Path:
     return out
 
 
+def _trained(out: Path, product: str, *args) -> Path:
+    """`thunder-train ARGS --out OUT`, unless OUT/PRODUCT is there already."""
+    if not (out / product).exists():
+        assert thunder_train([*map(str, args), "--out", str(out)]) == 0
+    return out
+
+
 def encoder(tmp_path_factory) -> Path:
     out = _base(tmp_path_factory) / "encoder"
-    if not (out / "best.pt").exists():
-        assert (
-            thunder_train(
-                [
-                    "encoder",
-                    "train",
-                    "--corpus",
-                    str(corpus(tmp_path_factory)),
-                    "--out",
-                    str(out),
-                    "--small",
-                    "--steps",
-                    "20",
-                    "--val-every",
-                    "10",
-                ]
-            )
-            == 0
-        )
-    return out
+    corpus_dir = corpus(tmp_path_factory)
+    return _trained(
+        out, "best.pt", "encoder", "train", "--corpus", corpus_dir, "--small", "--steps", 20, "--val-every", 10
+    )
 
 
 def units(tmp_path_factory) -> Path:
     out = _base(tmp_path_factory) / "units"
-    if not (out / "units.npz").exists():
-        assert (
-            thunder_train(
-                [
-                    "units",
-                    "fit",
-                    "--encoder",
-                    str(encoder(tmp_path_factory)),
-                    "--corpus",
-                    str(corpus(tmp_path_factory)),
-                    "--out",
-                    str(out),
-                    "--n-units",
-                    "12",
-                ]
-            )
-            == 0
-        )
-    return out
+    inputs = ["--encoder", encoder(tmp_path_factory), "--corpus", corpus(tmp_path_factory)]
+    return _trained(out, "units.npz", "units", "fit", *inputs, "--n-units", 12)
 
 
 def head(tmp_path_factory) -> Path:
@@ -84,30 +58,15 @@ def head(tmp_path_factory) -> Path:
 
 def m2s(tmp_path_factory, variant: str = "mouth2s", steps: int = 20) -> Path:
     base = _base(tmp_path_factory)
-    out = base / f"m2s-{variant}"
-    if not (out / "best.pt").exists():
-        args = [
-            "m2s",
-            "train",
-            "--corpus",
-            str(corpus(tmp_path_factory)),
-            "--encoder",
-            str(encoder(tmp_path_factory)),
-            "--units",
-            str(units(tmp_path_factory)),
-            "--variant",
-            variant,
-            "--out",
-            str(out),
-            "--small",
-            "--steps",
-            str(steps),
-            "--val-every",
-            "10",
-            "--cache",
-            str(base / "m2s-cache"),
-        ]
-        if variant in ("mouth2s", "face2s"):
-            args += ["--head", str(head(tmp_path_factory))]
-        assert thunder_train(args) == 0
-    return out
+    inputs = [
+        "--corpus",
+        corpus(tmp_path_factory),
+        "--encoder",
+        encoder(tmp_path_factory),
+        "--units",
+        units(tmp_path_factory),
+    ]
+    if variant in ("mouth2s", "face2s"):
+        inputs += ["--head", head(tmp_path_factory)]
+    settings = ["--small", "--steps", steps, "--val-every", 10, "--cache", base / "m2s-cache"]
+    return _trained(base / f"m2s-{variant}", "best.pt", "m2s", "train", *inputs, "--variant", variant, *settings)
