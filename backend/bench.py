@@ -250,15 +250,22 @@ def run(
     return report
 
 
+def heading(report: dict, kind: str, *notes: str) -> list[str]:
+    """The first lines of a stamped report's Markdown: its title, then date, commit, machine and `notes`."""
+    m = report["machine"]
+    stamp = [report["date"], f"commit {report['commit']}", f"{m['cpu']} ({m['cores']} cores)", *notes]
+    return [f"# thunder {kind}: {report['bundle']}", "", " · ".join(stamp), ""]
+
+
 def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
-        f"# thunder bench: {report['bundle']}",
-        "",
-        f"{report['date']} · commit {report['commit']} · {m['cpu']} ({m['cores']} cores) · "
-        f"onnxruntime {m['onnxruntime']} (threads: {report.get('threads', 'default')}) · "
-        f"load average {m['load_average']}",
-        "",
+        *heading(
+            report,
+            "bench",
+            f"onnxruntime {m['onnxruntime']} (threads: {report.get('threads', 'default')})",
+            f"load average {m['load_average']}",
+        ),
         "| device | clip s | takes | preset | sampler | steps | wall s | RTF | encode s | sample s | score s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]

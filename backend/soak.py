@@ -539,11 +539,7 @@ def bars(report: dict) -> dict:
 def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
-        f"# thunder soak: {report['bundle']}",
-        "",
-        f"{report['date']} · commit {report['commit']} · {m['cpu']} ({m['cores']} cores) · "
-        f"load average {m['load_average']} before, {m['load_average_after']} after",
-        "",
+        *bench.heading(report, "soak", f"load average {m['load_average']} before, {m['load_average_after']} after"),
         "| bar | measured | limit | met |",
         "|---|---|---|---|",
     ]
