@@ -95,20 +95,21 @@ def _draw(self, context):
     box.operator("thunder.add_head", icon="MONKEY")
 
 
-class THUNDER_PT_view3d(bpy.types.Panel):
+class _SidebarPanel:
+    """The THUNDER tab of a sidebar; each panel names its editor (bl_space_type)."""
+
     bl_label = "THUNDER"
+    bl_region_type = "UI"
+    bl_category = "THUNDER"
+    draw = _draw
+
+
+class THUNDER_PT_view3d(_SidebarPanel, bpy.types.Panel):
     bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "THUNDER"
-    draw = _draw
 
 
-class THUNDER_PT_sequencer(bpy.types.Panel):
-    bl_label = "THUNDER"
+class THUNDER_PT_sequencer(_SidebarPanel, bpy.types.Panel):
     bl_space_type = "SEQUENCE_EDITOR"
-    bl_region_type = "UI"
-    bl_category = "THUNDER"
-    draw = _draw
 
 
 def redraw() -> None:
