@@ -112,6 +112,28 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_schedule_options(parser: argparse.ArgumentParser, *, epochs: bool = True, val_utts: bool = True) -> None:
+    """A trainer's schedule flags, named like the fields of its config section (default None:
+    the --config file decides): [--epochs] --steps --batch --lr --val-every [--val-utts] --max-minutes."""
+    if epochs:
+        parser.add_argument("--epochs", type=float, default=None)
+    parser.add_argument("--steps", type=int, default=None, help="total steps (0: from --epochs)" if epochs else None)
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--val-every", type=int, default=None)
+    if val_utts:
+        parser.add_argument("--val-utts", type=int, default=None)
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this long (resume later)")
+
+
+def add_run_options(parser: argparse.ArgumentParser, *, threads: int = 1, stop_at: bool = True) -> None:
+    """A command's run settings (not in the config): [--stop-at] --seed --threads."""
+    if stop_at:
+        parser.add_argument("--stop-at", type=int, default=0, help="stop cleanly at this step (schedule unchanged)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=threads)
+
+
 def from_args(cls, section: str, args: argparse.Namespace):
     """A trainer's (config, origin) from --config and the flags named like its fields
     (argparse defaults of those flags are None: only a flag given overrides the file)."""

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from backend.samplers import SAMPLERS
-from training.config import add_config_options
+from training.config import add_config_options, add_run_options, add_schedule_options
 from training.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -51,17 +51,12 @@ def register(subparsers) -> None:
     t.add_argument("--w-m2s", type=float, default=None, help="weight of L_m2s (with --m2s)")
     t.add_argument("--m2s-fraction", type=float, default=None, help="share of each batch through M2S")
     t.add_argument("--encoder-lr", type=float, default=None, help="encoder learning rate with --train-encoder")
-    t.add_argument("--steps", type=int, default=None)
-    t.add_argument("--batch", type=int, default=None)
     t.add_argument("--window", type=int, default=None)
-    t.add_argument("--lr", type=float, default=None)
-    t.add_argument("--val-every", type=int, default=None)
     t.add_argument("--limit", type=int, default=None, help="use only the first N utterances per split")
-    t.add_argument("--max-minutes", type=float, default=None)
+    add_schedule_options(t, epochs=False, val_utts=False)
     # run settings
     t.add_argument("--cache", type=Path, help="feature cache folder (default OUT/../cache)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=2)
+    add_run_options(t, threads=2, stop_at=False)
     t.add_argument("--device", default="cpu", help="torch device for training (cuda on a lent GPU)")
     t.set_defaults(func=_train)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from training.config import add_config_options
+from training.config import add_config_options, add_run_options, add_schedule_options
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +82,9 @@ def register(subparsers) -> None:
     # hyperparameters: default None = the --config file's `m2s` section
     t.add_argument("--dim", type=int, default=None, help="conformer width")
     t.add_argument("--layers", type=int, default=None, help="conformer blocks")
-    t.add_argument("--epochs", type=float, default=None)
-    t.add_argument("--steps", type=int, default=None, help="total steps (0: from --epochs)")
-    t.add_argument("--batch", type=int, default=None)
     t.add_argument("--window", type=int, default=None, help="frames at 25 fps")
-    t.add_argument("--lr", type=float, default=None)
-    t.add_argument("--val-every", type=int, default=None)
-    t.add_argument("--val-utts", type=int, default=None)
-    t.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this long (resume later)")
-    # run settings
-    t.add_argument("--stop-at", type=int, default=0, help="stop cleanly at this step (schedule unchanged)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=1)
+    add_schedule_options(t)
+    add_run_options(t)
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="STOI/ESTOI/PESQ/unit acc/mel L1/WER on test speakers -> reports/")

@@ -22,7 +22,7 @@ from training.speech.augment import augment
 from training.corpus.phones import INVENTORY
 from training.speech.data import load_audio, load_motion, phone_labels, utterances
 from training.speech.encoder import HOP_50, EncoderConfig, SpeechEncoder, load_encoder
-from training.config import add_config_options, from_args
+from training.config import add_config_options, add_run_options, add_schedule_options, from_args
 from training.console import to_stdout
 from training.loop import fit
 from training.provenance import corpus_data, provenance, write_json
@@ -263,19 +263,10 @@ def register(subparsers) -> None:
     add_config_options(t)
     # hyperparameters: default None = the --config file's `encoder` section
     t.add_argument("--kind", default=None, choices=["logmel", "wav2vec2"])
-    t.add_argument("--epochs", type=float, default=None)
-    t.add_argument("--steps", type=int, default=None, help="total steps (0: from --epochs)")
-    t.add_argument("--batch", type=int, default=None)
     t.add_argument("--seconds", type=float, default=None, help="crop length")
-    t.add_argument("--lr", type=float, default=None)
-    t.add_argument("--val-every", type=int, default=None)
-    t.add_argument("--val-utts", type=int, default=None)
     t.add_argument("--no-augment", dest="augment", action="store_const", const=False, default=None)
-    t.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this long (resume later)")
-    # run settings
-    t.add_argument("--stop-at", type=int, default=0, help="stop cleanly at this step (schedule unchanged)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=1)
+    add_schedule_options(t)
+    add_run_options(t)
     t.set_defaults(func=train_cmd)
     e = sub.add_parser("eval", help="frame phone accuracy on a split")
     e.add_argument("--encoder", required=True, type=Path)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from training.speech.data import load_audio, utterances
 from training.speech.encoder import SpeechEncoder, load_encoder
-from training.config import add_config_options, from_args
+from training.config import add_config_options, add_run_options, from_args
 from training.provenance import corpus_data, provenance, write_json
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,5 @@ def register(subparsers) -> None:
     f.add_argument("--layer", type=int, default=None, help="encoder layer (python index into its layers)")
     f.add_argument("--max-frames", type=int, default=None)
     f.add_argument("--limit", type=int, default=None, help="use only the first N training utterances")
-    # run settings
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--threads", type=int, default=1)
+    add_run_options(f, stop_at=False)
     f.set_defaults(func=fit_cmd)
