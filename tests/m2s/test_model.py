@@ -115,6 +115,23 @@ def test_onnx_matches_torch(mouth_run, head_dir, tmp_path):
         assert mel.shape == (b, 4 * t, 80) and units.shape == (b, 2 * t, model.cfg.n_units)
         assert np.abs(mel - ref_mel.numpy()).max() < 1e-4
         assert np.abs(units - ref_units.numpy()).max() < 1e-4
+    # The rest pose (jaw exactly [0, 0, 0], the most common frame) is defined in the exported
+    # graph itself, not only after the backend's load-time repair (backend/onnxfix.py).
+    exp, jaw = _params(2, 9, seed=1)
+    jaw[:, ::2] = 0.0
+    spk = torch.nn.functional.normalize(torch.rand(2, 256), dim=1)
+    mel, units = sess.run(None, {"exp": exp.numpy(), "jaw": jaw.numpy(), "speaker": spk.numpy()})
+    assert np.isfinite(mel).all() and np.isfinite(units).all()
+
+
+def test_rodrigues_is_smplx_away_from_rest_and_the_identity_at_rest():
+    from smplx.lbs import batch_rodrigues
+
+    from training.m2s.vertices import rodrigues
+
+    v = torch.randn(64, 3, dtype=torch.float64) * 0.3
+    torch.testing.assert_close(rodrigues(v), batch_rodrigues(v), atol=1e-6, rtol=0)
+    torch.testing.assert_close(rodrigues(torch.zeros(2, 3)), torch.eye(3).expand(2, 3, 3))
 
 
 def test_evaluate_and_listen(mouth_run, floor_run, tiny_corpus, tmp_path):

@@ -9,9 +9,16 @@ zero (the project's layout), FLAME reduces to
     v_posed  = v_shaped + P (R_jaw - I)  (the jaw's block of posedirs)
     v        = v_posed + w_jaw (R_jaw (v_posed - J_jaw) + J_jaw - v_posed)
 
-evaluated on the region's vertices only, with smplx's own Rodrigues. The buffers
-are read from the same smplx.FLAME model, so any FLAME folder works; equality
-with HeadModel is tested. Plain tensor ops: exports to ONNX with dynamic shapes.
+evaluated on the region's vertices only. The buffers are read from the same
+smplx.FLAME model, so any FLAME folder works; equality with HeadModel is tested.
+Plain tensor ops: exports to ONNX with dynamic shapes.
+
+The jaw's rotation matrix comes from `rodrigues` below, not smplx's
+`batch_rodrigues`: smplx keeps the rest pose defined by adding 1e-8 inside the
+norm, which the ONNX export folds away, so the exported graph divided 0 by 0 at
+the rest pose (jaw exactly [0, 0, 0], the most common frame there is) and M2S
+heard NaN. Here the axis divides by max(|v|, eps): the rest pose gives the identity
+in torch and in every exported graph.
 """
 
 from __future__ import annotations
@@ -20,12 +27,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from smplx.lbs import batch_rodrigues
 from torch import nn
 
 from backend.contracts import N_EXP, N_PARAMS
 
 JAW_JOINT = 2
+EPS = 1e-8
+
+
+def rodrigues(v: torch.Tensor) -> torch.Tensor:
+    """Axis-angle (B, 3) -> rotation matrices (B, 3, 3); the identity at v = 0."""
+    angle = torch.linalg.vector_norm(v, dim=1, keepdim=True)  # (B, 1)
+    axis = v / torch.clamp(angle, min=EPS)  # exports as Max: no 0/0 at rest
+    x, y, z = axis[:, 0], axis[:, 1], axis[:, 2]
+    zero = torch.zeros_like(x)
+    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=1).reshape(-1, 3, 3)
+    sin, cos = torch.sin(angle)[:, :, None], torch.cos(angle)[:, :, None]
+    eye = torch.eye(3, dtype=v.dtype, device=v.device)[None]
+    return eye + sin * k + (1 - cos) * (k @ k)
 
 
 class RegionVertices(nn.Module):
@@ -65,7 +84,7 @@ class RegionVertices(nn.Module):
         lead = x.shape[:-1]
         flat = x.reshape(-1, N_PARAMS)
         psi, jaw = flat[:, :N_EXP], flat[:, N_EXP:]
-        rot = batch_rodrigues(jaw)  # (B, 3, 3)
+        rot = rodrigues(jaw)  # (B, 3, 3)
         eye = torch.eye(3, dtype=x.dtype, device=x.device)
         pose_feature = (rot - eye).reshape(-1, 9)
         offsets = psi @ self.exp_dirs + pose_feature @ self.jaw_posedirs  # (B, n*3)
