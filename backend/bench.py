@@ -23,7 +23,7 @@ import numpy as np
 
 from backend import jsonio
 from backend.files import git_commit
-from backend.contracts import FPS, SAMPLE_RATE
+from backend.contracts import FPS, PRESET_NAMES, SAMPLE_RATE
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 SPEECH = Path(__file__).resolve().parent.parent / "assets" / "speech" / "demo.wav"
@@ -203,7 +203,7 @@ def run(
     *,
     durations=(10.0, 60.0),
     takes=(1, 8),
-    presets=("draft", "default", "high"),
+    presets=PRESET_NAMES,
     samplers=("ddim",),
     repeat: int = 1,
     do_profile: bool = True,
@@ -364,7 +364,7 @@ def register(sub) -> None:
     add_engine_args(p)
     p.add_argument("--durations", type=float, nargs="+", default=[10.0, 60.0], help="clip lengths, s")
     p.add_argument("--takes", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--presets", nargs="+", default=["draft", "default", "high"])
+    p.add_argument("--presets", nargs="+", default=list(PRESET_NAMES))
     p.add_argument(
         "--samplers",
         nargs="*",

@@ -48,6 +48,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from backend.contracts import PRESET_NAMES
+
 CHECKOUT_ADDON = Path(__file__).resolve().parent.parent / "blender_thunder"
 INSTALLED_ADDON = "bl_ext.user_default.thunder"
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -66,7 +68,7 @@ def register(subparsers) -> None:
     p.add_argument("files", nargs="+", type=Path, metavar="FILE.blend")
     p.add_argument("--takes", type=int, default=4, help="takes per strip (default 4)")
     p.add_argument("--seed", type=int, default=0, help="first seed; take i uses seed + i")
-    p.add_argument("--preset", default="default", choices=["draft", "default", "high"])
+    p.add_argument("--preset", default="default", choices=PRESET_NAMES)
     p.add_argument("--guidance", type=float, default=1.0)
     p.add_argument("--blender", default=None, help="Blender binary (default: the bpy module, else `blender`)")
     p.add_argument("--force", action="store_true", help="re-key strips that already have takes")
