@@ -130,6 +130,19 @@ class Server:
         if self._tmp is not None:
             self._tmp.cleanup()
 
+    def wait_held(self, jobs: int, timeout: float = 30.0) -> None:
+        """Until the server holds `jobs` jobs (running + queued, /v1/health's `queue`): a fault
+        injected by the clock alone misses its moment on a loaded machine."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                if httpx.get(self.url + "/v1/health", timeout=2).json()["queue"] >= jobs:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"the server did not hold {jobs} job(s) within {timeout:g} s")
+
     def log(self) -> str:
         self._err.flush()
         return (self.workdir / "server.log").read_text(errors="replace")
@@ -371,10 +384,11 @@ def sigterm_phase(server: Server, tally: Tally, wav: bytes) -> dict:
 
     first = threading.Thread(target=go, args=("running", False))
     first.start()
-    time.sleep(1.0)
+    server.wait_held(1)
+    time.sleep(0.5)  # past decoding: the first job is running on the worker
     second = threading.Thread(target=go, args=("queued", True))
     second.start()
-    time.sleep(1.0)
+    server.wait_held(2)
     t0 = time.perf_counter()
     server.proc.send_signal(signal.SIGTERM)
     first.join(60)
