@@ -35,6 +35,7 @@ COMMANDS = {
     "export": "training.export",
     "recipe": "training.recipe",
     "curves": "training.curves",
+    "whisper": "training.speech.whisper",
 }
 PLUGINS = "thunder_train.commands"  # entry points: name -> register(subparsers) of another package
 

