@@ -341,7 +341,7 @@ def run(
         _save(state_path, state)
         to_stdout(f"{head} {status} in {wall:.1f} s")
         if status != "done":
-            why = "failed" if rc else "stopped before its end (--max-minutes?)"
+            why = f"failed ({record.get('error', f'exit {rc}')})" if rc else "stopped before its end (--max-minutes?)"
             log.warning("stage %s %s; run the same command again to resume (state: %s)", stage.name, why, state_path)
             return rc or 2
     ran = sum(a != "skip (complete)" for _, _, a in todo)
