@@ -79,3 +79,19 @@ def test_convert_command_writes_a_transformers_folder(model_bin, encoder, audio,
     mel = torch.from_numpy(whisper.log_mel(audio))[None]
     with torch.no_grad():
         torch.testing.assert_close(whisper.encode(loaded, mel), whisper.encode(encoder, mel))
+
+
+def test_onnx_graph_equals_torch_at_any_length(encoder, audio, tmp_path):
+    """The graph the backend would run: raw 16 kHz audio in, 25 Hz features out, any length ≤ 30 s."""
+    import onnxruntime as ort
+
+    path = whisper.export_audio_encoder(encoder, tmp_path / "audio_encoder.onnx")
+    session = ort.InferenceSession(str(path))
+    module = whisper.WhisperFeatures25(encoder).eval()
+    for n_frames, batch in ((97, 1), (40, 2)):
+        x = np.resize(audio, (batch, 640 * n_frames)).astype(np.float32)
+        (got,) = session.run(None, {"audio": x})
+        with torch.no_grad():
+            want = module(torch.from_numpy(x)).numpy()
+        assert got.shape == want.shape == (batch, n_frames, 384)
+        np.testing.assert_allclose(got, want, atol=1e-3)

@@ -132,22 +132,40 @@ def encoder_from_ctranslate2(weights: dict):
     return enc
 
 
-def log_mel(audio: np.ndarray, pad_to_30s: bool = False) -> np.ndarray:
-    """Whisper's log-mel (80, frames) at 100 Hz: |STFT|² (n_fft 400, hop 160, Hann),
-    Slaney mel filters, log10, clamp at max − 8, (x + 4) / 4. The last STFT frame is
-    dropped, as Whisper does."""
-    import librosa
+class WhisperLogMel(torch.nn.Module):
+    """audio (B, N) at 16 kHz -> Whisper's log-mel (B, 80, N // 160) at 100 Hz: |STFT|² (n_fft
+    400, hop 160, periodic Hann, reflect-padded centred frames), Slaney mel filters, log10,
+    clamped at each clip's max − 8, (x + 4) / 4; the last STFT frame dropped, as Whisper does.
+    The STFT is a strided conv1d with windowed DFT kernels (as training.speech.features.LogMel),
+    so the module exports to ONNX as plain Conv/MatMul."""
 
+    def __init__(self):
+        super().__init__()
+        import librosa
+
+        window = torch.hann_window(N_FFT).double().numpy()
+        angle = 2.0 * np.pi * np.arange(N_FFT // 2 + 1)[:, None] * np.arange(N_FFT)[None, :] / N_FFT
+        kernels = np.concatenate([np.cos(angle) * window, -np.sin(angle) * window])[:, None, :]
+        self.register_buffer("dft", torch.from_numpy(kernels).float(), persistent=False)
+        filters = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS)
+        self.register_buffer("filters", torch.from_numpy(filters).float(), persistent=False)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        n_frames = audio.shape[-1] // HOP
+        x = torch.nn.functional.pad(audio.unsqueeze(1), (N_FFT // 2, N_FFT // 2), mode="reflect")
+        re, im = torch.nn.functional.conv1d(x, self.dft, stride=HOP)[..., :n_frames].chunk(2, dim=1)
+        mel = torch.clamp(self.filters @ (re * re + im * im), min=1e-10).log10()
+        mel = torch.maximum(mel, mel.amax(dim=(1, 2), keepdim=True) - 8.0)
+        return (mel + 4.0) / 4.0
+
+
+def log_mel(audio: np.ndarray, pad_to_30s: bool = False) -> np.ndarray:
+    """WhisperLogMel of one clip as (80, frames); `pad_to_30s`: of the clip padded to Whisper's window."""
     x = np.asarray(audio, dtype=np.float32)
     if pad_to_30s:
         x = np.pad(x, (0, max(0, int(MAX_SECONDS * SAMPLE_RATE) - len(x))))[: int(MAX_SECONDS * SAMPLE_RATE)]
-    window = torch.hann_window(N_FFT)
-    stft = torch.stft(torch.from_numpy(x), N_FFT, HOP, window=window, return_complex=True)
-    power = stft[..., :-1].abs() ** 2
-    filters = torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS)).float()
-    mel = torch.clamp(filters @ power, min=1e-10).log10()
-    mel = torch.maximum(mel, mel.max() - 8.0)
-    return ((mel + 4.0) / 4.0).numpy()
+    with torch.no_grad():
+        return WhisperLogMel()(torch.from_numpy(x)[None])[0].numpy()
 
 
 def encode(encoder, mel: torch.Tensor) -> torch.Tensor:
@@ -169,6 +187,35 @@ def to_motion_rate(features: torch.Tensor) -> torch.Tensor:
     if features.shape[1] % 2:
         features = torch.cat([features, features[:, -1:]], dim=1)
     return features.reshape(features.shape[0], -1, 2, features.shape[2]).mean(2)
+
+
+class WhisperFeatures25(torch.nn.Module):
+    """audio (B, N) at 16 kHz, N a multiple of 640 (one motion frame), up to 30 s -> encoder
+    features (B, N // 640, 384) at the 25 Hz motion rate: the graph the backend runs."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.mel, self.encoder = WhisperLogMel(), encoder
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return to_motion_rate(encode(self.encoder, self.mel(audio)))
+
+
+def export_audio_encoder(encoder, path) -> Path:
+    """WhisperFeatures25 -> ONNX: input `audio` [batch, samples], output `features` [batch, frames, 384]."""
+    from training.speech.export import HOP_25, export_onnx
+
+    batch = torch.export.Dim("batch", min=1, max=64)
+    frames = torch.export.Dim("frames", min=2, max=int(MAX_SECONDS * 25))
+    example = torch.randn(2, HOP_25 * 50) * 0.1
+    return export_onnx(
+        WhisperFeatures25(encoder).eval(),
+        (example,),
+        path,
+        ["audio"],
+        ["features"],
+        {"audio": {0: batch, 1: HOP_25 * frames}},
+    )
 
 
 # ---- the package's weights ----
