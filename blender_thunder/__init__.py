@@ -2,18 +2,19 @@
 
 Only registration lives here (Node Wrangler style), and no bpy at import: the
 bpy-free core (`core/`: client, messages, contract, resample, launcher, jobs)
-imports in any Python. The Blender layer: properties.py, operators.py, panels.py,
-preferences.py, handlers.py (timer, load handler), rig.py, headless.py, and
-utils/ (rigs, strips, keying, takes, generation).
+imports in any Python. The Blender layer: properties.py, operators.py, character_ops.py
+(a character's mapping, exports), panels.py, preferences.py, handlers.py (timer, load
+handler), rig.py, headless.py, and utils/ (rigs, characters, strips, keying, takes,
+generation, exports).
 """
 
 from __future__ import annotations
 
 
 def _classes() -> tuple:
-    from . import operators, panels, preferences
+    from . import character_ops, operators, panels, preferences
 
-    return (*preferences.CLASSES, *operators.CLASSES, *panels.CLASSES)
+    return (*preferences.CLASSES, *operators.CLASSES, *character_ops.CLASSES, *panels.CLASSES)
 
 
 def register() -> None:

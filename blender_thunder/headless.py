@@ -10,6 +10,12 @@ The same operators' code path (utils.generation) does the work; this module only
 walks the scenes, skips strips that already have takes (unless `force`), saves
 after every keyed strip (so a crash loses at most one strip and a rerun
 resumes), and writes a JSON report when `report` names a file.
+
+`target` names the object to key in every scene that holds it (a character's mesh, or
+the stand-in rig); `mapping` is a preset name (arkit52, vrm_visemes, thunder_exp) or a
+mapping JSON file, bound to the character's shape-key names and kept on it as its
+mapping (what the panel shows). Without them: the scene's THUNDER rig, or the panel's
+target with its own mapping.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ import bpy
 
 from .core import jobs
 from .core.client import DEFAULT_URL, BackendError, Client
-from .utils import generation, takes
+from .core import retarget
+from .utils import characters, generation, takes
 from .utils.compat import sound_strips
-from .utils.rigs import RigError, find_in_scene
+from .utils.rigs import RigError
 from .utils.strips import StripError
 
 log = logging.getLogger(__name__)
@@ -40,6 +47,8 @@ DEFAULTS = {
     "report": None,
     "timeout": 1800.0,
     "save": True,
+    "target": None,
+    "mapping": None,
 }
 
 
@@ -107,6 +116,37 @@ def key_strip(scene, strip, rig_obj, options, client, force: bool, timeout: floa
     return row
 
 
+def load_mapping(spec: str) -> retarget.Mapping:
+    """A preset's name or a mapping file's path."""
+    found = retarget.presets()
+    if spec in found:
+        return found[spec]
+    if not os.path.isfile(spec):
+        raise ValueError(f"mapping {spec!r} is neither a preset ({', '.join(found)}) nor a file")
+    return retarget.Mapping.load(spec)
+
+
+def scene_target(scene, target: str | None, mapping: retarget.Mapping | None):
+    """The object to key in `scene`: `target` by name (its mapping set from `mapping`), else
+    the panel's target or the scene's only rig. RigError says why not."""
+    if not target:
+        return characters.find_in_scene(scene)
+    obj = scene.objects.get(target)
+    if obj is None:
+        raise RigError(f"scene {scene.name!r} has no object {target!r} (--target)")
+    if mapping is not None:
+        if not characters.is_character(obj):
+            raise RigError(f"{target!r} is not a character's mesh with shape keys: --mapping needs one")
+        bound, dropped = characters.bind(mapping, obj)
+        if not bound.driven:
+            raise RigError(f"{target!r} has none of the shape keys mapping {mapping.name!r} drives")
+        if dropped:
+            log.info("%s: %d mapping rows left out (no such shape key)", target, len(dropped))
+        characters.store_mapping(obj, bound)
+    characters.resolve(obj)
+    return obj
+
+
 def main(config: dict | None = None) -> dict:
     cfg = {**DEFAULTS, **(config or {})}
     _ensure_registered()
@@ -117,14 +157,21 @@ def main(config: dict | None = None) -> dict:
     options = generation.Options(
         takes=int(cfg["takes"]), seed=int(cfg["seed"]), preset=cfg["preset"], guidance=float(cfg["guidance"]), rank=True
     )
+    mapping, bad_mapping = None, None
+    try:
+        mapping = load_mapping(cfg["mapping"]) if cfg["mapping"] else None
+    except ValueError as exc:
+        bad_mapping = RigError(str(exc))  # every strip fails with it: nothing is keyed with another mapping
     rows = []
     for scene in bpy.data.scenes:
         strips = [s for s in sound_strips(scene) if "thunder_listen" not in s]
         if not strips:
             continue
         try:
-            rig_obj = find_in_scene(scene)
-        except RigError as exc:
+            if bad_mapping is not None:
+                raise bad_mapping
+            rig_obj = scene_target(scene, cfg["target"], mapping)
+        except (RigError, ValueError) as exc:
             rows += [_row(scene, s, "failed", str(exc)) for s in strips]
             continue
         for strip in strips:

@@ -13,8 +13,9 @@ from . import preferences
 from .core import jobs, launcher
 from .core.client import BackendError
 from .utils import generation, takes
+from .utils.characters import find_in_scene, for_take, resolve
 from .utils.compat import active_strip
-from .utils.rigs import RigError, find_in_scene, resolve
+from .utils.rigs import RigError
 from .utils.strips import StripError, find as find_strip
 
 # Last /v1/health answer (or error), shown by the panel; the panel never does network I/O.
@@ -194,10 +195,10 @@ class THUNDER_OT_remove_take(_TakeOperator, bpy.types.Operator):
                 self.report({"WARNING"}, kept)
             else:
                 try:
-                    rig = resolve(bpy.data.objects.get(item.rig))
+                    rig = for_take(act)
                     if takes.shown(rig, item.strip) == act:
                         takes.unshow(rig, item.strip)
-                except RigError:
+                except (RigError, KeyError, ValueError):
                     pass
                 takes.remove(takes.take_actions(act))
         settings.takes.remove(i)
@@ -206,15 +207,16 @@ class THUNDER_OT_remove_take(_TakeOperator, bpy.types.Operator):
 
 
 def panel_rig(context):
-    """The rig the panel talks about (None when there is none or it is ambiguous)."""
+    """The target the panel talks about, rig or character (None when there is none, it is
+    ambiguous or its mapping is broken)."""
     try:
         return resolve(find_in_scene(context.scene, context.active_object))
-    except RigError:
+    except (RigError, ValueError):
         return None
 
 
 class THUNDER_OT_arrange_nla(bpy.types.Operator):
-    """Let the takes play: move the rig's active Action (yours, which Blender plays over every
+    """Let the takes play: move the target's active Action (yours, which Blender plays over every
     NLA track) into an NLA track right under the THUNDER tracks. The Action itself is unchanged"""
 
     bl_idname = "thunder.arrange_nla"

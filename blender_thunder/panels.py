@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import bpy
 
+from .character_ops import character
 from .core import jobs, launcher
 from .operators import backend_status, panel_rig
-from .utils import takes
+from .utils import characters, takes
 
 
 class THUNDER_UL_takes(bpy.types.UIList):
@@ -17,6 +18,54 @@ class THUNDER_UL_takes(bpy.types.UIList):
         row.label(text=f"{item.score:.3f}")
         row.label(text=f"{item.duration:.1f} s")
         row.label(text=item.strip)
+
+
+class THUNDER_UL_mapping(bpy.types.UIList):
+    """A character's mapping rows: its shape key, the controls driving it, a gain."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
+        key = data.id_data.data.shape_keys
+        present = key is not None and item.target in key.key_blocks
+        row = layout.row(align=True)
+        split = row.split(factor=0.38, align=True)
+        if key is not None:
+            split.prop_search(item, "target", key, "key_blocks", text="", icon="SHAPEKEY_DATA" if present else "ERROR")
+        else:
+            split.prop(item, "target", text="", icon="ERROR")
+        sub = split.split(factor=0.72, align=True)
+        sub.prop(item, "sources", text="", emboss=True)
+        sub.prop(item, "gain", text="")
+
+
+def _draw_mapping(layout, context) -> None:
+    """A character target's mapping: preset, rows, jaw bone, preset files."""
+    obj = character(context)
+    if obj is None:
+        return
+    props = obj.thunder_mapping
+    box = layout.box()
+    row = box.row(align=True)
+    row.label(text=f"Mapping: {props.name}" if len(props.channels) else "Mapping: none yet", icon="SHAPEKEY_DATA")
+    row.operator("thunder.mapping_detect", text="", icon="VIEWZOOM")
+    row = box.row(align=True)
+    row.prop(props, "preset", text="")
+    row.operator("thunder.mapping_preset", text="Use")
+    row = box.row()
+    row.template_list("THUNDER_UL_mapping", "", props, "channels", props, "active_channel", rows=4)
+    col = row.column(align=True)
+    col.operator("thunder.mapping_add", text="", icon="ADD")
+    col.operator("thunder.mapping_remove", text="", icon="REMOVE")
+    box.prop(props, "jaw_armature")
+    arm = characters.jaw_armature(obj)
+    if arm is not None:
+        box.prop_search(props, "jaw_bone", arm.data, "bones", icon="BONE_DATA")
+    try:
+        characters.resolve(obj)
+    except ValueError as exc:  # RigError included: what keeps Generate from running
+        box.label(text=str(exc)[:120], icon="ERROR")
+    row = box.row(align=True)
+    row.operator("thunder.mapping_load", icon="IMPORT")
+    row.operator("thunder.mapping_save", icon="EXPORT")
 
 
 def _draw_rig_notes(col, context) -> None:
@@ -30,7 +79,9 @@ def _draw_rig_notes(col, context) -> None:
         for what, name in over:
             box.label(text=f"Active Action {name!r} ({what}) plays over the takes", icon="ERROR")
         box.operator("thunder.arrange_nla", icon="NLA_PUSHDOWN")
-    mode = rig.armature.pose.bones[takes.JAW].rotation_mode
+    if not rig.jaw_bone:
+        return
+    mode = rig.armature.pose.bones[rig.jaw_bone].rotation_mode
     shown = f"{mode} Euler" if len(mode) == 3 else mode.replace("_", " ").title()
     col.label(text=f"Jaw keyed in its own mode: {shown}", icon="BONE_DATA")
     s = context.scene.thunder
@@ -53,6 +104,7 @@ def _draw(self, context):
             s, "strip", se, "strips_all" if hasattr(se, "strips_all") else "sequences_all", text="Strip", icon="SOUND"
         )
     col.prop(s, "rig")
+    _draw_mapping(col, context)
     _draw_rig_notes(col, context)
     row = col.row(align=True)
     row.prop(s, "seed")
@@ -83,6 +135,9 @@ def _draw(self, context):
     row.operator("thunder.resample_take", icon="FILE_REFRESH")
     row.operator("thunder.listen_take", icon="SPEAKER")
     row.operator("thunder.remove_take", text="", icon="X")
+    row = layout.row(align=True)
+    row.operator("thunder.export_gltf", text="glTF", icon="EXPORT")
+    row.operator("thunder.export_live_link", text="Live Link CSV", icon="EXPORT")
 
     box = layout.box()
     row = box.row(align=True)
@@ -121,4 +176,4 @@ def redraw() -> None:
                 area.tag_redraw()
 
 
-CLASSES = (THUNDER_UL_takes, THUNDER_PT_view3d, THUNDER_PT_sequencer)
+CLASSES = (THUNDER_UL_takes, THUNDER_UL_mapping, THUNDER_PT_view3d, THUNDER_PT_sequencer)

@@ -85,6 +85,20 @@ def register(subparsers) -> None:
         help=f"add-on to run: a folder (default: this checkout's blender_thunder) or a module name "
         f"such as {INSTALLED_ADDON}",
     )
+    p.add_argument(
+        "--target",
+        default=None,
+        metavar="OBJECT",
+        help="object to key in every scene holding it: a character's mesh with shape keys (or the rig); "
+        "default: the panel's target, else the scene's THUNDER rig",
+    )
+    p.add_argument(
+        "--mapping",
+        default=None,
+        metavar="PRESET_OR_JSON",
+        help="the character's mapping: a preset (arkit52, vrm_visemes, thunder_exp) or a mapping JSON file; "
+        "default: the mapping the character has (detected from its shape-key names when it has none)",
+    )
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per file")
     p.add_argument("--json", type=Path, default=None, help="also write the summary as JSON here")
     p.set_defaults(func=run)
@@ -406,6 +420,8 @@ def key_file(blend: Path, args, children: Children, lock_fd: int | None = None) 
             "token_file": args.token_file,
             "report": str(report),
             "timeout": args.timeout,
+            "target": args.target,
+            "mapping": args.mapping,
         }
         cmd = blender_command(blend, config, args.blender, args.addon)
         # POSIX: Blender inherits the file's lock, so an orphan that outlives this process (no
@@ -424,6 +440,22 @@ def key_file(blend: Path, args, children: Children, lock_fd: int | None = None) 
             return [_row(blend, "failed", f"Blender exited with code {proc.returncode}: {' | '.join(tail)}")]
         rows = json.loads(report.read_text())["rows"]
     return [{"file": str(blend), **r} for r in rows] or [_row(blend, "skipped", "no sound strips")]
+
+
+def _mapping_arg(spec: str | None) -> str | None:
+    """--mapping for Blender: a preset's name as is, a file's absolute path (Blender's working
+    folder is not ours), checked here so a bad one stops the batch before any Blender starts."""
+    from blender_thunder.core import retarget
+
+    if not spec or spec in retarget.presets():
+        return spec
+    try:
+        retarget.Mapping.load(spec)
+    except ValueError as exc:
+        raise SystemExit(
+            f"thunder batch: --mapping {spec}: not a preset ({', '.join(retarget.presets())}) nor a mapping file: {exc}"
+        ) from None
+    return str(Path(spec).resolve())
 
 
 def key_locked(blend: Path, args, children: Children) -> list[dict]:
@@ -480,6 +512,7 @@ def run(args) -> int:
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
         raise SystemExit(f"thunder batch: no such file: {', '.join(missing)}")
+    args.mapping = _mapping_arg(args.mapping)
     children = Children()
     rows: list[dict] = []
     done = 0

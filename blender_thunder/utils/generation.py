@@ -14,9 +14,9 @@ import bpy
 from ..core import contract, jobs
 from ..core.client import BackendError, Client
 from ..core.messages import check_model, encode_take, parse_animate
-from . import takes as takes_mod
+from . import characters, takes as takes_mod
 from .compat import top_strips
-from .rigs import RigError, check_head_ids, resolve
+from .rigs import RigError, check_head_ids
 from .strips import StripInfo, find as find_strip, free_channel, strip_info
 
 
@@ -56,9 +56,16 @@ def ensure_backend(job: jobs.Job, client: Client, launch: dict | None) -> None:
 
 
 def _fetch(
-    job: jobs.Job, client: Client, info: StripInfo, options: Options, rig_head: tuple | None, launch: dict | None = None
+    job: jobs.Job,
+    client: Client,
+    info: StripInfo,
+    options: Options,
+    rig_head: tuple | None,
+    launch: dict | None = None,
+    mapping=None,
 ):
-    """Worker thread. `rig_head`: (rig name, its head_id) to check against the bundle, or None."""
+    """Worker thread. `rig_head`: (rig name, its head_id) to check against the bundle, or None.
+    `mapping`: a character's (retarget.Mapping): each take's weights come back too, else Nones."""
     ensure_backend(job, client, launch)
     job.report(0.05, "checking the model")
     model = check_model(client.model())
@@ -79,7 +86,10 @@ def _fetch(
     reply = client.animate(audio, os.path.basename(info.audio_path), form, cancel=job.cancel, progress=sampling)
     job.report(0.9, "decoding")
     found, meta = parse_animate(reply, expect_takes=options.takes)
-    return found, meta, model
+    if mapping is None:
+        return found, meta, model, [None] * len(found)
+    job.report(0.95, "retargeting")
+    return found, meta, model, characters.retarget_takes(client, model["head"]["head_id"], found, mapping)
 
 
 PUSH_UNDO = True  # headless batch turns it off: no one undoes there, and steps cost memory
@@ -133,24 +143,24 @@ def start_generate(
     `replace`: a seed that already has an add-on take of this strip on this rig gets the new
     take in its place (same name, same list row) instead of a `.001` twin; the artist's
     copies and renamed takes are never touched. The Generate button replaces."""
-    rig = resolve(rig_obj)
+    rig = characters.resolve(rig_obj)
     info = strip_info(scene, strip)
-    rig_name, scene_name = rig.armature.name, scene.name
-    rig_head = (rig.name, rig.head_id) if check_rig else None
+    rig_name, scene_name, mapping = rig.name, scene.name, rig.mapping
+    rig_head = (rig.name, rig.head_id) if check_rig and rig.head_id is not None else None
 
     def apply(result) -> str:
-        found, meta, model = result
+        found, meta, model, weights = result
         scn = bpy.data.scenes.get(scene_name)
         if scn is None:
             raise RuntimeError(f"scene {scene_name!r} is gone")
-        rg = resolve(bpy.data.objects.get(rig_name))
+        rg = characters.resolve(bpy.data.objects.get(rig_name), mapping)
         created, list_len = [], len(scn.thunder.takes)
         before = takes_mod.shown(rg, info.strip)
         rng = (scn.frame_start, scn.frame_end)
         old = takes_mod.same_seed_takes(scn, info.strip, rg.name, [t.seed for t in found]) if replace else {}
         try:
-            for take in found:
-                created.append(takes_mod.create(rg, info, take, _extra(model, options)))
+            for take, w in zip(found, weights):
+                created.append(takes_mod.create(rg, info, take, _extra(model, options), w))
             # The best lip-sync score plays first (the first one on ties, as the backend ranked them).
             best = max(created, key=lambda a: takes_mod.meta(a[0])["score"])
             takes_mod.show(rg, best)
@@ -173,7 +183,9 @@ def start_generate(
         again = f", {n_replaced} replaced" if n_replaced else ""
         return f"{len(created)} take(s) for {info.strip!r}{again} in {meta.get('timings', {}).get('total', 0):.1f} s"
 
-    return jobs.start(f"Generate {info.strip}", lambda job: _fetch(job, client, info, options, rig_head, launch), apply)
+    return jobs.start(
+        f"Generate {info.strip}", lambda job: _fetch(job, client, info, options, rig_head, launch, mapping), apply
+    )
 
 
 def _replace_in_list(scene, olds: list, actions) -> bool:
@@ -231,17 +243,17 @@ def start_resample(scene, index: int, client: Client, launch: dict | None = None
         guidance=m.get("guidance", 1.0),
         rank=False,
     )
-    rig = resolve(rig_obj)
+    rig = characters.resolve(rig_obj)  # a character's mapping as the panel has it now
     info = strip_info(scene, strip)
-    scene_name, old_name, rig_name = scene.name, old.name, rig.name
+    scene_name, old_name, rig_name, mapping = scene.name, old.name, rig.name, rig.mapping
 
     def apply(result) -> str:
-        found, meta, model = result
+        found, meta, model, weights = result
         scn = bpy.data.scenes[scene_name]
-        rg = resolve(bpy.data.objects.get(rig_name))
+        rg = characters.resolve(bpy.data.objects.get(rig_name), mapping)
         old_act = bpy.data.actions.get(old_name)
         was_shown = old_act is not None and takes_mod.shown(rg, info.strip) == old_act
-        actions = takes_mod.create(rg, info, found[0], _extra(model, options))
+        actions = takes_mod.create(rg, info, found[0], _extra(model, options), weights[0])
         try:
             if was_shown:
                 takes_mod.show(rg, actions)
@@ -260,8 +272,10 @@ def start_resample(scene, index: int, client: Client, launch: dict | None = None
         _undo_push("THUNDER: resample take")
         return f"new take seed {found[0].seed} (score {found[0].score:.3f})"
 
-    rig_head = (rig.name, rig.head_id)
-    return jobs.start(f"Resample {old_name}", lambda job: _fetch(job, client, info, options, rig_head, launch), apply)
+    rig_head = (rig.name, rig.head_id) if rig.head_id is not None else None
+    return jobs.start(
+        f"Resample {old_name}", lambda job: _fetch(job, client, info, options, rig_head, launch, mapping), apply
+    )
 
 
 def head_arrays(head_bytes: bytes | None = None, flame_dir: str = "") -> dict:

@@ -22,12 +22,25 @@ class RigError(ValueError):
 
 @dataclass
 class Rig:
+    """The stand-in head: takes key its exp shape keys with the backend's psi as is (signed,
+    so the sliders are widened) and its `jaw` bone. A character (utils/characters.py) is the
+    other kind of target; utils/takes.py keys either through the same attributes."""
+
     mesh: bpy.types.Object
     armature: bpy.types.Object
+    jaw_bone = "jaw"
+    shape_key_names = SHAPE_KEYS
+    signed_keys = True  # psi, not 0..1 weights
+    mapping = None  # no retargeting: psi goes to exp000… as is
 
     @property
     def key(self) -> bpy.types.Key:
         return self.mesh.data.shape_keys
+
+    def jaw_in_armature(self, axis_angle: np.ndarray) -> np.ndarray:
+        """The take's jaw (FLAME-frame axis-angle) as rig.bone_rotation_keys wants it: as is,
+        the stand-in's armature being the head's own frame."""
+        return axis_angle
 
     @property
     def name(self) -> str:
@@ -60,7 +73,7 @@ def mesh_head_id(mesh_obj) -> str:
     return contract.head_id(flame, faces)
 
 
-def _armature_of(mesh: bpy.types.Object):
+def armature_of(mesh: bpy.types.Object):
     for mod in mesh.modifiers:
         if mod.type == "ARMATURE" and mod.object is not None:
             return mod.object
@@ -73,7 +86,7 @@ def _mesh_of(arm: bpy.types.Object):
     candidates = [c for c in arm.children_recursive if c.type == "MESH"]
     candidates += [o for o in bpy.data.objects if o.type == "MESH" and o not in candidates]
     for ob in candidates:
-        if _armature_of(ob) is arm and _has_keys(ob):
+        if armature_of(ob) is arm and _has_keys(ob):
             return ob
     return None
 
@@ -92,7 +105,7 @@ def resolve(obj) -> Rig:
         if mesh is None:
             raise RigError(f"armature {obj.name!r} has no mesh with shape keys exp000…exp049 skinned to it")
     elif obj.type == "MESH":
-        mesh, arm = obj, _armature_of(obj)
+        mesh, arm = obj, armature_of(obj)
         if arm is None:
             raise RigError(f"mesh {obj.name!r} is not skinned to an armature (Armature modifier)")
     else:

@@ -14,6 +14,7 @@ right under the THUNDER tracks so the takes play.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 
 import bpy
@@ -35,7 +36,7 @@ REST_TRACK = "THUNDER rest face"
 REST_ACTION = "THUNDER rest face"
 SRC_FPS = float(FPS)  # the backend's motion rate
 BLEND_S = 0.1  # take strips blend in and out over this long (at most a quarter of the strip)
-JAW = "jaw"
+JAW = Rig.jaw_bone  # the stand-in's jaw bone
 # Blender 5.0 gives a shape key's value an RNA default of 1.0 (0.0 before), and the NLA
 # evaluates a channel that no strip covers at that default: every take frame would be
 # framed by a crumpled face. A held rest strip under everything brings back 0.0.
@@ -63,19 +64,26 @@ def track_name(strip_name: str) -> str:
     return f"{TRACK_PREFIX}{strip_name}"[:63]
 
 
-def create(rig: Rig, info: StripInfo, take: Take, extra: dict | None = None) -> list:
-    """Key one take on new Action(s); returns them. Only adds datablocks."""
-    exp = resample.resample(take.exp, SRC_FPS, info.fps)
-    jaw_mode = rig.armature.pose.bones[JAW].rotation_mode
-    jaw_prop, jaw = _jaw_keys(rig, take.jaw, info.fps, jaw_mode)
-    frames = info.frame_start + np.arange(len(exp), dtype=np.float64)
+def create(rig, info: StripInfo, take: Take, extra: dict | None = None, weights: dict | None = None) -> list:
+    """Key one take on new Action(s); returns them. Only adds datablocks.
+    `rig`: the stand-in Rig (psi on its exp keys) or a Character, whose shape keys get
+    `weights` (target shape key -> (T,) at 25 fps, the retargeted take: utils/characters.py)."""
+    if weights is None:
+        exp = resample.resample(take.exp, SRC_FPS, info.fps)
+        channels = [(f"exp{i:03d}", exp[:, i]) for i in range(exp.shape[1])]
+    else:
+        names = list(weights)
+        values = resample.resample(np.stack([weights[n] for n in names], axis=1), SRC_FPS, info.fps)
+        channels = [(n, values[:, j]) for j, n in enumerate(names)]
+    frames = info.frame_start + np.arange(len(channels[0][1]), dtype=np.float64)
     name = f"{info.strip} s{take.seed}"
-    tc = keying.new_take_channels(name, {"KEY": rig.key.name, "OBJECT": rig.armature.name}, {"OBJECT": " jaw"})
+    jaw_bone = rig.jaw_bone
+    slots = {"KEY": rig.key.name, **({"OBJECT": rig.armature.name} if jaw_bone else {})}
+    tc = keying.new_take_channels(name, slots, {"OBJECT": " jaw"})
     try:
-        key_t, arm_t = tc.targets["KEY"], tc.targets["OBJECT"]
-        for i in range(exp.shape[1]):
-            keying.write_curves(key_t, f'key_blocks["exp{i:03d}"].value', frames, exp[:, i], "Expression")
-        keying.write_curves(arm_t, f'pose.bones["{JAW}"].{jaw_prop}', frames, jaw, JAW)
+        key_t = tc.targets["KEY"]
+        for key_name, values in channels:
+            keying.write_curves(key_t, shape_key_path(key_name), frames, values, "Expression")
         record = {
             "owner": "thunder",
             "scene": info.scene,
@@ -90,11 +98,19 @@ def create(rig: Rig, info: StripInfo, take: Take, extra: dict | None = None) -> 
             "frame_end": float(frames[-1]),
             "audio_start": float(info.start_s),
             "audio_end": float(info.end_s),
-            "jaw_mode": jaw_mode,
             "exp_b64": encode_array(take.exp),
             "jaw_b64": encode_array(take.jaw),
             **(extra or {}),
         }
+        if jaw_bone:
+            jaw_mode = rig.armature.pose.bones[jaw_bone].rotation_mode
+            jaw_prop, jaw = _jaw_keys(rig, take.jaw, info.fps, jaw_mode)
+            keying.write_curves(tc.targets["OBJECT"], bone_path(jaw_bone, jaw_prop), frames, jaw, jaw_bone)
+            record["jaw_mode"] = jaw_mode
+        if weights is not None:  # a character: what was keyed, to show and export it later
+            record.update(target="character", channels=[n for n, _ in channels], jaw_bone=jaw_bone or "")
+            record["jaw_armature"] = rig.armature.name if jaw_bone else ""
+            record["mapping_json"] = json.dumps(rig.mapping.to_dict())
         for act in tc.actions:
             act[OWNER] = {**record, "name": act.name, "actions": [a.name for a in tc.actions]}
             act.use_fake_user = True  # unpicked takes must survive save + reload
@@ -105,9 +121,18 @@ def create(rig: Rig, info: StripInfo, take: Take, extra: dict | None = None) -> 
     return tc.actions
 
 
-def _jaw_keys(rig: Rig, jaw25: np.ndarray, fps: float, mode: str) -> tuple[str, np.ndarray]:
+def shape_key_path(name: str) -> str:
+    return f'key_blocks["{bpy.utils.escape_identifier(name)}"].value'
+
+
+def bone_path(bone: str, prop: str) -> str:
+    return f'pose.bones["{bpy.utils.escape_identifier(bone)}"].{prop}'
+
+
+def _jaw_keys(rig, jaw25: np.ndarray, fps: float, mode: str) -> tuple[str, np.ndarray]:
     """The jaw's keys at the scene fps, in the bone's rotation mode: (property, values)."""
-    return bone_rotation_keys(resample.resample(jaw25, SRC_FPS, fps), rig.armature.data.bones[JAW], mode)
+    jaw = rig.jaw_in_armature(resample.resample(jaw25, SRC_FPS, fps))
+    return bone_rotation_keys(jaw, rig.armature.data.bones[rig.jaw_bone], mode)
 
 
 def content_hash(action) -> str:
@@ -133,7 +158,7 @@ def blend_frames(frame_start: float, frame_end: float, fps: float) -> float:
     return float(min(BLEND_S * fps, max(frame_end - frame_start, 0.0) / 4.0))
 
 
-def show(rig: Rig, actions) -> None:
+def show(rig, actions) -> None:
     """Make a take the one that plays: an add-on NLA track per rig datablock and strip.
     The rig's settings stay as they are (the jaw's rotation mode included): an add-on
     take keyed in another jaw rotation mode is re-keyed in the jaw's mode first."""
@@ -142,35 +167,37 @@ def show(rig: Rig, actions) -> None:
     name = actions[0].name
     f0, f1 = m["frame_start"], max(m["frame_end"], m["frame_start"] + 1)
     rekey_jaw(rig, actions)
-    widen_sliders(rig, stored_take(actions[0]).exp)
+    if rig.signed_keys:
+        widen_sliders(rig, stored_take(actions[0]).exp)
     blend = blend_frames(f0, f1, float(m.get("fps") or SRC_FPS))
     track = track_name(m["strip"])
     if REST_NEEDED:
-        ensure_rest(rig.key)
+        ensure_rest(rig.key, m.get("channels") or SHAPE_KEYS)
     keying.assign_nla(rig.key, track, tg["KEY"], f0, f1, name, blend=blend)
-    keying.assign_nla(rig.armature, track, tg["OBJECT"], f0, f1, name, blend=blend)
+    if "OBJECT" in tg and rig.jaw_bone:
+        keying.assign_nla(rig.armature, track, tg["OBJECT"], f0, f1, name, blend=blend)
 
 
-def jaw_mode_stale(rig: Rig, action) -> bool:
+def jaw_mode_stale(rig, action) -> bool:
     """An add-on take keyed in another jaw rotation mode than the jaw bone has now."""
-    if action is None or not is_owned(action):
+    if action is None or not is_owned(action) or not rig.jaw_bone:
         return False
-    return meta(action).get("jaw_mode", "QUATERNION") != rig.armature.pose.bones[JAW].rotation_mode
+    return meta(action).get("jaw_mode", "QUATERNION") != rig.armature.pose.bones[rig.jaw_bone].rotation_mode
 
 
-def rekey_jaw(rig: Rig, actions) -> bool:
+def rekey_jaw(rig, actions) -> bool:
     """Key an add-on take's jaw again in the jaw bone's rotation mode, if it was keyed in
     another one (the artist changed the mode). Artists' takes are left alone."""
-    mode = rig.armature.pose.bones[JAW].rotation_mode
-    m = meta(actions[0])
-    have = m.get("jaw_mode", "QUATERNION")
-    if have == mode or not all(is_owned(a) for a in actions):
+    if not jaw_mode_stale(rig, actions[0]) or not all(is_owned(a) for a in actions):
         return False
+    jaw_bone = rig.jaw_bone
+    mode = rig.armature.pose.bones[jaw_bone].rotation_mode
+    m = meta(actions[0])
     arm_t = targets(actions)["OBJECT"]
-    keying.remove_curves(arm_t, f'pose.bones["{JAW}"].{rotation_property(have)}')
+    keying.remove_curves(arm_t, bone_path(jaw_bone, rotation_property(m.get("jaw_mode", "QUATERNION"))))
     prop, values = _jaw_keys(rig, stored_take(actions[0]).jaw, float(m["fps"]), mode)
     frames = float(m["frame_start"]) + np.arange(len(values), dtype=np.float64)
-    keying.write_curves(arm_t, f'pose.bones["{JAW}"].{prop}', frames, values, JAW)
+    keying.write_curves(arm_t, bone_path(jaw_bone, prop), frames, values, jaw_bone)
     for act in actions:
         rec = act[OWNER]
         rec["jaw_mode"] = mode
@@ -189,19 +216,42 @@ def _lowest_take_track(idb):
     return None
 
 
-def rest_action():
-    """The add-on's Action holding every exp shape key at 0 (created when missing)."""
+def rest_action(key=None, names=SHAPE_KEYS):
+    """The add-on's Action holding shape keys at rest (created when missing). The stand-in's
+    exp keys rest at 0: one Action shared by every rig. A character's keys (`key`, `names`:
+    those its takes key) rest at the values the artist gave them: one Action per Key, which
+    grows when a take keys more of them (those rest at 0: by then their value is the NLA's)."""
+    character = key is not None and not set(names) <= set(SHAPE_KEYS)
     for act in bpy.data.actions:
         rec = act.get(REST_OWNER)
         if rec is not None and rec.get("owner") == "thunder" and rec.get("name") == act.name:
-            return act
-    tc = keying.new_take_channels(REST_ACTION, {"KEY": "rest face"})
-    target = tc.targets["KEY"]
-    for name in SHAPE_KEYS:
-        keying.write_curves(target, f'key_blocks["{name}"].value', np.zeros(1), np.zeros(1))
+            if rec.get("key", "") == (key.name if character else ""):
+                if character:
+                    _rest_channels(act, key, names)
+                return act
+    label = f"{REST_ACTION} {key.name}" if character else REST_ACTION
+    tc = keying.new_take_channels(label, {"KEY": "rest face"})
     act = tc.actions[0]
-    act[REST_OWNER] = {"owner": "thunder", "name": act.name}
+    act[REST_OWNER] = {"owner": "thunder", "name": act.name, **({"key": key.name} if character else {})}
+    if character:
+        _rest_channels(act, key, names, initial=True)
+    else:
+        for name in SHAPE_KEYS:
+            keying.write_curves(tc.targets["KEY"], shape_key_path(name), np.zeros(1), np.zeros(1))
     return act
+
+
+def _rest_channels(act, key, names, initial: bool = False) -> None:
+    """Key each of `names` the rest Action lacks, at its value now (`initial`: the artist's,
+    no take plays yet) or at 0."""
+    target = targets([act])["KEY"]
+    have = keying.channel_paths(act, target.slot)
+    for name in names:
+        path = shape_key_path(name)
+        if path not in have:
+            kb = key.key_blocks.get(name)
+            value = float(kb.value) if initial and kb is not None else 0.0
+            keying.write_curves(target, path, np.zeros(1), np.full(1, value))
 
 
 def _rest_track(key):
@@ -214,16 +264,19 @@ def _rest_track(key):
     return track if rec is not None and rec.get("owner") == "thunder" else None
 
 
-def ensure_rest(key) -> bool:
+def ensure_rest(key, names=SHAPE_KEYS) -> bool:
     """Put the rest track at the bottom of the shape keys' NLA stack. Only where it can go
-    under everything: never over an artist's track (their animation would be hidden)."""
+    under everything: never over an artist's track (their animation would be hidden).
+    `names`: the shape keys the takes key (a character's grow its rest Action)."""
     ad = key.animation_data or key.animation_data_create()
-    if _rest_track(key) is not None:
+    track = _rest_track(key)
+    if track is not None:
+        rest_action(key, names)  # a character's: holds `names` too from now on
         return True
     tracks = list(ad.nla_tracks)
     if tracks and not _is_take_track(tracks[0]):
         return False  # an artist's track is at the bottom: theirs stays the base
-    act = rest_action()
+    act = rest_action(key, names)
     tg = targets([act])["KEY"]
     track = keying.new_track_below(ad, tracks[0]) if tracks else ad.nla_tracks.new()
     track.name = REST_TRACK
@@ -252,7 +305,7 @@ def _drop_rest(key) -> None:
         bpy.data.actions.remove(act)  # only the add-on's own, under its own name
 
 
-def widen_sliders(rig: Rig, exp: np.ndarray) -> None:
+def widen_sliders(rig, exp: np.ndarray) -> None:
     """Shape key values are clamped to the slider range (0..1 by default) and
     FLAME coefficients are signed: widen the range (Blender allows -10..10)."""
     lo, hi = float(np.floor(exp.min())), float(np.ceil(exp.max()))
@@ -263,15 +316,20 @@ def widen_sliders(rig: Rig, exp: np.ndarray) -> None:
             kb.slider_max = min(10.0, max(kb.slider_max, hi))
 
 
-def shown(rig: Rig, strip_name: str):
+def shown(rig, strip_name: str):
     """The Action now played for a strip on this rig (None if none)."""
     ad = rig.key.animation_data
     track = ad.nla_tracks.get(track_name(strip_name)) if ad else None
     return track.strips[0].action if track is not None and len(track.strips) else None
 
 
-def unshow(rig: Rig, strip_name: str) -> None:
-    for idb in (rig.key, rig.armature):
+def datablocks(rig) -> list:
+    """(datablock, what) a target's takes animate: its shape keys, and the jaw's armature."""
+    return [(rig.key, "shape keys")] + ([(rig.armature, "armature")] if rig.jaw_bone else [])
+
+
+def unshow(rig, strip_name: str) -> None:
+    for idb, _ in datablocks(rig):
         ad = idb.animation_data
         track = ad.nla_tracks.get(track_name(strip_name)) if ad else None
         if track is not None:
@@ -279,17 +337,17 @@ def unshow(rig: Rig, strip_name: str) -> None:
     _drop_rest(rig.key)
 
 
-def _take_paths(rig: Rig, idb) -> set:
+def _take_paths(rig, idb) -> set:
     if idb == rig.key:
-        return {f'key_blocks["{n}"].value' for n in SHAPE_KEYS}
-    return {f'pose.bones["{JAW}"].{p}' for p in ("rotation_quaternion", "rotation_euler", "rotation_axis_angle")}
+        return {shape_key_path(n) for n in rig.shape_key_names}
+    return {bone_path(rig.jaw_bone, p) for p in ("rotation_quaternion", "rotation_euler", "rotation_axis_angle")}
 
 
-def overriding_actions(rig: Rig) -> list:
+def overriding_actions(rig) -> list:
     """(what, Action name) for each active Action of the rig that plays over the takes'
     channels: Blender evaluates a datablock's active Action after its NLA tracks."""
     out = []
-    for idb, what in ((rig.key, "shape keys"), (rig.armature, "armature")):
+    for idb, what in datablocks(rig):
         ad = idb.animation_data
         if ad is None or ad.action is None or _lowest_take_track(idb) is None:
             continue
@@ -301,12 +359,12 @@ def overriding_actions(rig: Rig) -> list:
     return out
 
 
-def arrange(rig: Rig) -> list:
+def arrange(rig) -> list:
     """Let the takes play: each active Action of the rig that overrides them moves into an
     NLA track right under the THUNDER tracks (the Action itself untouched), like Blender's
     Push Down but under the takes. Returns the Actions moved."""
     moved = []
-    for idb, what in ((rig.key, "shape keys"), (rig.armature, "armature")):
+    for idb, what in datablocks(rig):
         if not any(w == what for w, _ in overriding_actions(rig)):
             continue
         ad = idb.animation_data

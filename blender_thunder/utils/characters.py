@@ -1,0 +1,276 @@
+"""Any character as a target: a mesh with shape keys (ARKit 52, visemes, a studio's own),
+optionally with a jaw bone, keyed through a retargeting mapping (core/retarget.py).
+
+A take's psi and jaw are solved to the head's semantic controls (head.npz's
+`semantic_names` / `semantic_coeffs`, fetched once per head from the backend and
+cached), the mapping turns controls into the target's shape-key weights, and
+utils/takes.py keys them exactly as it keys the stand-in rig (owned Actions, NLA,
+any fps, the rest track): a `Character` answers the same attributes as a `rigs.Rig`.
+
+The mapping lives on the mesh object (`Object.thunder_mapping`, properties.py):
+detected from the shape-key names when the target is picked, edited in the panel's
+list, saved to and loaded from a preset JSON an artist can share.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+
+from ..core import retarget
+from ..core.mapping_rows import format_sources, parse_sources
+from ..core.messages import Take
+from ..rig import flame_to_blender
+from . import rigs
+from .rigs import RigError
+
+
+@dataclass
+class Character:
+    """A mesh with shape keys keyed through `mapping`; `armature` holds the mapping's jaw bone."""
+
+    mesh: bpy.types.Object
+    mapping: retarget.Mapping
+    armature: bpy.types.Object | None = None
+    head_id = None  # any head: the controls are the backend head's, whatever the mesh
+
+    @property
+    def key(self) -> bpy.types.Key:
+        return self.mesh.data.shape_keys
+
+    @property
+    def name(self) -> str:
+        return self.mesh.name
+
+    @property
+    def jaw_bone(self) -> str | None:
+        return self.mapping.jaw_bone if self.armature is not None and self.mapping.jaw_bone else None
+
+    @property
+    def shape_key_names(self) -> list[str]:
+        return [c.target for c in self.mapping.channels]
+
+    @property
+    def signed_keys(self) -> bool:
+        return self.mapping.kind == "psi"  # the project's own exp keys take psi as is
+
+    def jaw_in_armature(self, axis_angle: np.ndarray) -> np.ndarray:
+        """The take's jaw (FLAME-frame axis-angle, the face looking along +z) for
+        rig.bone_rotation_keys, which reads the armature's space as Blender's world (face
+        towards -y, z up): a rotated armature object gets the rotation taken out."""
+        rot = np.array(self.armature.matrix_world.to_3x3().normalized())
+        to_blender = flame_to_blender(np.eye(3)).T  # columns: FLAME axes in Blender's frame
+        m = to_blender.T @ rot.T @ to_blender  # FLAME frame -> armature space, in FLAME terms
+        return np.asarray(axis_angle, dtype=np.float64) @ m.T
+
+
+def shape_key_names(obj) -> list[str]:
+    """A mesh's shape keys other than its reference (Basis)."""
+    key = obj.data.shape_keys if obj is not None and obj.type == "MESH" else None
+    if key is None:
+        return []
+    return [kb.name for kb in key.key_blocks if kb != key.reference_key]
+
+
+def is_character(obj) -> bool:
+    """A mesh with shape keys that is not the stand-in rig (which needs no mapping)."""
+    if not shape_key_names(obj):
+        return False
+    try:
+        rigs.resolve(obj)
+    except RigError:
+        return True
+    return False
+
+
+def is_target(obj) -> bool:
+    """Something takes can be keyed on: an armature (the stand-in rig) or a mesh with shape keys."""
+    return obj is not None and (obj.type == "ARMATURE" or bool(shape_key_names(obj)))
+
+
+def jaw_armature(obj):
+    """The armature holding a character's jaw bone: the one picked for the mapping, else the
+    mesh's (Armature modifier, parent)."""
+    picked = obj.thunder_mapping.jaw_armature
+    return picked if picked is not None else rigs.armature_of(obj)
+
+
+def bone_names(obj) -> list[str]:
+    arm = jaw_armature(obj)
+    return [b.name for b in arm.data.bones] if arm is not None else []
+
+
+# ---- the mapping on the object (properties.py) and as retarget.Mapping ----
+
+
+def stored_mapping(obj) -> retarget.Mapping | None:
+    """The mapping the object's properties hold (None when none was set up yet).
+    ValueError names the list row whose sources do not parse."""
+    props = obj.thunder_mapping
+    if not len(props.channels):
+        return None
+    channels = []
+    for i, row in enumerate(props.channels):
+        try:
+            sources = parse_sources(row.sources)
+        except ValueError as exc:
+            raise ValueError(f"mapping row {i + 1} ({row.target or 'no shape key'}): {exc}") from None
+        if row.target:
+            channels.append(retarget.Channel(row.target, sources, float(row.gain)))
+    return retarget.Mapping(props.name or "custom", props.kind or "shape_keys", channels, props.jaw_bone or None)
+
+
+def store_mapping(obj, mapping: retarget.Mapping) -> None:
+    """Write a mapping into the object's properties (the panel's list)."""
+    props = obj.thunder_mapping
+    props.channels.clear()
+    for ch in mapping.channels:
+        row = props.channels.add()
+        row.target, row.sources, row.gain = ch.target, format_sources(ch.sources), float(ch.gain)
+    props.name, props.kind = mapping.name, mapping.kind
+    props.jaw_bone = mapping.jaw_bone or ""
+    props.active_channel = 0 if len(props.channels) else -1
+
+
+def detect(obj) -> retarget.Mapping | None:
+    """The preset that fits the object's shape keys (and jaw armature's bones) best, bound to its names."""
+    return retarget.detect(shape_key_names(obj), bone_names(obj))
+
+
+def bind(mapping: retarget.Mapping, obj) -> tuple[retarget.Mapping, list[str]]:
+    """A mapping (a preset, or a file saved from another character) bound to this object's
+    names, as detect() binds presets (exact name, naming variant, alias); rows whose shape
+    key the mesh lacks are dropped and returned, so the caller can say which."""
+    names = shape_key_names(obj)
+    by_norm: dict[str, str] = {}
+    for n in names:
+        by_norm.setdefault(retarget.normalize_name(n), n)
+    # retarget binds presets this way inside detect(); it has no public name for it yet.
+    bound, _ = retarget._bind(mapping, by_norm, set(names))
+    bound.name = mapping.name
+
+    def found(ch) -> bool:
+        return any(n in by_norm.values() or retarget.normalize_name(n) in by_norm for n in (ch.target, *ch.aliases))
+
+    dropped = [c.target for c in mapping.channels if not found(c)]
+    if mapping.jaw_bone:
+        bones = bone_names(obj)
+        norm = {retarget.normalize_name(b): b for b in bones}
+        exact = mapping.jaw_bone if mapping.jaw_bone in bones else None
+        bound.jaw_bone = exact or norm.get(retarget.normalize_name(mapping.jaw_bone))
+    return bound, dropped
+
+
+def mapping_of(obj) -> retarget.Mapping:
+    """The object's mapping: the stored one, else the detected one (not stored: the panel
+    draws through here and may not write). RigError when nothing fits."""
+    mapping = stored_mapping(obj)
+    if mapping is None:
+        mapping = detect(obj)
+    if mapping is None or not mapping.channels:
+        raise RigError(
+            f"no mapping for {obj.name!r}: none of its shape keys has a name a preset knows (ARKit 52, "
+            "VRM visemes, exp000…): add rows to its mapping list or load a preset file"
+        )
+    return mapping
+
+
+def _check(obj, mapping: retarget.Mapping, arm) -> None:
+    have = set(shape_key_names(obj))
+    missing = [c.target for c in mapping.channels if c.target not in have]
+    if missing:
+        raise RigError(
+            f"mesh {obj.name!r} has no shape key {', '.join(repr(n) for n in missing[:4])}"
+            f"{' …' if len(missing) > 4 else ''} that its mapping drives: fix the rows (or detect the mapping again)"
+        )
+    if mapping.jaw_bone and (arm is None or mapping.jaw_bone not in arm.data.bones):
+        where = f"armature {arm.name!r}" if arm is not None else f"{obj.name!r}'s armature (none found)"
+        raise RigError(f"the mapping's jaw bone {mapping.jaw_bone!r} is not in {where}: pick the jaw's armature")
+
+
+def resolve(obj, mapping: retarget.Mapping | None = None):
+    """The target an object is: the stand-in rig (rigs.Rig, today's path) or a Character with
+    `mapping` (default: the object's own). RigError says what is missing."""
+    try:
+        return rigs.resolve(obj)
+    except RigError as not_rig:
+        if obj is None or obj.type != "MESH" or not shape_key_names(obj):
+            if obj is not None and obj.type == "ARMATURE":
+                raise RigError(
+                    f"{obj.name!r} is not a THUNDER rig: to key a character, pick its mesh (the one with the "
+                    "shape keys); its jaw bone goes in the mapping"
+                ) from None
+            raise not_rig from None
+    mapping = mapping or mapping_of(obj)
+    arm = jaw_armature(obj) if mapping.jaw_bone else None
+    _check(obj, mapping, arm)
+    return Character(obj, mapping, arm)
+
+
+def for_take(action):
+    """The target a take was keyed on, as its record says (the character's mapping and jaw
+    bone of that take, whatever the object's mapping is now)."""
+    from .takes import meta
+
+    m = meta(action)
+    obj = bpy.data.objects.get(m.get("rig", ""))
+    if m.get("target") != "character":
+        return rigs.resolve(obj)
+    if obj is None or obj.type != "MESH" or obj.data.shape_keys is None:
+        raise RigError(f"the take's character {m.get('rig')!r} is gone")
+    mapping = retarget.Mapping.from_dict(json.loads(m["mapping_json"]))
+    arm = bpy.data.objects.get(m.get("jaw_armature", "")) if m.get("jaw_bone") else None
+    if m.get("jaw_bone") and (arm is None or m["jaw_bone"] not in arm.data.bones):
+        arm = None  # the bone is gone: the shape keys still play
+    return Character(obj, mapping, arm)
+
+
+def find_in_scene(scene, preferred=None):
+    """The object to key: the panel's target (a rig or a character), else rigs.find_in_scene."""
+    picked = scene.thunder.rig
+    if picked is not None:
+        resolve(picked)
+        return picked
+    return rigs.find_in_scene(scene, preferred)
+
+
+# ---- from takes to weights (worker thread: no bpy) ----
+
+_semantics: dict[str, tuple[list[str], np.ndarray]] = {}
+_semantics_lock = threading.Lock()
+
+
+def head_semantics(client, head_id: str) -> tuple[list[str], np.ndarray]:
+    """head.npz's semantic controls (names, coeffs (K, 50)) of the backend's head, fetched
+    once per head (GET /v1/model/head, as Add Head does) and kept for the session."""
+    with _semantics_lock:
+        if head_id in _semantics:
+            return _semantics[head_id]
+    with np.load(io.BytesIO(client.head()), allow_pickle=False) as z:
+        names = [str(n) for n in z["semantic_names"]] if "semantic_names" in z.files else []
+        coeffs = np.asarray(z["semantic_coeffs"], dtype=np.float64) if names else np.zeros((0, 0))
+    # No controls (a FLAME import): solve_controls says so when a take is retargeted.
+    with _semantics_lock:
+        _semantics[head_id] = (names, coeffs)
+    return names, coeffs
+
+
+def weights(take: Take, mapping: retarget.Mapping, semantics: tuple[list[str], np.ndarray] | None) -> dict:
+    """Target shape key -> (T,) weight at 25 fps for one take (a "psi" mapping: psi itself)."""
+    if mapping.kind == "psi":
+        controls = retarget.psi_controls(take.exp)
+    else:
+        names, coeffs = semantics
+        controls = retarget.solve_controls(take.exp, take.jaw, names, coeffs)
+    return retarget.apply(mapping, controls)
+
+
+def retarget_takes(client, head_id: str, found: list, mapping: retarget.Mapping) -> list[dict]:
+    """weights() of each take, the head's controls fetched (once) from the backend."""
+    semantics = head_semantics(client, head_id) if mapping.kind != "psi" else None
+    return [weights(take, mapping, semantics) for take in found]
