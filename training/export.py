@@ -130,7 +130,12 @@ def export_speech_graphs(out: Path, encoder, m2s=None, speaker: bool = True, hea
     """Audio encoder, speaker and M2S graphs, each through its package's exporter."""
     from training.speech.export import export_audio_encoder, export_speaker_encoder
 
-    graphs = {"audio_encoder": export_audio_encoder(encoder, out / "audio_encoder.onnx")}
+    from training.speech import whisper
+
+    if isinstance(encoder.backbone, whisper.WhisperBackbone):  # its own graph: positions cap it at 30 s
+        graphs = {"audio_encoder": whisper.export_audio_encoder(encoder.backbone.encoder, out / "audio_encoder.onnx")}
+    else:
+        graphs = {"audio_encoder": export_audio_encoder(encoder, out / "audio_encoder.onnx")}
     if speaker:
         graphs["speaker"] = _speaker_graph(out / "speaker.onnx", export_speaker_encoder)
     if m2s is not None:

@@ -61,15 +61,35 @@ def test_tidy_fills_gaps_and_merges_pauses():
     assert phones == [(0.0, 0.1, SIL), (0.1, 0.2, "AA"), (0.2, 0.5, SIL), (0.5, 0.6, "M"), (0.6, 0.8, SIL)]
 
 
-def test_real_prompt_text_from_file_names():
-    from training.corpus.real import prompt_text
+def test_transcripts_of_the_real_sources():
+    from training.corpus.recordings import asterisk_transcripts, english_text, fillets_character, fillets_transcripts
 
-    assert prompt_text("vm-pls-try-again.wav") == "please try again"
-    assert prompt_text("digits/17.wav") == "seventeen"
-    assert prompt_text("digits/42.wav") == "forty two"
-    assert prompt_text("letters/q.wav") == "q"
-    assert prompt_text("phonetic/z_p.wav") == "zulu"
-    assert prompt_text("conf-adminmenu-162.wav") == ""  # the name does not say it
+    doc = "; Core Asterisk Sounds\n\nactivated: Activated.\nbeep: [a beep]\ndigits/7: Seven.\nodd line\n"
+    assert asterisk_transcripts(doc) == {"activated": "Activated.", "digits/7": "Seven."}
+    lua = (
+        'dialogId("let-m-divna", "font_small", "What kind of strange ship is that?")\n'
+        'dialogStr("Co je to za divnou lo\u010f?")\n\n'
+        'dialogId("let-v-vrak0", "font_big", "This is the \\"wreck\\".")\n'
+    )
+    assert fillets_transcripts(lua) == {
+        "let-m-divna": "Co je to za divnou lo\u010f?",
+        "let-v-vrak0": 'This is the "wreck".',
+    }
+    assert fillets_character("let-v-vrak0", "airplane") == "v"
+    assert fillets_character("bot-x-smich", "aztec") == "aztec-x"
+    assert english_text("Press 0 then * or # 42 times") == "Press zero then  star  or  pound  forty two times"
+
+
+def test_foreign_phones_keep_lips_and_never_turn_speech_into_pauses():
+    from training.corpus.phones import foreign_to_arpa
+
+    assert foreign_to_arpa("y", "fr") == "UW" and foreign_to_arpa("y", "ru") == "IH"  # /y/ is rounded, Russian y is not
+    assert (
+        foreign_to_arpa("'W", "fr") == "UH" and foreign_to_arpa("m;", "ru") == "M" and foreign_to_arpa("b", "cs") == "B"
+    )
+    assert foreign_to_arpa("R^", "cs") == "ZH" and foreign_to_arpa("R", "it") == "R"
+    assert foreign_to_arpa("_:", "es") == SIL and foreign_to_arpa("%%", "nl") == SIL
+    assert foreign_to_arpa("qq", "nl") == "HH"  # an unknown letter: a neutral consonant, not a pause
 
 
 def test_mbrola_is_detected_or_skipped_with_a_reason():

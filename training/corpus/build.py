@@ -29,13 +29,13 @@ from backend.files import git_commit
 from . import espeak, mbrola
 from .face import Face, draw_motion, n_frames_for
 from .io import motion_arrays, write_npz, write_wav
-from .real import real_prompts
+from .recordings import SourceMissing, aligned
 from .speakers import draw_style, espeak_speakers
 from .text import utterance_text
 
 log = logging.getLogger(__name__)
-REAL_SPEAKER = "real-allison"
 SPLITS = (("train", 0.70), ("val", 0.15), ("test", 0.15))
+REAL_VAL_SHARE = 0.1  # of each seen real speaker's clips, for validation
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,9 +49,11 @@ class BuildConfig:
     hours: float
     seed: int = 0
     espeak_speakers: int
-    real_prompts: int | None  # None: every prompt that aligns
+    real_clips: int | None  # per real source; None: every clip that aligns
     workers: int = 2
     real: bool
+    real_sources: tuple = ()  # recordings.sources() names: asterisk-en, fillets-cs, ...
+    heldout_speakers: tuple = ()  # real speakers kept whole for the test split, never trained on
     mbrola: bool
 
 
@@ -106,30 +108,53 @@ def plan(cfg: BuildConfig) -> tuple[list[dict], list[dict], list[str]]:
     synthetic = list(speakers)
     for sp, split in zip([synthetic[i] for i in rng.permutation(len(synthetic))], split_counts(len(synthetic))):
         sp["split"] = split
-    prompts = []
-    if cfg.real:
-        prompts = real_prompts(cfg.cache, cfg.real_prompts)
-        if not prompts:
-            notes.append("real speaker skipped: no aligned prompts (see the message above)")
-    real_seconds = sum(p["duration"] for p in prompts)
+    clips, missing = real_clips(cfg)
+    notes += missing
+    real_seconds = sum(c["duration"] for c in clips)
     quota = max(cfg.hours * 3600 - real_seconds, 0.0) / max(len(synthetic), 1)
     tasks = [{"speaker": sp, "index": i, "quota": quota, "kind": sp["source"]} for i, sp in enumerate(synthetic)]
-    if prompts:
-        real_sp = {
-            "id": REAL_SPEAKER,
+    by_speaker: dict[str, list] = {}
+    for c in clips:
+        by_speaker.setdefault(c["speaker"], []).append(c)
+    for sid in sorted(by_speaker):
+        own = by_speaker[sid]
+        held = sid in cfg.heldout_speakers
+        sp = {
+            "id": sid,
             "source": "real",
-            "split": "by-utterance",
+            "split": "test" if held else "train+val",
+            "origins": sorted({c["source"] for c in own}),
             "style": draw_style(rng),
-            "prompts": len(prompts),
         }
-        labels = split_counts(len(prompts))
-        order = rng.permutation(len(prompts))
-        utt_split = {int(k): labels[r] for r, k in enumerate(order)}
-        speakers.append(real_sp)
-        tasks.append(
-            {"speaker": real_sp, "index": len(synthetic), "kind": "real", "prompts": prompts, "splits": utt_split}
-        )
+        if held:
+            utt_split = ["test"] * len(own)
+        else:  # seen speakers: a few clips of each for validation, the rest for training
+            n_val = int(round(REAL_VAL_SHARE * len(own))) if len(own) >= 5 else 0
+            val = set(rng.permutation(len(own))[:n_val].tolist())
+            utt_split = ["val" if k in val else "train" for k in range(len(own))]
+        speakers.append(sp)
+        tasks.append({"speaker": sp, "index": len(tasks), "kind": "real", "clips": own, "splits": utt_split})
     return speakers, tasks, notes
+
+
+def real_clips(cfg: BuildConfig) -> tuple[list[dict], list[str]]:
+    """Aligned clips of every configured real source, and notes on the sources left out."""
+    if not cfg.real:
+        return [], []
+    clips, notes = [], []
+    for source in cfg.real_sources:
+        try:
+            got = aligned(cfg.cache, source, cfg.real_clips)
+        except SourceMissing as err:
+            notes.append(f"real source {source} skipped: {err}")
+            continue
+        except ImportError as err:
+            notes.append(f"real source {source} skipped: an aligner is missing ({err})")
+            continue
+        if not got:
+            notes.append(f"real source {source} skipped: no clip passed the alignment gates")
+        clips += got
+    return clips, notes
 
 
 # ---- worker side -------------------------------------------------------------------------
@@ -147,8 +172,10 @@ def _init(cfg: BuildConfig) -> None:
     _FACE = Face.load(cfg.head)
 
 
-def _entry(uid: str, sp: dict, split: str, duration: float) -> dict:
+def _entry(uid: str, sp: dict, split: str, duration: float, clip: dict | None = None) -> dict:
+    origin = {"origin": clip["source"], "lang": clip["lang"]} if clip else {}
     return {
+        **origin,
         "id": uid,
         "wav": f"wav/{uid}.wav",
         "motion": f"motion/{uid}.npz",
@@ -182,12 +209,12 @@ def run_task(task: dict) -> list[dict]:
     out, sp, seed = Path(_CFG.out), task["speaker"], _CFG.seed
     entries = []
     if task["kind"] == "real":
-        for k, prompt in enumerate(task["prompts"]):
+        for k, clip in enumerate(task["clips"]):
             uid = f"{sp['id']}-{k:04d}"
             dur = _existing(out, uid)
             if dur is None:
-                dur = _make(out, uid, sp, real_utterance(prompt), np.random.SeedSequence([seed, task["index"], k, 1]))
-            entries.append(_entry(uid, sp, task["splits"][k], dur))
+                dur = _make(out, uid, sp, real_utterance(clip), np.random.SeedSequence([seed, task["index"], k, 1]))
+            entries.append(_entry(uid, sp, task["splits"][k], dur, clip))
         return entries
     make = espeak_utterance if task["kind"] == "espeak" else mbrola_utterance
     espeak.reset()  # this speaker's audio depends on nothing spoken before it
@@ -230,17 +257,17 @@ def _check_resume(out: Path, cfg: BuildConfig, head_id: str) -> None:
 def summary_table(manifest: dict) -> str:
     rows = {}
     for u in manifest["utterances"]:
-        r = rows.setdefault(u["source"], {"speakers": set(), "utts": 0, "sec": 0.0})
+        r = rows.setdefault(u.get("origin", u["source"]), {"speakers": set(), "utts": 0, "sec": 0.0})
         r["speakers"].add(u["speaker"])
         r["utts"] += 1
         r["sec"] += u["duration"]
-    lines = [f"{'source':<8} {'speakers':>8} {'utterances':>10} {'hours':>7}"]
+    lines = [f"{'source':<12} {'speakers':>8} {'utterances':>10} {'hours':>7}"]
     for src in sorted(rows):
         r = rows[src]
-        lines.append(f"{src:<8} {len(r['speakers']):>8} {r['utts']:>10} {r['sec'] / 3600:>7.2f}")
+        lines.append(f"{src:<12} {len(r['speakers']):>8} {r['utts']:>10} {r['sec'] / 3600:>7.2f}")
     tot_s = sum(r["sec"] for r in rows.values())
     lines.append(
-        f"{'total':<8} {sum(len(r['speakers']) for r in rows.values()):>8} "
+        f"{'total':<12} {sum(len(r['speakers']) for r in rows.values()):>8} "
         f"{sum(r['utts'] for r in rows.values()):>10} {tot_s / 3600:>7.2f}"
     )
     by_split = {}
@@ -264,7 +291,7 @@ def build(cfg: BuildConfig, command: str = "", origin: dict | None = None) -> di
         log.warning("%s", note)
     t_plan = time.time() - t0
     entries = []
-    planned = sum(t.get("quota", 0.0) for t in tasks) + sum(p["duration"] for t in tasks for p in t.get("prompts", []))
+    planned = sum(t.get("quota", 0.0) for t in tasks) + sum(c["duration"] for t in tasks for c in t.get("clips", []))
     bar = tqdm(total=int(planned), unit="s speech", desc="corpus")
 
     def advance(res):
@@ -272,7 +299,7 @@ def build(cfg: BuildConfig, command: str = "", origin: dict | None = None) -> di
         bar.total = max(bar.total, bar.n + step)  # a speaker's last utterance overshoots its share
         bar.update(step)
 
-    order = sorted(tasks, key=lambda t: t["kind"] != "real")  # the long real task first
+    order = sorted(tasks, key=lambda t: -len(t.get("clips", ())))  # the long real tasks first
     if cfg.workers > 1:
         ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         with ctx.Pool(cfg.workers, initializer=_init, initargs=(cfg,)) as pool:
@@ -292,7 +319,7 @@ def build(cfg: BuildConfig, command: str = "", origin: dict | None = None) -> di
         "sample_rate": SAMPLE_RATE,
         "head_id": face.head_id,
         "speakers": {
-            sp["id"]: {k: sp[k] for k in ("source", "split", "style", "voice", "rate", "pitch") if k in sp}
+            sp["id"]: {k: sp[k] for k in ("source", "split", "style", "voice", "rate", "pitch", "origins") if k in sp}
             for sp in sorted(speakers, key=lambda s: s["id"])
         },
         "utterances": sorted(entries, key=lambda e: e["id"]),

@@ -150,6 +150,53 @@ def espeak_to_arpa(mnemonic: str) -> str:
     return ESPEAK_TO_ARPA.get(base[:1], SIL)
 
 
+# espeak-ng mnemonics of the other languages the corpus hears, where they differ from
+# English's or are missing there: mapped to the English phone with the nearest lip and
+# jaw shape (what the articulation model needs), not the nearest sound.
+FOREIGN_TO_ARPA = {
+    "*": {
+        "y": "UW",
+        "Y": "UW",
+        "R": "R",
+        "R^": "R",
+        "r*": "R",
+        "J": "Y",
+        "Q": "HH",
+        "x": "HH",
+        "ts": "T",
+        "dz": "D",
+        "l^": "L",
+        "n^": "N",
+        "c": "K",
+        "J^": "JH",
+        "ll": "L",
+        "rr": "R",
+        "B": "V",
+        "G": "HH",
+    },
+    "fr": {"W": "UH", "W~": "UH", "9": "AO", "9~": "AO", "E~": "EH", "A~": "AA", "O~": "AO", "w": "W", "H": "W"},
+    "ru": {"y": "IH", "8": "UW"},
+    "nl": {"W": "W", "Y": "UW", "VU": "AW", "9y": "OY", "Ei": "EY", "Au": "AW", "G": "HH"},
+    "cs": {"R^": "ZH", "h": "HH", "h#": "HH"},
+    "es": {"B": "V", "D": "DH", "Q": "HH", "x": "HH"},
+    "it": {"R": "R"},
+}
+
+
+def foreign_to_arpa(mnemonic: str, lang: str = "*") -> str:
+    """espeak-ng mnemonic of any language -> inventory: the language's table, then English's,
+    then the bare symbol; an unknown letter becomes a neutral consonant (HH), never a pause."""
+    name = _STRESS.sub("", mnemonic.strip()).rstrip(";")
+    if not name or name.startswith("_") or name in ("||", "|", "!"):
+        return SIL
+    for table in (FOREIGN_TO_ARPA.get(lang, {}), FOREIGN_TO_ARPA["*"], ESPEAK_TO_ARPA):
+        for key in (name, name.rstrip("#:/-0123456789;~")):
+            if key in table:
+                return table[key]
+    base = name.rstrip("#:/-0123456789;~")
+    return ESPEAK_TO_ARPA.get(base[:1], "HH") if base else SIL
+
+
 def is_stressed(mnemonic: str) -> bool:
     return mnemonic.startswith("'")
 

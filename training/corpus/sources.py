@@ -14,7 +14,7 @@ import soxr
 
 from backend.contracts import SAMPLE_RATE
 
-from . import espeak, mbrola, real
+from . import espeak, mbrola, recordings
 from .phones import SIL, espeak_to_arpa, is_stressed
 
 
@@ -106,7 +106,8 @@ def mbrola_utterance(text: str, speaker: dict, rng: np.random.Generator) -> Utte
     return Utterance(_level(audio, rng), phones, [], text)
 
 
-def real_utterance(prompt: dict) -> Utterance:
-    audio = real.load_prompt_audio(prompt)
-    phones, _ = tidy([tuple(p) for p in prompt["phones"]], len(audio) / SAMPLE_RATE)
-    return Utterance(audio, phones, [tuple(w) for w in prompt["words"]], prompt["text"])
+def real_utterance(clip: dict) -> Utterance:
+    """A recorded clip (training/corpus/recordings.py) with its aligned phones and words."""
+    audio = recordings.load_audio(clip["path"])
+    phones, _ = tidy([tuple(p) for p in clip["phones"]], len(audio) / SAMPLE_RATE)
+    return Utterance(audio, phones, [tuple(w) for w in clip["words"]], clip["text"])

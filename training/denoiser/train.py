@@ -133,9 +133,13 @@ def encoder_spec(encoder) -> dict:
     """What `build_encoder` needs to rebuild this encoder's architecture (weights aside)."""
     from training.speech.encoder import TransformersBackbone
 
+    from training.speech.whisper import WhisperBackbone
+
     spec = {"config": asdict(encoder.cfg)}
     if isinstance(encoder.backbone, TransformersBackbone) and encoder.cfg.kind not in ("wav2vec2", "logmel"):
         spec["hf_config"] = encoder.backbone.model.config.to_dict()  # a pretrained transformers folder
+    elif isinstance(encoder.backbone, WhisperBackbone):
+        spec["hf_config"] = encoder.backbone.encoder.config.to_dict()
     return spec
 
 
@@ -147,9 +151,14 @@ def build_encoder(spec: dict):
         from transformers import AutoConfig, AutoModel
 
         hf = dict(spec["hf_config"])
-        return SpeechEncoder(
-            cfg, TransformersBackbone(AutoModel.from_config(AutoConfig.for_model(hf.pop("model_type"), **hf)))
-        )
+        config = AutoConfig.for_model(hf.pop("model_type"), **hf)
+        if config.model_type == "whisper":
+            from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+            from training.speech.whisper import WhisperBackbone
+
+            return SpeechEncoder(cfg, WhisperBackbone(WhisperEncoder(config)))
+        return SpeechEncoder(cfg, TransformersBackbone(AutoModel.from_config(config)))
     return SpeechEncoder(cfg)
 
 

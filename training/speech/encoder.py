@@ -162,14 +162,19 @@ def load_pretrained(folder: str | Path) -> SpeechEncoder:
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"{folder} is not a transformers model folder (no config.json)")
     config = AutoConfig.from_pretrained(folder)
-    if config.model_type not in ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "wav2vec2-conformer"):
+    if config.model_type == "whisper":  # `thunder-train whisper convert`: the encoder alone
+        from training.speech.whisper import WhisperBackbone, load
+
+        backbone = WhisperBackbone(load(folder))
+    elif config.model_type in ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "wav2vec2-conformer"):
+        backbone = TransformersBackbone(AutoModel.from_pretrained(folder))
+    else:
         raise ValueError(f"{folder}: model_type {config.model_type!r} is not a speech encoder")
-    model = AutoModel.from_pretrained(folder)
-    backbone = TransformersBackbone(model)
-    cfg = EncoderConfig(
-        kind=f"pretrained:{config.model_type}", hidden=config.hidden_size, layers=config.num_hidden_layers
-    )
-    return SpeechEncoder(cfg, backbone).eval()
+    cfg = EncoderConfig(kind=f"pretrained:{config.model_type}", hidden=backbone.dim, layers=backbone.n_layers)
+    model = SpeechEncoder(cfg, backbone).eval()
+    for p in model.parameters():  # frozen by default (THUNDER-F); the denoiser's -T option unfreezes
+        p.requires_grad_(False)
+    return model
 
 
 def load_encoder(path: str | Path) -> SpeechEncoder:

@@ -168,17 +168,43 @@ def log_mel(audio: np.ndarray, pad_to_30s: bool = False) -> np.ndarray:
         return WhisperLogMel()(torch.from_numpy(x)[None])[0].numpy()
 
 
-def encode(encoder, mel: torch.Tensor) -> torch.Tensor:
-    """Encoder features (B, T/2, d) at 50 Hz of log-mel (B, 80, T), for any T ≤ 3000:
-    WhisperEncoder's layers with the first T/2 learned positions (see the module doc)."""
+def encode_layers(encoder, mel: torch.Tensor) -> list[torch.Tensor]:
+    """Every layer's output (B, T/2, d) at 50 Hz of log-mel (B, 80, T), for any T ≤ 3000:
+    WhisperEncoder's layers with the first T/2 learned positions (see the module doc);
+    the last entry has the encoder's final layer norm, as its output does."""
     x = torch.nn.functional.gelu(encoder.conv1(mel))
     x = torch.nn.functional.gelu(encoder.conv2(x)).transpose(1, 2)
     if x.shape[1] > encoder.embed_positions.weight.shape[0]:
         raise ValueError(f"{mel.shape[-1] / 100:.1f} s of audio: Whisper's encoder takes at most {MAX_SECONDS:g} s")
     x = x + encoder.embed_positions.weight[: x.shape[1]]
+    out = []
     for layer in encoder.layers:
         x = layer(x, None)
-    return encoder.layer_norm(x)
+        out.append(x)
+    out[-1] = encoder.layer_norm(x)
+    return out
+
+
+def encode(encoder, mel: torch.Tensor) -> torch.Tensor:
+    """Encoder features (B, T/2, d) at 50 Hz of log-mel (B, 80, T), for any T ≤ 3000."""
+    return encode_layers(encoder, mel)[-1]
+
+
+class WhisperBackbone(torch.nn.Module):
+    """Whisper's log-mel + encoder as a training.speech.encoder backbone: audio (B, N) ->
+    every layer's output (B, N // 320, 384) at 50 Hz. Frozen unless the caller unfreezes it (-T)."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.mel, self.encoder = WhisperLogMel(), encoder
+        self.dim, self.n_layers = encoder.config.d_model, encoder.config.encoder_layers
+
+    def forward(self, audio: torch.Tensor) -> list[torch.Tensor]:
+        n = audio.shape[-1] // (2 * HOP)
+        out = []
+        for h in encode_layers(self.encoder, self.mel(audio)):
+            out.append(h[:, :n] if h.shape[1] >= n else torch.cat([h, h[:, -1:].expand(-1, n - h.shape[1], -1)], 1))
+        return out
 
 
 def to_motion_rate(features: torch.Tensor) -> torch.Tensor:
