@@ -87,22 +87,13 @@ def real_clips(cache: str, count: int) -> list[dict]:
     likely (not provably) outside its training split."""
     if count <= 0:
         return []
-    try:  # the corpus engine's recordings (16 kHz G.722 prompts)
-        from training.corpus.recordings import aligned, load_audio
+    from training.corpus.recordings import aligned, load_audio
 
-        prompts = aligned(cache, "asterisk-en")
-        return [
-            {"name": Path(p["path"]).name, "audio": load_audio(p["path"]), "phones": [tuple(x) for x in p["phones"]]}
-            for p in prompts[-count:]
-        ]
-    except ImportError:  # an older tree: the 8 kHz prompts of training/corpus/real.py
-        from training.corpus.real import load_prompt_audio, real_prompts
-
-        prompts = real_prompts(cache)
-        return [
-            {"name": p["file"], "audio": load_prompt_audio(p), "phones": [tuple(x) for x in p["phones"]]}
-            for p in prompts[-count:]
-        ]
+    prompts = aligned(cache, "asterisk-en")
+    return [
+        {"name": Path(p["path"]).name, "audio": load_audio(p["path"]), "phones": [tuple(x) for x in p["phones"]]}
+        for p in prompts[-count:]
+    ]
 
 
 # ---- motion ------------------------------------------------------------------------------
