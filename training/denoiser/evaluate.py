@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from backend import jsonio
+from backend import jsonio, lipcheck
 from backend.features import band_correlation
 from backend.features import log_mel
 from backend.samplers import Schedule
 from training.console import to_stdout
 from training.errors import DataError
-from training.metrics import spearman, utterance_metrics
+from training.metrics import lip_distance, spearman, utterance_metrics
 
 METRICS = [
     "lve",
@@ -40,6 +40,9 @@ METRICS = [
     "sync",
     "sync_lve_rank",
 ]
+# backend/lipcheck's checks (pooled over utterances, not averaged): m/p/b closure share (mean
+# over takes and the worst take) and median vowel lip gap, mm, next to the corpus articulation's
+LIP_CHECKS = ["closure", "closure_min", "vowel_gap", "vowel_gap_gt"]
 
 
 def register(subparsers) -> None:
@@ -180,7 +183,10 @@ def evaluate(
             from training.speech.speaker import embed_audio
 
             spk = embed_audio(audio)
-        data.append({"id": u["id"], "audio": audio[: n * 640], "feats": feats[:n], "gt": gt, "speaker": spk})
+        phones = list(zip(m["phones_start"], m["phones_end"], m["phones"])) if "phones" in m else []
+        data.append(
+            {"id": u["id"], "audio": audio[: n * 640], "feats": feats[:n], "gt": gt, "speaker": spk, "phones": phones}
+        )
 
     rows = []
     for name, run in runs.items():
@@ -229,13 +235,53 @@ def evaluate(
 def _take_metrics(x: np.ndarray, d: dict, head_model, head, scorer) -> dict:
     """Table-2 metrics of the takes x (S, T, 53) of one utterance, plus the M2S lip-sync score
     and its rank correlation with the per-take LVE."""
-    m = utterance_metrics(head_model(torch.from_numpy(x)).numpy(), d["gt"], head)
+    verts = head_model(torch.from_numpy(x)).numpy()
+    m = utterance_metrics(verts, d["gt"], head)
+    m["lipcheck"] = _lip_checks(verts, d, head)
     if scorer is not None:
         scores = scorer(d["audio"], d["speaker"], x)
         m["sync"] = float(scores.mean())
         m["sync_lve_rank"] = spearman(scores, m["per_sample_lve"])
     m.pop("per_sample_lve")
     return m
+
+
+def _lip_checks(verts: np.ndarray, d: dict, head) -> dict:
+    """backend/lipcheck's geometric checks per take (needs only phone times) and the corpus
+    articulation's vowel gap for the same phones."""
+    up, lo = int(head["lip_upper"]), int(head["lip_lower"])
+    shares, n = [], 0
+    vowels = []
+    for take in verts:
+        gap = lip_distance(take, up, lo)
+        share, n = lipcheck.closure(gap, d.get("phones", []))
+        shares.append(share)
+        vowels.append(lipcheck.vowel_frames(gap, d.get("phones", [])))
+    return {
+        "closure": shares,
+        "bilabials": n,
+        "vowel": np.concatenate(vowels) if vowels else np.zeros(0),
+        "vowel_gt": lipcheck.vowel_frames(lip_distance(d["gt"], up, lo), d.get("phones", [])),
+    }
+
+
+def _pool_lip_checks(per_utt: list[dict]) -> dict:
+    """Closure share pooled over utterances (weighted by their m/p/b count) per take, then the
+    mean and the worst take; median vowel gap of the takes and of the corpus articulation."""
+    checks = [p["lipcheck"] for p in per_utt if "lipcheck" in p]
+    with_b = [c for c in checks if c["bilabials"]]
+    total = sum(c["bilabials"] for c in with_b)
+    per_take = np.sum([np.asarray(c["closure"]) * c["bilabials"] for c in with_b], axis=0) / total if total else None
+    vowel = np.concatenate([c["vowel"] for c in checks]) if checks else np.zeros(0)
+    vowel_gt = np.concatenate([c["vowel_gt"] for c in checks]) if checks else np.zeros(0)
+    med = lambda v: float(np.median(v)) if len(v) else float("nan")
+    return {
+        "closure": {"mean": float(per_take.mean()) if per_take is not None else float("nan"), "std": 0.0},
+        "closure_min": {"mean": float(per_take.min()) if per_take is not None else float("nan"), "std": 0.0},
+        "vowel_gap": {"mean": med(vowel), "std": 0.0},
+        "vowel_gap_gt": {"mean": med(vowel_gt), "std": 0.0},
+        "bilabials": total,
+    }
 
 
 @torch.no_grad()
@@ -274,8 +320,13 @@ def _peer_row(peer: str, data: list, head_dir, head_model, head, scorer) -> dict
 def _summarise(per_utt: list[dict], data: list[dict]) -> dict:
     """Mean and std over utterances, plus the per-utterance values (paired comparisons: `effects`)."""
     keys = [k for k in METRICS if k in per_utt[0]]
+    pooled = _pool_lip_checks(per_utt)
     return {
-        "metrics": {k: _mean_std([p[k] for p in per_utt if k in p]) for k in keys},
+        "metrics": {
+            **{k: _mean_std([p[k] for p in per_utt if k in p]) for k in keys},
+            **{k: v for k, v in pooled.items() if k in LIP_CHECKS},
+        },
+        "bilabials": pooled["bilabials"],
         "per_utterance": {
             "ids": [d["id"] for d in data],
             **{k: [float(p.get(k, float("nan"))) for p in per_utt] for k in keys},
@@ -294,7 +345,7 @@ def _cell(value) -> str:
 
 
 def markdown(result: dict) -> str:
-    keys = [k for k in METRICS if any(k in r["metrics"] for r in result["rows"])]
+    keys = [k for k in METRICS + LIP_CHECKS if any(k in r["metrics"] for r in result["rows"])]
     head = "| variant | sampler | " + " | ".join(keys) + " | s/utt |"
     lines = [
         f"Denoiser evaluation: {result['utterances']} {result['split']} utterances"
