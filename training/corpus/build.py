@@ -52,6 +52,7 @@ class BuildConfig:
     real_clips: int | None  # per real source; None: every clip that aligns
     workers: int = 2
     real: bool
+    natural: bool = False  # flite and SVOX Pico voices (training/corpus/natural.py)
     real_sources: tuple = ()  # recordings.sources() names: asterisk-en, fillets-cs, ...
     heldout_speakers: tuple = ()  # real speakers kept whole for the test split, never trained on
     mbrola: bool
@@ -105,6 +106,10 @@ def plan(cfg: BuildConfig) -> tuple[list[dict], list[dict], list[str]]:
                     "style": draw_style(rng),
                 }
             )
+    if cfg.natural:
+        from .natural import natural_speakers
+
+        speakers += natural_speakers(cfg.cache, np.random.default_rng([cfg.seed, 2]), notes)
     synthetic = list(speakers)
     for sp, split in zip([synthetic[i] for i in rng.permutation(len(synthetic))], split_counts(len(synthetic))):
         sp["split"] = split
@@ -216,7 +221,10 @@ def run_task(task: dict) -> list[dict]:
                 dur = _make(out, uid, sp, real_utterance(clip), np.random.SeedSequence([seed, task["index"], k, 1]))
             entries.append(_entry(uid, sp, task["splits"][k], dur, clip))
         return entries
-    make = espeak_utterance if task["kind"] == "espeak" else mbrola_utterance
+    if task["kind"] == "natural":
+        from .natural import natural_utterance as make
+    else:
+        make = espeak_utterance if task["kind"] == "espeak" else mbrola_utterance
     espeak.reset()  # this speaker's audio depends on nothing spoken before it
     total, j = 0.0, 0
     while total < task["quota"] and j < 100000:
@@ -224,11 +232,13 @@ def run_task(task: dict) -> list[dict]:
         rng = np.random.default_rng([seed, task["index"], j, 0])
         # synthesis is cheap and keeps espeak's state sequence; only the motion is skipped on resume
         utt = make(utterance_text(rng), sp, rng)
+        k, j = j, j + 1
+        if utt is None:  # a natural voice's clip the aligner rejected: the next sentence
+            continue
         if _existing(out, uid) is None:
-            _make(out, uid, sp, utt, np.random.SeedSequence([seed, task["index"], j, 1]))
+            _make(out, uid, sp, utt, np.random.SeedSequence([seed, task["index"], k, 1]))
         entries.append(_entry(uid, sp, sp["split"], utt.duration))
         total += utt.duration
-        j += 1
     return entries
 
 
