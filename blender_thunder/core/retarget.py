@@ -42,7 +42,7 @@ SMOOTH = 0.2  # weight of the second-difference (curvature) penalty over frames
 RIDGE = 0.01  # weight of the ridge penalty on the controls
 PSI_WEIGHT = 0.1  # vertex_metric: share of psi's own metric next to the vertices
 MAX_ITERS = 2000
-TOL = 1e-6  # stop when no control moves more than this (relative) in one step
+TOL = 1e-5  # stop when no control moves more than this (relative) in one step: within ~4e-4 of converged
 
 # The 52 ARKit blendshapes in the order of Live Link Face's CSV columns. Checked against
 # three independent readers/writers of the app's CSV (search, code corpus: a Blender
@@ -626,8 +626,9 @@ def read_live_link_csv(path, *, fps: float | None = None) -> tuple[float, dict[s
     """Read a Live Link Face CSV: (fps, ARKit name (Apple's camelCase) -> (rows,) weights).
 
     The app's timecode counts frames within each second (HH:MM:SS:FF.fraction) without saying
-    the rate; it is the largest FF seen plus one when the take crosses a second, else the
-    smallest standard rate above it (pass `fps` when known, e.g. from the take's JSON)."""
+    the rate: it is taken as the smallest standard rate above the largest FF seen, which is
+    right for any take of a second or more; pass `fps` when it is known (e.g. from the take's
+    JSON). One value per row, as recorded."""
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -646,7 +647,7 @@ def read_live_link_csv(path, *, fps: float | None = None) -> tuple[float, dict[s
     if not columns:
         raise ValueError(f"{path} has no ARKit columns")
     body = [r for r in rows[1:] if any(c.strip() for c in r)]
-    frames, seconds = [], set()
+    frames = []
     data = np.zeros((len(body), len(columns)))
     for i, r in enumerate(body):
         if len(r) < len(header):
@@ -654,9 +655,7 @@ def read_live_link_csv(path, *, fps: float | None = None) -> tuple[float, dict[s
         m = _TC.match(r[0].strip())
         if not m:
             raise ValueError(f"{path}: row {i + 2}: bad timecode {r[0]!r} (expected HH:MM:SS:FF.mmm)")
-        h, mi, s, ff = (int(g) for g in m.groups()[:4])
-        seconds.add((h, mi, s))
-        frames.append(ff)
+        frames.append(int(m.group(4)))
         try:
             data[i] = [float(r[j]) for j in columns.values()]
         except ValueError as e:
@@ -665,5 +664,5 @@ def read_live_link_csv(path, *, fps: float | None = None) -> tuple[float, dict[s
         raise ValueError(f"{path}: non-finite weights")
     if fps is None:
         top = max(frames, default=0)
-        fps = float(top + 1) if len(seconds) > 1 else float(next((r for r in STANDARD_RATES if r > top), top + 1))
+        fps = float(next((r for r in STANDARD_RATES if r > top), top + 1))
     return float(fps), {name: data[:, k] for k, name in enumerate(columns)}
