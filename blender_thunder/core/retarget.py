@@ -315,18 +315,23 @@ def psi_controls(exp) -> dict[str, np.ndarray]:
 
 @dataclass
 class Channel:
-    """One target shape: weight = clip(gain * sum(coef * control), 0, 1). A source that names a
-    plain bilateral control ("smile") reads the mean of its halves. No sources: the target is
-    listed but not driven (`note` says why); apply() leaves it out."""
+    """One target shape: weight = clip(gain * sum(coef * control), 0, 1), and at most
+    sum(coef * control) over `limit` where one is given (ARKit's mouthClose never exceeds
+    jawOpen: it closes the lips against the jaw's opening). A source that names a plain
+    bilateral control ("smile") reads the mean of its halves. No sources: the target is listed
+    but not driven (`note` says why); apply() leaves it out."""
 
     target: str
     sources: dict[str, float]
     gain: float = 1.0
     aliases: tuple[str, ...] = ()  # other names the target goes by (VRM "A" for "aa", …)
     note: str = ""
+    limit: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = {"target": self.target, "sources": {k: float(v) for k, v in self.sources.items()}, "gain": self.gain}
+        if self.limit:
+            d["limit"] = {k: float(v) for k, v in self.limit.items()}
         if self.aliases:
             d["aliases"] = list(self.aliases)
         if self.note:
@@ -337,18 +342,34 @@ class Channel:
     def from_dict(cls, d: dict) -> "Channel":
         if not isinstance(d, dict) or not isinstance(d.get("target"), str) or not d["target"]:
             raise ValueError(f"a channel needs a target name: {d!r}")
-        sources = d.get("sources", {})
-        if not isinstance(sources, dict):
-            raise ValueError(f"channel {d['target']!r}: sources must be an object name -> weight")
-        clean = {}
-        for k, v in sources.items():
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-                raise ValueError(f"channel {d['target']!r}: source {k!r} needs a finite number, got {v!r}")
-            clean[str(k)] = float(v)
+        target = d["target"]
         gain = d.get("gain", 1.0)
-        if not isinstance(gain, (int, float)) or isinstance(gain, bool) or not math.isfinite(gain):
-            raise ValueError(f"channel {d['target']!r}: gain must be a finite number, got {gain!r}")
-        return cls(d["target"], clean, float(gain), tuple(str(a) for a in d.get("aliases", ())), str(d.get("note", "")))
+        if not _is_number(gain):
+            raise ValueError(f"channel {target!r}: gain must be a finite number, got {gain!r}")
+        aliases = d.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise ValueError(f"channel {target!r}: aliases must be a list of names")
+        return cls(
+            target,
+            _weights(target, "sources", d.get("sources", {})),
+            float(gain),
+            tuple(aliases),
+            str(d.get("note", "")),
+            _weights(target, "limit", d.get("limit", {})),
+        )
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _weights(target: str, what: str, d) -> dict[str, float]:
+    if not isinstance(d, dict):
+        raise ValueError(f"channel {target!r}: {what} must be an object name -> weight")
+    for k, v in d.items():
+        if not _is_number(v):
+            raise ValueError(f"channel {target!r}: {what} {k!r} needs a finite number, got {v!r}")
+    return {str(k): float(v) for k, v in d.items()}
 
 
 @dataclass
@@ -456,17 +477,23 @@ def apply(mapping: Mapping, controls: dict) -> dict[str, np.ndarray]:
     T = len(next(iter(controls.values())))
     out = {}
     for ch in mapping.driven:
-        total = np.zeros(T)
-        for src, coef in ch.sources.items():
-            v = _control_value(controls, src)
-            if v is None:
-                raise ValueError(f"mapping {mapping.name!r}: channel {ch.target!r} reads {src!r}, which the take lacks")
-            if v.shape != (T,):
-                raise ValueError(f"control {src!r} has shape {v.shape}, expected ({T},)")
-            total += coef * v
-        total *= ch.gain
+        total = ch.gain * _weighted(mapping, ch, ch.sources, controls, T)
+        if ch.limit:
+            total = np.minimum(total, _weighted(mapping, ch, ch.limit, controls, T))
         out[ch.target] = (np.clip(total, 0.0, 1.0) if mapping.kind == "shape_keys" else total).astype(np.float32)
     return out
+
+
+def _weighted(mapping: Mapping, ch: Channel, weights: dict, controls: dict, T: int) -> np.ndarray:
+    total = np.zeros(T)
+    for src, coef in weights.items():
+        v = _control_value(controls, src)
+        if v is None:
+            raise ValueError(f"mapping {mapping.name!r}: channel {ch.target!r} reads {src!r}, which the take lacks")
+        if v.shape != (T,):
+            raise ValueError(f"control {src!r} has shape {v.shape}, expected ({T},)")
+        total += coef * v
+    return total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -526,7 +553,7 @@ def _bind(mapping: Mapping, by_norm: dict[str, str], exact: set[str]) -> tuple[M
                     break
         if found is None:
             continue
-        channels.append(Channel(found, dict(ch.sources), ch.gain, (), ch.note))
+        channels.append(Channel(found, dict(ch.sources), ch.gain, (), ch.note, dict(ch.limit)))
         matched += bool(ch.sources)
     bound = Mapping(mapping.name, mapping.kind, channels, None, mapping.description, {"preset": mapping.name})
     return bound, matched

@@ -168,8 +168,12 @@ def test_presets_are_complete_and_name_real_controls(head):
         for c in m.channels:
             for s in c.sources:
                 assert s in out or s in plain, (m.name, c.target, s)
-    retarget.apply(p["arkit52"], out)
-    retarget.apply(p["vrm_visemes"], out)
+    rng = np.random.default_rng(4)
+    curves = {k: rng.uniform(0, 1, 20) for k in out}
+    arkit = retarget.apply(p["arkit52"], curves)
+    assert set(arkit) == {c.target for c in p["arkit52"].driven}
+    assert np.all(arkit["mouthClose"] <= arkit["jawOpen"] + 1e-6)  # lips close against the jaw, never past it
+    assert set(retarget.apply(p["vrm_visemes"], curves)) == {c.target for c in p["vrm_visemes"].driven}
 
 
 def test_preset_files_round_trip():
@@ -251,6 +255,9 @@ def test_apply_clips_and_reads_plain_names():
     assert set(w) == {"SmileL", "Smile"}  # no sources: nothing keyed
     np.testing.assert_allclose(w["SmileL"], [0.0, 0.3, 1.0])
     np.testing.assert_allclose(w["Smile"], [0.0, 0.4, 1.0], atol=1e-6)
+    close = retarget.Channel("Close", {"smile_L": 1.0}, limit={"jaw_open": 1.0, "smile_R": 1.0})
+    limited = retarget.apply(retarget.Mapping("t", "shape_keys", [close]), ctl)["Close"]
+    np.testing.assert_allclose(limited, [0.0, 0.1, 0.1], atol=1e-6)
     with pytest.raises(ValueError, match="reads 'pucker'"):
         retarget.apply(retarget.Mapping("t", "shape_keys", [retarget.Channel("P", {"pucker": 1.0})]), ctl)
     psi = retarget.psi_controls(np.full((4, 50), -2.5))
