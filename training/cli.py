@@ -36,6 +36,7 @@ COMMANDS = {
     "recipe": "training.recipe",
     "curves": "training.curves",
     "whisper": "training.speech.whisper",
+    "probe": "training.speech.probe",
 }
 PLUGINS = "thunder_train.commands"  # entry points: name -> register(subparsers) of another package
 
