@@ -97,11 +97,14 @@ class ThunderSettings(bpy.types.PropertyGroup):
 
 
 def _preset_items(self, context):
-    from .core import retarget
+    if not _PRESET_ITEMS:
+        from .utils.characters import preset_names
 
-    items = [(name, PRESET_MAPPING_LABELS.get(name, name), "") for name in retarget.presets()]
-    _preset_items.cache = items  # Blender needs the strings kept alive
-    return items
+        _PRESET_ITEMS.extend((n, PRESET_MAPPING_LABELS.get(n, n), "") for n in preset_names())
+    return _PRESET_ITEMS
+
+
+_PRESET_ITEMS: list = []  # Blender needs an items callback's strings kept alive
 
 
 PRESET_MAPPING_LABELS = {"arkit52": "ARKit 52", "vrm_visemes": "VRM visemes", "thunder_exp": "THUNDER exp"}

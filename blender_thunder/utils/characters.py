@@ -14,6 +14,7 @@ list, saved to and loaded from a preset JSON an artist can share.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import threading
@@ -135,6 +136,12 @@ def store_mapping(obj, mapping: retarget.Mapping) -> None:
     props.name, props.kind = mapping.name, mapping.kind
     props.jaw_bone = mapping.jaw_bone or ""
     props.active_channel = 0 if len(props.channels) else -1
+
+
+@functools.lru_cache(maxsize=1)
+def preset_names() -> tuple[str, ...]:
+    """The shipped presets' names (read once: the panel's menu asks on every redraw)."""
+    return tuple(retarget.presets())
 
 
 def detect(obj) -> retarget.Mapping | None:

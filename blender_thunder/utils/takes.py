@@ -4,11 +4,11 @@ Ownership: an Action is the add-on's when its `thunder_take` property says so
 *and* records the Action's own name. A copy the artist makes (`.001`) or a take
 the artist renames is theirs from then on: the add-on never edits or deletes it.
 
-NLA layout per rig datablock, bottom to top: the rest track (shape keys, only on
-Blender versions whose NLA would otherwise rest shape keys at 1.0), the artist's
-tracks, then a `THUNDER <strip>` track per sound strip. The datablock's active
-Action (the artist's) plays over all of them: `arrange` pushes it into a track
-right under the THUNDER tracks so the takes play.
+NLA layout per rig datablock, bottom to top: the rest track (shape keys: a character's
+always, holding the artist's values; the stand-in's only on Blender versions whose NLA
+would otherwise rest shape keys at 1.0), the artist's tracks, then a `THUNDER <strip>`
+track per sound strip. The datablock's active Action (the artist's) plays over all of
+them: `arrange` pushes it into a track right under the THUNDER tracks so the takes play.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def show(rig, actions) -> None:
         widen_sliders(rig, stored_take(actions[0]).exp)
     blend = blend_frames(f0, f1, float(m.get("fps") or SRC_FPS))
     track = track_name(m["strip"])
-    if REST_NEEDED:
+    if REST_NEEDED or rig.mapping is not None:  # a character's keys rest at the artist's values, not 0
         ensure_rest(rig.key, m.get("channels") or SHAPE_KEYS)
     keying.assign_nla(rig.key, track, tg["KEY"], f0, f1, name, blend=blend)
     if "OBJECT" in tg and rig.jaw_bone:
