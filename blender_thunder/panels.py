@@ -55,6 +55,13 @@ def _draw_mapping(layout, context) -> None:
     col = row.column(align=True)
     col.operator("thunder.mapping_add", text="", icon="ADD")
     col.operator("thunder.mapping_remove", text="", icon="REMOVE")
+    if 0 <= props.active_channel < len(props.channels):  # the selected row in full
+        sel = props.channels[props.active_channel]
+        sub = box.column(align=True)
+        sub.prop(sel, "sources")
+        sub.prop(sel, "limit")
+        if sel.note:
+            sub.label(text=sel.note[:120], icon="INFO")
     box.prop(props, "jaw_armature")
     arm = characters.jaw_armature(obj)
     if arm is not None:

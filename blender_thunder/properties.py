@@ -123,6 +123,11 @@ class ThunderChannel(bpy.types.PropertyGroup):
         description="Controls driving it, each with an optional weight: 'mouth_smile_L 0.5, mouth_smile_R 0.5'",
     )
     gain: FloatProperty(name="Gain", default=1.0, min=0.0, soft_max=2.0, max=10.0, description="Scales the weight")
+    limit: StringProperty(
+        name="At most",
+        description="Caps the weight at a sum of controls, same form (ARKit's mouthClose: 'jaw_open'); empty: no cap",
+    )
+    note: StringProperty(name="Note", description="Why the row is as it is (a row without controls keys nothing)")
 
 
 class ThunderMapping(bpy.types.PropertyGroup):

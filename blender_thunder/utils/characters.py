@@ -2,7 +2,8 @@
 optionally with a jaw bone, keyed through a retargeting mapping (core/retarget.py).
 
 A take's psi and jaw are solved to the head's semantic controls (head.npz's
-`semantic_names` / `semantic_coeffs`, fetched once per head from the backend and
+`semantic_names` / `semantic_coeffs`, fitted in the metric of its `exp_dirs`:
+retarget.solve_for_head; the head is fetched once per head from the backend and
 cached), the mapping turns controls into the target's shape-key weights, and
 utils/takes.py keys them exactly as it keys the stand-in rig (owned Actions, NLA,
 any fps, the rest track): a `Character` answers the same attributes as a `rigs.Rig`.
@@ -118,11 +119,11 @@ def stored_mapping(obj) -> retarget.Mapping | None:
     channels = []
     for i, row in enumerate(props.channels):
         try:
-            sources = parse_sources(row.sources)
+            sources, limit = parse_sources(row.sources), parse_sources(row.limit)
         except ValueError as exc:
             raise ValueError(f"mapping row {i + 1} ({row.target or 'no shape key'}): {exc}") from None
         if row.target:
-            channels.append(retarget.Channel(row.target, sources, float(row.gain)))
+            channels.append(retarget.Channel(row.target, sources, float(row.gain), (), row.note, limit))
     return retarget.Mapping(props.name or "custom", props.kind or "shape_keys", channels, props.jaw_bone or None)
 
 
@@ -133,6 +134,7 @@ def store_mapping(obj, mapping: retarget.Mapping) -> None:
     for ch in mapping.channels:
         row = props.channels.add()
         row.target, row.sources, row.gain = ch.target, format_sources(ch.sources), float(ch.gain)
+        row.limit, row.note = format_sources(ch.limit), ch.note
     props.name, props.kind = mapping.name, mapping.kind
     props.jaw_bone = mapping.jaw_bone or ""
     props.active_channel = 0 if len(props.channels) else -1
@@ -248,36 +250,39 @@ def find_in_scene(scene, preferred=None):
 
 # ---- from takes to weights (worker thread: no bpy) ----
 
-_semantics: dict[str, tuple[list[str], np.ndarray]] = {}
-_semantics_lock = threading.Lock()
+_heads: dict[str, dict] = {}
+_heads_lock = threading.Lock()
+HEAD_KEYS = ("semantic_names", "semantic_coeffs", "exp_dirs")  # what retarget.solve_for_head reads
 
 
-def head_semantics(client, head_id: str) -> tuple[list[str], np.ndarray]:
-    """head.npz's semantic controls (names, coeffs (K, 50)) of the backend's head, fetched
-    once per head (GET /v1/model/head, as Add Head does) and kept for the session."""
-    with _semantics_lock:
-        if head_id in _semantics:
-            return _semantics[head_id]
+def head_controls(client, head_id: str) -> dict:
+    """The backend head's semantic controls and expression basis (head.npz's HEAD_KEYS, plus
+    the solve's vertex metric computed once), fetched once per head (GET /v1/model/head, as
+    Add Head does) and kept for the session. Worker thread."""
+    with _heads_lock:
+        if head_id in _heads:
+            return _heads[head_id]
     with np.load(io.BytesIO(client.head()), allow_pickle=False) as z:
-        names = [str(n) for n in z["semantic_names"]] if "semantic_names" in z.files else []
-        coeffs = np.asarray(z["semantic_coeffs"], dtype=np.float64) if names else np.zeros((0, 0))
-    # No controls (a FLAME import): solve_controls says so when a take is retargeted.
-    with _semantics_lock:
-        _semantics[head_id] = (names, coeffs)
-    return names, coeffs
+        head = {k: z[k] for k in HEAD_KEYS if k in z.files}
+    # A head without controls (a FLAME import) stays so: solve_for_head says what it lacks.
+    if all(k in head for k in HEAD_KEYS) and len(head["semantic_names"]):
+        head["metric"] = retarget.vertex_metric(head["exp_dirs"])
+    with _heads_lock:
+        _heads[head_id] = head
+    return head
 
 
-def weights(take: Take, mapping: retarget.Mapping, semantics: tuple[list[str], np.ndarray] | None) -> dict:
+def weights(take: Take, mapping: retarget.Mapping, head: dict | None) -> dict:
     """Target shape key -> (T,) weight at 25 fps for one take (a "psi" mapping: psi itself)."""
     if mapping.kind == "psi":
         controls = retarget.psi_controls(take.exp)
     else:
-        names, coeffs = semantics
-        controls = retarget.solve_controls(take.exp, take.jaw, names, coeffs)
+        metric = {"metric": head["metric"]} if "metric" in head else {}
+        controls = retarget.solve_for_head(take.exp, take.jaw, head, **metric)
     return retarget.apply(mapping, controls)
 
 
 def retarget_takes(client, head_id: str, found: list, mapping: retarget.Mapping) -> list[dict]:
-    """weights() of each take, the head's controls fetched (once) from the backend."""
-    semantics = head_semantics(client, head_id) if mapping.kind != "psi" else None
-    return [weights(take, mapping, semantics) for take in found]
+    """weights() of each take, the head fetched (once) from the backend."""
+    head = head_controls(client, head_id) if mapping.kind != "psi" else None
+    return [weights(take, mapping, head) for take in found]

@@ -24,9 +24,9 @@ pytestmark = pytest.mark.blender
 FPS = ["24", "30"]
 
 
-def semantics(head_npz):
+def head_file(head_npz) -> dict:
     with np.load(head_npz) as z:
-        return [str(n) for n in z["semantic_names"]], z["semantic_coeffs"]
+        return {k: z[k] for k in ("semantic_names", "semantic_coeffs", "exp_dirs")}
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +76,13 @@ def test_generate_onto_arkit_character(generated, backend, wavs, head_npz, fps):
         start=round(start, 6),
         end=round(end, 6),
     )
-    names, coeffs = semantics(head_npz)
+    head = head_file(head_npz)
     for take, want in zip(takes, ref["takes"]):
         exp25, jaw25 = np.array(want["exp"]), np.array(want["jaw"])
         np.testing.assert_allclose(np.array(take["exp25"]), exp25, atol=1e-5)  # Listen's arrays, kept in the take
         mapping = retarget.Mapping.from_dict(json.loads(take["mapping_json"]))
         assert mapping.jaw_bone == "jaw" and len(take["channels"]) == len(mapping.driven)
-        weights = retarget.apply(mapping, retarget.solve_controls(exp25, jaw25, names, coeffs))
+        weights = retarget.apply(mapping, retarget.solve_for_head(exp25, jaw25, head))
         n = len(resampled(exp25, out["fps"]))
         for name in out["check_names"]:
             got = np.array(take["keys"][name])
@@ -195,13 +195,16 @@ def test_mapping_preset_file_round_trip(run_bpy, tmp_path):
     assert [c.target for c in saved.channels] == [r[0] for r in out["a_rows"]]
     smile = next(c for c in saved.channels if c.target == "mouthSmile_L")
     assert smile.gain == pytest.approx(0.7) and smile.sources == {"mouth_smile_L": 0.8, "mouth_smile_R": 0.2}
+    close = next(c for c in saved.channels if c.target == "mouthClose")
+    assert close.limit == {"jaw_open": 1.0} and close.sources  # the preset's cap survives the list
     # On B (EyeBlinkLeft spelling) every row binds to B's own name, edits kept.
     assert out["auto_b"] == 52
-    b = {t: (s, g) for t, s, g in out["b_rows"]}
+    b = {t: rest for t, *rest in out["b_rows"]}
     assert len(b) == 52 and "MouthSmileLeft" in b and "mouthSmile_L" not in b
-    assert b["MouthSmileLeft"] == ("mouth_smile_L 0.8, mouth_smile_R 0.2", pytest.approx(0.7))
-    a = {retarget.normalize_name(t): (s, g) for t, s, g in out["a_rows"]}
-    assert all(a[retarget.normalize_name(t)] == (s, g) for t, (s, g) in b.items())
+    assert b["MouthSmileLeft"] == ["mouth_smile_L 0.8, mouth_smile_R 0.2", pytest.approx(0.7), ""]
+    assert b["MouthClose"][2] == "jaw_open"
+    a = {retarget.normalize_name(t): rest for t, *rest in out["a_rows"]}
+    assert all(a[retarget.normalize_name(t)] == rest for t, rest in b.items())
     assert (
         "mapping row" in out["bad_row"]
         and "(MouthSmileLeft)" in out["bad_row"]

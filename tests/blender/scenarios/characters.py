@@ -285,11 +285,11 @@ def mapping_round_trip(path: str) -> dict:
     smile.gain, smile.sources = 0.7, "mouth_smile_L 0.8, mouth_smile_R 0.2"
     out = {"detected": detected, "name": a.thunder_mapping.name}
     out["save"] = sorted(bpy.ops.thunder.mapping_save(filepath=path))
-    a_rows = [(r.target, r.sources, round(r.gain, 6)) for r in rows]
+    a_rows = [(r.target, r.sources, round(r.gain, 6), r.limit) for r in rows]
     s.rig = b
     auto_b = len(b.thunder_mapping.channels)
     out["load"] = sorted(bpy.ops.thunder.mapping_load(filepath=path))
-    b_rows = [(r.target, r.sources, round(r.gain, 6)) for r in b.thunder_mapping.channels]
+    b_rows = [(r.target, r.sources, round(r.gain, 6), r.limit) for r in b.thunder_mapping.channels]
     out.update(a_rows=a_rows, b_rows=b_rows, auto_b=auto_b)
     # A row the artist mistyped: Generate refuses it and says which row, before any network.
     smile_b = next(r for r in b.thunder_mapping.channels if r.target == "MouthSmileLeft")
