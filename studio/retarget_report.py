@@ -300,15 +300,19 @@ def unbounded(head: dict, items, M) -> dict:
     """The same fit without bounds, smoothing or ridge (least squares on the solve basis): the
     residual the controls' span leaves, and how much of the weights would go below zero."""
     names, coeffs = [str(s) for s in head["semantic_names"]], np.asarray(head["semantic_coeffs"], np.float64)
-    C = coeffs[[names.index(b) for b in retarget.solve_basis(names)]]
-    per, neg = [], []
+    basis = retarget.solve_basis(names)
+    C = coeffs[[names.index(b) for b in basis]]
+    per, below = [], []
     for item in items:
         psi = item[1]
         W = np.linalg.lstsq(C @ M @ C.T, C @ M @ psi.T, rcond=None)[0].T
         per.append({"residual": residual_mm(head, psi, W @ C)})
-        neg.append(float(np.mean(W < -0.05)))
+        below.append(W < -0.05)
+    below = np.concatenate(below)
     s = summarise_residual(per)
-    s["share_below_minus_0.05"] = float(np.mean(neg))
+    s["share_below_minus_0.05"] = float(below.mean())
+    share = below.mean(axis=0)
+    s["most_below"] = {basis[k]: float(share[k]) for k in np.argsort(-share)[:4]}
     return s
 
 
@@ -318,7 +322,7 @@ def why(report: dict) -> str:
     at = lambda sm, rd, m="vertex": _row(report, sm, rd, m)["sets"]  # noqa: E731
     best = at(d["smooth"], d["ridge"])
     psi = at(d["smooth"], d["ridge"], "psi")
-    flat = at(0.0, d["ridge"])
+    flat, heavy = at(0.0, d["ridge"]), at(max(GRID_SMOOTH), d["ridge"])
     lo_r, hi_r = at(d["smooth"], min(GRID_RIDGE)), at(d["smooth"], max(GRID_RIDGE))
     fl = report["unbounded_real"]
     mm = lambda s, reg="mouth", key="real": s[key][reg]["rms_mm"]  # noqa: E731
@@ -333,13 +337,14 @@ def why(report: dict) -> str:
             "but recovers known weights worse).",
             f"- What is left is the bounds, not the span: without bounds the controls rebuild real takes to "
             f"{fl['mouth']['rms_mm']:.3f} mm (mouth) / {fl['upper_face']['rms_mm']:.3f} mm (upper face), but "
-            f"{100 * fl['share_below_minus_0.05']:.0f} % of those unbounded weights are below -0.05: the "
-            "trained model's psi leaves the non-negative cone (small asymmetric offsets, e.g. a negative "
-            "lip_press_L at rest), which no non-negative rig shape can follow.",
+            f"{100 * fl['share_below_minus_0.05']:.0f} % of those unbounded weights are below -0.05 (most often "
+            + ", ".join(f"{k} {100 * v:.0f} % of frames" for k, v in fl["most_below"].items())
+            + "): the trained model's psi leaves the non-negative cone, which no non-negative rig shape can follow.",
             f"- smooth {d['smooth']}: the curves' jitter (mean |second difference|) drops from "
             f"{flat['real']['jitter']:.4f} (smooth 0) to {best['real']['jitter']:.4f} while the real mouth "
             f"residual moves from {mm(flat):.3f} to {mm(best):.3f} mm; larger values start to round off "
-            "closures (corpus and random residuals grow faster).",
+            f"fast lip movements: at smooth {max(GRID_SMOOTH)} the corpus mouth residual is "
+            f"{mm(heavy, key='corpus'):.3f} mm against {mm(best, key='corpus'):.3f} mm.",
             f"- ridge {d['ridge']}: known weights come back within {best['random']['weight_error_rms']:.4f} rms "
             f"(ridge {min(GRID_RIDGE)}: {lo_r['random']['weight_error_rms']:.4f}, ridge {max(GRID_RIDGE)}: "
             f"{hi_r['random']['weight_error_rms']:.4f}); it changes real residuals by under "
