@@ -16,11 +16,23 @@ BILABIAL_TEXT = "Big moms buy pop."
 
 
 @pytest.fixture(scope="module")
-def speakers():
-    sp = natural.natural_speakers(default_cache(), np.random.default_rng(3))
-    if not sp:
-        pytest.skip("no natural voice runs here (flite not fetchable, ttspico not installed)")
-    return sp
+def offered():
+    notes: list = []
+    return natural.natural_speakers(default_cache(), np.random.default_rng(3), notes), notes
+
+
+@pytest.fixture(scope="module")
+def speakers(offered):
+    if not offered[0]:
+        pytest.skip(f"no natural voice runs here: {offered[1]}")
+    return offered[0]
+
+
+def _voice(speakers, voice):
+    found = [s for s in speakers if s["voice"] == voice]
+    if not found:
+        pytest.skip(f"{voice} does not run here")
+    return found[0]
 
 
 def _closure_depth(audio: np.ndarray, start: float, end: float) -> float:
@@ -33,14 +45,17 @@ def _closure_depth(audio: np.ndarray, start: float, end: float) -> float:
     return float(inside.min() / np.percentile(energy, 95))
 
 
-def test_every_voice_is_offered(speakers):
-    """flite's four voices and Pico's two, each a distinct speaker with prosody drawn in range."""
+def test_every_voice_is_offered_or_skipped_with_a_reason(offered):
+    """flite's four voices and Pico's two: each a distinct speaker with prosody drawn in
+    range, or named in a note that says why it is missing."""
+    speakers, notes = offered
     voices = {s["voice"] for s in speakers}
     assert len({s["id"] for s in speakers}) == len(speakers)
     assert all(s["source"] == "natural" and "amplitude" in s["style"] for s in speakers)
     assert all(natural.RATE[0] <= s["rate"] <= natural.RATE[1] for s in speakers)
     assert all(natural.PITCH[0] <= s["pitch"] <= natural.PITCH[1] for s in speakers)
-    assert voices == set(natural.VOICES), set(natural.VOICES) - voices  # this machine fetches and runs both
+    for voice in set(natural.VOICES) - voices:
+        assert any(f"natural voice {voice} skipped: " in n for n in notes), (voice, notes)
 
 
 def test_phones_cover_the_audio_and_bilabials_close(speakers):
@@ -69,7 +84,7 @@ def test_phones_cover_the_audio_and_bilabials_close(speakers):
 
 def test_flite_marks_lexical_stress(speakers):
     """flite's own stress: content words' vowels stressed, reduced syllables and 'the' not."""
-    sp = next(s for s in speakers if s["voice"] == "flite-slt")
+    sp = _voice(speakers, "flite-slt")
     u = natural.natural_utterance("Maggie will move the purple boxes.", sp, np.random.default_rng(0))
     vowels = [(lab, st) for (_, _, lab), st in zip(u.phones, u.stressed) if lab in VOWELS]
     assert [lab for lab, st in vowels if st] == ["AE", "IH", "UW", "ER", "AA"], vowels
@@ -78,8 +93,8 @@ def test_flite_marks_lexical_stress(speakers):
 
 
 def test_flite_times_agree_with_the_aligner(speakers):
-    """flite's own segment times against pocketsphinx on the same audio: within 35 ms on
-    average over two sentences (measured ~12 ms; a shifted track would be off by a phone)."""
+    """flite's own segment times against pocketsphinx on the same audio: phone starts within
+    25 ms on average over two sentences (measured 8-18 ms; a track 30 ms late fails)."""
     from training.corpus.align import sphinx_align
 
     texts = ["Maggie will move the purple boxes to the window before lunch.", "Place blue at f nine again."]
@@ -95,7 +110,7 @@ def test_flite_times_agree_with_the_aligner(speakers):
             theirs = [s for s, _, lab in got[1] if lab != SIL]
             assert len(ours) == len(theirs), (sp["voice"], text)
             diffs += [abs(a - b) for a, b in zip(ours, theirs)]
-        assert np.mean(diffs) < 0.035, (sp["voice"], np.mean(diffs))
+        assert np.mean(diffs) < 0.025, (sp["voice"], np.mean(diffs))
 
 
 def test_deterministic(speakers):
@@ -109,10 +124,11 @@ def test_deterministic(speakers):
         assert np.array_equal(a.audio, b.audio) and a.phones == b.phones and a.words == b.words
 
 
-def test_missing_voices_are_left_out_with_a_reason(tmp_path, monkeypatch, caplog):
+def test_missing_voices_are_left_out_with_a_reason(speakers, tmp_path, monkeypatch, caplog):
     """A flite package apt cannot fetch and a Pico language that does not exist: both voices
     are skipped with a warning that says why, the rest still come back, and the draws of
     the voices that remain do not change."""
+    _voice(speakers, "pico-en-US")
     voices = {
         "flite-slt": {"engine": "flite", "name": "slt"},
         "pico-xx-XX": {"engine": "pico", "name": "xx-XX"},
