@@ -199,12 +199,16 @@ def build_tiny_bundle(
     m2s: bool = True,
     speaker: bool = True,
     n_layers: int = 2,
+    encoder=None,
+    denoiser: dict | None = None,
 ) -> dict:
     """A REAL bundle (same architectures and graphs as the shipped one) at a tiny size.
 
     Random weights, or `train_steps` steps of denoiser training on `corpus`. Takes
     tens of seconds (ONNX export dominates). head_dir holds head.npz
-    (`thunder-train head build --out DIR`). Returns the manifest.
+    (`thunder-train head build --out DIR`). Returns the manifest. `encoder`: another
+    speech encoder (e.g. Whisper's, for its graph's speed); `denoiser`: DenoiserConfig
+    fields instead of the tiny ones ({} = the shipped size, for benchmarks).
     """
     from training.denoiser.model import Denoiser, DenoiserConfig
     from training.denoiser.onnx_graphs import export_denoiser
@@ -212,8 +216,9 @@ def build_tiny_bundle(
     out, head_dir = Path(out_dir), Path(head_dir)
     head_npz = head_dir / "head.npz" if head_dir.is_dir() else head_dir
     out.mkdir(parents=True, exist_ok=True)
-    encoder = tiny_speech_encoder(seed)
-    cfg = DenoiserConfig(audio_dim=encoder.dim, d_model=32, n_layers=n_layers, n_heads=4, d_ff=64)
+    encoder = encoder if encoder is not None else tiny_speech_encoder(seed)
+    sizes = dict(d_model=32, n_layers=n_layers, n_heads=4, d_ff=64) if denoiser is None else denoiser
+    cfg = DenoiserConfig(audio_dim=encoder.dim, **sizes)
     torch.manual_seed(seed)
     model = Denoiser(cfg)
     stats = default_stats()

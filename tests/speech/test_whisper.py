@@ -95,3 +95,25 @@ def test_onnx_graph_equals_torch_at_any_length(encoder, audio, tmp_path):
             want = module(torch.from_numpy(x)).numpy()
         assert got.shape == want.shape == (batch, n_frames, 384)
         np.testing.assert_allclose(got, want, atol=1e-3)
+
+
+def test_a_bundle_with_the_whisper_encoder_runs_in_the_backend(encoder, audio, tmp_path, head_dir):
+    """The denoiser training's encoder (WhisperBackbone, frozen) exports as the bundle's audio-encoder
+    graph, and the backend's engine animates with it (feature width 384, the clip's own length)."""
+    from backend.engine import Engine
+    from training.export import build_tiny_bundle
+    from training.speech.encoder import EncoderConfig, SpeechEncoder
+
+    speech_encoder = SpeechEncoder(
+        EncoderConfig(kind="pretrained:whisper", hidden=384, layers=4), whisper.WhisperBackbone(encoder)
+    ).eval()
+    manifest = build_tiny_bundle(tmp_path / "b", head_dir, encoder=speech_encoder, m2s=False, speaker=False)
+    assert manifest["graphs"]["audio_encoder"]["outputs"]["features"][-1] == 384
+    engine = Engine(tmp_path / "b")
+    clip = audio[: 640 * 90]
+    feats = engine.encode(clip, 90)
+    with torch.no_grad():
+        ref = speech_encoder.features_25(torch.from_numpy(clip)[None])[0].numpy()
+    assert feats.shape == (90, 384) and np.abs(feats - ref).max() < 1e-3
+    res = engine.animate(clip, takes=2, seed=0, preset="draft")
+    assert len(res.takes) == 2 and res.takes[0].exp.shape == (90, 50)
