@@ -79,6 +79,9 @@ def sphinx_align(audio: np.ndarray, text: str) -> tuple[list, list] | None:
     if not words_in or any(w not in vocab for w in words_in):
         return None
     pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
+    # pocketsphinx's front end keeps state from clip to clip (the same clip aligned after
+    # another moved by up to 20 ms): a fresh one makes a clip's times its own
+    decoder.reinit_feat()
 
     def run():
         decoder.start_utt()

@@ -101,7 +101,7 @@ def natural_utterance(text: str, speaker: dict, rng: np.random.Generator) -> Utt
         # Pico starts speaking within ~30 ms: the aligner needs the silence around the
         # speech, so the padding comes first and the padded clip is aligned
         audio, _, _ = _pad(pico_speech(text, voice["name"], **_prosody(speaker)), [], [], rng)
-        got = _sphinx_align(audio, text)
+        got = sphinx_align(audio, text)
         if got is None:
             return None
         words, phones = got
@@ -112,17 +112,6 @@ def natural_utterance(text: str, speaker: dict, rng: np.random.Generator) -> Utt
     audio, phones, words = _pad(audio, phones, words, rng)
     phones, flags = tidy(phones, len(audio) / SAMPLE_RATE, [False] + flags + [False])
     return Utterance(_level(audio, rng), phones, words, text, flags if stressed is not None else None)
-
-
-def _sphinx_align(audio: np.ndarray, text: str):
-    """align.sphinx_align from a fresh front end: pocketsphinx's feature extraction keeps
-    state from one clip to the next (the same clip aligned after another comes out up to
-    20 ms different), which would make a speaker's phones depend on what its worker
-    aligned before. Resetting costs 0.06 ms; this can go once sphinx_align does it itself."""
-    from . import align
-
-    align._sphinx()[0].reinit_feat()
-    return sphinx_align(audio, text)
 
 
 def _prosody(speaker: dict) -> dict:
