@@ -164,6 +164,17 @@ class THUNDER_OT_resample_take(_TakeJob, bpy.types.Operator):
         return self.start(context, generation.start_resample)
 
 
+class THUNDER_OT_remap_take(_TakeJob, bpy.types.Operator):
+    """Key this character's take again with the mapping as it is now (the same motion, no new sampling)"""
+
+    bl_idname = "thunder.remap_take"
+    bl_label = "Re-map"
+
+    @reports(IndexError, RigError, BackendError, ValueError)
+    def execute(self, context):
+        return self.start(context, generation.start_remap)
+
+
 class THUNDER_OT_listen_take(_TakeJob, bpy.types.Operator):
     """Add what the face says (the M2S model's audio of this take) as a sound strip"""
 
@@ -335,6 +346,7 @@ CLASSES = (
     THUNDER_OT_use_take,
     THUNDER_OT_resample_take,
     THUNDER_OT_listen_take,
+    THUNDER_OT_remap_take,
     THUNDER_OT_remove_take,
     THUNDER_OT_arrange_nla,
     THUNDER_OT_backend_start,

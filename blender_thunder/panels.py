@@ -141,6 +141,8 @@ def _draw(self, context):
     row = layout.row(align=True)
     row.operator("thunder.resample_take", icon="FILE_REFRESH")
     row.operator("thunder.listen_take", icon="SPEAKER")
+    if character(context) is not None:
+        row.operator("thunder.remap_take", icon="SHAPEKEY_DATA")
     row.operator("thunder.remove_take", text="", icon="X")
     row = layout.row(align=True)
     row.operator("thunder.export_gltf", text="glTF", icon="EXPORT")

@@ -278,6 +278,52 @@ def start_resample(scene, index: int, client: Client, launch: dict | None = None
     )
 
 
+def start_remap(scene, index: int, client: Client, launch: dict | None = None) -> jobs.Job:
+    """Key a character's take again with the character's mapping as it is now: the same motion
+    (the take's own psi and jaw, no new sampling) retargeted again, in place of the old take
+    (same name, same row; playing if the old one played)."""
+    item = scene.thunder.takes[index]
+    old = item.action
+    if old is None or not takes_mod.is_owned(old):
+        raise ValueError("this take is not THUNDER's (renamed or copied): it is left as it is")
+    m = takes_mod.meta(old)
+    if m.get("target") != "character":
+        raise ValueError("only a character's take has a mapping to apply again")
+    rig = characters.resolve(bpy.data.objects.get(m["rig"]))
+    take, mapping = takes_mod.stored_take(old), rig.mapping
+    info = StripInfo(
+        m["scene"], m["strip"], "", m["audio_start"], m["audio_end"], int(round(m["frame_start"])), m["fps"]
+    )
+    extra = {k: m[k] for k in ("bundle", "head_id", "preset", "guidance") if k in m}
+    scene_name, old_name, rig_name = scene.name, old.name, rig.name
+
+    def work(job):
+        if mapping.kind == "psi":
+            return characters.weights(take, mapping, None)
+        ensure_backend(job, client, launch)
+        job.report(0.3, "fetching the head's controls")
+        head_id = check_model(client.model())["head"]["head_id"]
+        if extra.get("head_id", head_id) != head_id:
+            raise RigError("the backend's model has another head than the take was made with: Resample it instead")
+        return characters.retarget_takes(client, head_id, [take], mapping)[0]
+
+    def apply(weights) -> str:
+        scn = bpy.data.scenes[scene_name]
+        rg = characters.resolve(bpy.data.objects.get(rig_name), mapping)
+        old_act = bpy.data.actions.get(old_name)
+        if old_act is None or not takes_mod.is_owned(old_act):
+            raise ValueError(f"take {old_name!r} is gone or no longer THUNDER's")
+        was_shown = takes_mod.shown(rg, info.strip) == old_act
+        actions = takes_mod.create(rg, info, take, extra, weights)
+        _replace_in_list(scn, [takes_mod.take_actions(old_act)], actions)
+        if was_shown:
+            takes_mod.show(rg, actions)
+        _undo_push("THUNDER: re-map take")
+        return f"{actions[0].name!r} keyed again with mapping {mapping.name!r} ({len(weights)} shape keys)"
+
+    return jobs.start(f"Re-map {old_name}", work, apply)
+
+
 def head_arrays(head_bytes: bytes | None = None, flame_dir: str = "") -> dict:
     """The head file's arrays: the user's FLAME folder (converted to head.npz) when
     set, else the bundle's head as sent by the backend. Checked against its head_id."""

@@ -182,8 +182,19 @@ def test_resample_listen_remove_on_a_character(run_bpy, backend, wavs, tiny_bund
     if has_m2s:
         assert out["listen"]["state"] == "done", out["listen"]["message"]
         assert len(out["listen"]["added"]) == 1
+    m = out["remap"]
+    assert m["state"] == "done", m["message"]
+    assert m["same_row"] and m["owned"] and m["shown"] and not m["blink_keyed"]
+    before, after = np.array(m["jaw_before"]), np.array(m["jaw_after"])
+    np.testing.assert_array_equal(after[:, 0], before[:, 0])
+    open_ = before[:, 1] < 0.999  # unclipped: half the gain, half the weight
+    assert open_.any() and before[:, 1].max() > 0.01
+    np.testing.assert_allclose(after[open_, 1], 0.5 * before[open_, 1], atol=1e-5)
+    assert len(m["actions"]) == 2  # the re-mapped take replaced the old one: no twin
     assert out["remove"]["gone"] and len(out["remove"]["left"]) == 1
+    # The take that is left plays now (the list's selection moved to it), over the rest track.
     assert out["remove"]["key_tracks"] == ["THUNDER rest face", "THUNDER line"]
+    assert out["remove"]["shown"] == out["remove"]["left"][0]
 
 
 def test_mapping_preset_file_round_trip(run_bpy, tmp_path):

@@ -251,6 +251,30 @@ def take_ops(url: str, wav: str, listen: bool) -> dict:
         job = jobs.wait(jobs.latest(), 180)
         added = [x for x in addon("utils.compat").sound_strips(scene) if "thunder_listen" in x]
         out["listen"] = {"state": job.state, "message": job.message, "added": [x.name for x in added]}
+    # Re-map: the mapping edited (jawOpen at half gain, eyeBlinkLeft's row removed), the take
+    # keyed again from its own motion, in place.
+    keying = addon("utils.keying")
+    s.active_take = 0  # clicked: it plays
+    act = s.takes[0].action
+    name, seed = act.name, s.takes[0].seed
+    jaw_before = keying.read_curve(act, 'key_blocks["jawOpen"].value').tolist()
+    rows = face.thunder_mapping.channels
+    next(r for r in rows if r.target == "jawOpen").gain = 0.5
+    rows.remove(next(i for i, r in enumerate(rows) if r.target == "eyeBlinkLeft"))
+    assert bpy.ops.thunder.remap_take(index=0) == {"FINISHED"}
+    job = jobs.wait(jobs.latest(), 180)
+    act = s.takes[0].action
+    out["remap"] = {
+        "state": job.state,
+        "message": job.message,
+        "same_row": [act.name, s.takes[0].seed] == [name, seed],
+        "owned": takes_mod.is_owned(act),
+        "jaw_before": jaw_before,
+        "jaw_after": keying.read_curve(act, 'key_blocks["jawOpen"].value').tolist(),
+        "blink_keyed": 'key_blocks["eyeBlinkLeft"].value' in keying.channel_paths(act),
+        "shown": takes_mod.shown(addon("utils.characters").for_take(act), strip.name) == act,
+        "actions": sorted(a.name for a in bpy.data.actions if takes_mod.is_owned(a)),
+    }
     first = s.takes[0].action.name
     assert bpy.ops.thunder.remove_take(index=0) == {"FINISHED"}
     key = face.data.shape_keys
@@ -258,6 +282,7 @@ def take_ops(url: str, wav: str, listen: bool) -> dict:
         "gone": first not in bpy.data.actions,
         "left": [i.action.name for i in s.takes],
         "key_tracks": [t.name for t in key.animation_data.nla_tracks],
+        "shown": takes_mod.shown(addon("utils.characters").resolve(face), strip.name).name,
     }
     return out
 
