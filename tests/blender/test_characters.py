@@ -275,3 +275,10 @@ def test_batch_with_target_and_mapping(run_bpy, installed, backend, wavs, tmp_pa
     (take_b,) = got_b["takes"].values()
     assert take_b["mapping"] == "hero_lips" and take_b["channels"] == take_b["paths"] == 1  # mouthClose: no sources
     assert got_b["stored"] == ["hero_lips", 2]
+
+
+def test_reopen_saved_file(run_bpy, generated, files):
+    out = run_bpy("characters", "reopen", path=files["blend"])
+    assert out["target"] == "Face" and out["rows"] == 52 and out["jaw_bone"] == "jaw"
+    assert out["takes"] == [["line s11", True, "Face"], ["line s12", True, "Face"]]
+    assert out["shown"] == out["picked"]

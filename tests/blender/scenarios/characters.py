@@ -354,3 +354,21 @@ def inspect_character(path: str) -> dict:
             }
     hero = bpy.data.objects["Hero"].thunder_mapping
     return {"takes": out, "stored": [hero.name, len(hero.channels)]}
+
+
+def reopen(path: str) -> dict:
+    """A saved file: the character's mapping and takes are there; clicking a take plays it."""
+    bpy.ops.wm.open_mainfile(filepath=path)
+    scene = bpy.context.scene
+    s, takes_mod, characters = scene.thunder, addon("utils.takes"), addon("utils.characters")
+    face = s.rig
+    s.active_take = 1 - s.active_take
+    act = s.takes[s.active_take].action
+    return {
+        "target": face.name,
+        "rows": len(face.thunder_mapping.channels),
+        "jaw_bone": face.thunder_mapping.jaw_bone,
+        "takes": [(i.action.name, takes_mod.is_owned(i.action), i.rig) for i in s.takes],
+        "shown": takes_mod.shown(characters.for_take(act), s.takes[s.active_take].strip).name,
+        "picked": act.name,
+    }
