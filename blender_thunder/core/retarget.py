@@ -541,22 +541,49 @@ MIN_MATCHED = {"thunder_exp": 10, "arkit52": 8, "vrm_visemes": 3}
 def _bind(mapping: Mapping, by_norm: dict[str, str], exact: set[str]) -> tuple[Mapping, int]:
     channels, matched = [], 0
     for ch in mapping.channels:
-        found = None
-        for candidate in (ch.target, *ch.aliases):
-            if candidate in exact:
-                found = candidate
-                break
-        if found is None:
-            for candidate in (ch.target, *ch.aliases):
-                found = by_norm.get(normalize_name(candidate))
-                if found is not None:
-                    break
+        found = _bound_to(ch, by_norm, exact)
         if found is None:
             continue
         channels.append(Channel(found, dict(ch.sources), ch.gain, (), ch.note, dict(ch.limit)))
         matched += bool(ch.sources)
     bound = Mapping(mapping.name, mapping.kind, channels, None, mapping.description, {"preset": mapping.name})
     return bound, matched
+
+
+def _index(names) -> tuple[dict[str, str], set[str]]:
+    names = [str(n) for n in names if str(n).lower() != "basis"]
+    by_norm: dict[str, str] = {}
+    for n in names:
+        by_norm.setdefault(normalize_name(n), n)
+    return by_norm, set(names)
+
+
+def bind(mapping: Mapping, shape_key_names, bone_names=()) -> tuple[Mapping, list[str]]:
+    """A mapping (a preset, or a file saved from another character) bound to a target's names
+    the way detect() binds presets (exact name, naming variant, alias). Returns the bound
+    mapping (its name, kind and description kept; its jaw bone matched among `bone_names`,
+    None when absent) and the targets it found no shape key for (dropped)."""
+    by_norm, exact = _index(shape_key_names)
+    bound, _ = _bind(mapping, by_norm, exact)
+    bound.meta = dict(mapping.meta)
+    dropped = [ch.target for ch in mapping.channels if _bound_to(ch, by_norm, exact) is None]
+    if mapping.jaw_bone:
+        bones = [str(b) for b in bone_names]
+        norm = {normalize_name(b): b for b in bones}
+        bound.jaw_bone = mapping.jaw_bone if mapping.jaw_bone in bones else norm.get(normalize_name(mapping.jaw_bone))
+    return bound, dropped
+
+
+def _bound_to(ch: Channel, by_norm: dict[str, str], exact: set[str]) -> str | None:
+    """The target's own name for a channel (exact, then by naming variant; aliases too), or None."""
+    for candidate in (ch.target, *ch.aliases):
+        if candidate in exact:
+            return candidate
+    for candidate in (ch.target, *ch.aliases):
+        found = by_norm.get(normalize_name(candidate))
+        if found is not None:
+            return found
+    return None
 
 
 def detect(shape_key_names, bone_names=()) -> Mapping | None:
@@ -567,11 +594,7 @@ def detect(shape_key_names, bone_names=()) -> Mapping | None:
     matched (ties: thunder_exp, arkit52, vrm_visemes). Channels whose target is absent are
     dropped. The jaw bone is bound only where no shape-key channel already opens the jaw
     (a jawOpen or viseme shape and a rotating bone would open it twice)."""
-    names = [str(n) for n in shape_key_names if str(n).lower() != "basis"]
-    exact = set(names)
-    by_norm: dict[str, str] = {}
-    for n in names:
-        by_norm.setdefault(normalize_name(n), n)
+    by_norm, exact = _index(shape_key_names)
     best, best_share = None, 0.0
     for key, preset in sorted(presets().items(), key=lambda kv: _preset_rank(kv[0])):
         bound, matched = _bind(preset, by_norm, exact)

@@ -226,6 +226,22 @@ def test_detect_vrm_vrchat_and_exp_keys():
     assert own.name == "thunder_exp" and own.kind == "psi" and own.jaw_bone == "jaw" and len(own.channels) == 50
 
 
+def test_bind_a_saved_mapping_to_another_characters_names():
+    """A mapping saved on one character (ARKit spelling) binds to another's (CC-style `_L`
+    suffixes, a `Jaw` bone): gains and limits kept, absent targets reported."""
+    m = retarget.presets()["arkit52"]
+    m.jaw_bone = "jaw"
+    m.channels[17].gain = 0.7  # jawOpen
+    names = ["Basis", "jawOpen", "eyeBlink_L", "eyeBlink_R", "mouthClose", "mouthSmile_L"]
+    bound, dropped = retarget.bind(m, names, bone_names=("root", "Jaw"))
+    assert bound.name == "arkit52" and bound.jaw_bone == "Jaw"
+    by_target = {c.target: c for c in bound.channels}
+    assert set(by_target) == set(names[1:]) and by_target["jawOpen"].gain == 0.7
+    assert by_target["mouthClose"].limit == {"jaw_open": 1.0} and by_target["eyeBlink_L"].sources == {"blink_L": 1.0}
+    assert len(dropped) == 52 - 5 and "mouthSmileRight" in dropped and "eyeBlinkLeft" not in dropped
+    assert retarget.bind(m, names, bone_names=("root",))[0].jaw_bone is None
+
+
 def test_detect_gives_none_for_unrelated_names():
     assert retarget.detect([]) is None
     assert retarget.detect(["Basis", "Key 1", "Key 2", "smile", "fat", "thin", "Left", "L"]) is None
