@@ -49,14 +49,23 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="Table 2: lip-sync and diversity metrics of denoiser runs")
     p.add_argument("--corpus", required=True, type=Path)
     p.add_argument("--head", required=True, type=Path, help="head folder")
-    p.add_argument("--encoder", required=True, type=Path)
+    p.add_argument("--encoder", type=Path, help="the speech encoder the --run denoisers were trained on")
     p.add_argument(
         "--run",
         action="append",
-        required=True,
+        default=[],
         metavar="NAME=RUN",
         help="a denoiser run to evaluate (repeat for variants)",
     )
+    p.add_argument(
+        "--bundle",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a model bundle (e.g. the shipped backend/models/thunder-base), sampled by the backend's engine "
+        "with its own audio encoder and the --bundle-preset",
+    )
+    p.add_argument("--bundle-preset", default="default", help="the bundles' sampler preset")
     p.add_argument("--m2s", type=Path, help="M2S run for the lip-sync score")
     p.add_argument("--samplers", default="dpmpp2m:25", help="comma list of sampler:steps, e.g. ddpm:1000,dpmpp2m:25")
     p.add_argument("--samples", type=int, default=32, help="S samples per utterance")
@@ -84,6 +93,11 @@ def register(subparsers) -> None:
 def _cli(args) -> int:
     torch.set_num_threads(args.threads)
     runs = dict(r.split("=", 1) if "=" in r else (Path(r).name, r) for r in args.run)
+    bundles = dict(b.split("=", 1) if "=" in b else (Path(b).name, b) for b in args.bundle)
+    if not runs and not bundles:
+        raise DataError("nothing to evaluate: give --run NAME=RUN and/or --bundle NAME=DIR")
+    if runs and args.encoder is None:
+        raise DataError("--run needs --encoder (the speech encoder its denoiser was trained on)")
     samplers = [(s.split(":")[0], int(s.split(":")[1]) if ":" in s else 10) for s in args.samplers.split(",")]
     result = evaluate(
         runs,
@@ -98,6 +112,8 @@ def _cli(args) -> int:
         limit=args.limit,
         guidance=args.guidance,
         peers=[args.peer] if args.peer else (),
+        bundles=bundles,
+        bundle_preset=args.bundle_preset,
     )
     if args.append:
         result = append_report(result, args.out)
@@ -151,6 +167,8 @@ def evaluate(
     limit=None,
     guidance: float = 1.0,
     peers=(),
+    bundles=None,
+    bundle_preset: str = "default",
 ) -> dict:
     from backend.headfile import load_head_file
     from training.denoiser.samplers import sample_takes
@@ -166,7 +184,7 @@ def evaluate(
     # every vertex by the closed form of the head model (equal to smplx.FLAME, tested in tests/m2s):
     # smplx's general forward costs ~3 ms a frame, i.e. most of the evaluation at 32 samples
     head_model = RegionVertices(head_dir)
-    encoder = load_encoder(encoder_path)
+    encoder = load_encoder(encoder_path) if encoder_path else None
     scorer = Scorer(m2s_run, head_dir) if m2s_run else None
     utts = _utterances(corpus, split, source, limit)
     data = []
@@ -175,8 +193,8 @@ def evaluate(
         m = load_motion(corpus, u)
         x = np.concatenate([m["exp"], m["jaw"]], 1).astype(np.float32)
         with torch.no_grad():
-            feats = encoder.features_25(torch.from_numpy(audio)[None])[0]
-            n = min(len(x), len(feats))
+            feats = encoder.features_25(torch.from_numpy(audio)[None])[0] if encoder is not None else None
+            n = min(len(x), len(feats)) if feats is not None else min(len(x), len(audio) // 640)
             gt = head_model(torch.from_numpy(x[:n])).numpy()
         spk = None
         if scorer is not None:
@@ -185,7 +203,14 @@ def evaluate(
             spk = embed_audio(audio)
         phones = list(zip(m["phones_start"], m["phones_end"], m["phones"])) if "phones" in m else []
         data.append(
-            {"id": u["id"], "audio": audio[: n * 640], "feats": feats[:n], "gt": gt, "speaker": spk, "phones": phones}
+            {
+                "id": u["id"],
+                "audio": audio[: n * 640],
+                "feats": feats[:n] if feats is not None else None,
+                "gt": gt,
+                "speaker": spk,
+                "phones": phones,
+            }
         )
 
     rows = []
@@ -216,6 +241,8 @@ def evaluate(
                 }
             )
     rows += [_peer_row(peer, data, head_dir, head_model, head, scorer) for peer in peers]
+    for name, bundle_dir in (bundles or {}).items():
+        rows.append(_bundle_row(name, bundle_dir, data, n_samples, bundle_preset, guidance, head_model, head, scorer))
     stamp = {"commit": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     rows = [{**r, **stamp} for r in rows]  # rows of one table may come from several --append calls
     return {
@@ -287,6 +314,31 @@ def _pool_lip_checks(per_utt: list[dict]) -> dict:
 @torch.no_grad()
 def _features(encoder, audio: np.ndarray) -> torch.Tensor:
     return encoder.features_25(torch.from_numpy(audio)[None])[0]
+
+
+def _bundle_row(name, bundle_dir, data, n_samples, preset, guidance, head_model, head, scorer) -> dict:
+    """A model bundle as the backend runs it (its audio-encoder graph, sampler preset, ONNX denoiser):
+    what an artist gets, measured like the runs."""
+    from backend.engine import Engine
+
+    engine = Engine(bundle_dir)
+    sampler = engine.presets[preset]
+    per_utt, seconds = [], 0.0
+    for d in tqdm(data, desc=f"bundle {name}", mininterval=5):
+        t0 = time.perf_counter()
+        res = engine.animate(d["audio"], takes=n_samples, seed=0, preset=preset, guidance=guidance)
+        x = np.stack([np.concatenate([t.exp, t.jaw], 1) for t in res.takes])[:, : len(d["gt"])].astype(np.float32)
+        seconds += time.perf_counter() - t0
+        per_utt.append(_take_metrics(x, d, head_model, head, scorer))
+    return {
+        "variant": name,
+        "run": str(bundle_dir),
+        "sampler": sampler["sampler"],
+        "steps": int(sampler["steps"]),
+        "samples": n_samples,
+        "sample_seconds_per_utt": seconds / len(data),
+        **_summarise(per_utt, data),
+    }
 
 
 def _peer_row(peer: str, data: list, head_dir, head_model, head, scorer) -> dict:

@@ -1,0 +1,36 @@
+"""`evaluate --bundle`: a model bundle measured as the backend runs it, lip checks included."""
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from backend.headfile import load_head_file
+from training.denoiser.evaluate import _bundle_row, markdown
+from training.head.flame import HeadModel
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bundle_row_has_the_lip_checks(tiny_bundle, head_dir):
+    audio, _ = sf.read(str(ROOT / "assets" / "speech" / "demo.wav"), dtype="float32")
+    n = len(audio) // 640
+    head_model = HeadModel(head_dir)
+    head = load_head_file(Path(head_dir) / "head.npz")
+    with torch.no_grad():
+        gt = head_model(torch.zeros(n, 53)).numpy()
+    # "Thunder turns ...": a bilabial-free stretch, an M and a vowel, times in seconds
+    phones = [(0.0, 0.3, "sil"), (0.3, 0.5, "AH"), (0.5, 0.62, "M"), (0.62, 0.9, "AA"), (0.9, n / 25, "sil")]
+    data = [{"id": "demo", "audio": audio[: n * 640], "feats": None, "gt": gt, "speaker": None, "phones": phones}]
+    row = _bundle_row("tiny", tiny_bundle, data, 3, "draft", 1.0, head_model, head, None)
+    assert row["samples"] == 3 and row["sampler"] and row["bilabials"] == 1  # one M phone
+    m = row["metrics"]
+    assert 0.0 <= m["closure_min"]["mean"] <= m["closure"]["mean"] <= 1.0
+    # the ground truth here is the rest face: its lips barely part on the vowels
+    assert np.isfinite(m["vowel_gap"]["mean"]) and m["vowel_gap_gt"]["mean"] < 3.0
+    table = markdown(
+        {"rows": [row], "utterances": 1, "split": "test", "source": "real", "units": "mm"}
+        | {"machine": "m", "date": "d", "commit": "c"}
+    )
+    assert "closure" in table and "| tiny |" in table
