@@ -277,7 +277,7 @@ def summary_table(manifest: dict) -> str:
         lines.append(f"{src:<12} {len(r['speakers']):>8} {r['utts']:>10} {r['sec'] / 3600:>7.2f}")
     tot_s = sum(r["sec"] for r in rows.values())
     lines.append(
-        f"{'total':<12} {sum(len(r['speakers']) for r in rows.values()):>8} "
+        f"{'total':<12} {len(set().union(*(r['speakers'] for r in rows.values()))):>8} "
         f"{sum(r['utts'] for r in rows.values()):>10} {tot_s / 3600:>7.2f}"
     )
     by_split = {}
