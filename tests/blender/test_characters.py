@@ -282,3 +282,31 @@ def test_reopen_saved_file(run_bpy, generated, files):
     assert out["target"] == "Face" and out["rows"] == 52 and out["jaw_bone"] == "jaw"
     assert out["takes"] == [["line s11", True, "Face"], ["line s12", True, "Face"]]
     assert out["shown"] == out["picked"]
+
+
+def test_panel_draws_the_mapping(run_bpy):
+    out = run_bpy("characters", "panel_draw")
+    panel = [tuple(x) for x in out["panel"]]
+    for item in [
+        ("prop", "rig"),
+        ("operator", "thunder.mapping_detect"),
+        ("prop", "preset"),
+        ("operator", "thunder.mapping_preset"),
+        ("template_list", "channels"),
+        ("operator", "thunder.mapping_add"),
+        ("operator", "thunder.mapping_remove"),
+        ("prop", "sources"),
+        ("prop", "limit"),
+        ("prop", "jaw_armature"),
+        ("prop_search", "jaw_bone"),
+        ("operator", "thunder.mapping_load"),
+        ("operator", "thunder.mapping_save"),
+        ("operator", "thunder.remap_take"),
+        ("operator", "thunder.export_gltf"),
+        ("operator", "thunder.export_live_link"),
+    ]:
+        assert item in panel, item
+    assert not [x for x in panel if x[0] == "label" and "no shape key" in x[1]]
+    assert [tuple(x) for x in out["row"]] == [("prop_search", "target"), ("prop", "sources"), ("prop", "gain")]
+    errors = [x[1] for x in out["broken"] if x[0] == "label" and "no shape key" in x[1]]
+    assert errors and "'noSuchShape'" in errors[0]

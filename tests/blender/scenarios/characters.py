@@ -372,3 +372,33 @@ def reopen(path: str) -> dict:
         "shown": takes_mod.shown(characters.for_take(act), s.takes[s.active_take].strip).name,
         "picked": act.name,
     }
+
+
+def panel_draw() -> dict:
+    """The sidebar drawn (through machinery's RecordingLayout: draw() never runs headless) with
+    a character as the target and a take selected; then with a row naming no shape key."""
+    from machinery import RecordingLayout
+
+    scene = fresh_scene("24")
+    scene.sequence_editor_create()
+    face, arm = make_face(scene)
+    s = scene.thunder
+    s.rig = face
+    props = face.thunder_mapping
+    props.jaw_armature = arm
+    s.takes.add()  # a row is enough for the take buttons to show
+    s.active_take = 0
+    panels = addon("panels")
+
+    def draw():
+        log = []
+        panels.THUNDER_PT_view3d.draw(type("P", (), {"layout": RecordingLayout(log)})(), bpy.context)
+        return log
+
+    ok = draw()
+    rows = []
+    first = props.channels[0]
+    panels.THUNDER_UL_mapping.draw_item(None, bpy.context, RecordingLayout(rows), props, first, 0, None, "", 0)
+    props.channels[0].target = "noSuchShape"
+    broken = draw()
+    return {"panel": ok, "row": rows, "broken": broken}
