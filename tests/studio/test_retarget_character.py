@@ -69,11 +69,6 @@ def test_the_character_is_recognised_as_arkit(measured):
     assert measured["rest_mm"] <= lipcheck.CLOSED_MM  # its lips are closed at rest
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="arkit52 drives mouthClose from lip press alone; on an ARKit rig mouthClose is a corrective "
-    "on top of jawOpen and opens the lips when the jaw is closed (the Face Units head: 37 mm at 1.0)",
-)
 def test_a_closure_in_the_take_closes_the_characters_lips(measured):
     standin, target = np.array(measured["standin_mm"]), np.array(measured["target_mm"])
     spans = lipcheck.phone_spans(measured["phones"], lipcheck.BILABIAL, len(standin), slack=lipcheck.SLACK_FRAMES)
