@@ -153,26 +153,9 @@ def detect(obj) -> retarget.Mapping | None:
 
 def bind(mapping: retarget.Mapping, obj) -> tuple[retarget.Mapping, list[str]]:
     """A mapping (a preset, or a file saved from another character) bound to this object's
-    names, as detect() binds presets (exact name, naming variant, alias); rows whose shape
-    key the mesh lacks are dropped and returned, so the caller can say which."""
-    names = shape_key_names(obj)
-    by_norm: dict[str, str] = {}
-    for n in names:
-        by_norm.setdefault(retarget.normalize_name(n), n)
-    # retarget binds presets this way inside detect(); it has no public name for it yet.
-    bound, _ = retarget._bind(mapping, by_norm, set(names))
-    bound.name = mapping.name
-
-    def found(ch) -> bool:
-        return any(n in by_norm.values() or retarget.normalize_name(n) in by_norm for n in (ch.target, *ch.aliases))
-
-    dropped = [c.target for c in mapping.channels if not found(c)]
-    if mapping.jaw_bone:
-        bones = bone_names(obj)
-        norm = {retarget.normalize_name(b): b for b in bones}
-        exact = mapping.jaw_bone if mapping.jaw_bone in bones else None
-        bound.jaw_bone = exact or norm.get(retarget.normalize_name(mapping.jaw_bone))
-    return bound, dropped
+    shape-key and jaw-armature bone names (retarget.bind); also the rows it had no shape
+    key for, so the caller can say which."""
+    return retarget.bind(mapping, shape_key_names(obj), bone_names(obj))
 
 
 def mapping_of(obj) -> retarget.Mapping:
