@@ -345,6 +345,7 @@ def build(cfg: BuildConfig, command: str = "", origin: dict | None = None) -> di
         **({"training_config": origin} if origin else {}),
         "notes": notes,
         "summary": table.splitlines(),
+        "licences": _licences(manifest),
         "versions": {
             "python": platform.python_version(),
             "numpy": np.__version__,
@@ -357,6 +358,24 @@ def build(cfg: BuildConfig, command: str = "", origin: dict | None = None) -> di
     log.info("%s", table)
     log.info("built %d utterances in %.1f s -> %s", len(entries), time.time() - t0, out)
     return manifest
+
+
+def _licences(manifest: dict) -> dict:
+    """Licence of each source the corpus holds (the corpus itself is never shipped)."""
+    from .natural import LICENCES as NATURAL
+    from .recordings import LICENCES as RECORDED
+
+    out = {}
+    for u in manifest["utterances"]:
+        origin = u.get("origin", u["source"])
+        if origin in RECORDED:
+            out[origin] = RECORDED[origin]
+        elif origin == "espeak":
+            out[origin] = "espeak-ng (GPL-3.0-or-later), synthesised here"
+        elif origin == "natural":
+            speaker = manifest["speakers"][u["speaker"]]
+            out[speaker.get("voice", origin)] = NATURAL["pico" if "pico" in speaker.get("voice", "") else "flite"]
+    return dict(sorted(out.items()))
 
 
 def _version(dist: str) -> str:
