@@ -120,7 +120,7 @@ class ThunderChannel(bpy.types.PropertyGroup):
     target: StringProperty(name="Shape key", description="The character's shape key this row keys")
     sources: StringProperty(
         name="Controls",
-        description="Controls driving it, each with an optional weight: 'mouth_smile_L 0.5, mouth_smile_R 0.5'",
+        description="Controls driving it, each with an optional weight: 'smile_L 0.5, smile_R 0.5'",
     )
     gain: FloatProperty(name="Gain", default=1.0, min=0.0, soft_max=2.0, max=10.0, description="Scales the weight")
     limit: StringProperty(

@@ -1,6 +1,6 @@
 """A mapping channel's sources as one line of text, for the panel's mapping list.
 
-No bpy. `mouth_smile_L 0.5, mouth_smile_R 0.5`: control names, each with an optional
+No bpy. `smile_L 0.5, smile_R 0.5`: control names, each with an optional
 weight (1 when left out), separated by commas. The list edits this text; the mapping
 (core/retarget.py) holds the dict.
 """

@@ -205,14 +205,14 @@ def test_mapping_preset_file_round_trip(run_bpy, tmp_path):
     saved = retarget.Mapping.load(path)  # what an artist shares: the plain JSON the core reads
     assert [c.target for c in saved.channels] == [r[0] for r in out["a_rows"]]
     smile = next(c for c in saved.channels if c.target == "mouthSmile_L")
-    assert smile.gain == pytest.approx(0.7) and smile.sources == {"mouth_smile_L": 0.8, "mouth_smile_R": 0.2}
+    assert smile.gain == pytest.approx(0.7) and smile.sources == {"smile_L": 0.8, "smile_R": 0.2}
     close = next(c for c in saved.channels if c.target == "mouthClose")
     assert close.limit == {"jaw_open": 1.0} and close.sources  # the preset's cap survives the list
     # On B (EyeBlinkLeft spelling) every row binds to B's own name, edits kept.
     assert out["auto_b"] == 52
     b = {t: rest for t, *rest in out["b_rows"]}
     assert len(b) == 52 and "MouthSmileLeft" in b and "mouthSmile_L" not in b
-    assert b["MouthSmileLeft"] == ["mouth_smile_L 0.8, mouth_smile_R 0.2", pytest.approx(0.7), ""]
+    assert b["MouthSmileLeft"] == ["smile_L 0.8, smile_R 0.2", pytest.approx(0.7), ""]
     assert b["MouthClose"][2] == "jaw_open"
     a = {retarget.normalize_name(t): rest for t, *rest in out["a_rows"]}
     assert all(a[retarget.normalize_name(t)] == rest for t, rest in b.items())

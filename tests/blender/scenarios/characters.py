@@ -307,7 +307,7 @@ def mapping_round_trip(path: str) -> dict:
     rows = a.thunder_mapping.channels
     detected = [(r.target, r.sources, r.gain) for r in rows]
     smile = next(r for r in rows if r.target == "mouthSmile_L")
-    smile.gain, smile.sources = 0.7, "mouth_smile_L 0.8, mouth_smile_R 0.2"
+    smile.gain, smile.sources = 0.7, "smile_L 0.8, smile_R 0.2"
     out = {"detected": detected, "name": a.thunder_mapping.name}
     out["save"] = sorted(bpy.ops.thunder.mapping_save(filepath=path))
     a_rows = [(r.target, r.sources, round(r.gain, 6), r.limit) for r in rows]
@@ -318,7 +318,7 @@ def mapping_round_trip(path: str) -> dict:
     out.update(a_rows=a_rows, b_rows=b_rows, auto_b=auto_b)
     # A row the artist mistyped: Generate refuses it and says which row, before any network.
     smile_b = next(r for r in b.thunder_mapping.channels if r.target == "MouthSmileLeft")
-    smile_b.sources = "mouth_smile_L lots"
+    smile_b.sources = "smile_L lots"
     out["bad_row"] = _op_error(bpy.ops.thunder.generate)
     # Presets: VRM visemes fit none of an ARKit face's keys; ARKit 52 binds all 52.
     b.thunder_mapping.preset = "vrm_visemes"
