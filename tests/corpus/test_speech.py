@@ -106,3 +106,31 @@ def test_mbrola_pho_timing():
     phones = parse_pho(pho)
     assert [p[2] for p in phones] == [SIL, "HH", "AH", "L", "OW", SIL]
     assert np.allclose([p[1] for p in phones], np.cumsum([0.05, 0.06, 0.045, 0.07, 0.18, 0.1]))
+
+
+def test_synthesis_dtw_alignment_finds_phones_in_other_speech():
+    """align.synth_align warps espeak's exact phone times onto a recording: on a recording whose
+    times are known (the same French text, another voice variant, slower and higher), the bilabial
+    centres land within 40 ms (one motion frame) of the truth."""
+    import soxr
+
+    from training.corpus import espeak
+    from training.corpus.align import synth_align
+    from training.corpus.phones import foreign_to_arpa
+
+    text = "Bonjour, mon ami. Le bateau part demain matin pour la belle ville de Paris."
+    syn = espeak.synthesize(text, "fr+m3", rate=125, pitch=70)
+    audio = soxr.resample(syn.audio, syn.sample_rate, 16000).astype(np.float32)
+    truth = []
+    for k, (smp, name) in enumerate(syn.phones):
+        end = syn.phones[k + 1][0] if k + 1 < len(syn.phones) else len(syn.audio)
+        if foreign_to_arpa(name, "fr") in ("M", "P", "B"):
+            truth.append((smp + end) / 2 / syn.sample_rate)
+    got = synth_align(audio, text, "fr")
+    assert got is not None
+    words, phones = got
+    found = [(s + e) / 2 for s, e, lab in phones if lab in ("M", "P", "B")]
+    assert len(found) == len(truth) >= 6
+    assert np.max(np.abs(np.array(found) - np.array(truth))) < 0.04
+    assert phones[0][0] == 0.0 and abs(phones[-1][1] - len(audio) / 16000) < 1e-6
+    assert len(words) >= 12

@@ -1,4 +1,4 @@
-"""`thunder-train corpus build|report|preview|import`."""
+"""`thunder-train corpus build|redraw|report|preview|import`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from training.config import add_config_options
+from training.console import to_stdout
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,16 @@ def register(sub) -> None:
     r.add_argument("--max-utts", type=int, default=400, help="utterances to check (evenly spread)")
     r.set_defaults(func=_report)
 
+    d = cs.add_parser("redraw", help="K motion draws per utterance: same speech and lips, other upper faces")
+    d.add_argument("--corpus", required=True, help="corpus to redraw (read only)")
+    d.add_argument("--draws", type=int, required=True, help="motion draws per utterance (K)")
+    d.add_argument("--out", required=True, help="the new corpus (its wav/ links to the source's)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--head", help="head folder the corpus was built on (default: the stand-in head from the cache)")
+    d.add_argument("--cache", default=default_cache())
+    d.set_defaults(func=_redraw)
+
     v = cs.add_parser("preview", help="render an utterance: the head saying it, waveform and phones, audio")
     v.add_argument("utt", help="utterance id (with --corpus) or a motion .npz path")
     v.add_argument("--corpus", help="corpus folder")
@@ -66,6 +77,12 @@ def register(sub) -> None:
     v.add_argument("--renderer", choices=("auto", "blender", "numpy"), default="auto")
     v.add_argument("--seconds", type=float, help="only the first N seconds")
     v.set_defaults(func=_preview)
+
+    a = cs.add_parser("align-check", help="synthesis + DTW alignment against pocketsphinx, on English clips")
+    a.add_argument("--cache", default=default_cache())
+    a.add_argument("--clips", type=int, default=120)
+    a.add_argument("--out", type=Path, default=Path("reports/corpus-align-check"))
+    a.set_defaults(func=_align_check)
 
     i = cs.add_parser("import", help="import real pseudo-ground-truth (TFHP / DiffPoseTalk npz, or WAV + npz)")
     i.add_argument("src", help="folder to import")
@@ -91,6 +108,28 @@ def _build(args) -> int:
         real=args.real,
     )
     build(cfg, command=" ".join(["thunder-train"] + sys.argv[1:]), origin=origin)
+    return 0
+
+
+def _redraw(args) -> int:
+    from .redraw import redraw
+
+    redraw(
+        args.corpus,
+        args.out,
+        resolve_head(args.head, args.cache),
+        args.draws,
+        seed=args.seed,
+        workers=args.workers,
+        command=" ".join(["thunder-train"] + sys.argv[1:]),
+    )
+    return 0
+
+
+def _align_check(args) -> int:
+    from .align_check import check, write
+
+    to_stdout(write(check(args.cache, args.clips), args.out))
     return 0
 
 
