@@ -12,6 +12,9 @@ Conventions (all distances in millimetres; vertices are given in metres):
   template; truth minus prediction, averaged over the region (mm; >0: too stiff).
 - S-DIV / T-DIV: distances of each vertex to the truth per sample; the std over
   samples (S-DIV) and over time (T-DIV), averaged (mm).
+- Spread about the mean (`spread_about_mean`): each vertex's distance from its own mean
+  along an axis, averaged (mm): over time, how much a region moves (no truth needed);
+  over draws or takes of one utterance, how much they differ.
 Regions: U = `upper_face`, L = `mouth`.
 """
 
@@ -68,6 +71,13 @@ def dtw(a: np.ndarray, b: np.ndarray) -> float:
         best = np.minimum(np.minimum(acc[i - 1, j - 1], acc[i - 1, j]), acc[i, j - 1])
         acc[i, j] = np.abs(a[i - 1] - b[j - 1]) + best
     return float(acc[n, m] / (n + m))
+
+
+def spread_about_mean(verts: np.ndarray, axis: int = 0) -> float:
+    """Mean distance (mm) of every vertex from its mean along `axis`: verts (T, V, 3), axis 0:
+    motion over time; (D, T, V, 3), axis 0: spread over draws (metres in)."""
+    v = np.asarray(verts, np.float64)
+    return float(np.linalg.norm(v - v.mean(axis=axis, keepdims=True), axis=-1).mean() * MM)
 
 
 def fdd(pred: np.ndarray, gt: np.ndarray, template: np.ndarray, region: np.ndarray) -> float:

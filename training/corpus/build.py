@@ -203,7 +203,8 @@ def _make(out: Path, uid: str, sp: dict, utt, seed_seq: np.random.SeedSequence) 
     exp, jaw = draw_motion(_FACE, utt.phones, utt.duration, sp["style"], seed_seq, utt.stressed)
     write_wav(out / "wav" / f"{uid}.wav", utt.audio)
     write_npz(
-        out / "motion" / f"{uid}.npz", motion_arrays(exp, jaw, utt.phones, utt.words, sp["id"], sp["source"], utt.text)
+        out / "motion" / f"{uid}.npz",
+        motion_arrays(exp, jaw, utt.phones, utt.words, sp["id"], sp["source"], utt.text, utt.stressed),
     )
     return utt.duration
 

@@ -4,6 +4,7 @@ corpus = load_corpus("/work/data/corpus-small")
 for utt in corpus.split("train"):
     audio = corpus.audio(utt)          # float32 (N,) at 16 kHz
     m = corpus.motion(utt)             # exp (T,50), jaw (T,3), phones, words, ...
+    m2 = corpus.motion(utt, draw=1)    # another draw, when the corpus was redrawn (n_draws)
     x = corpus.params(utt)             # (T, 53) = [exp | jaw]
 """
 
@@ -18,6 +19,8 @@ import soundfile as sf
 import soxr
 
 from backend.contracts import FPS, N_PARAMS, SAMPLE_RATE
+
+from .io import motion_draws
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -62,10 +65,14 @@ class Corpus:
             audio = soxr.resample(audio, sr, SAMPLE_RATE).astype(np.float32)
         return audio
 
-    def motion(self, utt) -> dict:
-        """The npz as a dict of arrays, strings as Python str, cut to n_frames."""
+    def n_draws(self, utt) -> int:
+        """How many motion draws the utterance has (`corpus redraw`; 1 otherwise)."""
+        return len(motion_draws(self._entry(utt)))
+
+    def motion(self, utt, draw: int = 0) -> dict:
+        """The npz (of draw `draw`) as a dict of arrays, strings as Python str, cut to n_frames."""
         u = self._entry(utt)
-        with np.load(self.root / u["motion"], allow_pickle=False) as z:
+        with np.load(self.root / motion_draws(u)[draw], allow_pickle=False) as z:
             m = {k: z[k] for k in z.files}
         for k in ("speaker", "source", "text"):
             if k in m:

@@ -3,7 +3,9 @@
 psi = sum_k w_k * semantic_coeffs[k] (training/head/semantics.py); articulation
 gives the lip controls and jaw, upperface.py the rest, the tracker the
 pseudo-ground-truth. Two draws of one utterance share the articulation and
-differ in the upper-face stream.
+differ in the upper-face stream. Blinks close the lids fully: the face turns a
+0..1 blink envelope into the blink weight at which the lid rims meet, given what
+the brows, squint and wide eyes do to the opening at that moment.
 """
 
 from __future__ import annotations
@@ -19,9 +21,19 @@ from backend.contracts import FPS
 from .articulation import RATE, articulate, to_frames
 from .kinematics import Kinematics
 from .tracker import Tracker, fit_vertices
+from training.head.regions import lid_midpoints
+
 from .upperface import accent_times, upper_face
 
 PSI_NOISE = 0.01  # small head-independent noise on psi (smoothed), in psi units
+
+
+def _lid_gaps(lids: Kinematics, exp: np.ndarray) -> np.ndarray:
+    v = lids.vertices(exp, np.zeros((len(exp), 3))).reshape(len(exp), 2, 2, 2, 3).mean(3)  # (T, eye, lid, 3)
+    rest = lids.template.reshape(2, 2, 2, 3).mean(2)
+    d = rest[:, 0] - rest[:, 1]
+    d /= np.linalg.norm(d, axis=-1, keepdims=True)
+    return ((v[:, :, 0] - v[:, :, 1]) * d).sum(-1)
 
 
 def n_frames_for(duration: float) -> int:
@@ -39,6 +51,9 @@ class Face:
     lip_pair: Kinematics  # upper and lower lip mid-points
     tracker: Tracker
     regions: dict
+    lids: Kinematics  # lid rim vertices: (eye L, R) x (upper, lower) x 2
+    lid_gain: np.ndarray  # (K, 2): lid gap change (m) per unit of each control, per eye
+    lid_rest: np.ndarray  # (2,): lid gap at rest (m)
 
     @classmethod
     def load(cls, head_dir: str | Path) -> "Face":
@@ -53,14 +68,23 @@ class Face:
             )
         lips = np.array([head.lip_upper, head.lip_lower])
         kin = Kinematics.from_head_dir(head.path, fit_vertices(head.regions, head.weights[:, 2]))
+        lids = Kinematics.from_head_dir(
+            head.path, lid_midpoints(head.v_template, head.faces, head.regions["eyes"]).ravel()
+        )
+        coeffs = np.asarray(head.semantic_coeffs, np.float64)
+        rest = _lid_gaps(lids, np.zeros((1, coeffs.shape[1])))[0]
+        gain = _lid_gaps(lids, coeffs) - rest  # expression is linear in psi, and the jaw moves no lid
         return cls(
             head.path,
             str(head.head_id),
             list(head.semantic_names),
-            np.asarray(head.semantic_coeffs, np.float64),
+            coeffs,
             Kinematics.from_head_dir(head.path, lips),
             Tracker(kin),
             head.regions,
+            lids,
+            gain,
+            rest,
         )
 
     def weights(self, tracks: dict, asymmetry: float) -> np.ndarray:
@@ -75,7 +99,31 @@ class Face:
             if f"{name}_L" in col:
                 W[:, col[f"{name}_L"]] += asymmetry * v
                 W[:, col[f"{name}_R"]] -= asymmetry * v
+        return self.close_lids(W)
+
+    def close_lids(self, W: np.ndarray) -> np.ndarray:
+        """Blink columns hold 0..1 closure envelopes: make each the weight at which that eye's
+        lid gap is its envelope's share of the way to shut (1: the rims meet), given the other
+        controls' effect on the opening in that frame."""
+        col = {n: i for i, n in enumerate(self.names)}
+        if not {"blink", "blink_L", "blink_R"} <= set(col):
+            return W
+        W = W.copy()
+        b, sided = col["blink"], (col["blink_L"], col["blink_R"])
+        for k in sided:  # one unit of blink is one of each half (training/head/semantics.py)
+            W[:, k] += W[:, b]
+        W[:, b] = 0.0
+        others = W.copy()
+        others[:, list(sided)] = 0.0
+        for eye, k in enumerate(sided):
+            opening = self.lid_rest[eye] + others @ self.lid_gain[:, eye]
+            W[:, k] *= np.clip(opening / -self.lid_gain[k, eye], 0.0, 2.0)
         return W
+
+    def lid_gaps(self, exp: np.ndarray) -> np.ndarray:
+        """Lid opening (m) per frame and eye (T, 2): upper rim to lower rim along the rest
+        opening's direction (negative: the lids overlap)."""
+        return _lid_gaps(self.lids, np.asarray(exp, np.float64))
 
     def lip_distance(self, exp: np.ndarray, jaw: np.ndarray) -> np.ndarray:
         """Distance (m) between the upper and lower lip mid-points per frame."""
@@ -90,7 +138,7 @@ def clean_motion(
     T = n_frames_for(duration)
     lips, jaw_open = articulate(phones, duration, style)
     t = np.arange(len(jaw_open)) / RATE
-    upper = upper_face(t, accent_times(phones, stressed), style, rng_upper)
+    upper = upper_face(t, phones, accent_times(phones, stressed), style, rng_upper)
     psi, jaw = controls_to_flame(face, {**lips, **upper}, jaw_open, T, style["asymmetry"])
     noise = gaussian_filter1d(rng_upper.normal(0, 1, psi.shape), 2.0, axis=0, mode="nearest")
     psi = psi + PSI_NOISE * noise / max(float(noise.std()), 1e-9)

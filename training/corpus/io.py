@@ -14,6 +14,12 @@ from backend.contracts import SAMPLE_RATE
 from backend.files import write_atomic
 
 
+def motion_draws(utt: dict) -> list[str]:
+    """A manifest entry's motion files, first draw first: its `motion_draws` (written by
+    `corpus redraw`), or just its `motion`."""
+    return list(utt.get("motion_draws") or [utt["motion"]])
+
+
 def write_wav(path: str | Path, audio: np.ndarray) -> None:
     buf = io.BytesIO()
     sf.write(buf, np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
@@ -31,9 +37,11 @@ def write_npz(path: str | Path, arrays: dict) -> None:
     write_atomic(path, buf.getvalue())
 
 
-def motion_arrays(exp, jaw, phones, words, speaker: str, source: str, text: str) -> dict:
-    """The per-utterance npz of docs/corpus.md."""
+def motion_arrays(exp, jaw, phones, words, speaker: str, source: str, text: str, stressed=None) -> dict:
+    """The per-utterance npz of docs/corpus.md (`stressed` per phone when the source knows it:
+    a redraw puts the brow batons back on the same accents)."""
     f4 = np.float32
+    extra = {} if stressed is None else {"stressed": np.asarray(stressed, bool)}
     return {
         "exp": np.asarray(exp, f4),
         "jaw": np.asarray(jaw, f4),
@@ -47,4 +55,5 @@ def motion_arrays(exp, jaw, phones, words, speaker: str, source: str, text: str)
         "speaker": np.array(speaker),
         "source": np.array(source),
         "text": np.array(text),
+        **extra,
     }

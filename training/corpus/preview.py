@@ -275,3 +275,102 @@ def frame_strip(draw_head, exp, jaw, m, out: Path, title: str, count: int = 6) -
     draw.text((8, 4), title, fill=(0, 0, 0))
     sheet.save(out)
     return out
+
+
+def _sheet_utterance(corpus, want: int, utt: str | None) -> dict:
+    """The utterance for a draws sheet: `utt`, or the first 3-6 s English one with the most draws."""
+    if utt:
+        return corpus.get(utt)
+    fits = [u for u in corpus.utterances if 3.0 <= u["duration"] <= 6.0 and u.get("lang", "en") == "en"]
+    fits = fits or corpus.utterances
+    return max(fits, key=lambda u: min(corpus.n_draws(u), want))  # max keeps the first of the best
+
+
+def _sheet_frames(spread: np.ndarray, closures: list[int], count: int, gap: int = 4) -> list[int]:
+    """A bilabial closure (the lips must agree there) and the frames where the draws differ most."""
+    picks = closures[:1]
+    for k in np.argsort(-spread, kind="stable"):
+        if len(picks) >= count:
+            break
+        if all(abs(int(k) - p) >= gap for p in picks):
+            picks.append(int(k))
+    return sorted(picks)
+
+
+def draws_sheet(
+    corpus_dir: str, out: str, head: str, utt: str | None = None, n_draws: int = 4, count: int = 6, renderer="numpy"
+) -> Path:
+    """Contact sheet: `n_draws` motion draws of one sentence (rows) at the same frames
+    (columns), and under it each draw's upper-face displacement from its own mean and
+    lip distance over time. Draws a corpus does not store are made now (corpus redraw's)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image, ImageDraw
+
+    from .dataset import load_corpus
+    from .face import Face
+    from .redraw import redraw_utterance
+
+    corpus = load_corpus(corpus_dir)
+    u = _sheet_utterance(corpus, n_draws, utt)
+    m = corpus.motion(u)
+    stored = corpus.n_draws(u)
+    if stored >= n_draws:
+        draws = [corpus.motion(u, d) for d in range(n_draws)]
+        made = [(d["exp"], d["jaw"]) for d in draws]
+        how = "stored draws"
+    else:
+        style = corpus.speakers[u["speaker"]].get("style")
+        made = redraw_utterance(Face.load(head), m, u["duration"], style, 0, u["id"], n_draws)
+        how = "drawn now by the current engine"
+    face = Face.load(head)
+    upper = Kinematics.from_head_dir(head, np.asarray(face.regions["upper_face"])[::4])
+    xs = [(np.asarray(e, np.float64)[: u["n_frames"]], np.asarray(j, np.float64)[: u["n_frames"]]) for e, j in made]
+    v = np.stack([upper.vertices(*x) for x in xs])  # (D, T, V, 3)
+    moved = np.linalg.norm(v - v.mean(1, keepdims=True), axis=-1).mean(-1) * 1000  # (D, T)
+    spread = np.linalg.norm(v - v.mean(0, keepdims=True), axis=-1).mean((0, 2)) * 1000  # (T,)
+    lips = np.stack([face.lip_distance(*x) for x in xs]) * 1000
+    closures = [
+        int(0.5 * (s + e) * FPS)
+        for s, e, lab in zip(m["phones_start"], m["phones_end"], m["phones"])
+        if str(lab) in BILABIAL and int(0.5 * (s + e) * FPS) < len(spread)
+    ]
+    frames = _sheet_frames(spread, closures, count)
+    draw_head = make_renderer(head, renderer)
+    tiles = [[Image.fromarray(draw_head(x[0][k], x[1][k])) for k in frames] for x in xs]
+    w, h = tiles[0][0].size
+    label_w, top = 70, 40
+    fig, axes = plt.subplots(2, 1, figsize=((label_w + w * len(frames)) / 100, 3.2), dpi=100, sharex=True)
+    t = np.arange(moved.shape[1]) / FPS
+    for d in range(len(xs)):
+        axes[0].plot(t, moved[d], lw=1, label=f"draw {d + 1}")
+        axes[1].plot(t, lips[d], lw=1)
+    for ax in axes:
+        for k in frames:
+            ax.axvline((k + 0.5) / FPS, color="0.6", lw=0.6, ls=":")
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("upper face\nmm from mean", fontsize=7)
+    axes[1].set_ylabel("lip gap mm", fontsize=7)
+    axes[1].set_xlabel("s", fontsize=7)
+    axes[0].legend(fontsize=6, ncol=len(xs), loc="upper right")
+    fig.tight_layout()
+    fig.canvas.draw()
+    plot = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+    plt.close(fig)
+    sheet = Image.new("RGB", (label_w + w * len(frames), top + h * len(xs) + 20 + plot.size[1]), "white")
+    ink = ImageDraw.Draw(sheet)
+    title = f"{u['id']} ({how}): {str(m.get('text', ''))[:90]}"
+    ink.text((8, 4), title, fill=(0, 0, 0))
+    for c, k in enumerate(frames):
+        ink.text((label_w + c * w + 8, 22), f"t={k / FPS:.2f}s /{_phone_at(m, (k + 0.5) / FPS)}/", fill=(0, 0, 0))
+    for r, row in enumerate(tiles):
+        ink.text((8, top + r * h + h // 2), f"draw {r + 1}", fill=(0, 0, 0))
+        for c, tile in enumerate(row):
+            sheet.paste(tile, (label_w + c * w, top + r * h))
+    sheet.paste(plot, (0, top + h * len(xs) + 20))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return out

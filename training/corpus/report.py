@@ -4,6 +4,9 @@
 - long pauses end closed: lip distance 100 ms before the end of pauses > 300 ms
 - jaw opening follows vowel openness (Pearson r over vowel centres)
 - two draws of one utterance: the lips agree, the upper face differs
+- the upper face moves (mean distance of its vertices from their own mean over the
+  utterance, mm), stored draws of a redrawn corpus spread (distance from the mean
+  of the draws, mm) with lips that agree, blinks at a human rate and fully closed
 - splits: speaker-disjoint, roughly 70/15/15 by speaker, the real speaker in every split
 """
 
@@ -14,9 +17,12 @@ import numpy as np
 from training.console import to_stdout
 
 from .dataset import SPLIT_NAMES, load_corpus
+from training.metrics import spread_about_mean
+
 from .face import Face, draw_motion
 from .kinematics import Kinematics
 from .phones import BILABIAL, OPENNESS, SIL, VOWELS
+from .upperface import BLINK_RATE_PER_MIN
 
 CLOSED_MM = 1.5
 MIN_CLOSURE_SHARE = 0.95
@@ -24,6 +30,11 @@ MIN_PAUSE_SHARE = 0.95
 MIN_JAW_R = 0.5
 LIPS_AGREE_MM = 0.5  # mean |lip distance draw A - draw B|
 UPPER_DIFFERS_MM = 0.3  # RMS upper-face vertex difference between draws
+UPPER_SPREAD_MM = 0.3  # stored draws: upper-face vertices' mean distance from the draws' mean
+BLINK_SHUT = 0.25  # a blink: both lids' gap below this share of the rest opening
+BLINK_CLOSED_MM = 1.0  # ... a full one: below this (the tracker's fit noise is ~0.3 mm)
+MIN_FULL_BLINKS = 0.9  # share of blinks that close fully
+BLINK_RATE_SLACK = 0.2  # the corpus's blink rate within the speakers' range, +- this share
 MAX_ABS_EXP = 8.0  # no frame's expression beyond this (the basis's unit scale is ~1)
 JAW_RANGE = (-0.05, 0.45)  # rad, jaw opening
 
@@ -89,6 +100,50 @@ def draw_checks(corpus, face: Face, utts: list[dict], upper_idx: np.ndarray) -> 
         "draws_lip_diff_mm": float(np.mean(lips_diff)) if lips_diff else float("nan"),
         "draws_upper_diff_mm": float(np.mean(upper_diff)) if upper_diff else float("nan"),
         "draws_n": len(lips_diff),
+    }
+
+
+def count_blinks(gaps: np.ndarray, rest: float) -> tuple[int, int]:
+    """(blinks, fully closed ones) in lid gaps (T, 2) m: runs of frames where the mean gap
+    is below BLINK_SHUT of the rest opening; full when it gets below BLINK_CLOSED_MM."""
+    g = gaps.mean(1)
+    shut = np.concatenate([[False], g < BLINK_SHUT * rest, [False]])
+    starts, ends = np.nonzero(shut[1:] & ~shut[:-1])[0], np.nonzero(~shut[1:] & shut[:-1])[0]
+    full = sum(g[a:b].min() * 1000 < BLINK_CLOSED_MM for a, b in zip(starts, ends))
+    return len(starts), int(full)
+
+
+def upper_face_checks(corpus, face: Face, utts: list[dict], upper_idx: np.ndarray) -> dict:
+    """The stored motion's upper face: how much it moves, how far stored draws spread (and
+    whether their lips agree), blinks per minute and how many close fully."""
+    kin_upper = Kinematics.from_head_dir(face.head_dir, upper_idx)
+    moved, spread, lips, frames = [], [], [], 0
+    blinks = full = 0
+    seconds = 0.0
+    for u in utts:
+        ms = [corpus.motion(u, d) for d in range(corpus.n_draws(u))]
+        if not len(ms[0]["exp"]):
+            continue
+        xs = [(m["exp"].astype(np.float64), m["jaw"].astype(np.float64)) for m in ms]
+        v = np.stack([kin_upper.vertices(*x) for x in xs])  # (D, T, V, 3)
+        moved += [spread_about_mean(vd, axis=0) * len(vd) for vd in v]
+        frames += v.shape[0] * v.shape[1]
+        if len(v) > 1:
+            spread.append(spread_about_mean(v, axis=0))
+            d = np.stack([face.lip_distance(*x) for x in xs]) * 1000
+            lips.append(float(np.abs(d[1:] - d[0]).mean()))
+        for exp, _ in xs:
+            b, f = count_blinks(face.lid_gaps(exp), float(face.lid_rest.mean()))
+            blinks, full, seconds = blinks + b, full + f, seconds + len(exp) / 25
+    nan = float("nan")
+    return {
+        "upper_motion_mm": float(sum(moved) / frames) if frames else nan,
+        "stored_draws_n": len(spread),
+        "stored_draws_upper_spread_mm": float(np.mean(spread)) if spread else nan,
+        "stored_draws_lip_diff_mm": float(np.mean(lips)) if lips else nan,
+        "blinks": blinks,
+        "blinks_per_min": float(blinks / seconds * 60) if seconds else nan,
+        "blinks_full_share": float(full / blinks) if blinks else nan,
     }
 
 
@@ -175,6 +230,7 @@ def report(corpus_dir: str, head_dir: str, max_utts: int = 400, n_draws: int = 6
     res.update(motion_checks(corpus, face, pick))
     upper = np.asarray(face.regions["upper_face"])
     res.update(draw_checks(corpus, face, pick[:: max(1, len(pick) // n_draws)][:n_draws], upper[::4]))
+    res.update(upper_face_checks(corpus, face, pick, upper[::4]))
     res["splits"] = split_checks(corpus)
     res["same_seed_same_bytes"] = rebuild_check(corpus_dir, head_dir)
 
@@ -192,12 +248,23 @@ def report(corpus_dir: str, head_dir: str, max_utts: int = 400, n_draws: int = 6
         "jaw follows vowel openness": when(res["vowel_n"], res["jaw_openness_r"] >= MIN_JAW_R),
         "draws: lips agree": when(res["draws_n"], res["draws_lip_diff_mm"] <= LIPS_AGREE_MM),
         "draws: upper face differs": when(res["draws_n"], res["draws_upper_diff_mm"] >= UPPER_DIFFERS_MM),
+        "stored draws: lips agree": when(res["stored_draws_n"], res["stored_draws_lip_diff_mm"] <= LIPS_AGREE_MM),
+        "stored draws: upper face differs": when(
+            res["stored_draws_n"], res["stored_draws_upper_spread_mm"] >= UPPER_SPREAD_MM
+        ),
+        "blinks close fully": when(res["blinks"], res["blinks_full_share"] >= MIN_FULL_BLINKS),
+        "blink rate": when(res["blinks"], _blink_rate_ok(res["blinks_per_min"])),
         "speaker-disjoint splits": not res["splits"]["speakers_in_two_splits"],
         "held-out real speakers only in test": res["splits"]["real_heldout_apart"],
         "same seed, same bytes": res["same_seed_same_bytes"],
     }
     res["passed"] = all(ok is not False for ok in res["checks"].values())
     return res
+
+
+def _blink_rate_ok(per_min: float) -> bool:
+    lo, hi = BLINK_RATE_PER_MIN
+    return (1 - BLINK_RATE_SLACK) * lo <= per_min <= (1 + BLINK_RATE_SLACK) * hi
 
 
 def print_report(res: dict) -> None:
@@ -221,6 +288,17 @@ def print_report(res: dict) -> None:
         (
             f"  two draws          lips differ {res['draws_lip_diff_mm']:.3f} mm (<= {LIPS_AGREE_MM}), "
             f"upper face {res['draws_upper_diff_mm']:.3f} mm (>= {UPPER_DIFFERS_MM})"
+        ),
+        (
+            f"  upper face         moves {res['upper_motion_mm']:.3f} mm about its mean; "
+            f"{res['stored_draws_n']} utterances with stored draws: "
+            f"spread {res['stored_draws_upper_spread_mm']:.3f} mm "
+            f"(>= {UPPER_SPREAD_MM}), lips differ {res['stored_draws_lip_diff_mm']:.3f} mm"
+        ),
+        (
+            f"  blinks             {res['blinks']}, {res['blinks_per_min']:.1f} per minute "
+            f"(speakers {BLINK_RATE_PER_MIN[0]:.0f}-{BLINK_RATE_PER_MIN[1]:.0f}), "
+            f"{res['blinks_full_share']:.2f} fully closed (lids < {BLINK_CLOSED_MM} mm apart)"
         ),
         (
             f"  splits             by speaker {s['speaker_share']}, hours {s['hours']}, "

@@ -73,7 +73,7 @@ def draw_style(rng: np.random.Generator) -> dict:
         "speed": float(np.exp(rng.normal(0.0, 0.12))),  # articulator speed (dominance width)
         "lead": float(rng.uniform(0.0, 0.04)),  # visual lead over audio, s
         "smile_bias": float(rng.normal(0.05, 0.1)),  # resting mood
-        "blink_rate": float(rng.uniform(0.15, 0.45)),  # blinks per second
+        "blink_rate": float(rng.uniform(15 / 60, 26 / 60)),  # blinks per second (upperface.BLINK_RATE_PER_MIN)
         "brow_activity": float(rng.uniform(0.2, 1.0)),  # brow raises on accents
     }
 

@@ -66,3 +66,25 @@ def lip_midpoints(v_template: np.ndarray, faces: np.ndarray, lips: np.ndarray) -
     pair = rim[np.argsort(np.abs(v_template[rim, 0]), kind="stable")[:2]]  # the two rim points on the midline
     up, lo = sorted(pair, key=lambda i: -v_template[i, 1])
     return int(up), int(lo)
+
+
+def lid_midpoints(v_template: np.ndarray, faces: np.ndarray, eyes: np.ndarray) -> np.ndarray:
+    """Lid rims at the middle of each eye opening: (2 eyes: left (+x) first, 2 lids: upper
+    first, 2 vertices) indices. The rim is the mesh boundary inside the eye region; per eye
+    the two upper-rim vertices nearest its middle and, under each, the lower-rim vertex of the
+    same column (nearest in x), which a full blink brings onto it."""
+    e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    uniq, count = np.unique(e, axis=0, return_counts=True)
+    rim = np.intersect1d(np.unique(uniq[count == 1]), eyes)
+    out = []
+    for side in (rim[v_template[rim, 0] > 0], rim[v_template[rim, 0] < 0]):
+        if len(side) < 4:
+            raise ValueError("no eye opening found inside the eye region")
+        c = v_template[side].mean(0)
+        upper, lower = side[v_template[side, 1] > c[1]], side[v_template[side, 1] <= c[1]]
+        if len(upper) < 2 or not len(lower):
+            raise ValueError("an eye opening without an upper and a lower rim")
+        upper = upper[np.argsort(np.abs(v_template[upper, 0] - c[0]), kind="stable")[:2]]
+        below = [lower[np.argmin(np.abs(v_template[lower, 0] - v_template[u, 0]))] for u in upper]
+        out.append([upper, below])
+    return np.asarray(out, np.int64)

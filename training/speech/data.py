@@ -14,6 +14,7 @@ import numpy as np
 import soundfile as sf
 
 from backend.contracts import FPS, SAMPLE_RATE
+from training.corpus.io import motion_draws
 from training.corpus.phones import INVENTORY, SIL
 
 PHONE_INDEX = {p: i for i, p in enumerate(INVENTORY)}
@@ -65,9 +66,15 @@ def load_audio(corpus: str | Path, utt: dict) -> np.ndarray:
     return audio.mean(axis=1)
 
 
-def load_motion(corpus: str | Path, utt: dict) -> dict:
-    with np.load(Path(corpus) / utt["motion"], allow_pickle=False) as z:
+def load_motion(corpus: str | Path, utt: dict, draw: int = 0) -> dict:
+    """An utterance's motion npz: its first draw, or draw `draw` of a redrawn corpus."""
+    with np.load(Path(corpus) / motion_draws(utt)[draw], allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def load_motion_draws(corpus: str | Path, utt: dict) -> list[dict]:
+    """Every motion draw of an utterance (one for a corpus that was not redrawn)."""
+    return [load_motion(corpus, utt, d) for d in range(len(motion_draws(utt)))]
 
 
 def phone_labels(motion: dict, n_frames: int, rate: float = 50.0, time_scale: float = 1.0) -> np.ndarray:
