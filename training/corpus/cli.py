@@ -56,6 +56,9 @@ def register(sub) -> None:
     r.add_argument("--cache", default=default_cache())
     r.add_argument("--out", help="also write the report as JSON here")
     r.add_argument("--max-utts", type=int, default=400, help="utterances to check (evenly spread)")
+    r.add_argument("--sheet", help="also draw FILE.png: four motion draws of one sentence at the same frames")
+    r.add_argument("--sheet-utt", help="the sentence for --sheet (default: a 3-6 s one with the most draws)")
+    r.add_argument("--renderer", choices=("numpy", "blender"), default="numpy", help="head renderer for --sheet")
     r.set_defaults(func=_report)
 
     d = cs.add_parser("redraw", help="K motion draws per utterance: same speech and lips, other upper faces")
@@ -142,6 +145,13 @@ def _report(args) -> int:
         import json
 
         Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+    if args.sheet:
+        from .preview import draws_sheet
+
+        path = draws_sheet(
+            args.corpus, args.sheet, resolve_head(args.head, args.cache), utt=args.sheet_utt, renderer=args.renderer
+        )
+        log.info("wrote %s", path)
     return 0 if res["passed"] else 1
 
 

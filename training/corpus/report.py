@@ -30,7 +30,10 @@ MIN_PAUSE_SHARE = 0.95
 MIN_JAW_R = 0.5
 LIPS_AGREE_MM = 0.5  # mean |lip distance draw A - draw B|
 UPPER_DIFFERS_MM = 0.3  # RMS upper-face vertex difference between draws
-UPPER_SPREAD_MM = 0.3  # stored draws: upper-face vertices' mean distance from the draws' mean
+# Stored draws: upper-face vertices' mean distance from the draws' mean. Above the bar issue #15
+# sets for the model's takes (S-DIV-U >= 0.2 mm): the corpus must hold more variety than the
+# model is asked to show. (The old engine's draws: 0.11 mm, reports/corpus-upperface.md.)
+UPPER_SPREAD_MM = 0.25
 BLINK_SHUT = 0.25  # a blink: both lids' gap below this share of the rest opening
 BLINK_CLOSED_MM = 1.0  # ... a full one: below this (the tracker's fit noise is ~0.3 mm)
 MIN_FULL_BLINKS = 0.9  # share of blinks that close fully
@@ -191,6 +194,8 @@ def rebuild_check(corpus_dir: str, head_dir: str) -> bool | None:
 
     from . import build as B
 
+    if (Path(corpus_dir) / "redraw.json").exists():
+        return redraw_check(corpus_dir, head_dir)
     info = Path(corpus_dir) / "build.json"
     if not info.exists() or "config" not in json.loads(info.read_text()):
         return None  # imported corpora have nothing to remake
@@ -208,6 +213,23 @@ def rebuild_check(corpus_dir: str, head_dir: str) -> bool | None:
             for e in made
             for k in ("wav", "motion")
         )
+
+
+def redraw_check(corpus_dir: str, head_dir: str) -> bool:
+    """Same seed, same bytes for a redrawn corpus: the first utterance's draws remade."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from . import redraw as R
+
+    info = json.loads((Path(corpus_dir) / "redraw.json").read_text())
+    utt = load_corpus(corpus_dir).utterances[0]
+    style = json.loads((Path(info["source"]) / "manifest.json").read_text())["speakers"][utt["speaker"]].get("style")
+    with tempfile.TemporaryDirectory() as tmp:
+        R._init(head_dir, info["source"], tmp, info["seed"], info["draws"])
+        paths, _ = R._run((utt, style))
+        return all((Path(tmp) / p).read_bytes() == (Path(corpus_dir) / p).read_bytes() for p in paths)
 
 
 def report(corpus_dir: str, head_dir: str, max_utts: int = 400, n_draws: int = 6) -> dict:

@@ -86,6 +86,13 @@ def _bump(t, start, rise, hold, fall):
     return y * y * (3 - 2 * y)  # smoothstep: no corners
 
 
+def _add_bump(out: np.ndarray, t: np.ndarray, amp: float, start, rise, hold, fall) -> None:
+    """out = max(out, amp * bump) where the bump is non-zero (long clips: no full-length arrays)."""
+    a, b = np.searchsorted(t, [start, start + rise + hold + fall])
+    if b > a:
+        out[a:b] = np.maximum(out[a:b], amp * _bump(t[a:b], start, rise, hold, fall))
+
+
 def _smooth_noise(n: int, rate: int, tau: float, sd: float, rng) -> np.ndarray:
     """Slow Gaussian noise (time scale tau s), made at 20 Hz and interpolated up to `rate`.
     Scaled by the std of the whole generated stretch, so short clips are not blown up."""
@@ -138,7 +145,7 @@ def blink_envelope(t: np.ndarray, onsets: list[float], rng: np.random.Generator)
         shut = t0 + close
         first_frame = np.ceil(shut / FRAME_S + 1e-6) * FRAME_S
         hold = max(BLINK_HOLD, first_frame + FRAME_S - shut)
-        out = np.maximum(out, _bump(t, t0, close, hold, opening))
+        _add_bump(out, t, 1.0, t0, close, hold, opening)
     return out
 
 
@@ -174,10 +181,9 @@ def brow_batons(t, phones, accents, r: dict, rng) -> dict:
         kind = kinds[int(rng.choice(len(kinds), p=p_kind))]
         amp = rng.uniform(*BROW_AMP)
         start, hold, fall = centre - rng.uniform(*BROW_LEAD), rng.uniform(*BROW_HOLD), rng.uniform(*BROW_FALL)
-        env = amp * _bump(t, start, BROW_RISE, hold, fall)
         asym = r["asymmetry"] + rng.normal(0, EVENT_ASYM_SD)
         for k, gain in enumerate((1 + asym, 1 - asym)):
-            out[kind][k] = np.maximum(out[kind][k], gain * env)
+            _add_bump(out[kind][k], t, gain * amp, start, BROW_RISE, hold, fall)
     return out
 
 
@@ -188,7 +194,7 @@ def smile_episodes(t, valence: float, rng) -> np.ndarray:
     while now < t[-1]:
         dur = rng.uniform(*SMILE_DURATION)
         on, off = rng.uniform(0.3, 0.8), rng.uniform(0.5, 1.0)
-        out = np.maximum(out, rng.uniform(*SMILE_AMP) * _bump(t, now, on, max(dur - on, 0.0), off))
+        _add_bump(out, t, rng.uniform(*SMILE_AMP), now, on, max(dur - on, 0.0), off)
         now += dur + off + rng.exponential(1 / rate)
     return out
 
