@@ -222,13 +222,14 @@ def seal(weights: dict, source: SourceLips, cal: LipCalibration, keep: float | N
     """Weights whose lips on the character follow the take's (`source_lips`).
 
     Per frame, with the lip vector linear in the weights (shape keys add): the character's lips
-    should be open along its jaw's direction by `target_opening`, and otherwise as at rest. The
+    should be open along its jaw's direction by `target_opening` and, where the take's lips touch,
+    otherwise as at rest (where they are open, a slide across the opening is left as mapped). The
     closer is set freely within [0, min(opener, 1)] (ARKit: mouthClose <= jawOpen); the other
     shapes that move the lips may only be turned down from the mapping's weights, each at a
     cost of `keep` mm^2 per unit^2 (default: the square of the character's contact zone,
     cal.contact_mm, so a shape gives way where it would misplace the lips by about as much as
-    still counts as closed; on the Face Units head over studio/retarget_check's 21 clips the
-    articulation's closure is 100 % for keep 0.03-0.5, 97 % at 1, 87 % at 2); the opener and
+    still counts as closed; on the Face Units head (0.35 mm^2) over studio/retarget_check's 21
+    clips the articulation's closure is 100 % for keep 0.03-1, 87 % at 2, 31 % at 4); the opener and
     shapes that do not move the lips (blinks, brows) are kept as given. A small box-constrained
     least squares per frame, solved for all frames at once."""
     _check(cal)
@@ -255,21 +256,28 @@ def seal(weights: dict, source: SourceLips, cal: LipCalibration, keep: float | N
         raise ValueError(f"keep must be > 0, got {keep}")
     cost = np.full(len(free), keep)
     cost[0] = 0.0
-    X = _box_least_squares(D, goal, given, cost, np.zeros_like(hi), hi)
+    # Across the opening the lips need placing only where they touch: there the take's closed lips
+    # must be the character's (a slide, e.g. a shape rolling one lip in, moves the lip points
+    # apart); where they are open, only the opening counts and a roll or tuck stays as mapped.
+    n = cal.direction
+    touch = np.clip(2.0 - np.asarray(source.opening_mm, np.float64) / max(source.contact_mm, 1e-9), 0.0, 1.0)
+    metric = n[None, :, None] * n[None, None, :] + touch[:, None, None] * (np.eye(3) - np.outer(n, n))[None]
+    X = _box_least_squares(D, goal, given, cost, np.zeros_like(hi), hi, metric)
     for i, k in enumerate(free):
         out[k] = X[:, i]
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
-def _box_least_squares(D, goal, given, cost, lo, hi, iters: int = 500, tol: float = 1e-7) -> np.ndarray:
-    """Per row t: argmin over lo_t <= x <= hi_t of |x D - goal_t|^2 + sum_k cost_k (x_k - given_tk)^2
-    (accelerated projected gradient, all rows at once; convex, and strictly so where cost > 0)."""
+def _box_least_squares(D, goal, given, cost, lo, hi, metric, iters: int = 500, tol: float = 1e-7) -> np.ndarray:
+    """Per row t: argmin over lo_t <= x <= hi_t of |x D - goal_t|^2_{M_t} + sum_k cost_k (x_k - given_tk)^2
+    with M_t = metric[t] (3, 3), 0 <= M_t <= I (accelerated projected gradient, all rows at once;
+    convex, and strictly so where cost > 0)."""
     G = D @ D.T
     lip = 2.0 * (float(np.linalg.eigvalsh(G).max()) + float(cost.max()))
     X = np.clip(given, lo, hi)
     Y, t = X.copy(), 1.0
     for _ in range(iters):
-        grad = 2.0 * ((Y @ D - goal) @ D.T + cost * (Y - given))
+        grad = 2.0 * (np.einsum("tj,tij->ti", Y @ D - goal, metric) @ D.T + cost * (Y - given))
         X_new = np.clip(Y - grad / lip, lo, hi)
         t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
         Y = X_new + ((t - 1.0) / t_new) * (X_new - X)
