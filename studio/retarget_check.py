@@ -9,12 +9,13 @@ that synthesised it) and real speech (Asterisk's English prompts, force-aligned:
 Motion per clip, two sources: the shipped bundle's best-scoring take, and the corpus engine's
 articulation of the clip's phones (pseudo-ground truth: what the model is trained to imitate),
 so that what the retargeting loses is told apart from what the model never made.
-Each motion is retargeted (`retarget.solve_controls` + `apply` with the mapping `detect`
-finds on the character) onto the MakeHuman Face Units head (studio/characters/faceunits.py)
-and, unchanged, posed on the stand-in rig the add-on builds; both are evaluated by Blender
-and measured the same way: the lip gap between the lips' contact pair (backend/lipcheck:
-m/p/b closure at <= 2 mm, median vowel gap), the lid opening in front of each pupil (blinks)
-and the height of a brow point (brows).
+Each motion is retargeted (`retarget.solve_for_head` + `apply` with the mapping `detect`
+finds on the character, as the add-on does; then, for "lip_seal", `lipseal.seal` with the
+character's lip calibration measured in Blender at bind time) onto the MakeHuman Face Units
+head (studio/characters/faceunits.py) and, unchanged, posed on the stand-in rig the add-on
+builds; both are evaluated by Blender and measured the same way: the lip gap between the
+lips' contact pair (backend/lipcheck: m/p/b closure at <= 2 mm, median vowel gap), the lid
+opening in front of each pupil (blinks) and the height of a brow point (brows).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from backend import lipcheck
 from backend.bench import commit, machine
 from backend.headfile import load_head_file
 from backend.jsonio import finite, write_json
-from blender_thunder.core import retarget
+from blender_thunder.core import lipseal, retarget
 from studio.characters import faceunits
 
 log = logging.getLogger(__name__)
@@ -42,19 +43,14 @@ DEMO_TEXT = "Thunder turns your voice into a talking head, right inside Blender.
 DEMO_RATE = 165
 CLOSED = 0.5  # a lid counts as closed past half its rest opening
 SOURCES = ("model", "articulation")
-# ARKit's mouthClose is a corrective on top of jawOpen (the lips closed while the jaw is open):
-# on its own it opens the lips. Besides the detected preset, the check measures two edits:
-VARIANTS = ("preset", "no_mouthClose", "mouthClose<=jawOpen")
+# The detected preset's weights as they are, and with the character's lips sealed as the take's
+# (blender_thunder/core/lipseal.py, calibrated on the character).
+VARIANTS = ("preset", "lip_seal")
 
 
-def variant_weights(weights: dict, variant: str) -> dict:
-    """The preset's weights, without mouthClose, or with mouthClose clamped to jawOpen."""
-    w = dict(weights)
-    if variant == "no_mouthClose" and "mouthClose" in w:
-        w["mouthClose"] = np.zeros_like(w["mouthClose"])
-    elif variant == "mouthClose<=jawOpen" and "mouthClose" in w:
-        w["mouthClose"] = np.minimum(w["mouthClose"], w.get("jawOpen", 0.0))
-    return w
+def variant_weights(weights: dict, variant: str, source=None, cal=None) -> dict:
+    """The preset's weights, or (lip_seal) those weights through lipseal.seal."""
+    return lipseal.seal(weights, source, cal) if variant == "lip_seal" else dict(weights)
 
 
 # ---- speech ------------------------------------------------------------------------------
@@ -159,6 +155,15 @@ class Stage:
         pose(self.standin, self.arm, np.zeros(exp.shape[1]), np.zeros(3))
         return out
 
+    def lip_calibration(self, mapping: retarget.Mapping) -> lipseal.LipCalibration | None:
+        """The character's lip calibration, measured as the add-on's bind step would: its lip
+        points evaluated at rest and with each driven shape alone at full weight."""
+        lips = np.array(self.character.lips)
+        targets = [c.target for c in mapping.driven]
+        rest = self.target_frames({targets[0]: np.zeros(1)}, lips)[0]
+        moved = {t: self.target_frames({t: np.ones(1)}, lips)[0] - rest for t in targets}
+        return lipseal.calibrate(mapping, rest, moved)
+
     def target_frames(self, weights: dict, picks) -> np.ndarray:
         keys = self.target.data.shape_keys.key_blocks
         T = len(next(iter(weights.values())))
@@ -240,8 +245,6 @@ def run(args) -> dict:
     mapping = retarget.detect(list(character.shapes))
     if mapping is None:
         raise RuntimeError("no retargeting preset recognises the character's shape keys")
-    names = [str(s) for s in head["semantic_names"]]
-    coeffs = np.asarray(head["semantic_coeffs"], np.float64)
 
     clips = [demo_clip(), *real_clips(args.cache, args.prompts)]
     engine = Engine(bundle, device="cpu")
@@ -251,6 +254,9 @@ def run(args) -> dict:
     s_picks, t_picks = _picks(s_marks), _picks(t_marks)
     rest_levels(stage.standin_frames(np.zeros((1, 50)), np.zeros((1, 3)), s_picks), s_marks, s_picks)
     rest_levels(stage.target_frames({n: np.zeros(1) for n in character.shapes}, t_picks), t_marks, t_picks)
+    cal = stage.lip_calibration(mapping)
+    if cal is None:
+        raise RuntimeError(f"mapping {mapping.name!r} has no jaw opener / lip closer pair to calibrate")
 
     rows = {src: {"standin": [], "phones": [], **{v: [] for v in VARIANTS}} for src in SOURCES}
     per_clip = []
@@ -258,14 +264,14 @@ def run(args) -> dict:
         moved, seed = motions(engine, face, clip, args.takes)
         entry = {"clip": clip["name"], "frames": int(moved["model"][0].shape[0]), "seed": seed}
         for src, (exp, jaw) in moved.items():
-            controls = retarget.solve_controls(exp, jaw, names, coeffs)
-            weights = retarget.apply(mapping, controls)
+            weights = retarget.apply(mapping, retarget.solve_for_head(exp, jaw, head))
+            source = lipseal.source_lips(exp, jaw, head)
             ref = measures(stage.standin_frames(exp, jaw, s_picks), s_marks, s_picks)
             rows[src]["standin"].append(ref)
             rows[src]["phones"].append(clip["phones"])
             entry[f"{src}_standin_closure"] = lipcheck.closure(ref["lip_mm"], clip["phones"])[0]
             for v in VARIANTS:
-                tgt = measures(stage.target_frames(variant_weights(weights, v), t_picks), t_marks, t_picks)
+                tgt = measures(stage.target_frames(variant_weights(weights, v, source, cal), t_picks), t_marks, t_picks)
                 rows[src][v].append(tgt)
                 entry[f"{src}_{v}_closure"] = lipcheck.closure(tgt["lip_mm"], clip["phones"])[0]
             entry[f"{src}_bilabials"] = lipcheck.closure(ref["lip_mm"], clip["phones"])[1]
@@ -282,7 +288,7 @@ def run(args) -> dict:
             for part, sl in (("all", slice(None)), ("demo", slice(0, 1)), ("real", slice(1, None)))
         }
         summary[src]["lip_gap_corr"] = {v: _corr(cat["standin"]["lip_mm"], cat[v]["lip_mm"]) for v in VARIANTS}
-        summary[src]["carry_over"] = carry_over(cat["standin"], cat["preset"])
+        summary[src]["carry_over"] = {v: carry_over(cat["standin"], cat[v]) for v in VARIANTS}
     return {
         "kind": "retarget-character",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -300,6 +306,7 @@ def run(args) -> dict:
         },
         "standin": {"vertices": int(len(head["v_template"]))},
         "mapping": {"name": mapping.name, "channels": len(mapping.channels)},
+        "lip_calibration": {**cal.to_dict(), "jaw_mm": cal.jaw_mm, "contact_mm": cal.contact_mm},
         "clips": {"demo": 1, "real": len(clips) - 1},
         "takes": args.takes,
         "closed_mm": lipcheck.CLOSED_MM,
@@ -313,8 +320,8 @@ def run(args) -> dict:
 def render_sheet(args) -> Path:
     """The demo take on the stand-in (left) and the character (right), Workbench: the take's
     clearest m/p/b closure, its widest vowel and its deepest blink (the articulation's, when the
-    model's take does not blink), with the preset's weights; and the closure again with
-    mouthClose clamped to jawOpen."""
+    model's take does not blink), with the preset's weights; and the closure again with the
+    character's lips sealed as the take's (lip_seal)."""
     from backend.engine import Engine
     from studio.render import add_camera, contact_sheet, pose, render_still
     from training.corpus.cli import resolve_head
@@ -325,13 +332,13 @@ def render_sheet(args) -> Path:
     face = Face.load(resolve_head(None, args.cache))
     character = faceunits.load(faceunits.fetch(args.cache))
     mapping = retarget.detect(list(character.shapes))
-    names, coeffs = [str(s) for s in head["semantic_names"]], np.asarray(head["semantic_coeffs"], np.float64)
     clip = demo_clip()
     moved, _ = motions(Engine(bundle, device="cpu"), face, clip, args.takes)
     stage = Stage(head, character)
     s_marks = standin_landmarks(head)
     picks = _picks(s_marks)
     rest_levels(stage.standin_frames(np.zeros((1, 50)), np.zeros((1, 3)), picks), s_marks, picks)
+    cal = stage.lip_calibration(mapping)  # before the character is moved aside (any place would do)
     # the character beside the stand-in, lips at the same height
     s_lip = stage.standin_frames(np.zeros((1, 50)), np.zeros((1, 3)), np.array([s_marks["lips"][0]]))[0, 0]
     stage.target.location = tuple(s_lip - character.verts[character.lips[0]] + np.array([0.21, 0.0, 0.0]))
@@ -355,7 +362,7 @@ def render_sheet(args) -> Path:
         ("model", closure, "preset", f"m/p/b closure (frame {closure})"),
         ("model", vowel, "preset", f"open vowel (frame {vowel})"),
         (blink_src, blink, "preset", f"blink (frame {blink}, {blink_src})"),
-        ("model", closure, "mouthClose<=jawOpen", f"closure, mouthClose <= jawOpen (frame {closure})"),
+        ("model", closure, "lip_seal", f"closure, lips sealed (frame {closure})"),
     ]
     out = Path(args.render)
     tmp = out.parent / f".{out.stem}_tiles"
@@ -364,7 +371,8 @@ def render_sheet(args) -> Path:
     keys = stage.target.data.shape_keys.key_blocks
     for i, (src, f, variant, label) in enumerate(shots):
         exp, jaw = moved[src]
-        weights = variant_weights(retarget.apply(mapping, retarget.solve_controls(exp, jaw, names, coeffs)), variant)
+        weights = retarget.apply(mapping, retarget.solve_for_head(exp, jaw, head))
+        weights = variant_weights(weights, variant, lipseal.source_lips(exp, jaw, head), cal)
         pose(stage.standin, stage.arm, exp[f], jaw[f])
         for name, w in weights.items():
             keys[name].value = float(w[f])
@@ -390,7 +398,10 @@ def _r(x) -> str:
 
 
 def markdown(rep: dict) -> str:
-    m, c = rep["machine"], rep["character"]
+    m, c, cal = rep["machine"], rep["character"], rep["lip_calibration"]
+    direction = np.asarray(cal["moves_mm"][cal["opener"]]) / cal["jaw_mm"]
+    opening = {k: float(np.asarray(v) @ direction) for k, v in cal["moves_mm"].items()}
+    moves = ", ".join(f"{k} {v:+.1f}" for k, v in sorted(opening.items(), key=lambda kv: kv[1]) if abs(v) >= 0.5)
     lines = [
         f"# thunder retarget-character: {rep['bundle']} onto {c['name']}",
         "",
@@ -403,6 +414,11 @@ def markdown(rep: dict) -> str:
         f"mapping detected: `{rep['mapping']['name']}` ({rep['mapping']['channels']} channels). "
         f"Clips: the demo sentence + {rep['clips']['real']} real prompts (Asterisk English, the last in file order); "
         f"take: the best-scoring of {rep['takes']}. Closed = lip gap <= {rep['closed_mm']} mm.",
+        "",
+        f"Heads: `preset` = the detected mapping's weights (mouthClose from lip_press, capped at jawOpen); "
+        f"`lip_seal` = those weights through `lipseal.seal` with the character's lip calibration "
+        f"(jawOpen opens its lips {cal['jaw_mm']:.1f} mm, closed up to {cal['contact_mm']:.2f} mm of opening; "
+        f"per full weight, mm of opening: {moves}).",
         "",
         "| motion | clips | head | m/p/b closure | bilabials | median vowel gap mm |",
         "|---|---|---|---|---|---|",
@@ -417,17 +433,18 @@ def markdown(rep: dict) -> str:
                 )
     lines += [
         "",
-        "| motion | lip gap r | blink L r | blink L recall | blink R r | blink R recall | brow L r | brow R r |",
-        "|---|---|---|---|---|---|---|---|",
+        "| motion | head | lip gap r | blink L r | blink L recall | blink R r | blink R recall | brow L r | brow R r |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for src, s in rep["summary"].items():
-        co = s["carry_over"]
-        lines.append(
-            f"| {src} | {_r(s['lip_gap_corr']['preset'])} | {_r(co['blink_L']['corr'])} | "
-            f"{_pct(co['blink_L']['target_closed_when_standin_closed'])} | {_r(co['blink_R']['corr'])} | "
-            f"{_pct(co['blink_R']['target_closed_when_standin_closed'])} | {_r(co['brow_L']['corr'])} | "
-            f"{_r(co['brow_R']['corr'])} |"
-        )
+        for v in VARIANTS:
+            co = s["carry_over"][v]
+            lines.append(
+                f"| {src} | {v} | {_r(s['lip_gap_corr'][v])} | {_r(co['blink_L']['corr'])} | "
+                f"{_pct(co['blink_L']['target_closed_when_standin_closed'])} | {_r(co['blink_R']['corr'])} | "
+                f"{_pct(co['blink_R']['target_closed_when_standin_closed'])} | {_r(co['brow_L']['corr'])} | "
+                f"{_r(co['brow_R']['corr'])} |"
+            )
     lines += ["", f"{rep['seconds']:.0f} s in all.", ""]
     return "\n".join(lines)
 
