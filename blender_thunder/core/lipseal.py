@@ -181,6 +181,35 @@ def seal_channels(mapping: Mapping) -> tuple[str, str] | None:
     return (opener, closer) if opener and closer else None
 
 
+def find_lips(basis, opener, closer, band: float = 0.05) -> tuple[int, int]:
+    """A character's lip pair from its mesh: (upper, lower) vertex indices.
+
+    By what ARKit's shapes mean, not by where vertices are: the lower lip is skin the opener
+    (jawOpen) moves far (over 0.3 of its largest move) and the closer (mouthClose) brings back
+    (what is left under 0.25 of the move; chin and jaw skin stay moved), the upper lip is skin
+    the opener leaves (under 0.1); the pair is the closest of the two at rest among lower-lip
+    vertices within `band` of the lower lip's width of its middle (x, the character's left-right
+    axis, as Blender's characters face -y). `basis` (V, 3) and the opener's and closer's
+    offsets (V, 3) in any one unit."""
+    V = np.asarray(basis, np.float64)
+    jaw, shut = np.asarray(opener, np.float64), np.asarray(closer, np.float64)
+    if V.ndim != 2 or V.shape[1] != 3 or jaw.shape != V.shape or shut.shape != V.shape:
+        raise ValueError(f"basis and offsets must be (vertices, 3) alike, got {V.shape}, {jaw.shape}, {shut.shape}")
+    move = np.linalg.norm(jaw, axis=1)
+    top = float(move.max()) if len(move) else 0.0
+    if not top > 0:
+        raise ValueError("the jaw-opening shape moves no vertex: no lips to find")
+    lower = np.nonzero((move > 0.3 * top) & (np.linalg.norm(jaw + shut, axis=1) < 0.25 * move))[0]
+    upper = np.nonzero(move < 0.1 * top)[0]
+    if not len(lower) or not len(upper):
+        raise ValueError("no lips found: the closer does not bring back what the opener moves (not ARKit's pair?)")
+    x = V[lower, 0]
+    mid = lower[np.abs(x - np.median(x)) <= band * max(float(np.ptp(x)), 1e-12)]
+    d = np.linalg.norm(V[mid][:, None] - V[upper][None], axis=2)  # (mid, upper)
+    i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+    return int(upper[j]), int(mid[i])
+
+
 def calibrate(mapping: Mapping, lips, offsets: dict) -> LipCalibration | None:
     """The character's lip calibration from its upper and lower lip points at rest (`lips` (2, 3)
     metres) and what each driven shape does to them at full weight (`offsets`: target name ->

@@ -160,3 +160,25 @@ def test_seal_refuses_curves_of_another_length(head, mapping, cal, take):
     weights = _weights(head, mapping, exp, jaw)
     with pytest.raises(ValueError, match="like the weights"):
         lipseal.seal(weights, lipseal.source_lips(exp[:-1], jaw[:-1], head), cal)
+
+
+def test_find_lips_goes_by_what_the_shapes_do():
+    """On a strip of mouth: the lower lip is what the opener moves and the closer brings back; jaw
+    skin the closer leaves moved is not a lip even where it lies closer to the upper lip, and
+    neither is a mouth corner off the middle."""
+    x = np.linspace(-0.02, 0.02, 9)
+    upper = np.stack([x, np.zeros(9), np.full(9, 0.002)], axis=1)
+    lower = np.stack([x, np.zeros(9), np.zeros(9)], axis=1)
+    jaw_skin = np.array([[0.0, 0.0005, 0.0015]])  # 0.5 mm from the upper lip's middle
+    corner = np.array([[0.02, 0.0, 0.0019]])  # off the middle, touching
+    V = np.concatenate([upper, lower, jaw_skin, corner])
+    down = np.array([0.0, 0.0, -0.03])
+    opener = np.zeros_like(V)
+    opener[9:] = down
+    closer = np.zeros_like(V)
+    closer[9:18] = closer[19] = -down  # the lips (the corner too) come back, the jaw skin does not
+    assert lipseal.find_lips(V, opener, closer) == (4, 13)  # the middle of each lip
+    with pytest.raises(ValueError, match="no lips found"):
+        lipseal.find_lips(V, opener, np.zeros_like(V))
+    with pytest.raises(ValueError, match="moves no vertex"):
+        lipseal.find_lips(V, np.zeros_like(V), closer)
