@@ -188,9 +188,9 @@ def find_lips(basis, opener, closer, band: float = 0.05) -> tuple[int, int]:
     (jawOpen) moves far (over 0.3 of its largest move) and the closer (mouthClose) brings back
     (what is left under 0.25 of the move; chin and jaw skin stay moved), the upper lip is skin
     the opener leaves (under 0.1); the pair is the closest of the two at rest among lower-lip
-    vertices within `band` of the lower lip's width of its middle (x, the character's left-right
-    axis, as Blender's characters face -y). `basis` (V, 3) and the opener's and closer's
-    offsets (V, 3) in any one unit."""
+    vertices within `band` of the lower lip's width of its middle (at least the one nearest it;
+    x is the character's left-right axis, as Blender's characters face -y). `basis` (V, 3) and
+    the opener's and closer's offsets (V, 3) in any one unit."""
     V = np.asarray(basis, np.float64)
     jaw, shut = np.asarray(opener, np.float64), np.asarray(closer, np.float64)
     if V.ndim != 2 or V.shape[1] != 3 or jaw.shape != V.shape or shut.shape != V.shape:
@@ -203,8 +203,8 @@ def find_lips(basis, opener, closer, band: float = 0.05) -> tuple[int, int]:
     upper = np.nonzero(move < 0.1 * top)[0]
     if not len(lower) or not len(upper):
         raise ValueError("no lips found: the closer does not bring back what the opener moves (not ARKit's pair?)")
-    x = V[lower, 0]
-    mid = lower[np.abs(x - np.median(x)) <= band * max(float(np.ptp(x)), 1e-12)]
+    off = np.abs(V[lower, 0] - 0.5 * (V[lower, 0].min() + V[lower, 0].max()))
+    mid = lower[off <= max(band * float(np.ptp(V[lower, 0])), float(off.min()))]
     d = np.linalg.norm(V[mid][:, None] - V[upper][None], axis=2)  # (mid, upper)
     i, j = np.unravel_index(int(np.argmin(d)), d.shape)
     return int(upper[j]), int(mid[i])
