@@ -161,7 +161,7 @@ def fit(
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
             stopped = deadline.passed() or (stop_at > 0 and step >= stop_at)
-            if step % val_every == 0 or step == steps or stopped:
+            if (val_every > 0 and step % val_every == 0) or step == steps or stopped:  # 0: at the end only
                 model.eval()
                 with torch.no_grad():
                     val = validate(model)
