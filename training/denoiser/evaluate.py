@@ -71,6 +71,7 @@ def register(subparsers) -> None:
     p.add_argument("--samples", type=int, default=32, help="S samples per utterance")
     p.add_argument("--split", default="test")
     p.add_argument("--source", default=None, help="only utterances of this source (e.g. real)")
+    p.add_argument("--origin", default=None, help="only utterances of this origin (e.g. asterisk-en)")
     p.add_argument("--limit", type=int, default=None, help="first N utterances")
     p.add_argument("--guidance", type=float, default=1.0)
     p.add_argument("--out", type=Path, default=Path("reports/denoiser-eval"), help="output stem")
@@ -109,6 +110,7 @@ def _cli(args) -> int:
         n_samples=args.samples,
         split=args.split,
         source=args.source,
+        origin=args.origin,
         limit=args.limit,
         guidance=args.guidance,
         peers=[args.peer] if args.peer else (),
@@ -123,12 +125,14 @@ def _cli(args) -> int:
     return 0
 
 
-def _utterances(corpus, split, source, limit):
+def _utterances(corpus, split, source, limit, origin=None):
     from training.speech.data import spread_over_speakers, utterances
 
     utts = utterances(corpus, split)
     if source:
         utts = [u for u in utts if u.get("source") == source]
+    if origin:
+        utts = [u for u in utts if u.get("origin", u.get("source")) == origin]
     if not utts:
         raise DataError(f"no {split} utterances{' of source ' + source if source else ''} in {corpus}")
     return spread_over_speakers(utts, limit)
@@ -165,6 +169,7 @@ def evaluate(
     split: str = "test",
     source=None,
     limit=None,
+    origin=None,
     guidance: float = 1.0,
     peers=(),
     bundles=None,
@@ -186,7 +191,7 @@ def evaluate(
     head_model = RegionVertices(head_dir)
     encoder = load_encoder(encoder_path) if encoder_path else None
     scorer = Scorer(m2s_run, head_dir) if m2s_run else None
-    utts = _utterances(corpus, split, source, limit)
+    utts = _utterances(corpus, split, source, limit, origin)
     data = []
     for u in tqdm(utts, desc="encode", mininterval=5, leave=False):
         audio = load_audio(corpus, u)
@@ -248,7 +253,7 @@ def evaluate(
     return {
         "rows": rows,
         "split": split,
-        "source": source,
+        "source": " ".join(x for x in (source, origin) if x) or None,
         "utterances": len(data),
         "guidance": guidance,
         "corpus": str(corpus),
