@@ -4,7 +4,14 @@ import numpy as np
 
 from backend import lipcheck
 
-PHONES = [(0.0, 0.2, "sil"), (0.2, 0.28, "M"), (0.28, 0.5, "AA1"), (0.5, 0.58, "p"), (0.58, 0.8, "IY"), (0.8, 1.0, "sil")]
+PHONES = [
+    (0.0, 0.2, "sil"),
+    (0.2, 0.28, "M"),
+    (0.28, 0.5, "AA1"),
+    (0.5, 0.58, "p"),
+    (0.58, 0.8, "IY"),
+    (0.8, 1.0, "sil"),
+]
 
 
 def _gap(closed_at: list[int], n: int = 25, open_mm: float = 9.0) -> np.ndarray:
