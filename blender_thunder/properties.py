@@ -145,6 +145,9 @@ class ThunderMapping(bpy.types.PropertyGroup):
         description="Armature of the jaw bone (empty: the mesh's own armature)",
     )
     jaw_bone: StringProperty(name="Jaw bone", description="Bone the take's jaw rotation keys (empty: none)")
+    # What this mesh's shapes do to its lips (utils/characters.lip_seal): measured once per shape-key
+    # state, kept with the mesh (not in the mapping: another mesh's lips move otherwise).
+    lip_calibration: StringProperty(name="Lip calibration", options={"HIDDEN"})
 
 
 CLASSES = (ThunderTake, ThunderSettings, ThunderChannel, ThunderMapping)

@@ -11,25 +11,34 @@ any fps, the rest track): a `Character` answers the same attributes as a `rigs.R
 The mapping lives on the mesh object (`Object.thunder_mapping`, properties.py):
 detected from the shape-key names when the target is picked, edited in the panel's
 list, saved to and loaded from a preset JSON an artist can share.
+
+A mapping with ARKit's jaw opener and lip closer (jawOpen, mouthClose) also gets the
+character's lips sealed as the take's (core/lipseal.py): `lip_seal` measures on the main
+thread what each driven shape does to the character's own lips (from the shape keys' data,
+never by changing a value) and `weights` seals on the worker.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
+import logging
 import threading
 from dataclasses import dataclass
 
 import bpy
 import numpy as np
 
-from ..core import retarget
+from ..core import lipseal, retarget
 from ..core.mapping_rows import format_sources, parse_sources
 from ..core.messages import Take
 from ..rig import flame_to_blender
 from . import rigs
 from .rigs import RigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -231,41 +240,123 @@ def find_in_scene(scene, preferred=None):
     return rigs.find_in_scene(scene, preferred)
 
 
+# ---- the character's lips (main thread) ----
+
+
+def _key_offsets(obj, names, scene) -> tuple[np.ndarray, dict]:
+    """The mesh's basis and each named shape key's offset from the key it is relative to, both
+    (V, 3) in metres in world orientation (the object's rotation and scale, the scene's unit
+    scale), read from the keys' data: linear in the weights, whatever values the sliders hold
+    now. A muted key moves nothing; a key limited to a vertex group moves by its weights."""
+    key = obj.data.shape_keys
+    if not key.use_relative:
+        raise ValueError("its shape keys are absolute (not relative to a basis)")
+    n = len(obj.data.vertices)
+
+    def co(kb) -> np.ndarray:
+        flat = np.empty(n * 3, np.float32)
+        kb.data.foreach_get("co", flat)
+        return flat.reshape(n, 3).astype(np.float64)
+
+    basis = co(key.reference_key)
+    offsets = {}
+    for name in names:
+        kb = key.key_blocks[name]
+        d = np.zeros((n, 3)) if kb.mute else co(kb) - co(kb.relative_key)
+        if kb.vertex_group and not kb.mute:
+            d *= _group_weights(obj, kb.vertex_group)[:, None]
+        offsets[name] = d
+    to_world = np.array(obj.matrix_world.to_3x3()) * scene.unit_settings.scale_length
+    return basis @ to_world.T, {k: v @ to_world.T for k, v in offsets.items()}
+
+
+def _group_weights(obj, group: str) -> np.ndarray:
+    out = np.zeros(len(obj.data.vertices))
+    vg = obj.vertex_groups.get(group)
+    if vg is not None:
+        for v in obj.data.vertices:
+            for g in v.groups:
+                if g.group == vg.index:
+                    out[v.index] = g.weight
+    return out
+
+
+def lip_seal(character, scene) -> tuple[lipseal.LipCalibration | None, str]:
+    """The character's lip calibration for its mapping (None for the stand-in rig and when the
+    mapping has no jaw opener and lip closer: visemes, psi, a studio's own), and why it could not
+    be measured ('' when it was or was not needed). Main thread: reads the mesh's shape keys
+    (lipseal.find_lips picks its lip pair, lipseal.calibrate measures each driven shape on it);
+    kept on the object under a hash of what it was measured from, so a later take reuses it
+    until the shapes or the mapping change."""
+    mapping = character.mapping
+    pair = lipseal.seal_channels(mapping) if mapping is not None and mapping.kind != "psi" else None
+    if pair is None:
+        return None, ""
+    obj = character.mesh
+    props = obj.thunder_mapping
+    try:
+        names = sorted({c.target for c in mapping.driven} | set(pair))
+        basis, offsets = _key_offsets(obj, names, scene)
+        digest = hashlib.sha256(json.dumps(names).encode())
+        for a in (basis, *(offsets[k] for k in names)):
+            digest.update(np.ascontiguousarray(a, np.float64).tobytes())
+        digest = digest.hexdigest()[:16]
+        try:
+            kept = json.loads(props.lip_calibration) if props.lip_calibration else {}
+            if kept.get("hash") == digest:
+                return lipseal.LipCalibration.from_dict(kept["calibration"]), ""
+        except (ValueError, KeyError, TypeError):
+            pass  # unreadable: measured again
+        lips = list(lipseal.find_lips(basis, offsets[pair[0]], offsets[pair[1]]))
+        cal = lipseal.calibrate(mapping, basis[lips], {k: v[lips] for k, v in offsets.items()})
+    except ValueError as exc:
+        log.warning("%s: lips not sealed: %s", obj.name, exc)
+        return None, f"{obj.name}'s lips not sealed ({exc})"
+    props.lip_calibration = json.dumps({"hash": digest, "lips": lips, "calibration": cal.to_dict()})
+    return cal, ""
+
+
 # ---- from takes to weights (worker thread: no bpy) ----
 
 _heads: dict[str, dict] = {}
 _heads_lock = threading.Lock()
-HEAD_KEYS = ("semantic_names", "semantic_coeffs", "exp_dirs")  # what retarget.solve_for_head reads
+SOLVE_KEYS = ("semantic_names", "semantic_coeffs", "exp_dirs")  # what retarget.solve_for_head reads
+HEAD_KEYS = tuple(dict.fromkeys((*SOLVE_KEYS, *lipseal.HEAD_KEYS)))  # and lipseal.source_lips
 
 
 def head_controls(client, head_id: str) -> dict:
-    """The backend head's semantic controls and expression basis (head.npz's HEAD_KEYS, plus
-    the solve's vertex metric computed once), fetched once per head (GET /v1/model/head, as
-    Add Head does) and kept for the session. Worker thread."""
+    """The backend head's semantic controls, expression basis and lip rig (head.npz's HEAD_KEYS,
+    plus the solve's vertex metric computed once), fetched once per head (GET /v1/model/head,
+    as Add Head does) and kept for the session. Worker thread."""
     with _heads_lock:
         if head_id in _heads:
             return _heads[head_id]
     with np.load(io.BytesIO(client.head()), allow_pickle=False) as z:
         head = {k: z[k] for k in HEAD_KEYS if k in z.files}
     # A head without controls (a FLAME import) stays so: solve_for_head says what it lacks.
-    if all(k in head for k in HEAD_KEYS) and len(head["semantic_names"]):
+    if all(k in head for k in SOLVE_KEYS) and len(head["semantic_names"]):
         head["metric"] = retarget.vertex_metric(head["exp_dirs"])
     with _heads_lock:
         _heads[head_id] = head
     return head
 
 
-def weights(take: Take, mapping: retarget.Mapping, head: dict | None) -> dict:
-    """Target shape key -> (T,) weight at 25 fps for one take (a "psi" mapping: psi itself)."""
+def weights(take: Take, mapping: retarget.Mapping, head: dict | None, lips=None) -> dict:
+    """Target shape key -> (T,) weight at 25 fps for one take (a "psi" mapping: psi itself).
+    `lips`: the character's lip calibration (lip_seal): its lips are then sealed as the take's
+    on the head (lipseal.seal: closed where the stand-in's are, open as far elsewhere)."""
     if mapping.kind == "psi":
         controls = retarget.psi_controls(take.exp)
     else:
         metric = {"metric": head["metric"]} if "metric" in head else {}
         controls = retarget.solve_for_head(take.exp, take.jaw, head, **metric)
-    return retarget.apply(mapping, controls)
+    out = retarget.apply(mapping, controls)
+    if lips is None or mapping.kind == "psi":
+        return out
+    return lipseal.seal(out, lipseal.source_lips(take.exp, take.jaw, head), lips)
 
 
-def retarget_takes(client, head_id: str, found: list, mapping: retarget.Mapping) -> list[dict]:
+def retarget_takes(client, head_id: str, found: list, mapping: retarget.Mapping, lips=None) -> list[dict]:
     """weights() of each take, the head fetched (once) from the backend."""
     head = head_controls(client, head_id) if mapping.kind != "psi" else None
-    return [weights(take, mapping, head) for take in found]
+    return [weights(take, mapping, head, lips) for take in found]

@@ -63,9 +63,11 @@ def _fetch(
     rig_head: tuple | None,
     launch: dict | None = None,
     mapping=None,
+    lips=None,
 ):
     """Worker thread. `rig_head`: (rig name, its head_id) to check against the bundle, or None.
-    `mapping`: a character's (retarget.Mapping): each take's weights come back too, else Nones."""
+    `mapping`: a character's (retarget.Mapping): each take's weights come back too, else Nones;
+    `lips`: its lip calibration (characters.lip_seal), to seal its lips as the take's."""
     ensure_backend(job, client, launch)
     job.report(0.05, "checking the model")
     model = check_model(client.model())
@@ -89,7 +91,7 @@ def _fetch(
     if mapping is None:
         return found, meta, model, [None] * len(found)
     job.report(0.95, "retargeting")
-    return found, meta, model, characters.retarget_takes(client, model["head"]["head_id"], found, mapping)
+    return found, meta, model, characters.retarget_takes(client, model["head"]["head_id"], found, mapping, lips)
 
 
 PUSH_UNDO = True  # headless batch turns it off: no one undoes there, and steps cost memory
@@ -112,14 +114,19 @@ def _add_to_list(scene, actions) -> None:
     item.strip, item.rig = m["strip"], m["rig"]
 
 
-def _extra(model: dict, options: Options) -> dict:
-    """What each take records about how it was made."""
+def _extra(model: dict, options: Options, lips=None) -> dict:
+    """What each take records about how it was made (`lip_seal`: a character's lips were sealed)."""
     return {
         "bundle": str(model.get("name", "")),
         "head_id": model["head"]["head_id"],
         "preset": options.preset,
         "guidance": float(options.guidance),
+        **({"lip_seal": True} if lips is not None else {}),
     }
+
+
+def _with_note(message: str, note: str) -> str:
+    return f"{message}; {note}" if note else message
 
 
 def _list_index(scene, action) -> int:
@@ -146,6 +153,7 @@ def start_generate(
     rig = characters.resolve(rig_obj)
     info = strip_info(scene, strip)
     rig_name, scene_name, mapping = rig.name, scene.name, rig.mapping
+    lips, lips_note = characters.lip_seal(rig, scene)
     rig_head = (rig.name, rig.head_id) if check_rig and rig.head_id is not None else None
 
     def apply(result) -> str:
@@ -160,7 +168,7 @@ def start_generate(
         old = takes_mod.same_seed_takes(scn, info.strip, rg.name, [t.seed for t in found]) if replace else {}
         try:
             for take, w in zip(found, weights):
-                created.append(takes_mod.create(rg, info, take, _extra(model, options), w))
+                created.append(takes_mod.create(rg, info, take, _extra(model, options, lips), w))
             # The best lip-sync score plays first (the first one on ties, as the backend ranked them).
             best = max(created, key=lambda a: takes_mod.meta(a[0])["score"])
             takes_mod.show(rg, best)
@@ -181,10 +189,13 @@ def start_generate(
             raise
         _undo_push("THUNDER: generate takes")
         again = f", {n_replaced} replaced" if n_replaced else ""
-        return f"{len(created)} take(s) for {info.strip!r}{again} in {meta.get('timings', {}).get('total', 0):.1f} s"
+        seconds = meta.get("timings", {}).get("total", 0)
+        return _with_note(f"{len(created)} take(s) for {info.strip!r}{again} in {seconds:.1f} s", lips_note)
 
     return jobs.start(
-        f"Generate {info.strip}", lambda job: _fetch(job, client, info, options, rig_head, launch, mapping), apply
+        f"Generate {info.strip}",
+        lambda job: _fetch(job, client, info, options, rig_head, launch, mapping, lips),
+        apply,
     )
 
 
@@ -246,6 +257,7 @@ def start_resample(scene, index: int, client: Client, launch: dict | None = None
     rig = characters.resolve(rig_obj)  # a character's mapping as the panel has it now
     info = strip_info(scene, strip)
     scene_name, old_name, rig_name, mapping = scene.name, old.name, rig.name, rig.mapping
+    lips, lips_note = characters.lip_seal(rig, scene)
 
     def apply(result) -> str:
         found, meta, model, weights = result
@@ -253,7 +265,7 @@ def start_resample(scene, index: int, client: Client, launch: dict | None = None
         rg = characters.resolve(bpy.data.objects.get(rig_name), mapping)
         old_act = bpy.data.actions.get(old_name)
         was_shown = old_act is not None and takes_mod.shown(rg, info.strip) == old_act
-        actions = takes_mod.create(rg, info, found[0], _extra(model, options), weights[0])
+        actions = takes_mod.create(rg, info, found[0], _extra(model, options, lips), weights[0])
         try:
             if was_shown:
                 takes_mod.show(rg, actions)
@@ -270,11 +282,13 @@ def start_resample(scene, index: int, client: Client, launch: dict | None = None
         if old_act is not None and takes_mod.is_owned(old_act):
             takes_mod.remove(takes_mod.take_actions(old_act))
         _undo_push("THUNDER: resample take")
-        return f"new take seed {found[0].seed} (score {found[0].score:.3f})"
+        return _with_note(f"new take seed {found[0].seed} (score {found[0].score:.3f})", lips_note)
 
     rig_head = (rig.name, rig.head_id) if rig.head_id is not None else None
     return jobs.start(
-        f"Resample {old_name}", lambda job: _fetch(job, client, info, options, rig_head, launch, mapping), apply
+        f"Resample {old_name}",
+        lambda job: _fetch(job, client, info, options, rig_head, launch, mapping, lips),
+        apply,
     )
 
 
@@ -294,7 +308,9 @@ def start_remap(scene, index: int, client: Client, launch: dict | None = None) -
     info = StripInfo(
         m["scene"], m["strip"], "", m["audio_start"], m["audio_end"], int(round(m["frame_start"])), m["fps"]
     )
+    lips, lips_note = characters.lip_seal(rig, scene)
     extra = {k: m[k] for k in ("bundle", "head_id", "preset", "guidance") if k in m}
+    extra.update({"lip_seal": True} if lips is not None else {})
     scene_name, old_name, rig_name = scene.name, old.name, rig.name
 
     def work(job):
@@ -305,7 +321,7 @@ def start_remap(scene, index: int, client: Client, launch: dict | None = None) -
         head_id = check_model(client.model())["head"]["head_id"]
         if extra.get("head_id", head_id) != head_id:
             raise RigError("the backend's model has another head than the take was made with: Resample it instead")
-        return characters.retarget_takes(client, head_id, [take], mapping)[0]
+        return characters.retarget_takes(client, head_id, [take], mapping, lips)[0]
 
     def apply(weights) -> str:
         scn = bpy.data.scenes[scene_name]
@@ -319,7 +335,8 @@ def start_remap(scene, index: int, client: Client, launch: dict | None = None) -
         if was_shown:
             takes_mod.show(rg, actions)
         _undo_push("THUNDER: re-map take")
-        return f"{actions[0].name!r} keyed again with mapping {mapping.name!r} ({len(weights)} shape keys)"
+        done = f"{actions[0].name!r} keyed again with mapping {mapping.name!r} ({len(weights)} shape keys)"
+        return _with_note(done, lips_note)
 
     return jobs.start(f"Re-map {old_name}", work, apply)
 

@@ -1,7 +1,9 @@
 """Any character (issue #17) in the installed add-on against a real backend: Generate onto an
 ARKit-named mesh keys only owned Actions on its Key (and its jaw bone, in the bone's mode),
-equal to the backend's takes retargeted outside Blender; the artist's Actions and values stay;
-Resample / Listen / Remove; the mapping's preset file round trip; batch with --target and
+equal to the backend's takes retargeted and lip-sealed outside Blender (core/lipseal.py, the
+calibration computed here from the test character's geometry); a real take's m/p/b closes the
+character's own lips where the mapping alone leaves them apart; the artist's Actions and values
+stay; Resample / Listen / Remove; the mapping's preset file round trip; batch with --target and
 --mapping; glTF and Live Link Face CSV exports read back."""
 
 from __future__ import annotations
@@ -14,19 +16,45 @@ import sys
 import numpy as np
 import pytest
 
-from blender_thunder.core import retarget
+from backend import lipcheck
+from blender_thunder.core import lipseal, retarget
+from tests.serve import thunder_serve
 
 from .conftest import ROOT
+from .scenarios import arkit_face
 from .test_e2e import animate
 from .test_keying import quats, resampled
 
 pytestmark = pytest.mark.blender
 FPS = ["24", "30"]
+EXTRA = ("myCustomShape",)  # the scenarios' make_face: a shape of the studio's own
+SHIPPED_BUNDLE = ROOT / "backend" / "models" / "thunder-base"
+BILABIALS = "Bob may bump the map, maybe by May."
 
 
 def head_file(head_npz) -> dict:
     with np.load(head_npz) as z:
-        return {k: z[k] for k in ("semantic_names", "semantic_coeffs", "exp_dirs")}
+        return {k: z[k] for k in z.files}
+
+
+def character_lips(mapping: retarget.Mapping, style: str) -> tuple[list, lipseal.LipCalibration]:
+    """What the add-on should measure on the scenarios' test character, computed here from the
+    same geometry (arkit_face.py): its lip pair and lip calibration."""
+    verts, _, shapes = arkit_face.geometry(retarget.ARKIT_52, style, EXTRA)
+    off = arkit_face.offsets(verts, shapes)
+    opener, closer = lipseal.seal_channels(mapping)
+    pair = list(lipseal.find_lips(verts, off[opener], off[closer]))
+    return pair, lipseal.calibrate(mapping, verts[pair], {c.target: off[c.target][pair] for c in mapping.driven})
+
+
+def lip_gap_mm(weights: dict, style: str, pair: list) -> np.ndarray:
+    """The test character's lip gap (mm) under these shape-key weights (shape keys add)."""
+    verts, _, shapes = arkit_face.geometry(retarget.ARKIT_52, style, EXTRA)
+    off = arkit_face.offsets(verts, shapes)
+    lips = verts[pair].astype(np.float64)[None] + sum(
+        np.asarray(w, np.float64)[:, None, None] * off[k][pair][None] for k, w in weights.items()
+    )
+    return 1000.0 * np.linalg.norm(lips[:, 0] - lips[:, 1], axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +105,25 @@ def test_generate_onto_arkit_character(generated, backend, wavs, head_npz, fps):
         end=round(end, 6),
     )
     head = head_file(head_npz)
+    mapping = retarget.Mapping.from_dict(json.loads(takes[0]["mapping_json"]))
+    pair, cal = character_lips(mapping, "suffix")
+    kept = json.loads(out["lip_calibration"])  # measured once at Generate, kept on the mesh
+    assert kept["lips"] == pair
+    measured = lipseal.LipCalibration.from_dict(kept["calibration"])
+    assert (measured.opener, measured.closer) == (cal.opener, cal.closer) == ("jawOpen", "mouthClose")
+    assert measured.moves_mm.keys() == cal.moves_mm.keys()
+    for name, move in cal.moves_mm.items():
+        np.testing.assert_allclose(measured.moves_mm[name], move, atol=1e-6, err_msg=name)
     for take, want in zip(takes, ref["takes"]):
         exp25, jaw25 = np.array(want["exp"]), np.array(want["jaw"])
         np.testing.assert_allclose(np.array(take["exp25"]), exp25, atol=1e-5)  # Listen's arrays, kept in the take
         mapping = retarget.Mapping.from_dict(json.loads(take["mapping_json"]))
         assert mapping.jaw_bone == "jaw" and len(take["channels"]) == len(mapping.driven)
-        weights = retarget.apply(mapping, retarget.solve_for_head(exp25, jaw25, head))
+        plain = retarget.apply(mapping, retarget.solve_for_head(exp25, jaw25, head))
+        weights = lipseal.seal(plain, lipseal.source_lips(exp25, jaw25, head), cal)
+        assert take["lip_seal"]
+        # the seal is there to see on the checked lip shapes (so keying the mapping alone fails)
+        assert max(np.abs(weights[k] - plain[k]).max() for k in ("mouthClose", "mouthPress_L")) > 0.01
         n = len(resampled(exp25, out["fps"]))
         for name in out["check_names"]:
             got = np.array(take["keys"][name])
@@ -168,6 +209,86 @@ def test_exports_read_back(generated, files):
     apple = {retarget.normalize_name(a): a for a in retarget.ARKIT_52}
     for name, want in ref.items():
         np.testing.assert_allclose(csv[apple[retarget.normalize_name(name)]], want, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def shipped_backend(installed, tmp_path_factory):
+    """`thunder serve` with the shipped bundle: real takes, whose m/p/b close the stand-in's lips."""
+    log = tmp_path_factory.mktemp("shipped") / "backend.log"
+    with thunder_serve("--bundle", SHIPPED_BUNDLE, "--log-level", "warning", env=installed, log=log, cwd=ROOT) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def bilabial_speech(tmp_path_factory) -> str:
+    """A sentence full of m/p/b, spoken by espeak-ng (from a fresh library state: the same audio each run)."""
+    import soundfile as sf
+
+    from training.corpus import espeak
+
+    espeak.reset()
+    syn = espeak.synthesize(BILABIALS, "en-us", rate=150)
+    path = tmp_path_factory.mktemp("speech") / "bilabials.wav"
+    sf.write(str(path), syn.audio, syn.sample_rate)
+    return str(path)
+
+
+def test_generate_closes_the_characters_own_lips(run_bpy, shipped_backend, bilabial_speech):
+    """Real takes of bilabial speech generated onto the test character, whose mouthPress and
+    mouthSmile lift its lower lip past the upper one: on every frame where the take closes the
+    stand-in's lips (<= lipcheck.CLOSED_MM) and the mapping alone would leave the character's
+    apart, the character's own lips (the pair lipseal.find_lips picks, on the mesh Blender
+    evaluates) are closed; >= 95 % of all the stand-in's closed frames are; the widest opening
+    stays open; what Blender shows is the core's sealed weights."""
+    head = head_file(SHIPPED_BUNDLE / "head.npz")
+    _, _, shapes = arkit_face.geometry(retarget.ARKIT_52, "apple", EXTRA)
+    mapping = retarget.detect(list(shapes))  # as picking the mesh as the target detects it
+    pair, cal = character_lips(mapping, "apple")
+    out = run_bpy("characters", "seal_closure", timeout=400, url=shipped_backend, wav=bilabial_speech, pair=pair)
+    assert out["state"] == "done", out["message"]
+    assert json.loads(out["lip_calibration"])["lips"] == pair
+    rest_mm = float(lip_gap_mm({}, "apple", pair)[0])
+    rescued, closed_ok, closed_all = 0, 0, 0
+    for take in out["takes"]:
+        assert take["lip_seal"]
+        exp, jaw = np.array(take["exp25"]), np.array(take["jaw25"])
+        shown = np.array(take["gap_mm"])
+        assert len(shown) == len(exp)  # 25 fps: one frame per sample
+        standin = 1000.0 * np.linalg.norm(np.diff(lipseal._head_lips(exp, jaw, head), axis=1)[:, 0], axis=1)
+        plain = retarget.apply(mapping, retarget.solve_for_head(exp, jaw, head))
+        sealed = lipseal.seal(plain, lipseal.source_lips(exp, jaw, head), cal)
+        inner = np.zeros(len(exp), bool)
+        inner[3:-3] = True  # clear of the 0.1 s blends at the take's ends
+        np.testing.assert_allclose(shown[inner], lip_gap_mm(sealed, "apple", pair)[inner], atol=0.01)
+        closed = inner & (standin <= lipcheck.CLOSED_MM)
+        apart = closed & (lip_gap_mm(plain, "apple", pair) > lipcheck.CLOSED_MM)
+        assert np.all(shown[apart] <= lipcheck.CLOSED_MM), (take["seed"], np.round(shown[apart], 2).tolist())
+        rescued += int(apart.sum())
+        closed_ok += int((shown[closed] <= lipcheck.CLOSED_MM).sum())
+        closed_all += int(closed.sum())
+        widest = int(np.argmax(np.where(inner, standin, -np.inf)))
+        assert standin[widest] >= 8.0 and shown[widest] >= rest_mm + 5.0, (standin[widest], shown[widest])
+    assert rescued >= 3, "no closure the mapping alone leaves open: nothing here tests the seal"
+    assert closed_ok >= 0.95 * closed_all, (closed_ok, closed_all)
+
+
+def test_lip_calibration_is_kept_on_the_mesh_and_measured_again(run_bpy, backend, wavs):
+    out = run_bpy("characters", "lip_measures", timeout=400, url=backend["url"], wav=wavs["speech"])
+    first, sculpted, flat = out["first"], out["sculpted"], out["no_closer"]
+    assert first["state"] == sculpted["state"] == flat["state"] == "done", out
+    mapping = retarget.detect(list(arkit_face.geometry(retarget.ARKIT_52, "apple", EXTRA)[2]))
+    pair, cal = character_lips(mapping, "apple")
+    kept = json.loads(first["kept"])
+    assert kept["lips"] == pair and first["lip_seal"] and "not sealed" not in first["message"]
+    # measured from the shapes' data: the artist's slider (0.7) neither counts nor changes
+    np.testing.assert_allclose(kept["calibration"]["moves_mm"]["mouthSmileLeft"], cal.moves_mm["mouthSmileLeft"])
+    assert first["smile_slider"] == sculpted["smile_slider"] == pytest.approx(0.7)
+    again = json.loads(sculpted["kept"])
+    assert again["hash"] != kept["hash"] and sculpted["lip_seal"]
+    np.testing.assert_allclose(
+        again["calibration"]["moves_mm"]["mouthPressLeft"], 2.0 * np.asarray(cal.moves_mm["mouthPressLeft"]), atol=1e-4
+    )
+    assert not flat["lip_seal"] and "Face's lips not sealed" in flat["message"], flat["message"]
 
 
 def test_resample_listen_remove_on_a_character(run_bpy, backend, wavs, tiny_bundle):
@@ -271,10 +392,12 @@ def test_batch_with_target_and_mapping(run_bpy, installed, backend, wavs, tmp_pa
     assert take_a["rig"] == "Hero" and take_a["mapping"] == "arkit52" and take_a["fps"] == 30.0
     assert take_a["channels"] == take_a["paths"] > 30  # the driven ARKit shapes, no jaw bone
     assert got_a["stored"] == ["arkit52", 52]
+    assert take_a["lip_seal"] and json.loads(got_a["lip_calibration"])["calibration"]["closer"] == "MouthClose"
     got_b = run_bpy("characters", "inspect_character", path=str(b))
     (take_b,) = got_b["takes"].values()
     assert take_b["mapping"] == "hero_lips" and take_b["channels"] == take_b["paths"] == 1  # mouthClose: no sources
     assert got_b["stored"] == ["hero_lips", 2]
+    assert not take_b["lip_seal"]  # mouthClose not limited by jaw_open: no closer to seal with
 
 
 def test_reopen_saved_file(run_bpy, generated, files):

@@ -5,44 +5,28 @@ from __future__ import annotations
 
 import json
 
+import arkit_face  # the scenarios folder is on sys.path (bpy_runner)
 import bpy
 import numpy as np
+from arkit_face import arkit_name
 
 from common import ADDON, add_sound, addon, fresh_scene, jaw_to_bone
 
-ARKIT_CHECK = ("jawOpen", "eyeBlinkLeft", "mouthSmileRight", "browInnerUp")
-
-
-def arkit_name(name: str, style: str) -> str:
-    """ARKit's name in a rig's own spelling: 'apple' eyeBlinkLeft, 'suffix' eyeBlink_L, 'pascal' EyeBlinkLeft."""
-    if style == "suffix":
-        return name.replace("Left", "_L").replace("Right", "_R")
-    if style == "pascal":
-        return name[0].upper() + name[1:]
-    return name
+ARKIT_CHECK = ("jawOpen", "mouthClose", "mouthPressLeft", "eyeBlinkLeft", "mouthSmileRight", "browInnerUp")
 
 
 def make_face(scene, name: str = "Face", style: str = "suffix", jaw: bool = True, extra=("myCustomShape",)):
-    """A small mesh with the 52 ARKit shape keys (each its own deformation), all at 0 as an
-    artist leaves them, and optionally an armature with a `jaw` bone (XYZ Euler) it is skinned to."""
-    retarget = addon("core.retarget")
+    """The test character (arkit_face.py: a sheet of skin and a mouth) with the 52 ARKit shape
+    keys, all at 0 as an artist leaves them, and optionally an armature with a `jaw` bone
+    (XYZ Euler) the sheet's lower half is skinned to."""
+    verts, faces, shapes = arkit_face.geometry(addon("core.retarget").ARKIT_52, style, extra)
     mesh = bpy.data.meshes.new(name)
-    n = 6
-    xs, zs = np.meshgrid(np.linspace(-0.1, 0.1, n), np.linspace(-0.1, 0.1, n))
-    verts = np.stack([xs.ravel(), np.zeros(n * n), zs.ravel()], 1)
-    faces = [
-        (i * n + j, i * n + j + 1, (i + 1) * n + j + 1, (i + 1) * n + j) for i in range(n - 1) for j in range(n - 1)
-    ]
     mesh.from_pydata(verts.tolist(), [], faces)
     obj = bpy.data.objects.new(name, mesh)
     scene.collection.objects.link(obj)
     obj.shape_key_add(name="Basis", from_mix=False)
-    for k, shape in enumerate((*(arkit_name(a, style) for a in retarget.ARKIT_52), *extra)):
+    for shape, co in shapes.items():
         kb = obj.shape_key_add(name=shape, from_mix=False)
-        co = np.empty(len(kb.data) * 3, np.float32)
-        kb.data.foreach_get("co", co)
-        co = co.reshape(-1, 3)
-        co[k % len(co), 1] -= 0.01 * (1 + k % 5)
         kb.data.foreach_set("co", co.ravel())
         kb.value = 0.0  # Blender 5.0 starts new keys at 1.0; an artist's character rests at 0
     if not jaw:
@@ -57,7 +41,7 @@ def make_face(scene, name: str = "Face", style: str = "suffix", jaw: bool = True
     bpy.ops.object.mode_set(mode="OBJECT")
     arm.pose.bones["jaw"].rotation_mode = "XYZ"
     group = obj.vertex_groups.new(name="jaw")
-    group.add(list(range(n * n // 2)), 1.0, "REPLACE")
+    group.add(list(range(arkit_face.GRID**2 // 2)), 1.0, "REPLACE")
     mod = obj.modifiers.new("Armature", "ARMATURE")
     mod.object = arm
     return obj, arm
@@ -117,6 +101,7 @@ def _take_out(act, face, arm, names) -> dict:
         "frame_end": m["frame_end"],
         "mapping_json": m["mapping_json"],
         "channels": m["channels"],
+        "lip_seal": m.get("lip_seal", False),
         "exp25": stored.exp.tolist(),
         "jaw25": stored.jaw.tolist(),
         "keys": {n: keying.read_curve(act, takes_mod.shape_key_path(n)).tolist() for n in names},
@@ -170,6 +155,7 @@ def generate(
             "sliders": [(kb.name, kb.slider_min, kb.slider_max) for kb in key.key_blocks],
         },
         "jaw_mode": arm.pose.bones["jaw"].rotation_mode,
+        "lip_calibration": props.lip_calibration,
         "foreign_actions": sorted(
             a.name
             for a in bpy.data.actions
@@ -217,6 +203,100 @@ def generate_many(fps_list: list, **kw) -> dict:
     for i, fps in enumerate(fps_list):
         extra = kw if i == 0 else {k: v for k, v in kw.items() if k not in ("glb", "csv", "save_as")}
         out[fps] = generate(fps=fps, **extra)
+    return out
+
+
+def _lip_gaps(scene, face, pair) -> list:
+    """The lip gap (mm) between the vertices `pair` of the evaluated mesh at each frame of the
+    scene's range: what Blender shows."""
+    gaps = []
+    for f in range(scene.frame_start, scene.frame_end + 1):
+        scene.frame_set(f)
+        ev = face.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        me = ev.to_mesh()
+        co = np.empty(len(me.vertices) * 3, np.float32)
+        me.vertices.foreach_get("co", co)
+        ev.to_mesh_clear()
+        up, lo = co.reshape(-1, 3)[pair]
+        gaps.append(1000.0 * float(np.linalg.norm(up - lo)))
+    return gaps
+
+
+def seal_closure(url: str, wav: str, pair: list, takes: int = 2) -> dict:
+    """Generate real takes onto the test character (ARKit names, no jaw bone: jawOpen opens it) at
+    25 fps; each take played in turn and its lips measured on the evaluated mesh."""
+    prefs = bpy.context.preferences.addons[ADDON].preferences
+    prefs.backend_url, prefs.auto_start = url, False
+    scene = fresh_scene("25")
+    face, _ = make_face(scene, style="apple", jaw=False)
+    strip = add_sound(scene, wav, frame_start=1)
+    s = scene.thunder
+    s.rig, s.takes_count, s.seed, s.preset, s.rank, s.strip = face, takes, 0, "default", False, strip.name
+    jobs, takes_mod, characters = addon("core.jobs"), addon("utils.takes"), addon("utils.characters")
+    assert bpy.ops.thunder.generate() == {"FINISHED"}
+    job = jobs.wait(jobs.latest(), 300)
+    out = {"state": job.state, "message": job.message, "takes": []}
+    if job.state != "done":
+        return out
+    target = characters.resolve(face)
+    for item in s.takes:
+        actions = takes_mod.take_actions(item.action)
+        takes_mod.show(target, actions)
+        m = takes_mod.meta(actions[0])
+        scene.frame_start, scene.frame_end = int(m["frame_start"]), int(m["frame_end"])
+        stored = takes_mod.stored_take(actions[0])
+        out["takes"].append(
+            {
+                "seed": m["seed"],
+                "lip_seal": m.get("lip_seal", False),
+                "exp25": stored.exp.tolist(),
+                "jaw25": stored.jaw.tolist(),
+                "gap_mm": _lip_gaps(scene, face, pair),
+            }
+        )
+    out["lip_calibration"] = face.thunder_mapping.lip_calibration
+    return out
+
+
+def lip_measures(url: str, wav: str) -> dict:
+    """The lip calibration kept on the mesh: Generate with a slider of the artist's set (it plays
+    no part), Resample after a lip shape was sculpted further (measured again), Generate after
+    mouthClose was flattened (no closer: keyed unsealed, and the message says so)."""
+    prefs = bpy.context.preferences.addons[ADDON].preferences
+    prefs.backend_url, prefs.auto_start = url, False
+    scene = fresh_scene("25")
+    face, _ = make_face(scene, style="apple", jaw=False)
+    key = face.data.shape_keys.key_blocks
+    key["mouthSmileLeft"].value = 0.7
+    strip = add_sound(scene, wav, frame_start=1)
+    s = scene.thunder
+    s.rig, s.takes_count, s.seed, s.preset, s.rank, s.strip = face, 1, 5, "draft", False, strip.name
+    jobs, takes_mod = addon("core.jobs"), addon("utils.takes")
+    props = face.thunder_mapping
+    out = {}
+
+    def step(name, op, **kw):
+        assert op(**kw) == {"FINISHED"}
+        job = jobs.wait(jobs.latest(), 180)
+        act = s.takes[max(s.active_take, 0)].action  # the new take (Generate selects it, Resample keeps the row)
+        out[name] = {
+            "state": job.state,
+            "message": job.message,
+            "kept": props.lip_calibration,
+            "lip_seal": takes_mod.meta(act).get("lip_seal", False),
+            "smile_slider": key["mouthSmileLeft"].value,
+        }
+
+    step("first", bpy.ops.thunder.generate)
+    press = key["mouthPressLeft"]
+    co = np.empty(len(press.data) * 3, np.float32)
+    press.data.foreach_get("co", co)
+    basis = np.empty_like(co)
+    key["Basis"].data.foreach_get("co", basis)
+    press.data.foreach_set("co", basis + 2.0 * (co - basis))  # the artist sculpts the press further
+    step("sculpted", bpy.ops.thunder.resample_take, index=0)
+    key["mouthClose"].data.foreach_set("co", basis)
+    step("no_closer", bpy.ops.thunder.generate)
     return out
 
 
@@ -351,9 +431,10 @@ def inspect_character(path: str) -> dict:
                 "channels": len(m["channels"]),
                 "paths": len(paths),
                 "fps": m["fps"],
+                "lip_seal": m.get("lip_seal", False),
             }
     hero = bpy.data.objects["Hero"].thunder_mapping
-    return {"takes": out, "stored": [hero.name, len(hero.channels)]}
+    return {"takes": out, "stored": [hero.name, len(hero.channels)], "lip_calibration": hero.lip_calibration}
 
 
 def reopen(path: str) -> dict:
