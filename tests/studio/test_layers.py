@@ -18,7 +18,9 @@ ADDON_BLENDER_LAYER = {
     if p.stem not in ("core", "__init__", "__pycache__") and (p.suffix == ".py" or p.is_dir())
 }
 # The backend's running service is its own business; training uses its public pieces only
-# (contracts, bundle format, files, jsonio, samplers, the numpy front-end and vocoder, ...).
+# (contracts, bundle format, files, jsonio, samplers, the numpy front-end and vocoder, and
+# the engine: the library entry point that runs a bundle, which `evaluate --bundle` judges
+# exactly as an artist gets it).
 BACKEND_INTERNALS = {
     f"backend.{m}"
     for m in (
@@ -28,7 +30,6 @@ BACKEND_INTERNALS = {
         "middleware",
         "errors",
         "settings",
-        "engine",
         "jobs",
         "windows",
         "cli",
