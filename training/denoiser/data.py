@@ -58,8 +58,9 @@ def encode_split(
     key = None
     if cache is not None:
         h = hashlib.sha256((Path(corpus) / "manifest.json").read_bytes())
-        for p in encoder.state_dict().values():
-            h.update(p.detach().cpu().numpy().tobytes()[:4096])
+        for name, p in encoder.state_dict().items():
+            if not name.startswith("phone_head."):  # unused for features (and random for pretrained encoders)
+                h.update(p.detach().cpu().numpy().tobytes()[:4096])
         key = Path(cache) / f"{split}-{limit or 'all'}-{h.hexdigest()[:16]}.npz"
         if key.exists():
             return _load_cache(key, corpus, utts, keep_audio)
