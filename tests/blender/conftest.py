@@ -134,3 +134,15 @@ def backend(installed, tiny_bundle):
     with thunder_serve("--bundle", tiny_bundle, "--log-level", "warning", env=installed, log=log, cwd=ROOT) as url:
         token = (Path(installed["XDG_CONFIG_HOME"]) / "thunder" / "token").read_text().strip()
         yield {"url": url, "token": token}
+
+
+def batch(env, backend, *args):
+    """`thunder batch ARGS` against the test backend (the CLI as a studio runs it)."""
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", "batch", *map(str, args), "--url", backend["url"]],
+        env=env,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

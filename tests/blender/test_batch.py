@@ -16,20 +16,9 @@ import pytest
 from studio.batch import _healthy
 from tests.serve import free_port
 
-from .conftest import ROOT, write_wav
+from .conftest import ROOT, batch, write_wav
 
 pytestmark = pytest.mark.blender
-
-
-def batch(env, backend, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "backend.cli", "batch", *map(str, args), "--url", backend["url"]],
-        env=env,
-        cwd=str(ROOT),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_batch_two_files_then_resume(run_bpy, installed, backend, head_npz, wavs, tmp_path):

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import struct
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,7 +18,7 @@ from backend import lipcheck
 from blender_thunder.core import lipseal, retarget
 from tests.serve import thunder_serve
 
-from .conftest import ROOT
+from .conftest import ROOT, batch
 from .scenarios import arkit_face
 from .test_e2e import animate
 from .test_keying import quats, resampled
@@ -343,17 +341,6 @@ def test_mapping_preset_file_round_trip(run_bpy, tmp_path):
         and "'lots' is not a number" in out["bad_row"]
     )
     assert "none of the shape keys" in out["vrm"] and out["arkit"] == ["FINISHED"] and out["arkit_rows"] == 52
-
-
-def batch(env, backend, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "backend.cli", "batch", *map(str, args), "--url", backend["url"]],
-        env=env,
-        cwd=str(ROOT),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_batch_with_target_and_mapping(run_bpy, installed, backend, wavs, tmp_path):

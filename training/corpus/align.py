@@ -40,11 +40,16 @@ MAX_DTW_COST = (
 ESPEAK_VOICES = {"es": "es", "fr": "fr", "it": "it", "ru": "ru", "cs": "cs", "nl": "nl", "de": "de", "en": "en-us"}
 
 
+def _frame_energy(audio: np.ndarray) -> np.ndarray:
+    """RMS per 10 ms frame (a trailing partial frame is dropped)."""
+    frames = audio[: len(audio) // HOP * HOP].reshape(-1, HOP)
+    return np.sqrt((frames**2).mean(axis=1) + 1e-12)
+
+
 def speech_in_pauses(audio: np.ndarray, phones: list) -> float:
     """Share of 10 ms frames inside long 'sil' stretches that are as loud as speech:
     high when the text missed words and the aligner parked them in a pause."""
-    frames = audio[: len(audio) // HOP * HOP].reshape(-1, HOP)
-    energy = np.sqrt((frames**2).mean(axis=1) + 1e-12)
+    energy = _frame_energy(audio)
     loud = energy > 0.15 * np.percentile(energy, 95)
     inside = np.zeros(len(energy), bool)
     for s, e, lab in phones:
@@ -130,10 +135,9 @@ def _mfcc(audio: np.ndarray) -> np.ndarray:
 
 def _trim(audio: np.ndarray) -> tuple[int, int]:
     """First and last sample of speech (energy above 5 % of the 95th percentile, 10 ms frames)."""
-    frames = audio[: len(audio) // HOP * HOP].reshape(-1, HOP)
-    if not len(frames):
+    energy = _frame_energy(audio)
+    if not len(energy):
         return 0, len(audio)
-    energy = np.sqrt((frames**2).mean(axis=1) + 1e-12)
     loud = np.nonzero(energy > 0.05 * np.percentile(energy, 95))[0]
     if not len(loud):
         return 0, len(audio)

@@ -225,10 +225,7 @@ def aligned(cache: str | Path, source: str, limit: int | None = None) -> list[di
                 jsonio.write_json(cache_file, done, indent=None, sort_keys=True)
         if done[clip["path"]]:
             out.append({**clip, **done[clip["path"]]})
-            if limit is not None:
-                bar.update()
-        if limit is None:
-            bar.update()
+        bar.update(1 if limit is None or done[clip["path"]] else 0)  # with a limit the bar counts passes
     bar.close()
     if n_new:
         jsonio.write_json(cache_file, done, indent=None, sort_keys=True)
