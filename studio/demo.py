@@ -244,6 +244,39 @@ def run_full(bundle: Path, out: Path, args) -> None:
     mp4 = render_preview(scene, wav, out / "preview.mp4", label, args.frames)
     (out / "demo.blend1").unlink(missing_ok=True)  # Blender's backup of the scene before keying
     print(f"[demo] preview: {mp4} (stills: {mp4.with_name(mp4.stem + '_strip.png')})")
+    take_pictures(bundle, scene, wav, out, row["best_action"])
+
+
+def take_pictures(bundle: Path, scene, wav: Path, out: Path, best_action: str) -> None:
+    """takes_sheet.png (every take at the same frames) and lip_gap.png (studio/take_figures.py);
+    the best take plays again afterwards."""
+    import bpy
+
+    from backend.headfile import load_head_file
+    from blender_thunder.core.lipseal import lip_gap_mm
+    from blender_thunder.utils import rigs, takes
+
+    from . import take_figures
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    head = load_head_file(bundle / manifest["head"]["file"])
+    acts = sorted(takes.scene_takes(scene), key=lambda a: takes.meta(a)["seed"])
+    curves = {}
+    phones = None
+    if wav.resolve() == DEMO_WAV.resolve():  # the bundled sentence: its phones and pseudo-GT are known
+        speech = take_figures.demo_speech()
+        phones = speech.phones
+        exp, jaw = take_figures.pseudo_gt(out / "head", speech)
+        curves["pseudo-GT (corpus articulation)"] = lip_gap_mm(exp, jaw, head)
+    for act in acts:
+        t = takes.stored_take(act)
+        curves[f"take seed {t.seed}"] = lip_gap_mm(t.exp, t.jaw, head)
+    plot = take_figures.lip_gap_plot(curves, out / "lip_gap.png", phones)
+    rig = rigs.resolve(rigs.find_in_scene(scene))
+    frames = take_figures.sheet_frames(scene, phones)
+    sheet = take_figures.takes_sheet(scene, rig, [takes.take_actions(a) for a in acts], frames, out / "takes_sheet.png")
+    takes.show(rig, takes.take_actions(bpy.data.actions[best_action]))
+    print(f"[demo] takes side by side: {sheet}; lip gap per take: {plot}")
 
 
 def run(args) -> int:

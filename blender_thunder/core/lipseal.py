@@ -73,6 +73,13 @@ def _head_lips(exp, jaw, head) -> np.ndarray:
     return (1.0 - w) * p + w * rotated
 
 
+def lip_gap_mm(exp, jaw, head) -> np.ndarray:
+    """(T,) distance between the stand-in's lip mid-points (mm) as the rig poses the take: the
+    lip gap backend/lipcheck judges."""
+    lips = _head_lips(exp, jaw, head)
+    return 1000.0 * np.linalg.norm(lips[:, 0] - lips[:, 1], axis=1)
+
+
 def contact_opening(rest_mm, direction) -> float:
     """How far (mm) lips at rest (upper-minus-lower vector `rest_mm`) may open along `direction`
     (a unit vector) before their points are LIP_CONTACT_MM apart: the opening still counted

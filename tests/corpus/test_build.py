@@ -43,6 +43,11 @@ def test_splits_are_speaker_disjoint_and_real_speakers_held_out(small_corpus):
         pytest.skip("real speakers unavailable here (no apt download): see the build's message")
     # the held-out real speaker (Allison) only in test; the other real speakers train (and validate), never test
     assert by_speaker["asterisk-allison"] == {"test"}
+    # ... articulating like the average speaker (the lip checks' yardstick), the others their own way
+    from training.corpus.speakers import neutral_style
+
+    assert corpus.speakers["asterisk-allison"]["style"] == neutral_style()
+    assert all(corpus.speakers[s]["style"] != neutral_style() for s in real if s != "asterisk-allison")
     seen = [s for s in real if s != "asterisk-allison"]
     assert seen and all("test" not in by_speaker[s] and "train" in by_speaker[s] for s in seen)
     origins = {u.get("origin") for u in corpus.utterances if u["source"] == "real"}

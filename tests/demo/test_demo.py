@@ -142,6 +142,20 @@ def test_preview_has_video_audio_and_burnt_label(demo):
     assert strip.height == 240 and strip.width == 6 * round(SIZE[0] * 240 / SIZE[1])  # six stills side by side
 
 
+def test_takes_side_by_side_and_their_lip_gap(demo):
+    """Every take at the same frames (one row each) and the lip-gap plot with the pseudo-GT."""
+    from PIL import Image
+
+    from studio.take_figures import SHEET_FRAMES
+
+    sheet = Image.open(demo["out"] / "takes_sheet.png")
+    assert sheet.size == (SHEET_FRAMES * SIZE[0], TAKES * (SIZE[1] + 22))
+    rows = np.asarray(sheet.convert("L"), np.float32).reshape(TAKES, SIZE[1] + 22, -1)[:, : SIZE[1]]
+    assert all(np.abs(rows[0] - r).mean() > 0.05 for r in rows[1:])  # random-weight takes differ
+    assert Image.open(demo["out"] / "lip_gap.png").size[0] > 600
+    assert "takes side by side" in demo["stdout"] and not list(demo["out"].glob(".takes_sheet*"))
+
+
 def test_without_a_bundle_saves_the_rig_and_says_how_to_make_one(tmp_path, sandbox):
     # The shipped bundle's place points at an empty folder: the demo must fall back, not fail.
     code = (
@@ -188,7 +202,7 @@ def test_make_demo_on_the_committed_bundle(tmp_path, sandbox):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "backend/models/thunder-base" in proc.stdout  # the committed bundle served the takes
     assert re.search(r"seed \d+\s+lip-sync score [0-9.]+\s+<- best", proc.stdout), proc.stdout[-2000:]
-    for name in ("demo.blend", "preview.mp4", "preview_strip.png", "head_poses.png"):
+    for name in ("demo.blend", "preview.mp4", "preview_strip.png", "head_poses.png", "takes_sheet.png", "lip_gap.png"):
         assert (out / name).is_file(), name
     n_frames, _ = __import__("imageio_ffmpeg").count_frames_and_secs(str(out / "preview.mp4"))
     assert n_frames == FRAMES

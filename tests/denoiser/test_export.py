@@ -73,3 +73,23 @@ def test_graphs_take_any_batch_and_length(exported):
         with torch.no_grad():
             ref = model(torch.from_numpy(x), torch.full((b,), 7), torch.from_numpy(feats), torch.zeros(b))
         np.testing.assert_allclose(y, ref.numpy(), atol=1e-4)
+
+
+def test_preconditioned_model_exports_and_passes_clean_input_through(tmp_path):
+    """The c_skip/c_out form lives inside the step graph (the backend's contract, x0 out, is
+    unchanged) and at t = 0 returns its input whatever the untrained network says."""
+    torch.manual_seed(0)
+    model = Denoiser(DenoiserConfig(audio_dim=16, d_model=32, n_layers=2, d_ff=64, precondition=True)).eval()
+    entries = export_denoiser(model, tmp_path)
+    sessions = {
+        k: ort.InferenceSession(str(tmp_path / e["file"]), providers=["CPUExecutionProvider"])
+        for k, e in entries.items()
+    }
+    feats = np.random.default_rng(1).standard_normal((31, 16)).astype(np.float32)
+    ref = as_numpy(sample_takes(model, torch.from_numpy(feats), [4, 5], SCHED, "dpmpp2m", 6, 1.5))
+    np.testing.assert_allclose(numpy_takes(sessions, feats, [4, 5], "dpmpp2m", 6, 1.5, SCHED), ref, atol=1e-4)
+    x = torch.randn(2, 31, 53)
+    with torch.no_grad():
+        clean = model(x, torch.zeros(2, dtype=torch.long), torch.from_numpy(feats)[None].repeat(2, 1, 1))
+        noisy = model(x, torch.full((2,), 999), torch.from_numpy(feats)[None].repeat(2, 1, 1))
+    assert (clean - x).abs().max() < 0.05 * (noisy - x).abs().max()

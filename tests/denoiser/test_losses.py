@@ -48,3 +48,24 @@ def test_joint_error_is_close_and_velocity_matches(models):
     # only the expression x jaw cross term is dropped
     assert abs(rec.item() - rec_ref.item()) < 0.1 * rec_ref.item()
     assert abs(vel.item() - vel_ref.item()) < 0.15 * vel_ref.item()
+
+
+def test_lip_gap_is_the_head_models_lip_opening(models, head_dir):
+    """LipGap's vector is upper minus lower lip of the real head model, and its loss is zero
+    only when the openings agree (a jaw that opens more is penalised)."""
+    import numpy as np
+
+    from training.denoiser.losses import LipGap
+
+    _, head = models
+    gap = LipGap(head_dir)
+    with np.load(head_dir / "head.npz") as z:
+        up, lo = int(z["lip_upper"]), int(z["lip_lower"])
+    torch.manual_seed(2)
+    x = torch.cat([torch.randn(5, 50) * 0.5, torch.rand(5, 1) * 0.3, torch.zeros(5, 2)], -1)
+    v = head(x) * MM
+    torch.testing.assert_close(gap.vector(x), v[:, up] - v[:, lo], rtol=1e-4, atol=1e-3)
+    assert gap.loss(x, x).item() == 0.0
+    wider = x.clone()
+    wider[:, 50] += 0.1
+    assert gap.loss(wider, x).item() > 1.0  # 0.1 rad of jaw opens the lips by millimetres

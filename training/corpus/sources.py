@@ -73,7 +73,16 @@ def _level(audio: np.ndarray, rng) -> np.ndarray:
 
 
 def espeak_utterance(text: str, speaker: dict, rng: np.random.Generator) -> Utterance:
-    syn = espeak.synthesize(text, speaker["voice"], speaker["rate"], speaker["pitch"], speaker["pitch_range"])
+    u = espeak_speech(text, speaker["voice"], speaker["rate"], speaker["pitch"], speaker["pitch_range"])
+    audio, phones, words = _pad(u.audio, u.phones, u.words, rng)
+    phones, flags = tidy(phones, len(audio) / SAMPLE_RATE, [False] + u.stressed + [False])
+    return Utterance(_level(audio, rng), phones, words, text, flags)
+
+
+def espeak_speech(text: str, voice: str, rate: int, pitch: int = 50, pitch_range: int = 50) -> Utterance:
+    """espeak-ng's speech of `text` at 16 kHz with its exact phone and word times, no padding
+    (the corpus pads and levels it; `make demo` plots against the bundled sentence's phones)."""
+    syn = espeak.synthesize(text, voice, rate, pitch, pitch_range)
     sr, n = syn.sample_rate, len(syn.audio)
     raw, flags = [], []
     for k, (smp, name) in enumerate(syn.phones):
@@ -93,9 +102,7 @@ def espeak_utterance(text: str, speaker: dict, rng: np.random.Generator) -> Utte
         word = text.encode("utf-8")[pos - 1 : pos - 1 + length].decode("utf-8", "replace")
         words.append((starts[k], ends[-1] if ends else nxt, word.strip(".,?!;:")))
     audio = soxr.resample(syn.audio, sr, SAMPLE_RATE).astype(np.float32)
-    audio, phones, words = _pad(audio, phones, words, rng)
-    phones, flags = tidy(phones, len(audio) / SAMPLE_RATE, [False] + flags + [False])
-    return Utterance(_level(audio, rng), phones, words, text, flags)
+    return Utterance(audio, phones, words, text, flags)
 
 
 def mbrola_utterance(text: str, speaker: dict, rng: np.random.Generator) -> Utterance:

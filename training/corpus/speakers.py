@@ -78,6 +78,21 @@ def draw_style(rng: np.random.Generator) -> dict:
     }
 
 
+def neutral_style() -> dict:
+    """The centre of `draw_style`'s distributions: the average speaker's articulation."""
+    return {
+        "amplitude": 1.0,
+        "hyper": 0.0,
+        "jaw_share": 0.55,
+        "asymmetry": 0.0,
+        "speed": 1.0,
+        "lead": 0.02,
+        "smile_bias": 0.05,
+        "blink_rate": 20.5 / 60,
+        "brow_activity": 0.6,
+    }
+
+
 def espeak_speakers(n: int, rng: np.random.Generator) -> list[dict]:
     """`n` distinct espeak speakers (each accent x variant combination at most once)."""
     combos = [(a, v, "f" if v in FEMALE else "m") for a in ACCENTS for v in MALE + FEMALE]

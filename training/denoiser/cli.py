@@ -49,6 +49,7 @@ def register(subparsers) -> None:
     add_config_options(t)
     # hyperparameters: default None = the --config file's `denoiser` section
     t.add_argument("--w-m2s", type=float, default=None, help="weight of L_m2s (with --m2s)")
+    t.add_argument("--w-gap", type=float, default=None, help="weight of the lip-opening loss (0: off)")
     t.add_argument("--m2s-fraction", type=float, default=None, help="share of each batch through M2S")
     t.add_argument("--encoder-lr", type=float, default=None, help="encoder learning rate with --train-encoder")
     t.add_argument("--window", type=int, default=None)
@@ -71,6 +72,10 @@ def register(subparsers) -> None:
     s.add_argument("--steps", type=int, default=10)
     s.add_argument("--guidance", type=float, default=1.0)
     s.set_defaults(func=_sample)
+
+    from training.denoiser import diagnose
+
+    diagnose.register(sub)
 
 
 def _train(args: argparse.Namespace) -> int:

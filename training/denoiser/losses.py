@@ -76,3 +76,31 @@ class VertexQuadratic(torch.nn.Module):
         dR = (Rp[:, 1:] - Rp[:, :-1]) - (Rt[:, 1:] - Rt[:, :-1])
         vel_jaw = ((dR @ self.moment) * dR).sum((-1, -2))
         return rec, (vel_exp + vel_jaw).mean()
+
+
+class LipGap(torch.nn.Module):
+    """The lip opening as a 3-vector, upper minus lower lip mid-point (mm), exactly.
+
+    The whole-head mean of `VertexQuadratic` gives the two lips 2 of ~5,800 vertices:
+    a closure missed by 5 mm costs less than a millimetre of drift over the cheeks, so
+    a model can under-articulate at little cost (issue #15). For two vertices the full
+    skinning (`RegionVertices`: expression, jaw, pose correctives) is cheap. `loss` is the
+    squared error of that vector (mm^2), the quantity `backend/lipcheck` judges (its norm
+    reaching <= 2 mm on m/p/b).
+    """
+
+    def __init__(self, head_dir: Path):
+        super().__init__()
+        from training.m2s.vertices import RegionVertices
+
+        with np.load(Path(head_dir) / "head.npz", allow_pickle=False) as z:
+            lips = np.array([int(z["lip_upper"]), int(z["lip_lower"])])
+        self.vertices = RegionVertices(head_dir, lips)
+
+    def vector(self, x: torch.Tensor) -> torch.Tensor:
+        """Upper minus lower lip (..., 3) in mm for parameters x (..., 53)."""
+        v = self.vertices(x) * MM
+        return v[..., 0, :] - v[..., 1, :]
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((self.vector(pred) - self.vector(target)) ** 2).sum(-1).mean()

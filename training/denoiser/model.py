@@ -38,6 +38,13 @@ class DenoiserConfig:
     n_steps: int = 1000  # diffusion steps D (sinusoid period scale)
     p_uncond: float = 0.2  # audio -> learned null vector during training (CFG)
     deterministic: bool = False  # FlameFormer-like regression baseline (no noise input)
+    # x0 = sqrt(ac_t) x_t + sqrt(1 - ac_t) F(x_t, t) (Karras et al. 2022's c_skip/c_out for
+    # unit-variance data, i.e. v-prediction): at low noise the input passes through and the
+    # network only corrects it. Without it the model must learn the identity through every
+    # layer, and after 600-2,000 steps its t = 0 prediction still misses the clean input by
+    # 0.5 mm per vertex and 2 mm of lip opening, blurring every sampler step (issue #15,
+    # reports/denoiser-x0-by-t.md). False: checkpoints from before it load unchanged.
+    precondition: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,6 +152,12 @@ class Denoiser(nn.Module):
         self.out_norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, cfg.n_params)
         self.register_buffer("slopes", alibi_slopes(cfg.n_heads), persistent=False)
+        if cfg.precondition and not cfg.deterministic:
+            from backend.samplers import Schedule
+
+            ac = torch.as_tensor(Schedule(steps=cfg.n_steps).alphas_cumprod, dtype=torch.float32)
+            self.register_buffer("skip", ac.sqrt(), persistent=False)
+            self.register_buffer("scale", (1.0 - ac).sqrt(), persistent=False)
 
     def context(self, audio: torch.Tensor, null: torch.Tensor | None = None) -> torch.Tensor:
         """Per-layer audio keys/values (L, 2, B, T, d). `null` (B,) in {0, 1}: 1 = null audio."""
@@ -161,7 +174,10 @@ class Denoiser(nn.Module):
         token = self.step_proj(step_embedding(t, self.cfg.d_model))[:, None, :]
         for i, layer in enumerate(self.layers):
             h = layer(h, bias, layer.memory_kv(token), ctx[i])
-        return self.out(self.out_norm(h))
+        out = self.out(self.out_norm(h))
+        if hasattr(self, "skip"):
+            out = self.skip[t][:, None, None] * x + self.scale[t][:, None, None] * out
+        return out
 
     def forward(self, x, t, audio, null=None):
         return self.step(x, t, self.context(audio, null))

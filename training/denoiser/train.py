@@ -1,7 +1,8 @@
 """Train the THUNDER denoiser (or the FlameFormer-like deterministic baseline).
 
-L_total = L_rec + L_vel (+ w_m2s L_m2s): vertex-space losses through the exact
-quadratic forms of `losses.VertexQuadratic`, on x0 predicted from z_t at a
+L_total = L_rec + L_vel + w_gap L_gap (+ w_m2s L_m2s): vertex-space losses through the
+exact quadratic forms of `losses.VertexQuadratic` and the lip-opening error of
+`losses.LipGap`, on x0 predicted from z_t at a
 uniformly drawn step t; the audio is swapped for the learned null vector with
 probability p_uncond (classifier-free guidance). Runs resume from last.pt
 (`training.loop.fit`), log to log.jsonl and draw curves.png. Sizes and schedule:
@@ -25,7 +26,7 @@ import torch
 
 from backend.samplers import Schedule
 from training.denoiser.data import Utterance, all_frames, audio_batch, encode_split, load_split_audio, random_batch
-from training.denoiser.losses import VertexQuadratic
+from training.denoiser.losses import LipGap, VertexQuadratic
 from training.denoiser.model import Denoiser, DenoiserConfig
 from training.denoiser.stats import Normaliser, compute_stats, load_stats, save_stats
 
@@ -44,6 +45,7 @@ class TrainConfig:
     val_batches: int
     limit: int | None  # first N utterances per split (None: all)
     w_m2s: float  # weight of L_m2s; applies only with an M2S model (stage B)
+    w_gap: float  # weight of L_gap, the lip-opening error (mm^2; 0: off)
     m2s_fraction: float  # share of each batch that goes through the frozen M2S
     encoder_lr: float  # the encoder's learning rate in the -T variant (train_encoder)
     max_minutes: float  # 0: no deadline
@@ -60,15 +62,21 @@ class DiffusionLoss:
         m2s_loss=None,
         w_m2s: float = 0.0,
         m2s_fraction: float = 0.25,
+        lip_gap: LipGap | None = None,
+        w_gap: float = 0.0,
     ):
         self.norm, self.vq, self.schedule = norm, vq, schedule
+        self.lip_gap, self.w_gap = lip_gap, w_gap
         self.sqrt_ac = torch.tensor(np.sqrt(schedule.alphas_cumprod), dtype=torch.float32)
         self.sqrt_1mac = torch.tensor(np.sqrt(1.0 - schedule.alphas_cumprod), dtype=torch.float32)
         self.m2s_loss, self.w_m2s, self.m2s_fraction = m2s_loss, w_m2s, m2s_fraction
 
-    def predict(self, model: Denoiser, batch: dict, gen: torch.Generator | None = None) -> torch.Tensor:
-        """x0 prediction in parameter space; noise is drawn on the CPU (reproducible
-        with `gen` on any device) and moved to the model's device."""
+    def predict(
+        self, model: Denoiser, batch: dict, gen: torch.Generator | None = None, t: int | None = None
+    ) -> torch.Tensor:
+        """x0 prediction in parameter space at a uniformly drawn step (or at step `t` for every
+        item); noise is drawn on the CPU (reproducible with `gen` on any device) and moved to
+        the model's device."""
         dev = self.norm.mean.device
         x0, feats = batch["x"], batch["feats"]
         b = x0.shape[0]
@@ -78,7 +86,7 @@ class DiffusionLoss:
             null = torch.zeros(b, device=dev)
         else:
             z0 = self.norm.normalise(x0)
-            t = torch.randint(0, self.schedule.steps, (b,), generator=gen)
+            t = torch.randint(0, self.schedule.steps, (b,), generator=gen) if t is None else torch.full((b,), t)
             eps = torch.randn(z0.shape, generator=gen).to(dev)
             z = self.sqrt_ac[t][:, None, None].to(dev) * z0 + self.sqrt_1mac[t][:, None, None].to(dev) * eps
             p = model.cfg.p_uncond if model.training else 0.0
@@ -89,6 +97,8 @@ class DiffusionLoss:
     def to(self, device) -> "DiffusionLoss":
         self.norm.to(device)
         self.vq.to(device)
+        if self.lip_gap is not None:
+            self.lip_gap.to(device)
         if self.m2s_loss is not None:
             self.m2s_loss.m2s.to(device)
         return self
@@ -100,6 +110,11 @@ class DiffusionLoss:
         rec, vel = self.vq.losses(pred, batch["x"])
         loss = rec + vel
         metrics = {"rec": rec.item(), "vel": vel.item()}
+        if self.lip_gap is not None:  # measured always (comparable across runs), weighted when asked
+            gap = self.lip_gap.loss(pred, batch["x"])
+            metrics["gap"] = gap.item()
+            if self.w_gap > 0:
+                loss = loss + self.w_gap * gap
         if self.m2s_loss is not None and self.w_m2s > 0:
             k = max(1, int(round(self.m2s_fraction * pred.shape[0])))
             m = self.m2s_loss(pred[:k], batch, k)
@@ -249,6 +264,8 @@ def train(
         m2s_loss=m2s_loss,
         w_m2s=cfg.w_m2s,
         m2s_fraction=cfg.m2s_fraction,
+        lip_gap=LipGap(Path(head_npz).parent),
+        w_gap=cfg.w_gap,
     ).to(device)
     prov = prov or provenance(seed, corpus_data(corpus), training_config=origin)
     config = {"train": {**asdict(cfg), "seed": seed}, "model": mcfg.to_dict(), "head": str(head_npz)}
