@@ -85,8 +85,9 @@ def sheet_frames(scene, phones=None, n: int = SHEET_FRAMES, fps: float = 25.0) -
     return sorted(set(np.linspace(f0, f1, n + 2)[1:-1].round().astype(int).tolist()))
 
 
-def takes_sheet(scene, rig, take_actions: list, frames: list[int], out_png: Path) -> Path:
-    """Render every take (a list of each take's Actions) at `frames`: one row per take."""
+def takes_sheet(scene, rig, take_actions: list, frames: list[int], out_png: Path, zoom: float = 1.6) -> Path:
+    """Render every take (a list of each take's Actions) at `frames`: one row per take, the
+    camera zoomed in `zoom` times onto the face (brows, lids and lips fill the tile)."""
     from blender_thunder.utils import takes
 
     from .render import contact_sheet, render_still
@@ -95,6 +96,8 @@ def takes_sheet(scene, rig, take_actions: list, frames: list[int], out_png: Path
     tmp = out_png.parent / f".{out_png.stem}"
     tmp.mkdir(exist_ok=True)
     fps = scene.render.fps / scene.render.fps_base
+    lens = scene.camera.data.lens
+    scene.camera.data.lens = lens * zoom
     try:
         for acts in take_actions:
             takes.show(rig, acts)
@@ -105,6 +108,7 @@ def takes_sheet(scene, rig, take_actions: list, frames: list[int], out_png: Path
                 labels.append(f"seed {seed}  {(f - scene.frame_start) / fps:.2f} s")
         return contact_sheet(tiles, labels, out_png, columns=len(frames))
     finally:
+        scene.camera.data.lens = lens
         for p in tmp.glob("*.png"):
             p.unlink()
         tmp.rmdir()
