@@ -119,3 +119,39 @@ def test_export_of_a_trained_run_loads_in_the_engine(runs, tiny_encoder, head_di
     assert res.takes[0].exp.shape == (50, 50)
     m = engine.manifest
     assert m["provenance"]["command"] and m["graphs"]["denoiser"]["config"]["d_model"] == 32
+
+
+def test_diagnose_gives_x0_error_per_step_next_to_regression(runs, tiny_corpus, tiny_encoder, head_dir, tmp_path):
+    """`denoiser diagnose`: a row per diffusion step for a diffusion run, one for the regression
+    run; a preconditioned run (trained with `model.precondition` from a config file) passes
+    its clean input through, so its t = 0 error is far below its audio-only (t = 999) error."""
+    from training.config import CONFIG_DIR
+
+    cfg = json.loads((CONFIG_DIR / "small.json").read_text())
+    cfg["denoiser"]["model"]["precondition"] = True
+    (tmp_path / "pre.json").write_text(json.dumps(cfg))
+    common = train_args(tiny_corpus, tiny_encoder, head_dir)
+    pre = tmp_path / "pre"
+    assert (
+        main(["denoiser", "train", *common, "--config", str(tmp_path / "pre.json"), "--out", str(pre), "--steps", "5"])
+        == 0
+    )
+    stem = tmp_path / "x0"
+    argv = [
+        "denoiser",
+        "diagnose",
+        "--corpus",
+        str(tiny_corpus),
+        "--encoder",
+        str(tiny_encoder),
+        "--head",
+        str(head_dir),
+    ]
+    runs_ = ["--run", f"plain={runs / 'thunder'}", "--run", f"pre={pre}", "--run", f"regression={runs / 'baseline'}"]
+    assert main([*argv, *runs_, "--batches", "1", "--out", str(stem)]) == 0
+    result = json.loads(stem.with_suffix(".json").read_text())["runs"]
+    assert [r["t"] for r in result["regression"]["rows"]] == [None]
+    rows = {r["t"]: r for r in result["pre"]["rows"]}
+    assert len(rows) == len(result["plain"]["rows"]) == 12
+    assert rows[0]["vertex_rms_mm"] < 0.1 * rows[999]["vertex_rms_mm"]
+    assert stem.with_suffix(".png").is_file() and "| regression |" in stem.with_suffix(".md").read_text()
