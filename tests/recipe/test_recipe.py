@@ -26,7 +26,10 @@ def test_dry_run_prints_every_stage_and_writes_nothing(tmp_path, capsys):
     lines = [line.split() for line in out.splitlines()[2:]]
     assert [ln[1] for ln in lines] == STAGE_NAMES
     assert all(ln[2] == "run" for ln in lines)
-    assert f"thunder-train encoder train --corpus {work / 'corpus'} --out {work / 'runs/encoder'} --config small" in out
+    # small.json redraws the corpus (2 draws per utterance): every stage after it reads the redrawn one
+    redraw = f"corpus redraw --corpus {work / 'corpus'} --out {work / 'corpus-draws'} --head {work / 'head'} --draws 2"
+    assert redraw in out
+    assert f"encoder train --corpus {work / 'corpus-draws'} --out {work / 'runs/encoder'} --config small" in out
     assert f"--init {work / 'runs/denoiser/base'}" in out and f"--m2s {work / 'runs/m2s/mouth2s'}" in out
     assert f"export --out {tmp_path / 'b'}" in out
     assert not work.exists()
@@ -74,7 +77,7 @@ def test_a_failing_stage_is_recorded(tmp_path):
 def chain(tmp_path_factory):
     """Real --small chain to UNTIL, with the encoder interrupted half-way by hand first."""
     work = tmp_path_factory.mktemp("recipe")
-    assert main(["recipe", "--work", str(work), "--small", "--until", "corpus"]) == 0
+    assert main(["recipe", "--work", str(work), "--small", "--until", "redraw"]) == 0
     stages = plan(work, "small")
     encoder = stages[STAGE_NAMES.index("encoder")]
     assert main([*encoder.argv, "--stop-at", "20"]) == 0  # a run stopped before its end
@@ -91,12 +94,17 @@ def test_chain_records_every_stage(chain):
         assert rec["status"] == "done", (name, rec)
         assert rec["wall_s"] > 0 and rec["start"] <= rec["end"] and rec["command"].startswith("thunder-train ")
     assert (work / "runs/units/units.npz").is_file() and (work / "corpus/manifest.json").is_file()
+    # the redrawn corpus: 2 draws of every utterance, and the denoiser trained on it
+    redrawn = json.loads((work / "corpus-draws/manifest.json").read_text())
+    assert redrawn["draws"] == 2 and all(len(u["motion_draws"]) == 2 for u in redrawn["utterances"])
+    prov = json.loads((work / "runs/denoiser/base/provenance.json").read_text())
+    assert prov["data"]["corpus"] == str((work / "corpus-draws").resolve())
 
 
 def test_interrupted_trainer_is_resumed_not_restarted(chain):
     work, acts_before = chain
-    assert acts_before[:4] == ["skip (complete)", "skip (complete)", "resume", "run"]
-    assert set(acts_before[4:]) == {"run", "after --until"}
+    assert acts_before[:5] == ["skip (complete)"] * 3 + ["resume", "run"]
+    assert set(acts_before[5:]) == {"run", "after --until"}
     log = [json.loads(line)["step"] for line in (work / "runs/encoder/log.jsonl").read_text().splitlines()]
     assert log == [20, 40]  # a restart would have logged 20 twice
     assert len(json.loads((work / "runs/encoder/provenance.json").read_text())["resumes"]) == 1
