@@ -44,9 +44,14 @@ def test_full_size_plan_is_the_documented_recipe(tmp_path):
     assert "--small" not in " ".join(s.command for s in stages.values())
     readme = " ".join(README.read_text().replace("\\\n", " ").split())
     assert "training/configs/full.json" in readme
-    for name in ("corpus", "encoder", "units", "m2s", "denoiser-a", "denoiser-b", "evaluate"):
+    if full.section("encoder")["kind"] == "whisper":  # pretrained: converted, no training flags
+        assert stages["encoder"].argv == ["whisper", "convert", "--out", str(tmp_path / "runs/encoder")]
+        assert "thunder-train whisper convert --out runs/encoder" in readme
+    for name in ("corpus", "redraw", "encoder", "units", "m2s", "denoiser-a", "denoiser-b", "evaluate"):
+        if name == "encoder" and full.section("encoder")["kind"] == "whisper":
+            continue
         flags = recipe_flags(full.recipe(name))
-        quoted = " ".join(flags if name == "evaluate" else ["--config", "full", *flags])
+        quoted = " ".join(flags if name in ("evaluate", "redraw") else ["--config", "full", *flags])
         assert quoted in " ".join(stages[name].argv), name
         assert quoted in readme, f"README's recipe lacks {quoted!r} ({name})"
     assert set(full.data["recipe"]) <= set(STAGE_NAMES)

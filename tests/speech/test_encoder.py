@@ -55,6 +55,14 @@ def test_training_resumes(encoder_run, tiny_corpus, tmp_path):
     assert torch.load(run / "last.pt", weights_only=False)["step"] == 24
 
 
+def test_a_whisper_config_says_how_to_get_its_encoder(tiny_corpus, tmp_path):
+    """full.json's encoder is Whisper (pretrained): `encoder train` with it says to convert it, or to
+    pass --kind logmel, and writes nothing."""
+    with pytest.raises(SystemExit, match="whisper convert.*--kind logmel"):
+        thunder_train(["encoder", "train", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 @pytest.mark.parametrize("kind", ["wav2vec2", "logmel"])
 def test_feature_rates(kind):
     enc = SpeechEncoder(EncoderConfig(kind=kind, hidden=32, layers=1, heads=2, ff=64, conv_dim=32)).eval()

@@ -24,6 +24,7 @@ from training.speech.data import load_audio, load_motion, phone_labels, utteranc
 from training.speech.encoder import HOP_50, EncoderConfig, SpeechEncoder, load_encoder
 from training.config import add_config_options, add_run_options, add_schedule_options, from_args
 from training.console import to_stdout
+from training.errors import ConfigError
 from training.loop import fit
 from training.provenance import corpus_data, provenance, write_json
 
@@ -35,7 +36,7 @@ IGNORE = -100
 class TrainConfig:
     """The `encoder` section of a training config (training/configs/*.json)."""
 
-    kind: str  # logmel | wav2vec2
+    kind: str  # logmel | wav2vec2 (| whisper: pretrained, converted by `whisper convert`, not trained here)
     model: dict  # EncoderConfig fields over its defaults (the small sizes)
     epochs: float  # sets steps when steps is 0
     steps: int
@@ -106,6 +107,11 @@ def train(
 ) -> dict:
     """Train into run folder `out` (resumes from out/last.pt). `origin`: where cfg came
     from (training.config), recorded in provenance.json."""
+    if cfg.kind == "whisper":
+        raise ConfigError(
+            "this config's encoder is Whisper tiny.en, pretrained: `thunder-train whisper convert --out RUN` "
+            "makes it; to train the logmel conformer here instead, pass --kind logmel"
+        )
     torch.manual_seed(seed)  # the model's initial weights too: the same seed gives the same run
     model_cfg = EncoderConfig(kind=cfg.kind, **cfg.model)
     model = SpeechEncoder(model_cfg)
