@@ -25,9 +25,13 @@ SHEET_FRAMES = 5
 
 
 def demo_speech():
-    """The bundled sentence as the corpus engine speaks it: 16 kHz audio, phones, stress."""
+    """The bundled sentence as the corpus engine speaks it: 16 kHz audio, phones, stress. From a
+    freshly loaded espeak-ng: its output depends on what the library spoke before (8 samples
+    longer after other voices in the same process)."""
+    from training.corpus import espeak
     from training.corpus.sources import espeak_speech
 
+    espeak.reset()
     return espeak_speech(DEMO_TEXT, DEMO_VOICE, DEMO_RATE)
 
 
