@@ -26,6 +26,7 @@ from backend.files import git_commit
 from backend.contracts import FPS, PRESET_NAMES, SAMPLE_RATE
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
+TARGET_S = 1.5  # 8 takes x 10 s of speech on the 2-core VM, default preset (issues #14, #15)
 SPEECH = Path(__file__).resolve().parent.parent / "assets" / "speech" / "demo.wav"
 
 
@@ -243,9 +244,9 @@ def run(
     target = [r for r in rows if r["seconds"] == 10.0 and r["takes"] == 8 and r["preset"] == "default"]
     if target:
         report["target"] = {
-            "what": "8 takes of 10 s speech, default preset, <= 2 s wall",
+            "what": f"8 takes of 10 s speech, default preset, <= {TARGET_S:g} s wall",
             "wall_s": target[0]["wall_s"],
-            "met": target[0]["wall_s"] <= 2.0,
+            "met": target[0]["wall_s"] <= TARGET_S,
         }
     return report
 
