@@ -23,22 +23,12 @@ import numpy as np
 from training.corpus.articulation import articulate
 from training.corpus.face import Face, controls_to_flame
 from training.corpus.phones import SIL, cmu_to_arpa
+from training.corpus.speakers import neutral_style
 
 SAMPLE_RATE = 16000
 FRAME_RATE = 100  # pocketsphinx frames per second
-# The centre of training/corpus/speakers.py:draw_style's distributions (no upper face is drawn,
-# so the upper-face keys are there for completeness only).
-NEUTRAL_STYLE = {
-    "amplitude": 1.0,
-    "hyper": 0.0,
-    "jaw_share": 0.55,
-    "asymmetry": 0.0,
-    "speed": 1.0,
-    "lead": 0.02,
-    "smile_bias": 0.0,
-    "blink_rate": 0.3,
-    "brow_activity": 0.6,
-}
+# the average speaker (no upper face is drawn here: only the lip and jaw keys matter)
+NEUTRAL_STYLE = neutral_style()
 # Phone-loop decoding: wider beams than word decoding and a low language weight, so the
 # acoustics lead (picked on 40 utterances of corpus-default's val split: frame phone-class
 # agreement 0.63 vs 0.53 with pocketsphinx's defaults, which leave some utterances nearly all
