@@ -83,7 +83,9 @@ def sheet_frames(scene, phones=None, n: int = SHEET_FRAMES, fps: float = 25.0) -
     """`n` frames spread over the speech (the first to the last non-pause phone)."""
     f0, f1 = scene.frame_start, scene.frame_end
     if phones:
-        spoken = [(s, e) for s, e, lab in phones if lab != "sil"]
+        from training.corpus.phones import SIL
+
+        spoken = [(s, e) for s, e, lab in phones if lab != SIL]
         if spoken:
             f0, f1 = f0 + int(spoken[0][0] * fps), min(f1, f0 + int(spoken[-1][1] * fps))
     return sorted(set(np.linspace(f0, f1, n + 2)[1:-1].round().astype(int).tolist()))
