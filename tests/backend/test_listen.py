@@ -23,6 +23,7 @@ from backend import jobs, windows
 from backend.contracts import MAX_ABS_EXP, MAX_ABS_JAW
 from backend.engine import Engine
 from backend.onnxfix import safe_normalisation
+from backend.routes import listen_model
 from backend.service import Settings
 from tests.backend.conftest import HTTP, auth, running_server
 
@@ -224,15 +225,26 @@ def no_model_default_server():
         yield url
 
 
+def _parse_seconds(body: str, max_frames: int) -> float:
+    """What the server's parse of `body` costs here and now (the same steps, in this process)."""
+    t0 = time.monotonic()
+    take = listen_model(max_frames).model_validate_json(body)
+    jobs.parse_take({k: v for k, v in take if v is not None}, max_frames)
+    return time.monotonic() - t0
+
+
 def test_parsing_a_large_take_does_not_stall_the_server(no_model_default_server):
     """A take near the largest valid body is parsed on a thread (and quickly: strict JSON straight
     to numbers); an oversized one (59 MB: before, 2.3 GB and 11.7 s of stall) is refused unread.
-    Health answers meanwhile."""
+    Health answers meanwhile. pydantic-core holds the GIL while it validates, so a health check
+    can wait out one valid parse (0.15 s quiet, 0.43 s seen on a loaded CI machine): the bar is
+    that parse as measured here, at the same load, never a parse of the refused body."""
     url = no_model_default_server
     n = 15000
     rng = np.random.default_rng(4)  # float64 reprs: ~17 MB, near the largest valid body
     valid = json.dumps({"exp": rng.normal(0, 1, (n, 50)).tolist(), "jaw": rng.normal(0, 0.1, (n, 3)).tolist()})
     assert len(valid) > 16e6
+    bar = max(0.3, 1.5 * max(_parse_seconds(valid, n) for _ in range(2)))
     huge = b'{"exp": [[' + b"0.1," * 14_750_000 + b'0.1]], "jaw": [[0, 0, 0]]}'
     stalls, done = [], threading.Event()
 
@@ -258,4 +270,4 @@ def test_parsing_a_large_take_does_not_stall_the_server(no_model_default_server)
     finally:
         done.set()
         prober.join()
-    assert max(stalls) < 0.3, f"health stalled {max(stalls):.2f} s while a take was parsed"
+    assert max(stalls) < bar, f"health stalled {max(stalls):.2f} s while a take was parsed (bar {bar:.2f} s)"
