@@ -39,14 +39,20 @@ def phone_spans(phones, labels, n: int, fps: float = FPS, slack: int = 0) -> lis
     return out
 
 
-def closure(gap_mm: np.ndarray, phones, fps: float = FPS, closed_mm: float = CLOSED_MM) -> tuple[float, int]:
-    """(share of m/p/b phones whose lips close to <= closed_mm in some frame, number of such phones)."""
+def bilabial_min_gaps(gap_mm: np.ndarray, phones, fps: float = FPS) -> np.ndarray:
+    """The smallest lip gap inside each m/p/b phone (its frames widened by SLACK_FRAMES): how near
+    to closing the lips come, where `closure` only says whether they reach CLOSED_MM."""
     gap_mm = np.asarray(gap_mm, dtype=np.float64)
     spans = phone_spans(phones, BILABIAL, len(gap_mm), fps, SLACK_FRAMES)
-    if not spans:
+    return np.array([float(gap_mm[s].min()) for s in spans])
+
+
+def closure(gap_mm: np.ndarray, phones, fps: float = FPS, closed_mm: float = CLOSED_MM) -> tuple[float, int]:
+    """(share of m/p/b phones whose lips close to <= closed_mm in some frame, number of such phones)."""
+    mins = bilabial_min_gaps(gap_mm, phones, fps)
+    if not len(mins):
         return float("nan"), 0
-    closed = [float(gap_mm[s].min()) <= closed_mm for s in spans]
-    return float(np.mean(closed)), len(spans)
+    return float(np.mean(mins <= closed_mm)), len(mins)
 
 
 def vowel_frames(gap_mm: np.ndarray, phones, fps: float = FPS) -> np.ndarray:

@@ -30,6 +30,13 @@ def test_closure_counts_a_bilabial_closed_when_some_frame_of_it_closes():
     assert lipcheck.closure(_gap([3, 10]), PHONES) == (0.0, 2)
 
 
+def test_bilabial_min_gap_is_how_near_each_m_p_b_comes_to_closing():
+    gap = _gap([6])
+    gap[11] = 3.0  # the P (frames 12..14, slack 11..15) comes within 3 mm, the M closes
+    assert lipcheck.bilabial_min_gaps(gap, PHONES).tolist() == [0.5, 3.0]
+    assert lipcheck.bilabial_min_gaps(gap, [(0.0, 1.0, "AA")]).shape == (0,)
+
+
 def test_no_bilabials_is_undefined_not_zero():
     share, n = lipcheck.closure(np.zeros(25), [(0.0, 1.0, "AA")])
     assert n == 0 and share != share

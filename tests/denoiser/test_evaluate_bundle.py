@@ -27,6 +27,8 @@ def test_bundle_row_has_the_lip_checks(tiny_bundle, head_dir):
     assert row["samples"] == 3 and row["sampler"] and row["bilabials"] == 1  # one M phone
     m = row["metrics"]
     assert 0.0 <= m["closure_min"]["mean"] <= m["closure"]["mean"] <= 1.0
+    # the rest face's lips touch on the M: the pseudo-GT's smallest gap there is under the closure bar
+    assert np.isfinite(m["mbp_gap"]["mean"]) and m["mbp_gap_gt"]["mean"] <= 2.0
     # the ground truth here is the rest face: its lips barely part on the vowels
     assert np.isfinite(m["vowel_gap"]["mean"]) and m["vowel_gap_gt"]["mean"] < 3.0
     table = markdown(

@@ -42,7 +42,7 @@ METRICS = [
 ]
 # backend/lipcheck's checks (pooled over utterances, not averaged): m/p/b closure share (mean
 # over takes and the worst take) and median vowel lip gap, mm, next to the corpus articulation's
-LIP_CHECKS = ["closure", "closure_min", "vowel_gap", "vowel_gap_gt"]
+LIP_CHECKS = ["closure", "closure_min", "mbp_gap", "mbp_gap_gt", "vowel_gap", "vowel_gap_gt"]
 
 
 def register(subparsers) -> None:
@@ -282,18 +282,23 @@ def _lip_checks(verts: np.ndarray, d: dict, head) -> dict:
     """backend/lipcheck's geometric checks per take (needs only phone times) and the corpus
     articulation's vowel gap for the same phones."""
     up, lo = int(head["lip_upper"]), int(head["lip_lower"])
+    phones = d.get("phones", [])
     shares, n = [], 0
-    vowels = []
+    vowels, mins = [], []
     for take in verts:
         gap = lip_distance(take, up, lo)
-        share, n = lipcheck.closure(gap, d.get("phones", []))
+        share, n = lipcheck.closure(gap, phones)
         shares.append(share)
-        vowels.append(lipcheck.vowel_frames(gap, d.get("phones", [])))
+        vowels.append(lipcheck.vowel_frames(gap, phones))
+        mins.append(lipcheck.bilabial_min_gaps(gap, phones))
+    gt_gap = lip_distance(d["gt"], up, lo)
     return {
         "closure": shares,
         "bilabials": n,
         "vowel": np.concatenate(vowels) if vowels else np.zeros(0),
-        "vowel_gt": lipcheck.vowel_frames(lip_distance(d["gt"], up, lo), d.get("phones", [])),
+        "vowel_gt": lipcheck.vowel_frames(gt_gap, phones),
+        "mbp": np.concatenate(mins) if mins else np.zeros(0),
+        "mbp_gt": lipcheck.bilabial_min_gaps(gt_gap, phones),
     }
 
 
@@ -304,12 +309,15 @@ def _pool_lip_checks(per_utt: list[dict]) -> dict:
     with_b = [c for c in checks if c["bilabials"]]
     total = sum(c["bilabials"] for c in with_b)
     per_take = np.sum([np.asarray(c["closure"]) * c["bilabials"] for c in with_b], axis=0) / total if total else None
-    vowel = np.concatenate([c["vowel"] for c in checks]) if checks else np.zeros(0)
-    vowel_gt = np.concatenate([c["vowel_gt"] for c in checks]) if checks else np.zeros(0)
+    pool = lambda key: np.concatenate([c[key] for c in checks]) if checks else np.zeros(0)
     med = lambda v: float(np.median(v)) if len(v) else float("nan")
+    vowel, vowel_gt = pool("vowel"), pool("vowel_gt")
     return {
         "closure": {"mean": float(per_take.mean()) if per_take is not None else float("nan"), "std": 0.0},
         "closure_min": {"mean": float(per_take.min()) if per_take is not None else float("nan"), "std": 0.0},
+        # the median smallest m/p/b gap: how near the takes come to closing (pseudo-GT: ~0.6 mm)
+        "mbp_gap": {"mean": med(pool("mbp")), "std": 0.0},
+        "mbp_gap_gt": {"mean": med(pool("mbp_gt")), "std": 0.0},
         "vowel_gap": {"mean": med(vowel), "std": 0.0},
         "vowel_gap_gt": {"mean": med(vowel_gt), "std": 0.0},
         "bilabials": total,
