@@ -47,12 +47,16 @@ def bilabial_min_gaps(gap_mm: np.ndarray, phones, fps: float = FPS) -> np.ndarra
     return np.array([float(gap_mm[s].min()) for s in spans])
 
 
-def closure(gap_mm: np.ndarray, phones, fps: float = FPS, closed_mm: float = CLOSED_MM) -> tuple[float, int]:
-    """(share of m/p/b phones whose lips close to <= closed_mm in some frame, number of such phones)."""
-    mins = bilabial_min_gaps(gap_mm, phones, fps)
+def closure_of(mins: np.ndarray, closed_mm: float = CLOSED_MM) -> tuple[float, int]:
+    """(share of the m/p/b phones whose smallest gap `mins` reaches closed_mm, number of phones)."""
     if not len(mins):
         return float("nan"), 0
-    return float(np.mean(mins <= closed_mm)), len(mins)
+    return float(np.mean(np.asarray(mins) <= closed_mm)), len(mins)
+
+
+def closure(gap_mm: np.ndarray, phones, fps: float = FPS, closed_mm: float = CLOSED_MM) -> tuple[float, int]:
+    """(share of m/p/b phones whose lips close to <= closed_mm in some frame, number of such phones)."""
+    return closure_of(bilabial_min_gaps(gap_mm, phones, fps), closed_mm)
 
 
 def vowel_frames(gap_mm: np.ndarray, phones, fps: float = FPS) -> np.ndarray:

@@ -288,22 +288,22 @@ async def listen(request: Request, state: State):
     # take has values is refused before parsing, which keeps parsing memory to a valid take's.
     if body.count(b",") > max_frames * (N_EXP + N_JAW + 1) + 16:
         raise ApiError(413, "too_large", f"the take holds more values than {max_frames} frames can")
-    model = listen_model(max_frames)
-
-    def parse():
-        try:
-            take = model.model_validate_json(body)
-        except ValidationError as exc:
-            raise ApiError(422, "bad_option", validation_message(exc.errors())) from None
-        # The validated fields as they are: model_dump would copy ~800k floats under the GIL.
-        return jobs.parse_take({k: v for k, v in take if v is not None}, max_frames)
-
     async with state.decode_slots:
-        exp, jaw = await asyncio.to_thread(checked, parse)
+        exp, jaw = await asyncio.to_thread(checked, functools.partial(parse_listen_body, body, max_frames))
     body = None  # the raw bytes are no longer needed while the job runs
     engine = loaded_engine(state)
     wav = await run_job(request, state, lambda cancel: jobs.listen(engine, exp, jaw, cancel=cancel))
     return Response(wav, media_type="audio/wav")
+
+
+def parse_listen_body(body: bytes | str, max_frames: int):
+    """exp (T, 50), jaw (T, 3) from a /v1/listen body; a 422 ApiError naming the bad fields."""
+    try:
+        take = listen_model(max_frames).model_validate_json(body)
+    except ValidationError as exc:
+        raise ApiError(422, "bad_option", validation_message(exc.errors())) from None
+    # The validated fields as they are: model_dump would copy ~800k floats under the GIL.
+    return jobs.parse_take({k: v for k, v in take if v is not None}, max_frames)
 
 
 def validation_message(errors) -> str:

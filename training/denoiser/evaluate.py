@@ -287,10 +287,10 @@ def _lip_checks(verts: np.ndarray, d: dict, head) -> dict:
     vowels, mins = [], []
     for take in verts:
         gap = lip_distance(take, up, lo)
-        share, n = lipcheck.closure(gap, phones)
+        mins.append(lipcheck.bilabial_min_gaps(gap, phones))
+        share, n = lipcheck.closure_of(mins[-1])  # the m/p/b minima once per take
         shares.append(share)
         vowels.append(lipcheck.vowel_frames(gap, phones))
-        mins.append(lipcheck.bilabial_min_gaps(gap, phones))
     gt_gap = lip_distance(d["gt"], up, lo)
     return {
         "closure": shares,
