@@ -69,3 +69,28 @@ def test_lip_gap_is_the_head_models_lip_opening(models, head_dir):
     wider = x.clone()
     wider[:, 50] += 0.1
     assert gap.loss(wider, x).item() > 1.0  # 0.1 rad of jaw opens the lips by millimetres
+
+
+def test_closed_frame_term_is_the_mean_over_the_targets_closed_frames(head_dir):
+    """L_close averages the lip-opening error over the frames whose target lips are closed
+    (<= the closure bar) only: an opening missed on a closed frame costs its full error there,
+    not diluted by the open frames, and a batch with no closed frame gives zero."""
+    from training.denoiser.losses import LipGap
+
+    gap = LipGap(head_dir)
+    torch.manual_seed(3)
+    target = torch.cat([torch.randn(1, 8, 50) * 0.3, torch.full((1, 8, 1), 0.25), torch.zeros(1, 8, 2)], -1)
+    opening = gap.vector(target).norm(dim=-1)
+    assert float(opening.min()) > 3.0  # every frame open
+    pred = target.clone()
+    pred[..., 50] += 0.05
+    total, close = gap.losses(pred, target, closed_mm=2.0)
+    assert close.item() == 0.0 and total.item() > 0.0
+    # the same errors, judged against a bar above every frame's opening: all frames count
+    total_all, close_all = gap.losses(pred, target, closed_mm=float(opening.max()) + 1.0)
+    torch.testing.assert_close(close_all, total_all)
+    # a bar between the frames' openings picks exactly the frames under it
+    bar = float(opening.median())
+    err = ((gap.vector(pred) - gap.vector(target)) ** 2).sum(-1)
+    _, close_some = gap.losses(pred, target, closed_mm=bar)
+    torch.testing.assert_close(close_some, err[opening <= bar].mean())

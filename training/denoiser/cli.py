@@ -50,6 +50,9 @@ def register(subparsers) -> None:
     # hyperparameters: default None = the --config file's `denoiser` section
     t.add_argument("--w-m2s", type=float, default=None, help="weight of L_m2s (with --m2s)")
     t.add_argument("--w-gap", type=float, default=None, help="weight of the lip-opening loss (0: off)")
+    t.add_argument(
+        "--w-close", type=float, default=None, help="weight of the lip-opening loss on closed target frames (0: off)"
+    )
     t.add_argument("--m2s-fraction", type=float, default=None, help="share of each batch through M2S")
     t.add_argument("--encoder-lr", type=float, default=None, help="encoder learning rate with --train-encoder")
     t.add_argument("--window", type=int, default=None)

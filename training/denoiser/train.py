@@ -1,8 +1,8 @@
 """Train the THUNDER denoiser (or the FlameFormer-like deterministic baseline).
 
-L_total = L_rec + L_vel + w_gap L_gap (+ w_m2s L_m2s): vertex-space losses through the
+L_total = L_rec + L_vel + w_gap L_gap + w_close L_close (+ w_m2s L_m2s): vertex-space losses through the
 exact quadratic forms of `losses.VertexQuadratic` and the lip-opening error of
-`losses.LipGap`, on x0 predicted from z_t at a
+`losses.LipGap` (over all frames, and over the frames where the target's lips are closed), on x0 predicted from z_t at a
 uniformly drawn step t; the audio is swapped for the learned null vector with
 probability p_uncond (classifier-free guidance). Runs resume from last.pt
 (`training.loop.fit`), log to log.jsonl and draw curves.png. Sizes and schedule:
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backend import lipcheck
 from backend.samplers import Schedule
 from training.denoiser.data import Utterance, all_frames, audio_batch, encode_split, load_split_audio, random_batch
 from training.denoiser.losses import LipGap, VertexQuadratic
@@ -46,6 +47,7 @@ class TrainConfig:
     limit: int | None  # first N utterances per split (None: all)
     w_m2s: float  # weight of L_m2s; applies only with an M2S model (stage B)
     w_gap: float  # weight of L_gap, the lip-opening error (mm^2; 0: off)
+    w_close: float  # weight of L_close, the lip-opening error on closed target frames (mm^2; 0: off)
     m2s_fraction: float  # share of each batch that goes through the frozen M2S
     encoder_lr: float  # the encoder's learning rate in the -T variant (train_encoder)
     max_minutes: float  # 0: no deadline
@@ -64,9 +66,10 @@ class DiffusionLoss:
         m2s_fraction: float = 0.25,
         lip_gap: LipGap | None = None,
         w_gap: float = 0.0,
+        w_close: float = 0.0,
     ):
         self.norm, self.vq, self.schedule = norm, vq, schedule
-        self.lip_gap, self.w_gap = lip_gap, w_gap
+        self.lip_gap, self.w_gap, self.w_close = lip_gap, w_gap, w_close
         self.sqrt_ac = torch.tensor(np.sqrt(schedule.alphas_cumprod), dtype=torch.float32)
         self.sqrt_1mac = torch.tensor(np.sqrt(1.0 - schedule.alphas_cumprod), dtype=torch.float32)
         self.m2s_loss, self.w_m2s, self.m2s_fraction = m2s_loss, w_m2s, m2s_fraction
@@ -111,10 +114,12 @@ class DiffusionLoss:
         loss = rec + vel
         metrics = {"rec": rec.item(), "vel": vel.item()}
         if self.lip_gap is not None:  # measured always (comparable across runs), weighted when asked
-            gap = self.lip_gap.loss(pred, batch["x"])
-            metrics["gap"] = gap.item()
+            gap, close = self.lip_gap.losses(pred, batch["x"], lipcheck.CLOSED_MM)
+            metrics["gap"], metrics["close"] = gap.item(), close.item()
             if self.w_gap > 0:
                 loss = loss + self.w_gap * gap
+            if self.w_close > 0:
+                loss = loss + self.w_close * close
         if self.m2s_loss is not None and self.w_m2s > 0:
             k = max(1, int(round(self.m2s_fraction * pred.shape[0])))
             m = self.m2s_loss(pred[:k], batch, k)
@@ -266,6 +271,7 @@ def train(
         m2s_fraction=cfg.m2s_fraction,
         lip_gap=LipGap(Path(head_npz).parent),
         w_gap=cfg.w_gap,
+        w_close=cfg.w_close,
     ).to(device)
     prov = prov or provenance(seed, corpus_data(corpus), training_config=origin)
     config = {"train": {**asdict(cfg), "seed": seed}, "model": mcfg.to_dict(), "head": str(head_npz)}
