@@ -21,6 +21,8 @@ from backend import features as feat
 from backend.bundle import BundleError, load_bundle
 from backend.contracts import DEFAULT_PRESETS, FPS, N_EXP, N_PARAMS, SAMPLE_RATE, FeatureConfig, check_request
 from backend.samplers import Schedule, SamplerError, check_sampler, guided, sample, take_noise
+from backend.headfile import load_head_file
+from backend.liplock import lip_directions, share_lip_noise
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 MIN_ENCODER_FRAMES = 2  # the audio encoder graph takes whole frames, at least two
@@ -76,7 +78,10 @@ def fit_frames(x: np.ndarray, n: int, axis: int) -> np.ndarray:
 
 
 class Engine:
-    def __init__(self, bundle_dir, device: str = "auto", threads: int | None = None):
+    """`share_lips`: every take starts from the same lip noise (backend/liplock.py), so takes
+    agree on the lips and differ in the upper face; False gives fully independent takes."""
+
+    def __init__(self, bundle_dir, device: str = "auto", threads: int | None = None, share_lips: bool = True):
         self.bundle = load_bundle(bundle_dir, device, threads)
         m = self.bundle.manifest
         self.manifest: dict = m
@@ -92,6 +97,10 @@ class Engine:
         self._speaker_default = st.get("speaker_mean")
         self._deterministic = bool(m["graphs"]["denoiser"].get("config", {}).get("deterministic", False))
         self.deterministic = self._deterministic  # one denoiser pass per take, whatever the sampler
+        self._lip_dirs = None
+        if share_lips and not self._deterministic:
+            head = load_head_file(self.head_path)
+            self._lip_dirs = lip_directions(head, self._mean, self._chol_t.T, N_EXP)
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------- audio side
@@ -146,6 +155,8 @@ class Engine:
         if self._deterministic:
             return denoise(np.zeros((n, t_len, N_PARAMS), np.float32), 0)
         x_T, noise = take_noise(seeds, (t_len, N_PARAMS))
+        if self._lip_dirs is not None:
+            x_T = share_lip_noise(x_T, self._lip_dirs)
         return sample(denoise, x_T, self.schedule, sampler, steps, noise, progress)
 
     def animate(
