@@ -262,7 +262,8 @@ def seal(weights: dict, source: SourceLips, cal: LipCalibration, keep: float | N
     otherwise as at rest (where they are open, a slide across the opening is left as mapped). The
     closer is set freely within [0, min(opener, 1)] (ARKit: mouthClose <= jawOpen); the other
     shapes that move the lips may only be turned down from the mapping's weights, each at a
-    cost of `keep` mm^2 per unit^2 (default: the square of the character's contact zone,
+    cost of `keep` mm^2 per unit^2 (a tenth of it where the take's lips touch; default: the
+    square of the character's contact zone,
     cal.contact_mm, so a shape gives way where it would misplace the lips by about as much as
     still counts as closed; on the Face Units head (0.35 mm^2) over studio/retarget_check's 21
     clips the articulation's closure is 100 % for keep 0.03-1, 87 % at 2, 31 % at 4); the opener and
@@ -290,13 +291,16 @@ def seal(weights: dict, source: SourceLips, cal: LipCalibration, keep: float | N
     keep = max(cal.contact_mm**2, MIN_KEEP) if keep is None else float(keep)
     if not keep > 0:
         raise ValueError(f"keep must be > 0, got {keep}")
-    cost = np.full(len(free), keep)
-    cost[0] = 0.0
     # Across the opening the lips need placing only where they touch: there the take's closed lips
     # must be the character's (a slide, e.g. a shape rolling one lip in, moves the lip points
     # apart); where they are open, only the opening counts and a roll or tuck stays as mapped.
     n = cal.direction
     touch = np.clip(2.0 - np.asarray(source.opening_mm, np.float64) / max(source.contact_mm, 1e-9), 0.0, 1.0)
+    # Where the take's lips touch, a shape that holds them apart gives way ten times as easily: a
+    # closure matters more than a smile's last millimetre (a take that smiles through an m kept
+    # the character's lips 2.03 mm apart at the full cost).
+    cost = np.full((T, len(free)), keep) * (1.0 - 0.9 * touch)[:, None]
+    cost[:, 0] = 0.0
     metric = n[None, :, None] * n[None, None, :] + touch[:, None, None] * (np.eye(3) - np.outer(n, n))[None]
     X = _box_least_squares(D, goal, given, cost, np.zeros_like(hi), hi, metric)
     for i, k in enumerate(free):
@@ -305,8 +309,8 @@ def seal(weights: dict, source: SourceLips, cal: LipCalibration, keep: float | N
 
 
 def _box_least_squares(D, goal, given, cost, lo, hi, metric, iters: int = 500, tol: float = 1e-7) -> np.ndarray:
-    """Per row t: argmin over lo_t <= x <= hi_t of |x D - goal_t|^2_{M_t} + sum_k cost_k (x_k - given_tk)^2
-    with M_t = metric[t] (3, 3), 0 <= M_t <= I (accelerated projected gradient, all rows at once;
+    """Per row t: argmin over lo_t <= x <= hi_t of |x D - goal_t|^2_{M_t} + sum_k cost_tk (x_k - given_tk)^2
+    with M_t = metric[t] (3, 3), 0 <= M_t <= I, cost (K,) or (T, K) (accelerated projected gradient, all rows at once;
     convex, and strictly so where cost > 0)."""
     G = D @ D.T
     lip = 2.0 * (float(np.linalg.eigvalsh(G).max()) + float(cost.max()))

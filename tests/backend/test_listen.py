@@ -55,25 +55,43 @@ def _turned(n: int = 20):
     return rng.normal(0, 1, (n, 50)).astype(np.float32), rng.normal(0, 0.1, (n, 3)).astype(np.float32)
 
 
+def _legacy_rodrigues() -> bytes:
+    """The pattern bundles exported before the exporter's fix carry (the first shipped M2S graph had
+    one): the jaw's axis k = aa / |aa| as ReduceL2 then Div, NaN for a jaw at rest, inside a graph
+    that uses k (axis times angle, so a turned jaw gives its input back)."""
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("ReduceL2", ["jaw"], ["angle"], axes=[-1], keepdims=1),
+        helper.make_node("Div", ["jaw", "angle"], ["axis"]),
+        helper.make_node("Mul", ["axis", "angle"], ["out"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "legacy_rodrigues",
+        [helper.make_tensor_value_info("jaw", TensorProto.FLOAT, ["T", 3])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["T", 3])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+
 def test_graph_repair_defines_the_rest_pose_and_changes_nothing_else():
-    """The shipped bundle's M2S graph was exported before the exporter's fix: the backend repairs
-    its one Rodrigues at load, bit for bit wherever the jaw is turned."""
+    """A bundle exported before the exporter's fix (as the first shipped one was) has a Rodrigues
+    that is NaN at rest: the backend repairs it at load, bit for bit wherever the jaw is turned."""
     import onnxruntime as ort
 
-    raw = (SHIPPED / "m2s.onnx").read_bytes()
+    raw = _legacy_rodrigues()
     fixed, count = safe_normalisation(raw)
     assert count == 1  # the one Rodrigues of the jaw
     before, after = ort.InferenceSession(raw), ort.InferenceSession(fixed)
-    exp, jaw = _turned()
-    for a, b in zip(before.run(None, _m2s_feeds(exp, jaw)), after.run(None, _m2s_feeds(exp, jaw))):
-        assert np.array_equal(a, b)  # bit for bit wherever the jaw is turned
+    _, jaw = _turned()
+    assert np.array_equal(before.run(None, {"jaw": jaw})[0], after.run(None, {"jaw": jaw})[0])
     jaw[7] = 0.0
-    assert np.isnan(before.run(None, _m2s_feeds(exp, jaw))[0]).all()  # the bug: one rest frame, all NaN
-    mel = after.run(None, _m2s_feeds(exp, jaw))[0]
-    assert np.isfinite(mel).all()
-    # continuous at zero: the rest pose sounds like a jaw turned by a hair
-    jaw[7] = 1e-6
-    assert np.abs(after.run(None, _m2s_feeds(exp, jaw))[0] - mel).max() < 1e-2
+    assert np.isnan(before.run(None, {"jaw": jaw})[0][7]).all()  # the bug: the rest frame is NaN
+    out = after.run(None, {"jaw": jaw})[0]
+    assert np.isfinite(out).all() and np.array_equal(out[7], np.zeros(3, np.float32))
+    # the shipped bundle's M2S graph is exported with the fix: nothing to repair
+    assert safe_normalisation((SHIPPED / "m2s.onnx").read_bytes())[1] == 0
 
 
 def test_graphs_exported_now_need_no_repair(tiny_bundle):
