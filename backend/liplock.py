@@ -49,7 +49,7 @@ def lip_directions(head: dict, mean: np.ndarray, chol: np.ndarray, n_exp: int, e
     names = [str(n) for n in head["joint_names"]]
     j = names.index("jaw")
     w = np.asarray(head["weights"], np.float64)[lips, j]
-    # d(R(w) (p - c)) / d(w) at small w: -skew(p - c), blended by the jaw's skin weight
+    # d(R(r) (p - c)) / dr at a small jaw turn r: -skew(p - c), blended by the jaw's skin weight w
     d_jaw = -w[:, None, None] * _skew(p - np.asarray(head["joints"], np.float64)[j])
     jac_x = np.concatenate([dirs, d_jaw], axis=2).reshape(-1, n_exp + 3)  # (3V, 53)
     _, s, vt = np.linalg.svd(jac_x @ np.asarray(chol, np.float64), full_matrices=False)

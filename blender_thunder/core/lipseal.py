@@ -262,13 +262,13 @@ def seal(weights: dict, source: SourceLips, cal: LipCalibration, keep: float | N
     otherwise as at rest (where they are open, a slide across the opening is left as mapped). The
     closer is set freely within [0, min(opener, 1)] (ARKit: mouthClose <= jawOpen); the other
     shapes that move the lips may only be turned down from the mapping's weights, each at a
-    cost of `keep` mm^2 per unit^2 (a tenth of it where the take's lips touch; default: the
-    square of the character's contact zone,
-    cal.contact_mm, so a shape gives way where it would misplace the lips by about as much as
-    still counts as closed; on the Face Units head (0.35 mm^2) over studio/retarget_check's 21
-    clips the articulation's closure is 100 % for keep 0.03-1, 87 % at 2, 31 % at 4); the opener and
-    shapes that do not move the lips (blinks, brows) are kept as given. A small box-constrained
-    least squares per frame, solved for all frames at once."""
+    cost of `keep` mm^2 per unit^2, a tenth of it where the take's lips touch (default: the
+    square of the character's contact zone, cal.contact_mm, so a shape gives way where it
+    would misplace the lips by about as much as still counts as closed; on the Face Units head
+    (0.35 mm^2) over studio/retarget_check's 21 clips the articulation's closure is 100 % for
+    keep 0.03-1, 87 % at 2, 31 % at 4); the opener and shapes that do not move the lips (blinks,
+    brows) are kept as given. A small box-constrained least squares per frame, solved for all
+    frames at once."""
     _check(cal)
     if cal.opener not in weights:
         return dict(weights)  # nothing opens the jaw: nothing to seal against
@@ -310,7 +310,7 @@ def seal(weights: dict, source: SourceLips, cal: LipCalibration, keep: float | N
 
 def _box_least_squares(D, goal, given, cost, lo, hi, metric, iters: int = 500, tol: float = 1e-7) -> np.ndarray:
     """Per row t: argmin over lo_t <= x <= hi_t of |x D - goal_t|^2_{M_t} + sum_k cost_tk (x_k - given_tk)^2
-    with M_t = metric[t] (3, 3), 0 <= M_t <= I, cost (K,) or (T, K) (accelerated projected gradient, all rows at once;
+    with M_t = metric[t] (3, 3), 0 <= M_t <= I, cost (T, K) (accelerated projected gradient, all rows at once;
     convex, and strictly so where cost > 0)."""
     G = D @ D.T
     lip = 2.0 * (float(np.linalg.eigvalsh(G).max()) + float(cost.max()))

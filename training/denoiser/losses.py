@@ -103,7 +103,12 @@ class LipGap(torch.nn.Module):
         return v[..., 0, :] - v[..., 1, :]
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return ((self.vector(pred) - self.vector(target)) ** 2).sum(-1).mean()
+        return self._errors(pred, target)[0].mean()
+
+    def _errors(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(squared error of the lip vector per frame (mm^2), the target's lip opening per frame (mm))."""
+        vt = self.vector(target)
+        return ((self.vector(pred) - vt) ** 2).sum(-1), vt.norm(dim=-1)
 
     def losses(self, pred: torch.Tensor, target: torch.Tensor, closed_mm: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(L_gap over every frame, L_gap over the frames whose target lips are closed).
@@ -112,8 +117,7 @@ class LipGap(torch.nn.Module):
         weigh little against the open ones: a model that leaves a closure 3 mm open loses
         almost nothing. The second term is their own mean, weighted apart (`w_close`); zero
         when a batch has none."""
-        vp, vt = self.vector(pred), self.vector(target)
-        err = ((vp - vt) ** 2).sum(-1)
-        closed = vt.norm(dim=-1) <= closed_mm
+        err, opening = self._errors(pred, target)
+        closed = opening <= closed_mm
         close = err[closed].mean() if bool(closed.any()) else err.new_zeros(())
         return err.mean(), close
