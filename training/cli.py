@@ -37,6 +37,7 @@ COMMANDS = {
     "curves": "training.curves",
     "whisper": "training.speech.whisper",
     "probe": "training.speech.probe",
+    "unpack": "training.unpack",
 }
 PLUGINS = "thunder_train.commands"  # entry points: name -> register(subparsers) of another package
 

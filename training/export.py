@@ -300,8 +300,9 @@ def mean_speaker(m2s_run: Path) -> dict:
     """Mean training-speaker embedding (what `listen` uses when no speech is given),
     from the M2S run's target cache; none when that cache is gone."""
     caches = [c for folder in _m2s_caches(Path(m2s_run)) for c in sorted(folder.glob("train*.npz"))]
-    if not caches:  # train.npz, or train-N.npz for a limited run
-        return {}
+    if not caches:  # train.npz, or train-N.npz for a limited run; a run unpacked from a bundle keeps the bundle's
+        kept = Path(m2s_run) / "speaker_mean.npy"
+        return {"speaker_mean": np.load(kept).astype(np.float32)} if kept.exists() else {}
     with np.load(caches[0]) as z:
         mean = z["speaker"].mean(0)
     return {"speaker_mean": (mean / np.linalg.norm(mean)).astype(np.float32)}
