@@ -22,7 +22,7 @@ from backend.bundle import BundleError, load_bundle
 from backend.contracts import DEFAULT_PRESETS, FPS, N_EXP, N_PARAMS, SAMPLE_RATE, FeatureConfig, check_request
 from backend.samplers import Schedule, SamplerError, check_sampler, guided, sample, take_noise
 from backend.headfile import load_head_file
-from backend.liplock import lip_directions, share_lip_noise
+from backend.liplock import lip_directions, replace_lips, share_lip_noise
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 MIN_ENCODER_FRAMES = 2  # the audio encoder graph takes whole frames, at least two
@@ -137,27 +137,39 @@ class Engine:
         null = np.arange(rows, dtype=np.float32)
         return self.bundle.run("denoiser_context", {"audio": audio, "null": null})[0]
 
-    def _sample(self, feats, seeds, sampler, steps, guidance, progress, cancel) -> np.ndarray:
+    def _sample(self, feats, seeds, sampler, steps, guidance, progress, cancel, lips: dict | None = None) -> np.ndarray:
+        """`lips` (a preset's): {"lips": "mean", "lip_guidance": g} keeps the sampled upper face
+        but takes the lip directions (liplock) from the first step's prediction, the model's
+        conditional mean given the speech, guided by g (module `liplock`, "mean lips")."""
         n, t_len = len(seeds), feats.shape[0]
-        use_null = guidance != 1.0 and not self._deterministic
+        mean_lips = self._lip_dirs is not None and (lips or {}).get("lips") == "mean"
+        lip_guidance = float((lips or {}).get("lip_guidance", 1.0)) if mean_lips else 1.0
+        use_null = (guidance != 1.0 or lip_guidance != 1.0) and not self._deterministic
         ctx1 = self._context(feats, use_null)
         # every take sees the same audio: repeat the context rows, do not recompute them
         ctx = np.repeat(ctx1, n, axis=2)  # rows: [cond x n | null x n]
+        ctx_cond = np.ascontiguousarray(ctx[:, :, :n]) if use_null else ctx
+        first: list[np.ndarray] = []  # the first step's x0: the mean-lips source
 
         def denoise(x, t):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled during sampling")
-            xx = np.concatenate([x, x]) if use_null else x
+            # the null rows cost a second pass: only for guidance, or for the mean lips' one step
+            with_null = guidance != 1.0 or (lip_guidance != 1.0 and not first)
+            xx = np.concatenate([x, x]) if with_null else x
             tt = np.full(xx.shape[0], t, dtype=np.int64)
-            x0 = self.bundle.run("denoiser", {"x": xx, "t": tt, "ctx": ctx})[0]
-            return guided(x0[:n], x0[n:], guidance) if use_null else x0
+            x0 = self.bundle.run("denoiser", {"x": xx, "t": tt, "ctx": ctx if with_null else ctx_cond})[0]
+            if mean_lips and not first:
+                first.append(guided(x0[:n], x0[n:], lip_guidance) if with_null else x0[:n])
+            return guided(x0[:n], x0[n:], guidance) if guidance != 1.0 else x0[:n]
 
         if self._deterministic:
             return denoise(np.zeros((n, t_len, N_PARAMS), np.float32), 0)
         x_T, noise = take_noise(seeds, (t_len, N_PARAMS))
         if self._lip_dirs is not None:
             x_T = share_lip_noise(x_T, self._lip_dirs)
-        return sample(denoise, x_T, self.schedule, sampler, steps, noise, progress)
+        z = sample(denoise, x_T, self.schedule, sampler, steps, noise, progress)
+        return replace_lips(z, first[0], self._lip_dirs) if mean_lips else z
 
     def animate(
         self,
@@ -204,6 +216,7 @@ class Engine:
                 float(guidance),
                 lambda f: report(PROGRESS_ENCODED + (PROGRESS_SAMPLED - PROGRESS_ENCODED) * f),
                 cancel,
+                self.presets[preset],
             )
             t2 = time.perf_counter()
             x = z @ self._chol_t + self._mean

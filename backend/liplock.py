@@ -63,3 +63,8 @@ def share_lip_noise(x_T: np.ndarray, directions: np.ndarray) -> np.ndarray:
     shared = np.random.default_rng(LIP_SEED).standard_normal(x_T.shape[1:], dtype=np.float32)
     own = x_T - (x_T @ directions) @ directions.T
     return (own + (shared @ directions) @ directions.T).astype(np.float32)
+
+
+def replace_lips(z: np.ndarray, z_lips: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """z (takes, T, 53) with its component along `directions` taken from z_lips (same shape)."""
+    return (z + ((z_lips - z) @ directions) @ directions.T).astype(np.float32)

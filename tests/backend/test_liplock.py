@@ -74,3 +74,24 @@ def test_takes_agree_on_the_lips_and_differ_in_the_upper_face(engines):
     # measured 2026-12-02: lip spread 1.1 vs 3.8 mm, expression spread 0.22 vs 0.27
     assert spread["shared"][0] < 0.5 * spread["free"][0], spread
     assert spread["shared"][1] > 0.6 * spread["free"][1], spread
+
+
+def test_mean_lips_keep_the_sampled_upper_face_and_take_the_first_steps_lips():
+    """Preset {"lips": "mean"}: along the lip directions the take is the model's first prediction
+    (its conditional mean given the speech: what one DDIM step returns), elsewhere the sampler's."""
+    engine = Engine(BUNDLE, device="cpu", threads=2)
+    engine.presets = {**engine.presets, "mean": {**engine.presets["default"], "lips": "mean"}}
+    audio, _ = sf.read(str(ROOT / "assets" / "speech" / "demo.wav"), dtype="float32")
+    audio = audio[: 3 * 16000]
+
+    def z_of(preset, **kw):
+        takes = engine.animate(audio, takes=3, seed=5, preset=preset, **kw).takes
+        x = np.stack([np.concatenate([t.exp, t.jaw], axis=1) for t in takes])
+        return (x - engine._mean) @ np.linalg.inv(engine._chol_t)
+
+    dirs = engine._lip_dirs.astype(np.float64)
+    lips = dirs @ dirs.T
+    mean, sampled, one_step = z_of("mean"), z_of("default"), z_of("default", sampler="ddim", steps=1)
+    np.testing.assert_allclose(mean @ (np.eye(53) - lips), sampled @ (np.eye(53) - lips), atol=2e-3)
+    np.testing.assert_allclose(mean @ lips, one_step @ lips, atol=2e-3)
+    assert np.abs(mean @ lips - sampled @ lips).max() > 0.05  # the lips did change

@@ -83,3 +83,13 @@ def test_a_bundle_from_another_exporter_is_refused(tmp_path):
 def test_not_a_bundle(tmp_path):
     with pytest.raises(Exception, match="not a model bundle"):
         unpack(tmp_path, None, tmp_path / "out")
+
+
+def test_the_m2s_loss_refuses_units_other_than_the_m2s_was_trained_on(unpacked, head_dir, tmp_path):
+    from training.denoiser.m2s_loss import build_m2s_loss
+    from training.errors import ConfigError
+
+    units = tmp_path / "units.npz"
+    np.savez(units, centroids=np.random.default_rng(0).standard_normal((100, 384)).astype(np.float32))
+    with pytest.raises(ConfigError, match="trained on speech units"):
+        build_m2s_loss(unpacked / "m2s", head_dir, tmp_path, tmp_path / "encoder", units, tmp_path / "cache")

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from training.errors import ConfigError
 from training.m2s.train import MEL_WEIGHT
 
 
@@ -59,8 +60,18 @@ def build_m2s_loss(m2s_run, head_dir, corpus, encoder_path, units_path, cache, l
     from training.speech.units import Units
 
     model, ckpt = load_m2s(m2s_run, head_dir)
-    encoder, units = load_encoder(encoder_path), Units.load(units_path)
     key = cache_key(encoder_path, units_path)  # the same key as the M2S trainer's caches
+    prov = ckpt.get("provenance", {})
+    # a run unpacked from a bundle keeps the original run's record under "original"
+    trained_on = (prov.get("data") or {}).get("units_sha256") or prov.get("original", {}).get("data", {}).get(
+        "units_sha256"
+    )
+    if trained_on and trained_on != key["units_sha256"]:  # unit i of its logits is not unit i of these
+        raise ConfigError(
+            f"{m2s_run} was trained on speech units {trained_on[:12]}, but --units {units_path} is "
+            f"{key['units_sha256'][:12]}: pass the units it was trained on (refitting units renames them)"
+        )
+    encoder, units = load_encoder(encoder_path), Units.load(units_path)
     splits = [
         load_split(cache, corpus, s, encoder, units, key, lim) for s, lim in (("train", limit), ("val", val_limit))
     ]
