@@ -32,10 +32,14 @@ HEAD_ID_PROP = "thunder_head_id"
 # Quality presets a bundle offers (sampler and steps; a manifest may override them). The
 # default's 8 steps were chosen on validation (training/denoiser/README.md, session 8): as close
 # and as accurate as 10 (m/p/b closure 0.81 vs 0.77, LVE 6.15 mm both) and inside the 1.5 s budget.
+# Every preset takes its lips from the first step's prediction guided by 1.4 ("mean lips",
+# backend/liplock.py), chosen on validation in session 9 (training/denoiser/README.md): the
+# upper face stays sampled; the steps only change how finely it is.
+MEAN_LIPS = {"lips": "mean", "lip_guidance": 1.4}
 DEFAULT_PRESETS = {
-    "draft": {"sampler": "dpmpp2m", "steps": 6},
-    "default": {"sampler": "dpmpp2m", "steps": 8},
-    "high": {"sampler": "dpmpp2m", "steps": 25},
+    "draft": {"sampler": "dpmpp2m", "steps": 6, **MEAN_LIPS},
+    "default": {"sampler": "dpmpp2m", "steps": 8, **MEAN_LIPS},
+    "high": {"sampler": "dpmpp2m", "steps": 25, **MEAN_LIPS},
 }
 PRESET_NAMES = tuple(DEFAULT_PRESETS)
 

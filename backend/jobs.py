@@ -150,13 +150,23 @@ def animate_audio(
 def cost(engine, n_frames: int, opts: AnimateOptions) -> int:
     """What a request asks of the denoiser, in frame-passes: the frames it samples (window
     overlaps included) × takes × steps walked (ddpm: the whole schedule) × 2 with guidance
-    (each step runs the null-audio twin too). Checked against `--max-cost` before queueing."""
+    (each step runs the null-audio twin too), + 1 step for guided mean lips. Checked against
+    `--max-cost` before queueing."""
     sampler, steps = resolve_preset(engine, opts)
     frames = sum(e - s for s, e in windows.animate_spans(n_frames, int(engine.max_frames)))
     if getattr(engine, "deterministic", False):  # one denoiser pass, whatever the sampler
         return frames * opts.takes
-    passes = 2 if opts.guidance != 1.0 else 1
-    return frames * opts.takes * max(1, walked_steps(engine, sampler, steps)) * passes
+    walked = max(1, walked_steps(engine, sampler, steps))
+    passes = walked * (2 if opts.guidance != 1.0 else 1) + mean_lips_passes(engine, opts)
+    return frames * opts.takes * passes
+
+
+def mean_lips_passes(engine, opts: AnimateOptions) -> int:
+    """1 when the preset's mean lips add a null-audio pass of their own (a guided first step
+    without request guidance, backend/liplock.py), else 0."""
+    preset = (getattr(engine, "presets", {}) or {}).get(opts.preset, {})
+    guided_lips = preset.get("lips") == "mean" and float(preset.get("lip_guidance", 1.0)) != 1.0
+    return int(guided_lips and opts.guidance == 1.0 and getattr(engine, "_lip_dirs", None) is not None)
 
 
 def check_cost(engine, n_frames: int, opts: AnimateOptions, budget: float | None) -> int:

@@ -113,6 +113,11 @@ def utterance_metrics(samples: np.ndarray, gt: np.ndarray, head: dict) -> dict:
     out = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
     out["s_div_u"], out["t_div_u"] = diversity(samples, gt, upper)
     out["s_div_l"], out["t_div_l"] = diversity(samples, gt, mouth)
+    # how much the upper face moves over time (mean distance of its vertices from their own
+    # mean position), the takes' next to the pseudo-GT's: a face can match the GT's spread
+    # (T-DIV) while standing still
+    out["motion_u"] = float(np.mean([spread_about_mean(s[:, upper]) for s in samples]))
+    out["motion_u_gt"] = spread_about_mean(gt[:, upper])
     out["per_sample_lve"] = [p["lve"] for p in per]
     return out
 

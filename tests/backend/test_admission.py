@@ -52,13 +52,16 @@ def test_a_client_that_leaves_the_queue_frees_its_place_at_once(engine):
 def test_cost_counts_frames_takes_steps_and_guidance(engine):
     opts = jobs.AnimateOptions(takes=4, steps=10)
     walked = jobs.walked_steps(engine, "dpmpp2m", 10)
-    assert jobs.cost(engine, 250, opts) == 250 * 4 * walked
+    lips = jobs.mean_lips_passes(engine, opts)  # the preset's guided mean lips: one null pass
+    assert lips == (engine.presets["default"].get("lips") == "mean")
+    assert jobs.cost(engine, 250, opts) == 250 * 4 * (walked + lips)
     assert jobs.cost(engine, 250, jobs.AnimateOptions(takes=4, steps=10, guidance=2.0)) == 2 * 250 * 4 * walked
     ddpm = jobs.AnimateOptions(takes=1, sampler="ddpm", steps=5)  # ddpm walks the whole schedule
     assert jobs.cost(engine, 100, ddpm) == 100 * engine.schedule.steps
     long = 40 * engine.max_frames  # windows overlap: their frames count
     frames = sum(e - s for s, e in windows.animate_spans(long, engine.max_frames))
-    assert frames > long and jobs.cost(engine, long, jobs.AnimateOptions(takes=1, steps=1)) == frames
+    one = jobs.AnimateOptions(takes=1, steps=1)
+    assert frames > long and jobs.cost(engine, long, one) == frames * (1 + jobs.mean_lips_passes(engine, one))
 
 
 def test_a_request_over_the_budget_is_refused_before_work(engine):

@@ -80,7 +80,12 @@ def test_mean_lips_keep_the_sampled_upper_face_and_take_the_first_steps_lips():
     """Preset {"lips": "mean"}: along the lip directions the take is the model's first prediction
     (its conditional mean given the speech: what one DDIM step returns), elsewhere the sampler's."""
     engine = Engine(BUNDLE, device="cpu", threads=2)
-    engine.presets = {**engine.presets, "mean": {**engine.presets["default"], "lips": "mean"}}
+    sampled = {"sampler": "dpmpp2m", "steps": 8}
+    engine.presets = {
+        "sampled": sampled,
+        "mean": {**sampled, "lips": "mean"},
+        "guided": {**sampled, "lips": "mean", "lip_guidance": 1.4},
+    }
     audio, _ = sf.read(str(ROOT / "assets" / "speech" / "demo.wav"), dtype="float32")
     audio = audio[: 3 * 16000]
 
@@ -91,7 +96,11 @@ def test_mean_lips_keep_the_sampled_upper_face_and_take_the_first_steps_lips():
 
     dirs = engine._lip_dirs.astype(np.float64)
     lips = dirs @ dirs.T
-    mean, sampled, one_step = z_of("mean"), z_of("default"), z_of("default", sampler="ddim", steps=1)
-    np.testing.assert_allclose(mean @ (np.eye(53) - lips), sampled @ (np.eye(53) - lips), atol=2e-3)
+    mean, sampled, one_step = z_of("mean"), z_of("sampled"), z_of("sampled", sampler="ddim", steps=1)
+    guided = z_of("guided")
+    rest = np.eye(53) - lips
+    np.testing.assert_allclose(mean @ rest, sampled @ rest, atol=2e-3)
+    np.testing.assert_allclose(guided @ rest, sampled @ rest, atol=2e-3)  # guidance on the lips only
     np.testing.assert_allclose(mean @ lips, one_step @ lips, atol=2e-3)
     assert np.abs(mean @ lips - sampled @ lips).max() > 0.05  # the lips did change
+    assert np.abs(guided @ lips - mean @ lips).max() > 0.05

@@ -71,6 +71,9 @@ def test_fdd_and_diversity():
     m = utterance_metrics(noisy, gt, _head())
     assert {"lve", "l_ccc", "l_pcc", "lip_dtw", "fdd_u", "fdd_l", "s_div_u", "t_div_u", "s_div_l", "t_div_l"} <= set(m)
     assert len(m["per_sample_lve"]) == 4
+    still_takes = utterance_metrics(np.zeros((2, *gt.shape)), gt, _head())
+    assert still_takes["motion_u"] == 0.0 and still_takes["motion_u_gt"] > 0  # a face standing still
+    assert abs(utterance_metrics(same, gt, _head())["motion_u"] - still_takes["motion_u_gt"]) < 1e-9
 
 
 def test_spearman():

@@ -37,6 +37,8 @@ METRICS = [
     "t_div_u",
     "s_div_l",
     "t_div_l",
+    "motion_u",
+    "motion_u_gt",
     "sync",
     "sync_lve_rank",
 ]
