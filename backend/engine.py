@@ -22,7 +22,7 @@ from backend.bundle import BundleError, load_bundle
 from backend.contracts import DEFAULT_PRESETS, FPS, N_EXP, N_PARAMS, SAMPLE_RATE, FeatureConfig, check_request
 from backend.samplers import Schedule, SamplerError, check_sampler, guided, sample, take_noise
 from backend.headfile import load_head_file
-from backend.liplock import lip_directions, replace_lips, share_lip_noise
+from backend.liplock import lip_directions, mean_lips_guidance, replace_lips, share_lip_noise
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 MIN_ENCODER_FRAMES = 2  # the audio encoder graph takes whole frames, at least two
@@ -103,6 +103,11 @@ class Engine:
             self._lip_dirs = lip_directions(head, self._mean, self._chol_t.T, N_EXP)
         self._lock = threading.Lock()
 
+    @property
+    def shares_lips(self) -> bool:
+        """Whether takes share their lip noise (and so can take mean lips): share_lips and a sampler."""
+        return self._lip_dirs is not None
+
     # ----------------------------------------------------------------- audio side
     def encode(self, audio: np.ndarray, n_frames: int) -> np.ndarray:
         """Audio-encoder features (n_frames, A) at 25 Hz."""
@@ -142,8 +147,8 @@ class Engine:
         but takes the lip directions (liplock) from the first step's prediction, the model's
         conditional mean given the speech, guided by g (module `liplock`, "mean lips")."""
         n, t_len = len(seeds), feats.shape[0]
-        mean_lips = self._lip_dirs is not None and (lips or {}).get("lips") == "mean"
-        lip_guidance = float((lips or {}).get("lip_guidance", 1.0)) if mean_lips else 1.0
+        lip_g = mean_lips_guidance(lips) if self.shares_lips else None
+        mean_lips, lip_guidance = lip_g is not None, lip_g or 1.0
         use_null = (guidance != 1.0 or lip_guidance != 1.0) and not self._deterministic
         ctx1 = self._context(feats, use_null)
         # every take sees the same audio: repeat the context rows, do not recompute them

@@ -36,6 +36,7 @@ from backend.contracts import (  # noqa: F401  (the limits are re-exported: rout
     check_request,
 )
 from backend.engine import PROGRESS_ENCODED, PROGRESS_SAMPLED, Cancelled
+from backend.liplock import mean_lips_guidance
 from backend.samplers import SAMPLERS, SamplerError, timesteps
 
 ENCODINGS = ("json", "b64")
@@ -164,9 +165,8 @@ def cost(engine, n_frames: int, opts: AnimateOptions) -> int:
 def mean_lips_passes(engine, opts: AnimateOptions) -> int:
     """1 when the preset's mean lips add a null-audio pass of their own (a guided first step
     without request guidance, backend/liplock.py), else 0."""
-    preset = (getattr(engine, "presets", {}) or {}).get(opts.preset, {})
-    guided_lips = preset.get("lips") == "mean" and float(preset.get("lip_guidance", 1.0)) != 1.0
-    return int(guided_lips and opts.guidance == 1.0 and getattr(engine, "_lip_dirs", None) is not None)
+    lip_g = mean_lips_guidance((getattr(engine, "presets", {}) or {}).get(opts.preset))
+    return int(lip_g not in (None, 1.0) and opts.guidance == 1.0 and getattr(engine, "shares_lips", False))
 
 
 def check_cost(engine, n_frames: int, opts: AnimateOptions, budget: float | None) -> int:

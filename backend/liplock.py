@@ -82,3 +82,9 @@ def share_lip_noise(x_T: np.ndarray, directions: np.ndarray) -> np.ndarray:
 def replace_lips(z: np.ndarray, z_lips: np.ndarray, directions: np.ndarray) -> np.ndarray:
     """z (takes, T, 53) with its component along `directions` taken from z_lips (same shape)."""
     return (z + ((z_lips - z) @ directions) @ directions.T).astype(np.float32)
+
+
+def mean_lips_guidance(preset: dict | None) -> float | None:
+    """A preset's mean-lips guidance (1.0: the unguided estimate); None when its lips are sampled."""
+    preset = preset or {}
+    return float(preset.get("lip_guidance", 1.0)) if preset.get("lips") == "mean" else None

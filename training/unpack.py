@@ -11,7 +11,7 @@ A bundle holds ONNX graphs only. Their initializers are the trained weights, som
 parameter's own name, others anonymous (a linear layer's weight, transposed for MatMul). To
 map them back, the same model is built from the bundle's recorded config, every tensor of its
 state filled with distinct random values and exported by the project's own exporter into a
-template: each tensor is then found among the template's initializers (as itself or
+template: each tensor is then found among the template's initializers (as itself, reshaped or
 transposed), at a name the shipped graph has too, since the same code exported it. The result
 is accepted only if it reproduces the shipped graphs' outputs on random inputs.
 """
@@ -49,28 +49,26 @@ def locate(
     config, e.g. the head's vertices). Fills `module` with random values (a template)."""
     gen = torch.Generator().manual_seed(20261202)
     state = module.state_dict()
-    floats = [
-        k for k, v in state.items() if v.is_floating_point() and v.numel() > 1 and not k.startswith(keep or ("\0",))
-    ]
+    floats = [k for k, v in state.items() if v.is_floating_point() and v.numel() > 1 and not k.startswith(keep)]
     with torch.no_grad():
         for k in floats:  # distinct values: no two tensors (or a tensor and a folded constant) coincide
             state[k].copy_(torch.rand(state[k].shape, generator=gen) + 1.0)
     with tempfile.TemporaryDirectory() as tmp:
         tables = {p.name: _initializers(p) for p in export(Path(tmp))}
-    where = {}
-    for k in floats:
-        v = state[k].numpy()
-        for graph, table in tables.items():
-            for name, a in table.items():
-                if a.size == v.size and np.array_equal(a.ravel(), v.ravel()):  # itself, or reshaped
-                    where[k] = (graph, name, False)  # (a norm's affine as (C, 1))
-                elif v.ndim == 2 and a.shape == v.shape[::-1] and np.array_equal(a, v.T):
-                    where[k] = (graph, name, True)
-                if k in where:
-                    break
-            if k in where:
-                break
-    return where
+    found = ((k, _find(state[k].numpy(), tables)) for k in floats)
+    return {k: hit for k, hit in found if hit is not None}
+
+
+def _find(v: np.ndarray, tables: dict) -> tuple[str, str, bool] | None:
+    """(graph, initializer, transposed) of the first initializer holding `v`: itself, reshaped (a
+    norm's affine as (C, 1)) or transposed (a linear layer's weight as MatMul's)."""
+    for graph, table in tables.items():
+        for name, a in table.items():
+            if a.size == v.size and np.array_equal(a.ravel(), v.ravel()):
+                return graph, name, False
+            if v.ndim == 2 and a.shape == v.shape[::-1] and np.array_equal(a, v.T):
+                return graph, name, True
+    return None
 
 
 def recover(
@@ -145,7 +143,6 @@ def unpack_denoiser(bundle: Path, manifest: dict, out: Path) -> dict:
 
 def unpack_m2s(bundle: Path, manifest: dict, head_dir: Path, out: Path) -> dict:
     """bundle's m2s.onnx -> out (best.pt, provenance.json, speaker_mean.npy)."""
-    from training.head import load_head
     from training.m2s.export import export_m2s
     from training.m2s.model import M2SConfig, M2SFromParams
     from training.m2s.train import head_region
@@ -172,7 +169,6 @@ def unpack_m2s(bundle: Path, manifest: dict, head_dir: Path, out: Path) -> dict:
         outs = model(exp, jaw, speaker)
     check = {"m2s": _max_diff(bundle / "m2s.onnx", {"exp": exp, "jaw": jaw, "speaker": speaker}, outs)}
     _accept(check, bundle)
-    load_head(head_dir)  # the head stays where it is: the run records its folder
     config = {**rec["config"], "head": str(Path(head_dir).resolve()), "unpacked_from": str(bundle)}
     out.mkdir(parents=True, exist_ok=True)
     stats = np.load(bundle / manifest["normalisation"]["file"])
