@@ -22,6 +22,7 @@ from backend.bundle import BundleError, load_bundle
 from backend.contracts import DEFAULT_PRESETS, FPS, N_EXP, N_PARAMS, SAMPLE_RATE, FeatureConfig, check_request
 from backend.samplers import Schedule, SamplerError, check_sampler, guided, sample, take_noise
 from backend.headfile import load_head_file
+from backend.lipcontact import keep_apart, keeps_lips_apart
 from backend.liplock import lip_directions, mean_lips_guidance, replace_lips, share_lip_noise
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
@@ -81,7 +82,13 @@ class Engine:
     """`share_lips`: every take starts from the same lip noise (backend/liplock.py), so takes
     agree on the lips and differ in the upper face; False gives fully independent takes."""
 
-    def __init__(self, bundle_dir, device: str = "auto", threads: int | None = None, share_lips: bool = True):
+    def __init__(
+        self,
+        bundle_dir,
+        device: str = "auto",
+        threads: int | None = None,
+        share_lips: bool = True,
+    ):
         self.bundle = load_bundle(bundle_dir, device, threads)
         m = self.bundle.manifest
         self.manifest: dict = m
@@ -97,10 +104,10 @@ class Engine:
         self._speaker_default = st.get("speaker_mean")
         self._deterministic = bool(m["graphs"]["denoiser"].get("config", {}).get("deterministic", False))
         self.deterministic = self._deterministic  # one denoiser pass per take, whatever the sampler
-        self._lip_dirs = None
-        if share_lips and not self._deterministic:
-            head = load_head_file(self.head_path)
-            self._lip_dirs = lip_directions(head, self._mean, self._chol_t.T, N_EXP)
+        head = load_head_file(self.head_path)
+        lip_dirs = lip_directions(head, self._mean, self._chol_t.T, N_EXP)
+        self._lip_dirs = lip_dirs if share_lips and not self._deterministic else None
+        self._head, self._lip_dirs_all = head, lip_dirs  # lips meet, they do not pass (lipcontact)
         self._lock = threading.Lock()
 
     @property
@@ -223,6 +230,8 @@ class Engine:
                 cancel,
                 self.presets[preset],
             )
+            if keeps_lips_apart(self.presets[preset]):
+                z, _ = keep_apart(z, self._mean, self._chol_t.T, self._lip_dirs_all, self._head, N_EXP)
             t2 = time.perf_counter()
             x = z @ self._chol_t + self._mean
             speech_mel, spk = self._speech_side(audio)
