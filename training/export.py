@@ -29,6 +29,8 @@ from training.errors import ConfigError
 
 log = logging.getLogger(__name__)
 MAX_FRAMES = 30 * FPS  # longest window the engine takes in one pass (ALiBi is trained on 70)
+# The M2S's speech units in a bundle: read by `thunder-train unpack`, never by the backend.
+UNITS_FILE = "units.npz"
 
 
 def _graph_entry(out: Path, name: str, entry: dict) -> dict:
@@ -374,7 +376,32 @@ def export_trained(
     ev = jsonio.finite(jsonio.read_json(evaluation)) if evaluation else {}
     for row in ev.get("rows", []):
         row.pop("per_utterance", None)  # the report file keeps them; the manifest keeps the table
-    return write_bundle(out, name=name, head_npz=head_npz, stats=stats, graphs=graphs, provenance=prov, evaluation=ev)
+    extra = {}
+    units = m2s_units(Path(m2s_run)) if m2s_run is not None else None
+    if units is not None:
+        # the M2S loss needs the units M2S's logits name; refitted ones differ (k-means on another
+        # machine), so a bundle carries them for `thunder-train unpack` to give back
+        shutil.copyfile(units, out / UNITS_FILE)
+        extra["units"] = {"file": UNITS_FILE, "sha256": sha256_file(out / UNITS_FILE)}
+    return write_bundle(
+        out, name=name, head_npz=head_npz, stats=stats, graphs=graphs, provenance=prov, evaluation=ev, extra=extra
+    )
+
+
+def m2s_units(m2s_run: Path) -> Path | None:
+    """The speech-units file an M2S run was trained on, if it is still where the run says and
+    unchanged (its sha256 as the run recorded it); None, with a warning, otherwise."""
+    record = _run_provenance(m2s_run)
+    record = record.get("original", record)  # an unpacked run keeps its first record there
+    path, want = (record.get("config") or {}).get("units"), (record.get("data") or {}).get("units_sha256")
+    if not path or not want:
+        log.warning("%s does not record its speech units: the bundle will not carry them", m2s_run)
+        return None
+    path = Path(path) / "units.npz" if Path(path).is_dir() else Path(path)
+    if not path.is_file() or sha256_file(path) != want:
+        log.warning("%s: its units %s are gone or changed: the bundle will not carry them", m2s_run, path)
+        return None
+    return path
 
 
 def _option(command: str, flag: str) -> str | None:

@@ -2,7 +2,8 @@
 
 `thunder-train unpack --bundle backend/models/thunder-base --head HEAD --out DIR` writes
 DIR/denoiser (best.pt, stats.npz: what `--init` of `denoiser train` and `export --denoiser`
-read) and DIR/m2s (best.pt: what `--m2s` reads). A researcher can continue training the
+read), DIR/m2s (best.pt: what `--m2s` reads) and, where the bundle carries them, DIR/units
+(the speech units M2S was trained on: what `--units` reads for the M2S loss). A researcher can continue training the
 shipped model on their own data without its training runs, which never leave the machine
 that made them (and did not survive to the next session on ours: stage A and M2S cost
 two hours of these two cores to remake).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -200,6 +202,19 @@ def _save(out: Path, state: dict, config: dict, prov: dict) -> None:
     (out / "config.json").write_text(json.dumps(config, indent=2))
 
 
+def unpack_units(bundle: Path, manifest: dict, out: Path) -> str:
+    """The speech units the bundle's M2S was trained on -> out/units.npz (what `--units` reads:
+    the M2S loss refuses any other units). Checked against the manifest's sha256."""
+    from backend.bundle import checked_file
+    from training.provenance import write_json
+
+    path = checked_file(bundle, manifest["units"], "units")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, out / "units.npz")
+    write_json(out / "provenance.json", {"source": str(bundle), "sha256": manifest["units"]["sha256"]})
+    return manifest["units"]["sha256"][:12]
+
+
 def unpack(bundle: Path, head_dir: Path | None, out: Path) -> dict:
     """Both runs a bundle can give back; M2S only with the head folder it was trained on."""
     bundle, out = Path(bundle), Path(out)
@@ -213,6 +228,10 @@ def unpack(bundle: Path, head_dir: Path | None, out: Path) -> dict:
             log.warning("no --head: the bundle's M2S is not unpacked (it is built on the head folder)")
         else:
             report["m2s"] = unpack_m2s(bundle, manifest, Path(head_dir), out / "m2s")
+    if "units" in manifest:
+        report["units"] = unpack_units(bundle, manifest, out / "units")
+    else:
+        log.warning("the bundle carries no speech units: the M2S loss needs the ones its M2S was trained on")
     return report
 
 
@@ -229,10 +248,12 @@ def register(subparsers) -> None:
 def _cli(args) -> int:
     report = unpack(args.bundle, args.head, args.out)
     for part, check in report.items():
-        log.info("%s: %s (max |torch - shipped graph| %s)", part, args.out / part, check)
+        what = "sha256" if part == "units" else "max |torch - shipped graph|"
+        log.info("%s: %s (%s %s)", part, args.out / part, what, check)
     log.info(
-        "continue training with: thunder-train denoiser train --init %s%s …",
+        "continue training with: thunder-train denoiser train --init %s%s%s …",
         args.out / "denoiser",
         f" --m2s {args.out / 'm2s'}" if "m2s" in report else "",
+        f" --units {args.out / 'units'}" if "units" in report else "",
     )
     return 0

@@ -93,3 +93,42 @@ def test_the_m2s_loss_refuses_units_other_than_the_m2s_was_trained_on(unpacked, 
     np.savez(units, centroids=np.random.default_rng(0).standard_normal((100, 384)).astype(np.float32))
     with pytest.raises(ConfigError, match="trained on speech units"):
         build_m2s_loss(unpacked / "m2s", head_dir, tmp_path, tmp_path / "encoder", units, tmp_path / "cache")
+
+
+def _m2s_run_with_units(tmp_path, units_file) -> Path:
+    """An M2S run folder's record as the M2S trainer writes it: its units path and their sha256."""
+    from backend.bundle import sha256_file
+
+    run = tmp_path / "m2s"
+    run.mkdir()
+    record = {"config": {"units": str(units_file.parent)}, "data": {"units_sha256": sha256_file(units_file)}}
+    (run / "provenance.json").write_text(json.dumps(record))
+    return run
+
+
+def test_a_bundle_carries_the_units_its_m2s_was_trained_on_and_unpack_gives_them_back(tmp_path):
+    """export finds the units by the M2S run's record and ships them only if unchanged; unpack
+    writes them back, checked against the manifest, where --units reads them."""
+    from training.export import UNITS_FILE, m2s_units
+    from training.speech.units import Units
+    from training.unpack import unpack_units
+
+    units = Units(np.random.default_rng(0).standard_normal((100, 384)), layer=-2).save(tmp_path / "units")
+    run = _m2s_run_with_units(tmp_path, units)
+    assert m2s_units(run) == units
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    shutil.copyfile(units, bundle / UNITS_FILE)
+    from backend.bundle import sha256_file
+
+    manifest = {"units": {"file": UNITS_FILE, "sha256": sha256_file(units)}}
+    assert unpack_units(bundle, manifest, tmp_path / "out" / "units") == manifest["units"]["sha256"][:12]
+    back = Units.load(tmp_path / "out" / "units")
+    np.testing.assert_array_equal(back.centroids, Units.load(units).centroids)
+    assert sha256_file(tmp_path / "out" / "units" / "units.npz") == manifest["units"]["sha256"]
+
+    (bundle / UNITS_FILE).write_bytes(b"tampered")
+    with pytest.raises(Exception, match="sha256"):
+        unpack_units(bundle, manifest, tmp_path / "again")
+    Units(np.zeros((100, 384)), layer=-2).save(tmp_path / "units")  # refitted since M2S trained
+    assert m2s_units(run) is None
