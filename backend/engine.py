@@ -22,7 +22,7 @@ from backend.bundle import BundleError, load_bundle
 from backend.contracts import DEFAULT_PRESETS, FPS, N_EXP, N_PARAMS, SAMPLE_RATE, FeatureConfig, check_request
 from backend.samplers import Schedule, SamplerError, check_sampler, guided, sample, take_noise
 from backend.headfile import load_head_file
-from backend.lipcontact import keep_apart, keeps_lips_apart
+from backend.lipcontact import LipPair, keep_apart, keeps_lips_apart
 from backend.liplock import lip_directions, mean_lips_guidance, replace_lips, share_lip_noise
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
@@ -107,7 +107,7 @@ class Engine:
         head = load_head_file(self.head_path)
         lip_dirs = lip_directions(head, self._mean, self._chol_t.T, N_EXP)
         self._lip_dirs = lip_dirs if share_lips and not self._deterministic else None
-        self._head, self._lip_dirs_all = head, lip_dirs  # lips meet, they do not pass (lipcontact)
+        self._lip_pair, self._lip_dirs_all = LipPair(head, N_EXP), lip_dirs  # lips meet, not pass (lipcontact)
         self._lock = threading.Lock()
 
     @property
@@ -231,7 +231,7 @@ class Engine:
                 self.presets[preset],
             )
             if keeps_lips_apart(self.presets[preset]):
-                z, _ = keep_apart(z, self._mean, self._chol_t.T, self._lip_dirs_all, self._head, N_EXP)
+                z, _ = keep_apart(z, self._mean, self._chol_t.T, self._lip_dirs_all, self._lip_pair)
             t2 = time.perf_counter()
             x = z @ self._chol_t + self._mean
             speech_mel, spk = self._speech_side(audio)

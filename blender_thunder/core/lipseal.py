@@ -93,15 +93,13 @@ def contact_opening(rest_mm, direction) -> float:
 @dataclass(frozen=True)
 class SourceLips:
     """The take's lips on the stand-in, per frame: `opening_mm` signed along the direction the jaw
-    opens them (0 at rest, < 0 pushed into one another), and three constants of the head: `jaw_mm`,
-    the opening of a full jaw_open (to scale to another jaw), `contact_mm`, the opening up to
-    which its lips still count as closed (`contact_opening`), and `meet_mm`, the opening at which
-    the two lip points are level along that direction (below it they have passed each other)."""
+    opens them (0 at rest, < 0 pushed into one another), and two constants of the head: `jaw_mm`,
+    the opening of a full jaw_open (to scale to another jaw), and `contact_mm`, the opening up to
+    which its lips still count as closed (`contact_opening`)."""
 
     opening_mm: np.ndarray
     jaw_mm: float
     contact_mm: float
-    meet_mm: float
 
 
 def source_lips(exp, jaw, head) -> SourceLips:
@@ -121,7 +119,7 @@ def source_lips(exp, jaw, head) -> SourceLips:
     direction = full / np.linalg.norm(full)
     lips = _head_lips(exp, jaw, head)
     opening = 1000.0 * ((lips[:, 0] - lips[:, 1]) - rest) @ direction
-    return SourceLips(opening, jaw_mm, contact_opening(1000.0 * rest, direction), -1000.0 * float(rest @ direction))
+    return SourceLips(opening, jaw_mm, contact_opening(1000.0 * rest, direction))
 
 
 @dataclass(frozen=True)

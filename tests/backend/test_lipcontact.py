@@ -1,6 +1,6 @@
 """Lips meet, they do not pass (backend/lipcontact.py), on the shipped bundle's real head, graphs
-and the demo speech: no take's lips cross, frames that did not cross are untouched, only the lip
-directions move, and a preset can turn it off."""
+and the demo speech: the backend poses the lip points as the rig does, no take's lips cross,
+frames that did not cross are untouched, only the lip directions move, a preset can turn it off."""
 
 from __future__ import annotations
 
@@ -15,15 +15,20 @@ import soundfile as sf
 from backend.contracts import N_EXP
 from backend.engine import Engine
 from backend.headfile import load_head_file
-from backend.lipcontact import TOLERANCE_MM, keep_apart, keeps_lips_apart
+from backend.lipcontact import TOLERANCE_MM, LipPair, keep_apart, keeps_lips_apart
 from backend.liplock import lip_directions
 from blender_thunder.core import lipseal
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "backend" / "models" / "thunder-base"
 DEMO = ROOT / "assets" / "speech" / "demo.wav"
-# Takes come back as float32: their openings are exact to a few micrometres, not to the solver's tolerance.
+# Takes come back as float32: their separations are exact to a few micrometres, not to the solver's tolerance.
 FLOAT32_MM = 0.01
+
+
+@pytest.fixture(scope="module")
+def head():
+    return load_head_file(BUNDLE / "head.npz")
 
 
 @pytest.fixture(scope="module")
@@ -46,38 +51,44 @@ def takes(uncontacted):
     return as_x(free), as_x(kept)
 
 
-def _openings(x, head):
-    lips = [lipseal.source_lips(xi[:, :N_EXP], xi[:, N_EXP:], head) for xi in x]
-    return np.stack([s.opening_mm for s in lips]), lips[0].meet_mm
+def test_the_backend_poses_the_lips_as_the_rig_does(head):
+    """The add-on's posing (lipseal, which the backend may not import) and the backend's agree, and
+    opening the jaw separates the points along the axis."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal((50, N_EXP)), rng.normal(0.0, 0.15, (50, 3))], axis=1)
+    pair = LipPair(head, N_EXP)
+    np.testing.assert_allclose(pair.points(x), lipseal._head_lips(x[:, :N_EXP], x[:, N_EXP:], head), atol=1e-12)
+    opened = np.zeros((2, N_EXP + 3))
+    opened[1, N_EXP] = 0.2
+    rest, wide = pair.separation_mm(opened)
+    assert wide > rest + 3.0
 
 
-def test_the_engines_takes_meet_and_never_pass(takes):
+def test_the_engines_takes_meet_and_never_pass(takes, head):
     free, kept = takes
-    head = load_head_file(BUNDLE / "head.npz")
-    before, meet = _openings(free, head)
-    after, _ = _openings(kept, head)
-    assert (before < meet - 0.5).any(), "without contact the demo crosses (else this tests nothing)"
-    assert after.min() >= meet - FLOAT32_MM
-    crossed = before < meet - TOLERANCE_MM
-    np.testing.assert_allclose(after[crossed], meet, atol=FLOAT32_MM)  # moved onto contact, not past it
+    pair = LipPair(head, N_EXP)
+    before = np.stack([pair.separation_mm(x) for x in free])
+    after = np.stack([pair.separation_mm(x) for x in kept])
+    assert (before < -0.5).any(), "without contact the demo crosses (else this tests nothing)"
+    assert after.min() >= -FLOAT32_MM
+    crossed = before < -TOLERANCE_MM
+    np.testing.assert_allclose(after[crossed], 0.0, atol=FLOAT32_MM)  # moved onto contact, not past it
     np.testing.assert_allclose(kept[~crossed], free[~crossed], atol=1e-5)  # the rest as sampled
 
 
-def test_only_the_lip_directions_move():
+def test_only_the_lip_directions_move(head):
     engine = Engine(BUNDLE, device="cpu", threads=2)
-    head = load_head_file(engine.head_path)
     mean, chol = engine._mean.astype(np.float64), engine._chol_t.T.astype(np.float64)
     dirs = lip_directions(head, mean, chol, N_EXP).astype(np.float64)
-    rng = np.random.default_rng(0)
-    z = rng.standard_normal((2, 40, 53))
-    x = z @ chol.T + mean
-    opening, meet = _openings(x, head)
-    assert (opening < meet).any() and (opening > meet).any(), "random poses should cross in some frames, not all"
-    z2, share = keep_apart(z, mean, chol, dirs, head, N_EXP)
+    pair = LipPair(head, N_EXP)
+    z = np.random.default_rng(0).standard_normal((2, 40, 53))
+    sep = np.stack([pair.separation_mm(zi @ chol.T + mean) for zi in z])
+    assert (sep < 0).any() and (sep > 0).any(), "random poses should cross in some frames, not all"
+    z2, share = keep_apart(z, mean, chol, dirs, pair)
     moved = z2 - z
     np.testing.assert_allclose(moved - (moved @ dirs) @ dirs.T, 0.0, atol=1e-4)  # the upper face keeps its value
-    assert share == pytest.approx(float((opening < meet - TOLERANCE_MM).mean()))
-    assert _openings(z2.astype(np.float64) @ chol.T + mean, head)[0].min() >= meet - FLOAT32_MM
+    assert share == pytest.approx(float((sep < -TOLERANCE_MM).mean()))
+    assert min(pair.separation_mm(zi.astype(np.float64) @ chol.T + mean).min() for zi in z2) >= -FLOAT32_MM
 
 
 def test_a_preset_can_keep_the_sampled_lips():
