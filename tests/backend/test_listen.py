@@ -254,14 +254,16 @@ def test_parsing_a_large_take_does_not_stall_the_server(no_model_default_server)
     """A take near the largest valid body is parsed on a thread (and quickly: strict JSON straight
     to numbers); an oversized one (59 MB: before, 2.3 GB and 11.7 s of stall) is refused unread.
     Health answers meanwhile. pydantic-core holds the GIL while it validates, so a health check
-    can wait out one valid parse (0.15 s quiet, 0.43 s seen on a loaded CI machine): the bar is
-    that parse as measured here, at the same load, never a parse of the refused body."""
+    can wait out one valid parse (0.15 s quiet, 0.43 s seen on a loaded CI machine, 0.40 s once on
+    a quiet 2-core AMD VM whose own parse measured far less): the bar is twice that parse as
+    measured here, at the same load, and at least 0.6 s, never a parse of the refused body (what
+    this guards against stalled 11.7 s)."""
     url = no_model_default_server
     n = 15000
     rng = np.random.default_rng(4)  # float64 reprs: ~17 MB, near the largest valid body
     valid = json.dumps({"exp": rng.normal(0, 1, (n, 50)).tolist(), "jaw": rng.normal(0, 0.1, (n, 3)).tolist()})
     assert len(valid) > 16e6
-    bar = max(0.3, 1.5 * max(_parse_seconds(valid, n) for _ in range(2)))
+    bar = max(0.6, 2.0 * max(_parse_seconds(valid, n) for _ in range(2)))
     huge = b'{"exp": [[' + b"0.1," * 14_750_000 + b'0.1]], "jaw": [[0, 0, 0]]}'
     stalls, done = [], threading.Event()
 
