@@ -82,13 +82,7 @@ class Engine:
     """`share_lips`: every take starts from the same lip noise (backend/liplock.py), so takes
     agree on the lips and differ in the upper face; False gives fully independent takes."""
 
-    def __init__(
-        self,
-        bundle_dir,
-        device: str = "auto",
-        threads: int | None = None,
-        share_lips: bool = True,
-    ):
+    def __init__(self, bundle_dir, device: str = "auto", threads: int | None = None, share_lips: bool = True):
         self.bundle = load_bundle(bundle_dir, device, threads)
         m = self.bundle.manifest
         self.manifest: dict = m
@@ -105,15 +99,15 @@ class Engine:
         self._deterministic = bool(m["graphs"]["denoiser"].get("config", {}).get("deterministic", False))
         self.deterministic = self._deterministic  # one denoiser pass per take, whatever the sampler
         head = load_head_file(self.head_path)
-        lip_dirs = lip_directions(head, self._mean, self._chol_t.T, N_EXP)
-        self._lip_dirs = lip_dirs if share_lips and not self._deterministic else None
-        self._lip_pair, self._lip_dirs_all = LipPair(head, N_EXP), lip_dirs  # lips meet, not pass (lipcontact)
+        self._lip_dirs = lip_directions(head, self._mean, self._chol_t.T, N_EXP)
+        self._share_lips = share_lips and not self._deterministic
+        self._lip_pair = LipPair(head, N_EXP)  # lips meet, they do not pass (lipcontact)
         self._lock = threading.Lock()
 
     @property
     def shares_lips(self) -> bool:
         """Whether takes share their lip noise (and so can take mean lips): share_lips and a sampler."""
-        return self._lip_dirs is not None
+        return self._share_lips
 
     # ----------------------------------------------------------------- audio side
     def encode(self, audio: np.ndarray, n_frames: int) -> np.ndarray:
@@ -178,7 +172,7 @@ class Engine:
         if self._deterministic:
             return denoise(np.zeros((n, t_len, N_PARAMS), np.float32), 0)
         x_T, noise = take_noise(seeds, (t_len, N_PARAMS))
-        if self._lip_dirs is not None:
+        if self.shares_lips:
             x_T = share_lip_noise(x_T, self._lip_dirs)
         z = sample(denoise, x_T, self.schedule, sampler, steps, noise, progress)
         return replace_lips(z, first[0], self._lip_dirs) if mean_lips else z
@@ -231,7 +225,7 @@ class Engine:
                 self.presets[preset],
             )
             if keeps_lips_apart(self.presets[preset]):
-                z, _ = keep_apart(z, self._mean, self._chol_t.T, self._lip_dirs_all, self._lip_pair)
+                z, _ = keep_apart(z, self._mean, self._chol_t.T, self._lip_dirs, self._lip_pair)
             t2 = time.perf_counter()
             x = z @ self._chol_t + self._mean
             speech_mel, spk = self._speech_side(audio)

@@ -84,19 +84,20 @@ def keep_apart(z: np.ndarray, mean: np.ndarray, chol: np.ndarray, directions: np
     moved = 0
     for take in z:  # a view: edited in place
         x = take @ chol.T + mean
-        hit = lips.separation_mm(x) < -TOLERANCE_MM
+        sep = lips.separation_mm(x)
+        hit = sep < -TOLERANCE_MM
         moved += int(hit.sum())
         for _ in range(STEPS):
             if not hit.any():
                 break
-            xs = x[hit]
-            s = lips.separation_mm(xs)
+            xs, s = x[hit], sep[hit]
             grad = np.stack([(lips.separation_mm(xs + EPS * d) - s) / EPS for d in dx], axis=1)  # (n, k)
             norm2 = np.maximum((grad**2).sum(axis=1), 1e-12)
             step = (-s / norm2)[:, None] * grad  # the least step in z that brings the separation to 0
             take[hit] += step @ dirs.T
             x[hit] = take[hit] @ chol.T + mean
-            hit[hit] = lips.separation_mm(x[hit]) < -TOLERANCE_MM
+            sep[hit] = lips.separation_mm(x[hit])
+            hit = sep < -TOLERANCE_MM
     return z.astype(np.float32), moved / max(z.shape[0] * z.shape[1], 1)
 
 

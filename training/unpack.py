@@ -3,8 +3,8 @@
 `thunder-train unpack --bundle backend/models/thunder-base --head HEAD --out DIR` writes
 DIR/denoiser (best.pt, stats.npz: what `--init` of `denoiser train` and `export --denoiser`
 read), DIR/m2s (best.pt: what `--m2s` reads) and, where the bundle carries them, DIR/units
-(the speech units M2S was trained on: what `--units` reads for the M2S loss). A researcher can continue training the
-shipped model on their own data without its training runs, which never leave the machine
+(the speech units M2S was trained on: what `--units` reads for the M2S loss). A researcher can
+continue training the shipped model on their own data without its training runs, which never leave the machine
 that made them (and did not survive to the next session on ours: stage A and M2S cost
 two hours of these two cores to remake).
 
