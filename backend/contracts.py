@@ -34,8 +34,10 @@ HEAD_ID_PROP = "thunder_head_id"
 # and as accurate as 10 (m/p/b closure 0.81 vs 0.77, LVE 6.15 mm both) and inside the 1.5 s budget.
 # Every preset takes its lips from the first step's prediction guided by 1.4 ("mean lips",
 # backend/liplock.py), chosen on validation in session 9 (training/denoiser/README.md): the
-# upper face stays sampled; the steps only change how finely it is.
-MEAN_LIPS = {"lips": "mean", "lip_guidance": 1.4}
+# upper face stays sampled; the steps only change how finely it is. That prediction is the mean of
+# 4 from fixed starts (session 11): every take gets the same lips, at the cost of the takes' own
+# guided first step (S-DIV-L 0.20 -> 0.11 mm, worst-take closure up, LVE unchanged on validation).
+MEAN_LIPS = {"lips": "mean", "lip_guidance": 1.4, "lip_draws": 4}
 DEFAULT_PRESETS = {
     "draft": {"sampler": "dpmpp2m", "steps": 6, **MEAN_LIPS},
     "default": {"sampler": "dpmpp2m", "steps": 8, **MEAN_LIPS},

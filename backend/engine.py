@@ -23,7 +23,14 @@ from backend.contracts import DEFAULT_PRESETS, FPS, N_EXP, N_PARAMS, SAMPLE_RATE
 from backend.samplers import Schedule, SamplerError, check_sampler, guided, sample, take_noise
 from backend.headfile import load_head_file
 from backend.lipcontact import LipPair, keep_apart, keeps_lips_apart
-from backend.liplock import lip_directions, mean_lips_guidance, replace_lips, share_lip_noise
+from backend.liplock import (
+    lip_directions,
+    lip_draw_noise,
+    mean_lips_draws,
+    mean_lips_guidance,
+    replace_lips,
+    share_lip_noise,
+)
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 MIN_ENCODER_FRAMES = 2  # the audio encoder graph takes whole frames, at least two
@@ -146,27 +153,48 @@ class Engine:
     def _sample(self, feats, seeds, sampler, steps, guidance, progress, cancel, lips: dict | None = None) -> np.ndarray:
         """`lips` (a preset's): {"lips": "mean", "lip_guidance": g} keeps the sampled upper face
         but takes the lip directions (liplock) from the first step's prediction, the model's
-        conditional mean given the speech, guided by g (module `liplock`, "mean lips")."""
+        conditional mean given the speech, guided by g (module `liplock`, "mean lips");
+        with "lip_draws": K that prediction is averaged over K fixed noises (one estimate
+        shared by every take) instead of read from each take's own start."""
         n, t_len = len(seeds), feats.shape[0]
         lip_g = mean_lips_guidance(lips) if self.shares_lips else None
         mean_lips, lip_guidance = lip_g is not None, lip_g or 1.0
+        draws = mean_lips_draws(lips) if mean_lips else None
         use_null = (guidance != 1.0 or lip_guidance != 1.0) and not self._deterministic
         ctx1 = self._context(feats, use_null)
-        # every take sees the same audio: repeat the context rows, do not recompute them
-        ctx = np.repeat(ctx1, n, axis=2)  # rows: [cond x n | null x n]
-        ctx_cond = np.ascontiguousarray(ctx[:, :, :n]) if use_null else ctx
         first: list[np.ndarray] = []  # the first step's x0: the mean-lips source
+
+        contexts: dict[tuple[int, int], np.ndarray] = {}
+
+        def run(x_cond, x_null, t):
+            """x0 of the rows x_cond with the speech and x_null with the null audio, one pass."""
+            rows = (len(x_cond), len(x_null))
+            if rows not in contexts:  # every row sees the same audio: repeat the context, once per layout
+                cond, null = np.repeat(ctx1[:, :, :1], rows[0], axis=2), np.repeat(ctx1[:, :, 1:], rows[1], axis=2)
+                contexts[rows] = np.concatenate([cond, null], axis=2)
+            ctx = contexts[rows]
+            xx = np.concatenate([x_cond, x_null])
+            return self.bundle.run("denoiser", {"x": xx, "t": np.full(len(xx), t, np.int64), "ctx": ctx})[0]
 
         def denoise(x, t):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled during sampling")
+            none = x[:0]
             # the null rows cost a second pass: only for guidance, or for the mean lips' one step
-            with_null = guidance != 1.0 or (lip_guidance != 1.0 and not first)
-            xx = np.concatenate([x, x]) if with_null else x
-            tt = np.full(xx.shape[0], t, dtype=np.int64)
-            x0 = self.bundle.run("denoiser", {"x": xx, "t": tt, "ctx": ctx if with_null else ctx_cond})[0]
-            if mean_lips and not first:
+            with_null = guidance != 1.0
+            if not (mean_lips and not first):
+                x0 = run(x, x if with_null else none, t)
+            elif draws is None:  # each take's own first prediction
+                with_null = with_null or lip_guidance != 1.0
+                x0 = run(x, x if with_null else none, t)
                 first.append(guided(x0[:n], x0[n:], lip_guidance) if with_null else x0[:n])
+            else:  # K fixed starts, averaged: the same lips for every take
+                lip_x = lip_draw_noise(draws, x.shape[1:])
+                lip_null = lip_x if lip_guidance != 1.0 else none
+                out = run(np.concatenate([x, lip_x]), np.concatenate([x if with_null else none, lip_null]), t)
+                x0 = np.concatenate([out[:n], out[n + draws : 2 * n + draws]]) if with_null else out[:n]
+                lip_c, lip_n = out[n : n + draws], out[len(out) - len(lip_null) :]
+                first.append((guided(lip_c, lip_n, lip_guidance) if len(lip_null) else lip_c).mean(0))
             return guided(x0[:n], x0[n:], guidance) if guidance != 1.0 else x0[:n]
 
         if self._deterministic:

@@ -36,7 +36,7 @@ from backend.contracts import (  # noqa: F401  (the limits are re-exported: rout
     check_request,
 )
 from backend.engine import PROGRESS_ENCODED, PROGRESS_SAMPLED, Cancelled
-from backend.liplock import mean_lips_guidance
+from backend.liplock import mean_lips_draws, mean_lips_guidance
 from backend.samplers import SAMPLERS, SamplerError, timesteps
 
 ENCODINGS = ("json", "b64")
@@ -158,15 +158,21 @@ def cost(engine, n_frames: int, opts: AnimateOptions) -> int:
     if getattr(engine, "deterministic", False):  # one denoiser pass, whatever the sampler
         return frames * opts.takes
     walked = max(1, walked_steps(engine, sampler, steps))
-    passes = walked * (2 if opts.guidance != 1.0 else 1) + mean_lips_passes(engine, opts)
-    return frames * opts.takes * passes
+    return frames * (opts.takes * walked * (2 if opts.guidance != 1.0 else 1) + mean_lips_rows(engine, opts))
 
 
-def mean_lips_passes(engine, opts: AnimateOptions) -> int:
-    """1 when the preset's mean lips add a null-audio pass of their own (a guided first step
-    without request guidance, backend/liplock.py), else 0."""
-    lip_g = mean_lips_guidance((getattr(engine, "presets", {}) or {}).get(opts.preset))
-    return int(lip_g not in (None, 1.0) and opts.guidance == 1.0 and getattr(engine, "shares_lips", False))
+def mean_lips_rows(engine, opts: AnimateOptions) -> int:
+    """Denoiser rows per frame that the preset's mean lips add to the first step (backend/liplock.py):
+    with `lip_draws` K, K rows (2 K when guided); otherwise each take's null-audio row when the
+    lips are guided and the request is not, else 0."""
+    preset = (getattr(engine, "presets", {}) or {}).get(opts.preset)
+    lip_g = mean_lips_guidance(preset)
+    if lip_g is None or not getattr(engine, "shares_lips", False):
+        return 0
+    draws = mean_lips_draws(preset)
+    if draws is not None:
+        return draws * (2 if lip_g != 1.0 else 1)
+    return opts.takes * int(lip_g != 1.0 and opts.guidance == 1.0)
 
 
 def check_cost(engine, n_frames: int, opts: AnimateOptions, budget: float | None) -> int:

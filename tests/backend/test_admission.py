@@ -52,16 +52,29 @@ def test_a_client_that_leaves_the_queue_frees_its_place_at_once(engine):
 def test_cost_counts_frames_takes_steps_and_guidance(engine):
     opts = jobs.AnimateOptions(takes=4, steps=10)
     walked = jobs.walked_steps(engine, "dpmpp2m", 10)
-    lips = jobs.mean_lips_passes(engine, opts)  # the preset's guided mean lips: one null pass
-    assert lips == (engine.presets["default"].get("lips") == "mean")
-    assert jobs.cost(engine, 250, opts) == 250 * 4 * (walked + lips)
+    lips = jobs.mean_lips_rows(engine, opts)  # the preset's guided mean lips: rows of their own
+    assert (lips > 0) == (engine.presets["default"].get("lips") == "mean")
+    assert jobs.cost(engine, 250, opts) == 250 * (4 * walked + lips)
     assert jobs.cost(engine, 250, jobs.AnimateOptions(takes=4, steps=10, guidance=2.0)) == 2 * 250 * 4 * walked
     ddpm = jobs.AnimateOptions(takes=1, sampler="ddpm", steps=5)  # ddpm walks the whole schedule
     assert jobs.cost(engine, 100, ddpm) == 100 * engine.schedule.steps
     long = 40 * engine.max_frames  # windows overlap: their frames count
     frames = sum(e - s for s, e in windows.animate_spans(long, engine.max_frames))
     one = jobs.AnimateOptions(takes=1, steps=1)
-    assert frames > long and jobs.cost(engine, long, one) == frames * (1 + jobs.mean_lips_passes(engine, one))
+    assert frames > long and jobs.cost(engine, long, one) == frames * (1 + jobs.mean_lips_rows(engine, one))
+
+
+def test_cost_counts_the_mean_lips_draws_once_per_request(tiny_bundle):
+    """`lip_draws` K: K rows (2 K guided) on the first step, whatever the number of takes."""
+    from backend.engine import Engine
+
+    engine = Engine(tiny_bundle, device="cpu")
+    base = {"sampler": "dpmpp2m", "steps": 4, "lips": "mean"}
+    engine.presets = {"g": {**base, "lip_guidance": 1.4, "lip_draws": 4}, "u": {**base, "lip_draws": 4}}
+    walked = jobs.walked_steps(engine, "dpmpp2m", 4)
+    for takes in (1, 8):
+        assert jobs.cost(engine, 100, jobs.AnimateOptions(takes=takes, preset="g")) == 100 * (takes * walked + 8)
+        assert jobs.cost(engine, 100, jobs.AnimateOptions(takes=takes, preset="u")) == 100 * (takes * walked + 4)
 
 
 def test_a_request_over_the_budget_is_refused_before_work(engine):

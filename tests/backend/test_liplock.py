@@ -13,7 +13,7 @@ import soundfile as sf
 from backend.contracts import N_EXP
 from backend.engine import Engine
 from backend.headfile import load_head_file
-from backend.liplock import lip_directions, share_lip_noise
+from backend.liplock import lip_directions, lip_draw_noise, share_lip_noise
 from blender_thunder.core import lipseal
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,3 +104,42 @@ def test_mean_lips_keep_the_sampled_upper_face_and_take_the_first_steps_lips():
     np.testing.assert_allclose(mean @ lips, one_step @ lips, atol=2e-3)
     assert np.abs(mean @ lips - sampled @ lips).max() > 0.05  # the lips did change
     assert np.abs(guided @ lips - mean @ lips).max() > 0.05
+
+
+def test_lip_draws_average_the_first_prediction_over_fixed_starts_shared_by_every_take():
+    """Preset {"lips": "mean", "lip_draws": K}: along the lip directions every take is the mean of
+    the guided first predictions from K fixed starts (liplock.lip_draw_noise), the same for every
+    take and for a take drawn alone; elsewhere the take is the sampler's, as without draws."""
+    engine = Engine(BUNDLE, device="cpu", threads=2)
+    sampled = {"sampler": "dpmpp2m", "steps": 8, "lip_contact": False}
+    engine.presets = {
+        "sampled": sampled,
+        "drawn": {**sampled, "lips": "mean", "lip_guidance": 1.4, "lip_draws": 4},
+    }
+    audio, _ = sf.read(str(ROOT / "assets" / "speech" / "demo.wav"), dtype="float32")
+    audio = audio[: 3 * 16000]
+
+    def z_of(preset, takes=3, seed=5):
+        out = engine.animate(audio, takes=takes, seed=seed, preset=preset).takes
+        x = np.stack([np.concatenate([t.exp, t.jaw], axis=1) for t in out])
+        return (x - engine._mean) @ np.linalg.inv(engine._chol_t)
+
+    dirs = engine._lip_dirs.astype(np.float64)
+    lips, rest = dirs @ dirs.T, np.eye(53) - dirs @ dirs.T
+    drawn, sampled_z = z_of("drawn"), z_of("sampled")
+    np.testing.assert_allclose(drawn @ rest, sampled_z @ rest, atol=2e-3)
+    np.testing.assert_allclose(drawn @ lips, np.repeat((drawn @ lips)[:1], 3, 0), atol=1e-4)  # one set of lips
+    np.testing.assert_allclose(z_of("drawn", takes=1, seed=6) @ lips, (drawn @ lips)[:1], atol=1e-4)  # alone
+
+    # the estimate itself, from the graphs directly: mean over the K starts of null + g (speech - null)
+    n_frames = audio.size // 640
+    feats = engine.encode(audio, n_frames)
+    ctx = engine._context(feats, True)
+    starts = lip_draw_noise(4, (n_frames, 53))
+    t = engine.schedule.steps - 1
+    ctx_rows = np.concatenate([np.repeat(ctx[:, :, :1], 4, axis=2), np.repeat(ctx[:, :, 1:], 4, axis=2)], axis=2)
+    x0 = engine.bundle.run(
+        "denoiser", {"x": np.concatenate([starts, starts]), "t": np.full(8, t, np.int64), "ctx": ctx_rows}
+    )[0]
+    expected = (x0[4:] + 1.4 * (x0[:4] - x0[4:])).mean(0)
+    np.testing.assert_allclose(drawn[0] @ lips, expected @ lips, atol=2e-3)
