@@ -96,6 +96,11 @@ class Engine:
         self.head_path: Path = self.bundle.head_path
         self.device: str = self.bundle.device
         self.presets: dict = m.get("presets") or DEFAULT_PRESETS
+        for name, preset in self.presets.items():  # a bad preset fails the bundle, not a request later
+            try:
+                mean_lips_draws(preset)
+            except ValueError as e:
+                raise BundleError(f"preset {name!r} of {bundle_dir}: {e}") from None
         self.max_frames: int = int(m.get("max_frames", 30 * FPS))
         self.schedule = Schedule.from_dict(m["schedule"])
         self.features = FeatureConfig.from_dict(m.get("features", {}))

@@ -46,6 +46,8 @@ first prediction's own noise is not where the lip error is.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 # Seed of the lip noise every take shares (any fixed value: it only has to be the same everywhere).
@@ -106,7 +108,7 @@ def mean_lips_draws(preset: dict | None) -> int | None:
     k = (preset or {}).get("lip_draws")
     if k is None:
         return None
-    if int(k) != k or int(k) < 1:
+    if isinstance(k, bool) or not isinstance(k, (int, float)) or not math.isfinite(k) or k != int(k) or k < 1:
         raise ValueError(f"lip_draws must be a whole number >= 1, got {k!r}")
     return int(k)
 

@@ -63,6 +63,15 @@ def test_head_mismatch_is_refused(copy):
         Engine(copy)
 
 
+@pytest.mark.parametrize("draws", [0, 2.5, "four", True])
+def test_a_preset_with_bad_lip_draws_is_refused_at_load(copy, draws):
+    m = json.loads((copy / "manifest.json").read_text())
+    m["presets"]["default"].update({"lips": "mean", "lip_draws": draws})
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="preset 'default'.*lip_draws must be a whole number"):
+        Engine(copy)
+
+
 def test_cuda_request_without_cuda(tiny_bundle):
     import onnxruntime as ort
 
