@@ -36,3 +36,26 @@ def test_bundle_row_has_the_lip_checks(tiny_bundle, head_dir):
         | {"machine": "m", "date": "d", "commit": "c"}
     )
     assert "closure" in table and "| tiny |" in table
+
+
+def test_a_bundle_row_per_sampler_keeps_the_presets_lips(tiny_bundle, head_dir):
+    """`--samplers` with `--bundle`: one row per sampler, each sampled by the engine with that
+    sampler and the preset's lips (what `fidelity` compares); without it, the preset's sampler."""
+    from backend.engine import Engine
+
+    audio, _ = sf.read(str(ROOT / "assets" / "speech" / "demo.wav"), dtype="float32")
+    n = len(audio) // 640
+    head_model = HeadModel(head_dir)
+    head = load_head_file(Path(head_dir) / "head.npz")
+    with torch.no_grad():
+        gt = head_model(torch.zeros(n, 53)).numpy()
+    data = [{"id": "demo", "audio": audio[: n * 640], "feats": None, "gt": gt, "speaker": None, "phones": []}]
+    own = _bundle_row("tiny", tiny_bundle, data, 2, "draft", 1.0, head_model, head, None)
+    preset = Engine(tiny_bundle).presets["draft"]
+    assert (own["sampler"], own["steps"]) == (preset["sampler"], int(preset["steps"]))
+    rows = [
+        _bundle_row("tiny", tiny_bundle, data, 2, "draft", 1.0, head_model, head, None, s)
+        for s in (("ddim", 3), ("dpmpp2m", 5))
+    ]
+    assert [(r["sampler"], r["steps"]) for r in rows] == [("ddim", 3), ("dpmpp2m", 5)]
+    assert rows[0]["metrics"]["lve"]["mean"] != rows[1]["metrics"]["lve"]["mean"]  # the sampler did change

@@ -42,6 +42,8 @@ METRICS = [
     "sync",
     "sync_lve_rank",
 ]
+# the runs' sampler when --samplers is not given (Table 2's)
+RUN_SAMPLERS = (("dpmpp2m", 25),)
 # backend/lipcheck's checks (pooled over utterances, not averaged): m/p/b closure share (mean
 # over takes and the worst take) and median vowel lip gap, mm, next to the corpus articulation's
 LIP_CHECKS = ["closure", "closure_min", "mbp_gap", "mbp_gap_gt", "vowel_gap", "vowel_gap_gt"]
@@ -65,11 +67,17 @@ def register(subparsers) -> None:
         default=[],
         metavar="NAME=DIR",
         help="a model bundle (e.g. the shipped backend/models/thunder-base), sampled by the backend's engine "
-        "with its own audio encoder and the --bundle-preset",
+        "with its own audio encoder and the --bundle-preset (its lips and guidance; its sampler unless "
+        "--samplers is given: then a row per sampler, e.g. for `fidelity`)",
     )
     p.add_argument("--bundle-preset", default="default", help="the bundles' sampler preset")
     p.add_argument("--m2s", type=Path, help="M2S run for the lip-sync score")
-    p.add_argument("--samplers", default="dpmpp2m:25", help="comma list of sampler:steps, e.g. ddpm:1000,dpmpp2m:25")
+    p.add_argument(
+        "--samplers",
+        default=None,
+        help="comma list of sampler:steps, e.g. ddpm:1000,dpmpp2m:25 "
+        "(default: dpmpp2m:25 for runs, the preset's for bundles)",
+    )
     p.add_argument("--samples", type=int, default=32, help="S samples per utterance")
     p.add_argument("--split", default="test")
     p.add_argument("--source", default=None, help="only utterances of this source (e.g. real)")
@@ -101,14 +109,19 @@ def _cli(args) -> int:
         raise DataError("nothing to evaluate: give --run NAME=RUN and/or --bundle NAME=DIR")
     if runs and args.encoder is None:
         raise DataError("--run needs --encoder (the speech encoder its denoiser was trained on)")
-    samplers = [(s.split(":")[0], int(s.split(":")[1]) if ":" in s else 10) for s in args.samplers.split(",")]
+    samplers = (
+        [(s.split(":")[0], int(s.split(":")[1]) if ":" in s else 10) for s in args.samplers.split(",")]
+        if args.samplers
+        else None
+    )
     result = evaluate(
         runs,
         corpus=args.corpus,
         head_dir=args.head,
         encoder_path=args.encoder,
         m2s_run=args.m2s,
-        samplers=samplers,
+        samplers=samplers or RUN_SAMPLERS,
+        bundle_samplers=samplers,
         n_samples=args.samples,
         split=args.split,
         source=args.source,
@@ -166,7 +179,7 @@ def evaluate(
     head_dir,
     encoder_path,
     m2s_run=None,
-    samplers=(("dpmpp2m", 25),),
+    samplers=RUN_SAMPLERS,
     n_samples: int = 32,
     split: str = "test",
     source=None,
@@ -176,7 +189,10 @@ def evaluate(
     peers=(),
     bundles=None,
     bundle_preset: str = "default",
+    bundle_samplers=None,
 ) -> dict:
+    """`bundle_samplers` (sampler, steps) pairs: a row per pair for each bundle, with the preset's lips
+    and guidance (the sampler fidelity of what ships); None: the preset's own sampler."""
     from backend.headfile import load_head_file
     from training.denoiser.samplers import sample_takes
     from training.denoiser.stats import Normaliser
@@ -249,7 +265,12 @@ def evaluate(
             )
     rows += [_peer_row(peer, data, head_dir, head_model, head, scorer) for peer in peers]
     for name, bundle_dir in (bundles or {}).items():
-        rows.append(_bundle_row(name, bundle_dir, data, n_samples, bundle_preset, guidance, head_model, head, scorer))
+        for sampler in bundle_samplers or [None]:
+            rows.append(
+                _bundle_row(
+                    name, bundle_dir, data, n_samples, bundle_preset, guidance, head_model, head, scorer, sampler
+                )
+            )
     stamp = {"commit": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     rows = [{**r, **stamp} for r in rows]  # rows of one table may come from several --append calls
     return {
@@ -331,25 +352,27 @@ def _features(encoder, audio: np.ndarray) -> torch.Tensor:
     return encoder.features_25(torch.from_numpy(audio)[None])[0]
 
 
-def _bundle_row(name, bundle_dir, data, n_samples, preset, guidance, head_model, head, scorer) -> dict:
+def _bundle_row(name, bundle_dir, data, n_samples, preset, guidance, head_model, head, scorer, sampler=None) -> dict:
     """A model bundle as the backend runs it (its audio-encoder graph, sampler preset, ONNX denoiser):
-    what an artist gets, measured like the runs."""
+    what an artist gets, measured like the runs. `sampler` (name, steps) in place of the preset's."""
     from backend.engine import Engine
 
     engine = Engine(bundle_dir)
-    sampler = engine.presets[preset]
+    sampler, steps = sampler or (engine.presets[preset]["sampler"], int(engine.presets[preset]["steps"]))
     per_utt, seconds = [], 0.0
-    for d in tqdm(data, desc=f"bundle {name}", mininterval=5):
+    for d in tqdm(data, desc=f"bundle {name} {sampler}:{steps}", mininterval=5):
         t0 = time.perf_counter()
-        res = engine.animate(d["audio"], takes=n_samples, seed=0, preset=preset, guidance=guidance)
+        res = engine.animate(
+            d["audio"], takes=n_samples, seed=0, preset=preset, sampler=sampler, steps=steps, guidance=guidance
+        )
         x = np.stack([np.concatenate([t.exp, t.jaw], 1) for t in res.takes])[:, : len(d["gt"])].astype(np.float32)
         seconds += time.perf_counter() - t0
         per_utt.append(_take_metrics(x, d, head_model, head, scorer))
     return {
         "variant": name,
         "run": str(bundle_dir),
-        "sampler": sampler["sampler"],
-        "steps": int(sampler["steps"]),
+        "sampler": sampler,
+        "steps": steps,
         "samples": n_samples,
         "sample_seconds_per_utt": seconds / len(data),
         **_summarise(per_utt, data),
