@@ -13,16 +13,21 @@ from training.head.flame import HeadModel
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bundle_row_has_the_lip_checks(tiny_bundle, head_dir):
+def _demo(head_dir):
+    """The demo sentence with the rest face as its ground truth: audio, frames, head model, head."""
     audio, _ = sf.read(str(ROOT / "assets" / "speech" / "demo.wav"), dtype="float32")
     n = len(audio) // 640
     head_model = HeadModel(head_dir)
-    head = load_head_file(Path(head_dir) / "head.npz")
     with torch.no_grad():
         gt = head_model(torch.zeros(n, 53)).numpy()
+    return audio[: n * 640], n, gt, head_model, load_head_file(Path(head_dir) / "head.npz")
+
+
+def test_bundle_row_has_the_lip_checks(tiny_bundle, head_dir):
+    audio, n, gt, head_model, head = _demo(head_dir)
     # "Thunder turns ...": a bilabial-free stretch, an M and a vowel, times in seconds
     phones = [(0.0, 0.3, "sil"), (0.3, 0.5, "AH"), (0.5, 0.62, "M"), (0.62, 0.9, "AA"), (0.9, n / 25, "sil")]
-    data = [{"id": "demo", "audio": audio[: n * 640], "feats": None, "gt": gt, "speaker": None, "phones": phones}]
+    data = [{"id": "demo", "audio": audio, "feats": None, "gt": gt, "speaker": None, "phones": phones}]
     row = _bundle_row("tiny", tiny_bundle, data, 3, "draft", 1.0, head_model, head, None)
     assert row["samples"] == 3 and row["sampler"] and row["bilabials"] == 1  # one M phone
     m = row["metrics"]
@@ -43,13 +48,8 @@ def test_a_bundle_row_per_sampler_keeps_the_presets_lips(tiny_bundle, head_dir):
     sampler and the preset's lips (what `fidelity` compares); without it, the preset's sampler."""
     from backend.engine import Engine
 
-    audio, _ = sf.read(str(ROOT / "assets" / "speech" / "demo.wav"), dtype="float32")
-    n = len(audio) // 640
-    head_model = HeadModel(head_dir)
-    head = load_head_file(Path(head_dir) / "head.npz")
-    with torch.no_grad():
-        gt = head_model(torch.zeros(n, 53)).numpy()
-    data = [{"id": "demo", "audio": audio[: n * 640], "feats": None, "gt": gt, "speaker": None, "phones": []}]
+    audio, _, gt, head_model, head = _demo(head_dir)
+    data = [{"id": "demo", "audio": audio, "feats": None, "gt": gt, "speaker": None, "phones": []}]
     own = _bundle_row("tiny", tiny_bundle, data, 2, "draft", 1.0, head_model, head, None)
     preset = Engine(tiny_bundle).presets["draft"]
     assert (own["sampler"], own["steps"]) == (preset["sampler"], int(preset["steps"]))
