@@ -275,9 +275,10 @@ class Engine:
             t2 = time.perf_counter()
             x = z @ self._chol_t + self._mean
             speech_mel, spk = self._speech_side(audio)
-            scored = x[:1] if self.one_mouth(preset) else x
-            scores = self._scores(speech_mel, spk, scored[..., :N_EXP], scored[..., N_EXP:])
-            scores = scores * len(x) if len(scored) < len(x) else scores
+            if self.one_mouth(preset):  # every take has these lips: score them once
+                scores = self._scores(speech_mel, spk, x[:1, :, :N_EXP], x[:1, :, N_EXP:]) * len(x)
+            else:
+                scores = self._scores(speech_mel, spk, x[..., :N_EXP], x[..., N_EXP:])
             t3 = time.perf_counter()
         report(1.0)
         out = [

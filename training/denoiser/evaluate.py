@@ -265,10 +265,23 @@ def evaluate(
             )
     rows += [_peer_row(peer, data, head_dir, head_model, head, scorer) for peer in peers]
     for name, bundle_dir in (bundles or {}).items():
+        from backend.engine import Engine
+
+        engine = Engine(bundle_dir)  # loaded once, sampled with each sampler
         for sampler in bundle_samplers or [None]:
             rows.append(
                 _bundle_row(
-                    name, bundle_dir, data, n_samples, bundle_preset, guidance, head_model, head, scorer, sampler
+                    name,
+                    bundle_dir,
+                    data,
+                    n_samples,
+                    bundle_preset,
+                    guidance,
+                    head_model,
+                    head,
+                    scorer,
+                    sampler,
+                    engine,
                 )
             )
     stamp = {"commit": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -352,12 +365,15 @@ def _features(encoder, audio: np.ndarray) -> torch.Tensor:
     return encoder.features_25(torch.from_numpy(audio)[None])[0]
 
 
-def _bundle_row(name, bundle_dir, data, n_samples, preset, guidance, head_model, head, scorer, sampler=None) -> dict:
+def _bundle_row(
+    name, bundle_dir, data, n_samples, preset, guidance, head_model, head, scorer, sampler=None, engine=None
+) -> dict:
     """A model bundle as the backend runs it (its audio-encoder graph, sampler preset, ONNX denoiser):
-    what an artist gets, measured like the runs. `sampler` (name, steps) in place of the preset's."""
+    what an artist gets, measured like the runs. `sampler` (name, steps) in place of the preset's;
+    `engine`: the bundle already loaded."""
     from backend.engine import Engine
 
-    engine = Engine(bundle_dir)
+    engine = engine or Engine(bundle_dir)
     sampler, steps = sampler or (engine.presets[preset]["sampler"], int(engine.presets[preset]["steps"]))
     per_utt, seconds = [], 0.0
     for d in tqdm(data, desc=f"bundle {name} {sampler}:{steps}", mininterval=5):
