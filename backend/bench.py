@@ -79,9 +79,15 @@ def grid(engine, samplers: list[str] | None, presets: list[str]) -> list[tuple[s
 
 
 def time_one(engine, audio: np.ndarray, takes: int, sampler: str, steps: int, repeat: int) -> dict:
+    """Best wall time of `repeat` requests, and this machine's GEMM rate just before them.
+
+    Why the rate: on the shared 2-core VMs the same request measured 1.16 s and 1.70 s two
+    minutes apart with nothing else of ours running (2026-12-03), while numpy's GEMM went from
+    223 to 151 GFLOP/s: the host, not the code. Each row carries the rate it ran at."""
     from backend import jobs
 
     opts = jobs.AnimateOptions(takes=takes, seed=0, sampler=sampler, steps=steps)
+    host = gemm_gflops(repeat=3)
     walls, last = [], None
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -93,6 +99,7 @@ def time_one(engine, audio: np.ndarray, takes: int, sampler: str, steps: int, re
         "wall_s": round(wall, 4),
         "rtf": round(wall / duration, 4),
         "timings": {k: round(v, 4) for k, v in last.timings.items()},
+        "host_gemm_gflops": round(host, 1),
     }
 
 
@@ -267,19 +274,26 @@ def markdown(report: dict) -> str:
             f"onnxruntime {m['onnxruntime']} (threads: {report.get('threads', 'default')})",
             f"load average {m['load_average']}",
         ),
-        "| device | clip s | takes | preset | sampler | steps | wall s | RTF | encode s | sample s | score s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| device | clip s | takes | preset | sampler | steps | wall s | RTF | encode s | sample s | score s "
+        "| host GEMM GFLOP/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
         t = r["timings"]
         lines.append(
             f"| {r['device']} | {r['seconds']:g} | {r['takes']} | {r['preset']} | {r['sampler']} | "
             f"{r['steps']} | {r['wall_s']:.3f} | {r['rtf']:.3f} | {t.get('encode', 0):.3f} | "
-            f"{t.get('sample', 0):.3f} | {t.get('score', 0):.3f} |"
+            f"{t.get('sample', 0):.3f} | {t.get('score', 0):.3f} | {r.get('host_gemm_gflops', float('nan')):.0f} |"
         )
     if "target" in report:
         tg = report["target"]
-        lines += ["", f"Target ({tg['what']}): {tg['wall_s']:.2f} s — {'met' if tg['met'] else 'NOT met'}."]
+        lines += [
+            "",
+            f"Target ({tg['what']}): {tg['wall_s']:.2f} s — {'met' if tg['met'] else 'NOT met'}.",
+            "",
+            "Host GEMM: numpy's float32 GEMM rate measured just before each row. On shared VMs it moves "
+            "by a third within minutes with nothing else running; compare rows at like rates.",
+        ]
     if "profile" in report:
         p = report["profile"]
         lines += [

@@ -157,7 +157,7 @@ def test_bench_writes_stamped_reports(tiny_bundle, tmp_path, capsys):
         (1, "ddim"),
         (2, "ddim"),
     }
-    assert all(row["rtf"] > 0 for row in report["rows"])
+    assert all(row["rtf"] > 0 and row["host_gemm_gflops"] > 0 for row in report["rows"])
     p = report["profile"]
     assert p["step_matmul_gflop"] > 0 and p["floor_sample_s"] > 0 and p["step_ops_s"]
     assert "Where the time goes" in jpath.with_suffix(".md").read_text()
