@@ -242,6 +242,7 @@ def run(
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "commit": commit(),
         "machine": machine(),
+        "lanes": max((lanes.n for lanes in engine.bundle.lanes.values()), default=0),
         "rows": rows,
     }
     if do_profile:
@@ -271,7 +272,8 @@ def markdown(report: dict) -> str:
         *heading(
             report,
             "bench",
-            f"onnxruntime {m['onnxruntime']} (threads: {report.get('threads', 'default')})",
+            f"onnxruntime {m['onnxruntime']} (threads: {report.get('threads', 'default')}; "
+            f"step lanes: {report.get('lanes', 0) or 'none'})",
             f"load average {m['load_average']}",
         ),
         "| device | clip s | takes | preset | sampler | steps | wall s | RTF | encode s | sample s | score s "

@@ -137,16 +137,40 @@ class Bundle:
     stats: dict
     sessions: dict = field(default_factory=dict)
     device: str = "cpu"
+    lanes: dict = field(default_factory=dict)  # graph -> backend.lanes.Lanes (CPU, several cores)
 
     def run(self, graph: str, feeds: dict) -> list[np.ndarray]:
+        if graph in self.lanes:
+            out = self.lanes[graph].run(feeds)
+            if out is not None:
+                return out
         return self.sessions[graph].run(None, feeds)
 
     def input_names(self, graph: str) -> list[str]:
         return [i.name for i in self.sessions[graph].get_inputs()]
 
 
-def load_bundle(bundle_dir, device: str = "auto", threads: int | None = None, head_id: str | None = None) -> Bundle:
-    """Check every file against the manifest and open one session per graph."""
+# The graph whose passes are split into lanes (backend/lanes.py): the sampler's step, run once per step.
+LANE_GRAPH = "denoiser"
+
+
+def lane_count(device: str, threads: int | None, lanes: int | None) -> int:
+    """Lanes for the step graph: `lanes` if given, else 2 on a CPU with two or more threads (the
+    measured case: 2 cores, 1 thread a lane), else 0 (one session)."""
+    if lanes is not None:
+        return max(0, int(lanes))
+    return 2 if device == "cpu" and (threads or os.cpu_count() or 1) >= 2 else 0
+
+
+def load_bundle(
+    bundle_dir,
+    device: str = "auto",
+    threads: int | None = None,
+    head_id: str | None = None,
+    lanes: int | None = None,
+) -> Bundle:
+    """Check every file against the manifest and open one session per graph (and, on a CPU, the
+    step graph's lanes: `lane_count`)."""
     import onnxruntime as ort
 
     bundle_dir = Path(bundle_dir)
@@ -168,7 +192,8 @@ def load_bundle(bundle_dir, device: str = "auto", threads: int | None = None, he
     opts.enable_cpu_mem_arena = False
     if threads:
         opts.intra_op_num_threads = threads
-    sessions = {}
+    sessions, lane_sets = {}, {}
+    n_lanes = lane_count(used, threads, lanes)
     for name, entry in manifest["graphs"].items():
         path, graph = checked_bytes(bundle_dir, entry, f"graph {name!r}")
         try:
@@ -182,5 +207,31 @@ def load_bundle(bundle_dir, device: str = "auto", threads: int | None = None, he
             sessions[name] = ort.InferenceSession(graph, opts, providers=provs)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
             raise BundleError(f"graph {name!r}: onnxruntime cannot load {path}: {e}") from e
+        if name == LANE_GRAPH and n_lanes >= 2:
+            lanes_of_graph = _lanes(graph, entry, opts, provs, n_lanes, threads)
+            if lanes_of_graph is not None:
+                lane_sets[name] = lanes_of_graph
         del graph
-    return Bundle(bundle_dir, manifest, head_path, stats, sessions, used)
+    return Bundle(bundle_dir, manifest, head_path, stats, sessions, used, lane_sets)
+
+
+def _lanes(graph: bytes, entry: dict, opts, provs: list[str], n: int, threads: int | None):
+    """`n` sessions of `graph` that share the cores: each gets an n-th of the threads."""
+    import onnxruntime as ort
+
+    from backend.lanes import Lanes, batch_axes
+
+    lane_opts = ort.SessionOptions()
+    lane_opts.log_severity_level = opts.log_severity_level
+    lane_opts.enable_cpu_mem_arena = opts.enable_cpu_mem_arena
+    lane_opts.intra_op_num_threads = max(1, (threads or os.cpu_count() or 1) // n)
+    try:
+        return Lanes(
+            lambda: ort.InferenceSession(graph, lane_opts, providers=provs),
+            n,
+            batch_axes(entry.get("inputs", {})),
+            batch_axes(entry.get("outputs", {})),
+        )
+    except ValueError as e:  # a manifest that does not name the rows axes: one session, as before
+        log.info("step graph runs as one session: %s", e)
+        return None

@@ -40,13 +40,20 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="onnxruntime intra-op threads (default: one per core; 1 can be faster on a busy machine)",
     )
+    p.add_argument(
+        "--lanes",
+        type=int,
+        default=None,
+        help="sessions that split each sampler step's takes between them (default: 2 on a CPU with two "
+        "or more threads, each with half of them; 0: one session)",
+    )
 
 
 def open_engine(args):
     """The engine or a clean exit with the reason (same loader as the server)."""
     from backend.service import load_engine
 
-    engine, error = load_engine(args.bundle, args.device, getattr(args, "threads", None))
+    engine, error = load_engine(args.bundle, args.device, getattr(args, "threads", None), getattr(args, "lanes", None))
     if engine is None:
         raise SystemExit(f"thunder: {error}")
     return engine
@@ -71,6 +78,7 @@ def cmd_serve(args) -> int:
         bundle=args.bundle,
         device=args.device,
         threads=args.threads,
+        lanes=args.lanes,
         allow_remote=args.allow_remote,
         extra_hosts=tuple(args.allowed_host),
         allowed_origins=tuple(args.allowed_origin),

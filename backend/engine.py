@@ -88,10 +88,19 @@ def fit_frames(x: np.ndarray, n: int, axis: int) -> np.ndarray:
 
 class Engine:
     """`share_lips`: every take starts from the same lip noise (backend/liplock.py), so takes
-    agree on the lips and differ in the upper face; False gives fully independent takes."""
+    agree on the lips and differ in the upper face; False gives fully independent takes.
+    `lanes`: how many single-thread sessions split a sampler step's rows (backend/lanes.py;
+    None: 2 on a CPU with two or more threads, 0 or 1: one session)."""
 
-    def __init__(self, bundle_dir, device: str = "auto", threads: int | None = None, share_lips: bool = True):
-        self.bundle = load_bundle(bundle_dir, device, threads)
+    def __init__(
+        self,
+        bundle_dir,
+        device: str = "auto",
+        threads: int | None = None,
+        share_lips: bool = True,
+        lanes: int | None = None,
+    ):
+        self.bundle = load_bundle(bundle_dir, device, threads, lanes=lanes)
         m = self.bundle.manifest
         self.manifest: dict = m
         self.head_path: Path = self.bundle.head_path

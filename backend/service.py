@@ -31,7 +31,7 @@ from backend.worker import Worker
 log = logging.getLogger("thunder.service")
 
 
-def load_engine(bundle, device: str = "auto", threads: int | None = None):
+def load_engine(bundle, device: str = "auto", threads: int | None = None, lanes: int | None = None):
     """(engine, None) or (None, reason): a missing or broken bundle must not stop the server."""
     bundle = Path(bundle) if bundle else default_bundle()
     if not (bundle / "manifest.json").is_file():
@@ -39,7 +39,7 @@ def load_engine(bundle, device: str = "auto", threads: int | None = None):
     from backend.engine import Engine
 
     try:
-        return Engine(bundle, device=device, threads=threads), None
+        return Engine(bundle, device=device, threads=threads, lanes=lanes), None
     except Exception as exc:  # BundleError, onnxruntime load errors: report, keep serving
         log.exception("could not load bundle %s", bundle)
         return None, f"could not load bundle {bundle}: {exc}"
@@ -73,7 +73,7 @@ def create_app(settings: Settings = Settings(), token: str | None = None, engine
     token = token if token is not None else security.load_or_create_token()
     load_error = None
     if engine is None:
-        engine, load_error = load_engine(settings.bundle, settings.device, settings.threads)
+        engine, load_error = load_engine(settings.bundle, settings.device, settings.threads, settings.lanes)
     worker = Worker(settings.max_queue)
 
     @contextlib.asynccontextmanager

@@ -21,6 +21,7 @@ class Settings:
     bundle: Optional[str] = None
     device: str = "auto"
     threads: Optional[int] = None  # onnxruntime intra-op threads (None: one per core)
+    lanes: Optional[int] = None  # step-graph lanes (backend/lanes.py; None: 2 on a multi-core CPU)
     allow_remote: bool = False
     extra_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()  # browser origins allowed besides none (the add-on sends no Origin)
