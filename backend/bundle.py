@@ -155,11 +155,14 @@ LANE_GRAPH = "denoiser"
 
 
 def lane_count(device: str, threads: int | None, lanes: int | None) -> int:
-    """Lanes for the step graph: `lanes` if given, else 2 on a CPU with two or more threads (the
-    measured case: 2 cores, 1 thread a lane), else 0 (one session)."""
+    """Lanes for the step graph on a CPU: `lanes` if given, else 2 with two or more threads (the
+    measured case: 2 cores, 1 thread a lane), else 0 (one session). A GPU runs a pass as one
+    launch: never lanes there."""
+    if device != "cpu":
+        return 0
     if lanes is not None:
         return max(0, int(lanes))
-    return 2 if device == "cpu" and (threads or os.cpu_count() or 1) >= 2 else 0
+    return 2 if (threads or os.cpu_count() or 1) >= 2 else 0
 
 
 def load_bundle(

@@ -39,7 +39,7 @@ def test_rows_axes_come_from_the_manifest():
 def test_lane_count_defaults_to_two_on_a_multicore_cpu_only():
     assert lane_count("cpu", 2, None) == 2
     assert lane_count("cpu", 1, None) == 0  # one thread: nothing to share
-    assert lane_count("cuda", 16, None) == 0  # the GPU runs a pass as one launch
+    assert lane_count("cuda", 16, None) == 0 and lane_count("cuda", 16, 2) == 0  # a GPU: one launch a pass
     assert lane_count("cpu", 2, 0) == 0 and lane_count("cpu", 1, 3) == 3
 
 
