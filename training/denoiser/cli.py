@@ -54,6 +54,13 @@ def register(subparsers) -> None:
         "--w-close", type=float, default=None, help="weight of the lip-opening loss on closed target frames (0: off)"
     )
     t.add_argument("--m2s-fraction", type=float, default=None, help="share of each batch through M2S")
+    t.add_argument(
+        "--top-fraction",
+        type=float,
+        default=None,
+        help="share of each batch at the top of the schedule (t >= 950: the audio-only estimate the "
+        "engine's lips come from; 0: uniform)",
+    )
     t.add_argument("--encoder-lr", type=float, default=None, help="encoder learning rate with --train-encoder")
     t.add_argument("--window", type=int, default=None)
     t.add_argument("--limit", type=int, default=None, help="use only the first N utterances per split")

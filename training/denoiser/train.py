@@ -49,8 +49,18 @@ class TrainConfig:
     w_gap: float  # weight of L_gap, the lip-opening error (mm^2; 0: off)
     w_close: float  # weight of L_close, the lip-opening error on closed target frames (mm^2; 0: off)
     m2s_fraction: float  # share of each batch that goes through the frozen M2S
+    # share of each batch drawn at the top of the schedule (t >= TOP_FROM) instead of uniformly: the
+    # steps whose prediction is the model's audio-only estimate, where the engine takes every take's
+    # lips from (backend/liplock.py, mean lips); 0: the uniform draw of DDPM
+    top_fraction: float
     encoder_lr: float  # the encoder's learning rate in the -T variant (train_encoder)
     max_minutes: float  # 0: no deadline
+
+
+# Where `top_fraction`'s steps start: from t = 950 of 1,000 the input keeps under 1 % of the signal's
+# variance (alpha-bar < 0.003 on the linear schedule), so the prediction there is the estimate the
+# engine's lip draws read at the first sampler step (t = 999).
+TOP_FROM = 950
 
 
 class DiffusionLoss:
@@ -67,8 +77,10 @@ class DiffusionLoss:
         lip_gap: LipGap | None = None,
         w_gap: float = 0.0,
         w_close: float = 0.0,
+        top_fraction: float = 0.0,
     ):
         self.norm, self.vq, self.schedule = norm, vq, schedule
+        self.top_fraction = top_fraction
         self.lip_gap, self.w_gap, self.w_close = lip_gap, w_gap, w_close
         self.sqrt_ac = torch.tensor(np.sqrt(schedule.alphas_cumprod), dtype=torch.float32)
         self.sqrt_1mac = torch.tensor(np.sqrt(1.0 - schedule.alphas_cumprod), dtype=torch.float32)
@@ -89,13 +101,22 @@ class DiffusionLoss:
             null = torch.zeros(b, device=dev)
         else:
             z0 = self.norm.normalise(x0)
-            t = torch.randint(0, self.schedule.steps, (b,), generator=gen) if t is None else torch.full((b,), t)
+            t = self.draw_steps(b, gen) if t is None else torch.full((b,), t)
             eps = torch.randn(z0.shape, generator=gen).to(dev)
             z = self.sqrt_ac[t][:, None, None].to(dev) * z0 + self.sqrt_1mac[t][:, None, None].to(dev) * eps
             p = model.cfg.p_uncond if model.training else 0.0
             null = (torch.rand(b, generator=gen) < p).float().to(dev)
             t = t.to(dev)
         return self.norm.denormalise(model(z, t, feats, null))
+
+    def draw_steps(self, b: int, gen: torch.Generator | None = None) -> torch.Tensor:
+        """Diffusion steps (b,) for a batch: uniform, except the last round(top_fraction * b) items,
+        drawn from [TOP_FROM, T) (the last ones, so the M2S share, the first items, keeps its draw)."""
+        t = torch.randint(0, self.schedule.steps, (b,), generator=gen)
+        k = int(round(self.top_fraction * b))
+        if k > 0:
+            t[b - k :] = torch.randint(min(TOP_FROM, self.schedule.steps - 1), self.schedule.steps, (k,), generator=gen)
+        return t
 
     def to(self, device) -> "DiffusionLoss":
         self.norm.to(device)
@@ -272,6 +293,7 @@ def train(
         lip_gap=LipGap(Path(head_npz).parent),
         w_gap=cfg.w_gap,
         w_close=cfg.w_close,
+        top_fraction=cfg.top_fraction,
     ).to(device)
     prov = prov or provenance(seed, corpus_data(corpus), training_config=origin)
     config = {"train": {**asdict(cfg), "seed": seed}, "model": mcfg.to_dict(), "head": str(head_npz)}
