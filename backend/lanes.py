@@ -77,7 +77,9 @@ class Lanes:
     def _shares(self, name: str, value: np.ndarray, bounds: tuple) -> list[np.ndarray]:
         """`value` cut into the lanes' contiguous shares along its rows axis. The engine passes the
         same audio context (8 MB for 8 takes x 10 s) to every step of a request: its shares are cut
-        once and kept for as long as the same array comes back."""
+        once and kept for as long as the same array comes back. Identity is the key, so a caller must
+        hand a new array, not the same one changed in place (the engine builds x and t afresh every step
+        and never writes to its contexts)."""
         held = self._held.get(name)
         if held is not None and held[0] is value and held[1] == bounds:
             return held[2]
