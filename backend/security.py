@@ -52,7 +52,9 @@ def load_or_create_token(path: Path | None = None) -> str:
         return _read_token(path)
     except OSError as exc:
         raise SecurityError(f"cannot create the token file {path}: {exc.strerror or exc}") from None
-    token = secrets.token_urlsafe(32)
+    # Hex, not urlsafe base64: one urlsafe token in 64 starts with "-", and
+    # `thunder loadtest --token -Ab…` then reads as an option (CI stop 27).
+    token = secrets.token_hex(32)
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(token + "\n")
     return token

@@ -22,6 +22,14 @@ def test_token_created_0600_and_reused(tmp_path, monkeypatch):
     assert security.load_or_create_token() == token, "second start must reuse the token"
 
 
+def test_new_tokens_can_be_passed_as_a_command_line_value(tmp_path):
+    # A token is pasted after `--token`; one starting with "-" reads as an option
+    # (urlsafe base64 did that once in 64 tokens and failed CI stop 27).
+    tokens = [security.load_or_create_token(tmp_path / f"t{i}") for i in range(300)]
+    assert len(set(tokens)) == 300
+    assert all(t[0].isalnum() and t.isalnum() and len(t) >= 32 for t in tokens)
+
+
 def test_loose_token_permissions_are_tightened(tmp_path):
     path = tmp_path / "token"
     path.write_text("x" * 40 + "\n")
