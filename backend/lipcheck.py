@@ -66,6 +66,25 @@ def vowel_frames(gap_mm: np.ndarray, phones, fps: float = FPS) -> np.ndarray:
     return np.concatenate([gap_mm[s] for s in spans]) if spans else np.zeros(0)
 
 
+# where on the timeline a lip error falls (training's evaluate splits LVE by these)
+FRAME_CLASSES = ("vowel", "mbp", "consonant", "pause")
+
+
+def frame_classes(phones, n: int, fps: float = FPS) -> np.ndarray:
+    """Each frame's index into FRAME_CLASSES by the phone its centre lies in: a vowel, an m/p/b,
+    another phone, or none (silence, or a time no phone covers). Centres, not the checks' widened
+    spans, so every frame counts once."""
+    centres = (np.arange(n) + 0.5) / fps
+    cls = np.full(n, FRAME_CLASSES.index("pause"))
+    for start, end, lab in phones:
+        label = str(lab).upper().rstrip("012")
+        if label == "SIL":
+            continue
+        kind = "vowel" if label in VOWELS else "mbp" if label in BILABIAL else "consonant"
+        cls[(centres >= float(start)) & (centres < float(end))] = FRAME_CLASSES.index(kind)
+    return cls
+
+
 def summarise(gaps_mm: list[np.ndarray], phones_per_clip: list) -> dict:
     """Closure share and median vowel gap over clips (one gap curve and one phone list per clip)."""
     hits, total, vowels = 0.0, 0, []

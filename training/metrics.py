@@ -25,10 +25,14 @@ import numpy as np
 MM = 1000.0
 
 
+def lip_errors(pred: np.ndarray, gt: np.ndarray, lips: np.ndarray) -> np.ndarray:
+    """Per frame, the largest distance over the lip vertices (mm): LVE before its mean."""
+    return np.linalg.norm(pred[:, lips] - gt[:, lips], axis=-1).max(axis=1) * MM
+
+
 def lve(pred: np.ndarray, gt: np.ndarray, lips: np.ndarray) -> float:
     """pred, gt (T, V, 3) metres -> mm."""
-    d = np.linalg.norm(pred[:, lips] - gt[:, lips], axis=-1)
-    return float(d.max(axis=1).mean() * MM)
+    return float(lip_errors(pred, gt, lips).mean())
 
 
 def _series(x: np.ndarray, idx: np.ndarray) -> np.ndarray:

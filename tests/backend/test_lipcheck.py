@@ -49,3 +49,10 @@ def test_vowel_gap_takes_only_vowel_frames():
     res = lipcheck.summarise([gap, gap], [PHONES, PHONES])
     assert res["bilabials"] == 4 and res["vowel_frames"] == 2 * len(v)
     assert res["vowel_gap_mm"] == float(np.median(v))
+
+
+def test_frame_classes_put_each_frame_in_the_phone_its_centre_lies_in():
+    cls = lipcheck.frame_classes(PHONES + [(1.0, 1.08, "S")], 28)
+    names = [lipcheck.FRAME_CLASSES[c] for c in cls]
+    expect = ["pause"] * 5 + ["mbp"] * 2 + ["vowel"] * 5 + ["mbp"] * 2 + ["vowel"] * 6 + ["pause"] * 5
+    assert names == expect + ["consonant"] * 2 + ["pause"]

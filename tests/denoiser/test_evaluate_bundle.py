@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -36,11 +37,19 @@ def test_bundle_row_has_the_lip_checks(tiny_bundle, head_dir):
     assert np.isfinite(m["mbp_gap"]["mean"]) and m["mbp_gap_gt"]["mean"] <= 2.0
     # the ground truth here is the rest face: its lips barely part on the vowels
     assert np.isfinite(m["vowel_gap"]["mean"]) and m["vowel_gap_gt"]["mean"] < 3.0
+    # LVE split by phone kind: the shares cover every frame and the parts add up to LVE
+    parts = [m[f"lve_{k}"] for k in ("vowel", "mbp", "consonant", "pause")]
+    assert sum(p["share"] for p in parts) == pytest.approx(1.0)
+    assert parts[2]["share"] == 0 and np.isnan(parts[2]["mean"])  # no other consonant here
+    whole = sum(p["share"] * p["mean"] for p in parts if p["share"])
+    # one utterance: the frames' mean is LVE itself
+    assert whole == pytest.approx(m["lve_frames"]["mean"], rel=1e-6)
+    assert m["lve_frames"]["mean"] == pytest.approx(m["lve"]["mean"], rel=1e-6)
     table = markdown(
         {"rows": [row], "utterances": 1, "split": "test", "source": "real", "units": "mm"}
         | {"machine": "m", "date": "d", "commit": "c"}
     )
-    assert "closure" in table and "| tiny |" in table
+    assert "closure" in table and "| tiny |" in table and "Where the lip error falls" in table
 
 
 def test_a_bundle_row_per_sampler_keeps_the_presets_lips(tiny_bundle, head_dir):

@@ -24,7 +24,7 @@ from backend.features import log_mel
 from backend.samplers import Schedule
 from training.console import to_stdout
 from training.errors import DataError
-from training.metrics import lip_distance, spearman, utterance_metrics
+from training.metrics import lip_distance, lip_errors, spearman, utterance_metrics
 
 METRICS = [
     "lve",
@@ -47,6 +47,10 @@ RUN_SAMPLERS = (("dpmpp2m", 25),)
 # backend/lipcheck's checks (pooled over utterances, not averaged): m/p/b closure share (mean
 # over takes and the worst take) and median vowel lip gap, mm, next to the corpus articulation's
 LIP_CHECKS = ["closure", "closure_min", "mbp_gap", "mbp_gap_gt", "vowel_gap", "vowel_gap_gt"]
+# LVE's frames split by the phone they fall in (lipcheck.FRAME_CLASSES): mean of the per-frame
+# lip error over those frames of every take, and their share of the frames; says where one
+# model's LVE is lost to another's (issue #15: diffusion against regression)
+FRAME_LVE = [f"lve_{c}" for c in lipcheck.FRAME_CLASSES] + ["lve_frames"]
 
 
 def register(subparsers) -> None:
@@ -321,7 +325,13 @@ def _lip_checks(verts: np.ndarray, d: dict, head) -> dict:
     phones = d.get("phones", [])
     shares, n = [], 0
     vowels, mins = [], []
+    classes = lipcheck.frame_classes(phones, len(d["gt"]))
+    kinds = len(lipcheck.FRAME_CLASSES)
+    err_sum, err_frames = np.zeros(kinds), np.zeros(kinds)
     for take in verts:
+        err = lip_errors(take, d["gt"], head["region_lips"])
+        err_sum += np.bincount(classes, weights=err, minlength=kinds)
+        err_frames += np.bincount(classes, minlength=kinds)
         gap = lip_distance(take, up, lo)
         mins.append(lipcheck.bilabial_min_gaps(gap, phones))
         share, n = lipcheck.closure_of(mins[-1])  # the m/p/b minima once per take
@@ -335,6 +345,8 @@ def _lip_checks(verts: np.ndarray, d: dict, head) -> dict:
         "vowel_gt": lipcheck.vowel_frames(gt_gap, phones),
         "mbp": np.concatenate(mins) if mins else np.zeros(0),
         "mbp_gt": lipcheck.bilabial_min_gaps(gt_gap, phones),
+        "err_sum": err_sum,
+        "err_frames": err_frames,
     }
 
 
@@ -357,7 +369,22 @@ def _pool_lip_checks(per_utt: list[dict]) -> dict:
         "vowel_gap": {"mean": med(vowel), "std": 0.0},
         "vowel_gap_gt": {"mean": med(vowel_gt), "std": 0.0},
         "bilabials": total,
+        **_frame_lve(checks),
     }
+
+
+def _frame_lve(checks: list[dict]) -> dict:
+    """FRAME_LVE pooled over utterances and takes, each with its share of the frames."""
+    if not checks:
+        return {}
+    err = np.sum([c["err_sum"] for c in checks], axis=0)
+    frames = np.sum([c["err_frames"] for c in checks], axis=0)
+    parts = {
+        f"lve_{kind}": {"mean": float(e / f) if f else float("nan"), "std": 0.0, "share": float(f / frames.sum())}
+        for kind, e, f in zip(lipcheck.FRAME_CLASSES, err, frames)
+    }
+    # over all frames alike (the table's LVE averages utterances, so long clips weigh the same)
+    return {**parts, "lve_frames": {"mean": float(err.sum() / frames.sum()), "std": 0.0, "share": 1.0}}
 
 
 @torch.no_grad()
@@ -430,7 +457,7 @@ def _summarise(per_utt: list[dict], data: list[dict]) -> dict:
     return {
         "metrics": {
             **{k: _mean_std([p[k] for p in per_utt if k in p]) for k in keys},
-            **{k: v for k, v in pooled.items() if k in LIP_CHECKS},
+            **{k: v for k, v in pooled.items() if k in LIP_CHECKS + FRAME_LVE},
         },
         "bilabials": pooled["bilabials"],
         "per_utterance": {
@@ -468,6 +495,31 @@ def markdown(result: dict) -> str:
             + " | ".join(cells)
             + f" | {r['sample_seconds_per_utt']:.2f} |"
         )
+    return "\n".join(lines) + "\n" + _frame_lve_table(result["rows"])
+
+
+def _frame_lve_table(rows: list[dict]) -> str:
+    """LVE split by where its frames fall (FRAME_LVE), for rows that have it."""
+    rows = [r for r in rows if all(k in r["metrics"] for k in FRAME_LVE)]
+    if not rows:
+        return ""
+    shares = rows[0]["metrics"]
+    lines = [
+        "",
+        "Where the lip error falls: the per-frame lip error (LVE's, mm) averaged over all frames of "
+        "every take, and over the frames inside each kind of phone (their share of the frames in brackets).",
+        "",
+        "| variant | sampler | "
+        + " | ".join(
+            "all frames" if k == "lve_frames" else f"{k.removeprefix('lve_')} ({shares[k]['share']:.0%})"
+            for k in FRAME_LVE
+        )
+        + " |",
+        "|" + "---|" * (len(FRAME_LVE) + 2),
+    ]
+    for r in rows:
+        cells = [_cell(r["metrics"][k]["mean"]) for k in FRAME_LVE]
+        lines.append(f"| {r['variant']} | {r['sampler']}:{r['steps']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
