@@ -28,11 +28,16 @@ def _span(start: float, end: float, n: int, fps: float, slack: int) -> slice:
     return slice(max(a, 0), min(max(b, a + 1), n))
 
 
+def _label(lab) -> str:
+    """A phone label as the checks compare it: upper case, stress digits dropped."""
+    return str(lab).upper().rstrip("012")
+
+
 def phone_spans(phones, labels, n: int, fps: float = FPS, slack: int = 0) -> list[slice]:
     """Frame slices of the phones whose label (stress digits dropped, upper case) is in `labels`."""
     out = []
     for start, end, lab in phones:
-        if str(lab).upper().rstrip("012") in labels:
+        if _label(lab) in labels:
             span = _span(float(start), float(end), n, fps, slack)
             if span.stop > span.start:
                 out.append(span)
@@ -77,7 +82,7 @@ def frame_classes(phones, n: int, fps: float = FPS) -> np.ndarray:
     centres = (np.arange(n) + 0.5) / fps
     cls = np.full(n, FRAME_CLASSES.index("pause"))
     for start, end, lab in phones:
-        label = str(lab).upper().rstrip("012")
+        label = _label(lab)
         if label == "SIL":
             continue
         kind = "vowel" if label in VOWELS else "mbp" if label in BILABIAL else "consonant"

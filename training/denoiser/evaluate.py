@@ -327,11 +327,9 @@ def _lip_checks(verts: np.ndarray, d: dict, head) -> dict:
     vowels, mins = [], []
     classes = lipcheck.frame_classes(phones, len(d["gt"]))
     kinds = len(lipcheck.FRAME_CLASSES)
-    err_sum, err_frames = np.zeros(kinds), np.zeros(kinds)
+    err_sum = np.zeros(kinds)
     for take in verts:
-        err = lip_errors(take, d["gt"], head["region_lips"])
-        err_sum += np.bincount(classes, weights=err, minlength=kinds)
-        err_frames += np.bincount(classes, minlength=kinds)
+        err_sum += np.bincount(classes, weights=lip_errors(take, d["gt"], head["region_lips"]), minlength=kinds)
         gap = lip_distance(take, up, lo)
         mins.append(lipcheck.bilabial_min_gaps(gap, phones))
         share, n = lipcheck.closure_of(mins[-1])  # the m/p/b minima once per take
@@ -346,7 +344,7 @@ def _lip_checks(verts: np.ndarray, d: dict, head) -> dict:
         "mbp": np.concatenate(mins) if mins else np.zeros(0),
         "mbp_gt": lipcheck.bilabial_min_gaps(gt_gap, phones),
         "err_sum": err_sum,
-        "err_frames": err_frames,
+        "err_frames": len(verts) * np.bincount(classes, minlength=kinds),  # every take has the same frames
     }
 
 
