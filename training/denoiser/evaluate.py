@@ -42,6 +42,9 @@ METRICS = [
     "sync",
     "sync_lve_rank",
 ]
+# peer rows beside the runs: a classic pipeline, and the corpus's own renditions of each utterance
+# (the pseudo-GT is draw 0; the others say how far a faithful sample, or their average, lands from it)
+PEERS = ["allphone", "draws", "draw-mean"]
 # the runs' sampler when --samplers is not given (Table 2's)
 RUN_SAMPLERS = (("dpmpp2m", 25),)
 # backend/lipcheck's checks (pooled over utterances, not averaged): m/p/b closure share (mean
@@ -92,9 +95,13 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--peer",
-        choices=["allphone"],
-        default=None,
-        help="add a classic pipeline peer row: allphone = pocketsphinx phones -> corpus articulation",
+        choices=PEERS,
+        action="append",
+        default=[],
+        help="add a peer row (repeatable): allphone = pocketsphinx phones -> corpus articulation; "
+        "draws = the utterance's other motion draws as its takes (a model that samples the corpus's "
+        "own renditions exactly); draw-mean = their mean (the average face a regression aims at). "
+        "draws and draw-mean need a redrawn corpus",
     )
     p.add_argument(
         "--append",
@@ -109,8 +116,8 @@ def _cli(args) -> int:
     torch.set_num_threads(args.threads)
     runs = dict(r.split("=", 1) if "=" in r else (Path(r).name, r) for r in args.run)
     bundles = dict(b.split("=", 1) if "=" in b else (Path(b).name, b) for b in args.bundle)
-    if not runs and not bundles:
-        raise DataError("nothing to evaluate: give --run NAME=RUN and/or --bundle NAME=DIR")
+    if not runs and not bundles and not args.peer:
+        raise DataError("nothing to evaluate: give --run NAME=RUN, --bundle NAME=DIR and/or --peer")
     if runs and args.encoder is None:
         raise DataError("--run needs --encoder (the speech encoder its denoiser was trained on)")
     samplers = (
@@ -132,7 +139,7 @@ def _cli(args) -> int:
         origin=args.origin,
         limit=args.limit,
         guidance=args.guidance,
-        peers=[args.peer] if args.peer else (),
+        peers=args.peer,
         bundles=bundles,
         bundle_preset=args.bundle_preset,
     )
@@ -202,7 +209,8 @@ def evaluate(
     from training.denoiser.stats import Normaliser
     from training.denoiser.train import load_run, run_encoder
     from training.m2s.vertices import RegionVertices
-    from training.speech.data import load_audio, load_motion
+    from training.corpus.io import motion_draws
+    from training.speech.data import load_audio, load_motion, load_motion_draws
     from training.speech.encoder import load_encoder
     from training.provenance import git_commit
 
@@ -214,11 +222,16 @@ def evaluate(
     encoder = load_encoder(encoder_path) if encoder_path else None
     scorer = Scorer(m2s_run, head_dir) if m2s_run else None
     utts = _utterances(corpus, split, source, limit, origin)
+    draw_peers = sorted({"draws", "draw-mean"} & set(peers))
+    if draw_peers and any(len(motion_draws(u)) < 2 for u in utts):
+        raise DataError(
+            f"--peer {draw_peers[0]}: {corpus} has one motion draw per utterance; it needs a redrawn corpus"
+        )
     data = []
     for u in tqdm(utts, desc="encode", mininterval=5, leave=False):
         audio = load_audio(corpus, u)
         m = load_motion(corpus, u)
-        x = np.concatenate([m["exp"], m["jaw"]], 1).astype(np.float32)
+        x = _motion_x(m)
         with torch.no_grad():
             feats = encoder.features_25(torch.from_numpy(audio)[None])[0] if encoder is not None else None
             n = min(len(x), len(feats)) if feats is not None else min(len(x), len(audio) // 640)
@@ -229,6 +242,9 @@ def evaluate(
 
             spk = embed_audio(audio)
         phones = list(zip(m["phones_start"], m["phones_end"], m["phones"])) if "phones" in m else []
+        others = []
+        if draw_peers:
+            others = [_motion_x(o)[:n] for o in load_motion_draws(corpus, u)[1:]]
         data.append(
             {
                 "id": u["id"],
@@ -237,6 +253,7 @@ def evaluate(
                 "gt": gt,
                 "speaker": spk,
                 "phones": phones,
+                "draws": others,
             }
         )
 
@@ -420,29 +437,56 @@ def _bundle_row(
     }
 
 
-def _peer_row(peer: str, data: list, head_dir, head_model, head, scorer) -> dict:
-    """A classic pipeline peer (training/peers) as a deterministic row (1 take per utterance)."""
-    from training.corpus.face import Face
-    from training.peers.allphone import peer_motion
+def _motion_x(m: dict) -> np.ndarray:
+    """A motion file's (T, 53) expression + jaw rows, the layout the denoisers sample."""
+    return np.concatenate([m["exp"], m["jaw"]], 1).astype(np.float32)
 
-    if peer != "allphone":
+
+PEER_RUNS = {
+    "allphone": "pocketsphinx allphone -> corpus articulation (neutral style)",
+    "draws": "the corpus's other motion draws of the utterance, scored against draw 0",
+    "draw-mean": "the mean of the corpus's other motion draws, scored against draw 0",
+}
+
+
+def _peer_takes(peer: str, d: dict, face) -> np.ndarray:
+    """A peer's takes (S, T, 53) of one utterance."""
+    if peer == "allphone":
+        from training.peers.allphone import peer_motion
+
+        return peer_motion(d["audio"], len(d["gt"]), face)[None]
+    if not d.get("draws"):
+        raise DataError(f"--peer {peer}: utterance {d['id']} has one motion draw; it needs a redrawn corpus")
+    draws = np.stack(d["draws"])
+    return draws if peer == "draws" else draws.mean(0, keepdims=True)
+
+
+def _peer_row(peer: str, data: list, head_dir, head_model, head, scorer) -> dict:
+    """A peer as a row: a classic pipeline (training/peers, 1 take per utterance) or the corpus's
+    own renditions (`draws`: K - 1 takes; `draw-mean`: 1)."""
+    from training.corpus.face import Face
+
+    if peer not in PEER_RUNS:
         raise ValueError(f"unknown peer {peer!r}")
-    try:
-        face = Face.load(head_dir)
-    except ValueError as err:
-        raise DataError(f"--peer {peer}: {err}") from err
-    per_utt, seconds = [], 0.0
+    face = None
+    if peer == "allphone":
+        try:
+            face = Face.load(head_dir)
+        except ValueError as err:
+            raise DataError(f"--peer {peer}: {err}") from err
+    per_utt, seconds, samples = [], 0.0, 0
     for d in tqdm(data, desc=f"peer-{peer}", mininterval=5):
         t0 = time.perf_counter()
-        x = peer_motion(d["audio"], len(d["gt"]), face)[None]
+        x = _peer_takes(peer, d, face)
         seconds += time.perf_counter() - t0
+        samples = len(x)
         per_utt.append(_take_metrics(x, d, head_model, head, scorer))
     return {
         "variant": f"peer-{peer}",
-        "run": "pocketsphinx allphone -> corpus articulation (neutral style)",
+        "run": PEER_RUNS[peer],
         "sampler": "peer",
         "steps": 1,
-        "samples": 1,
+        "samples": samples,
         "sample_seconds_per_utt": seconds / len(data),
         **_summarise(per_utt, data),
     }
