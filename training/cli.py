@@ -32,6 +32,7 @@ COMMANDS = {
     "evaluate": "training.denoiser.evaluate",
     "effects": "training.denoiser.effects",
     "fidelity": "training.denoiser.fidelity",
+    "frontier": "training.denoiser.frontier",
     "export": "training.export",
     "recipe": "training.recipe",
     "curves": "training.curves",
