@@ -85,7 +85,7 @@ def frontier(reports: list[Path], out: Path) -> dict:
         ax.set_xlabel("vowel lip gap, % of the corpus articulation")
         ax.set_ylabel("LVE (mm)")
         ax.set_title(f"{panel}; beside each point: its m/p/b closure", fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="best")  # clear of the points and their labels where it can
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
