@@ -210,6 +210,7 @@ def evaluate(
     from training.denoiser.train import load_run, run_encoder
     from training.m2s.vertices import RegionVertices
     from training.corpus.io import motion_draws
+    from training.denoiser.data import motion_x
     from training.speech.data import load_audio, load_motion, load_motion_draws
     from training.speech.encoder import load_encoder
     from training.provenance import git_commit
@@ -230,8 +231,10 @@ def evaluate(
     data = []
     for u in tqdm(utts, desc="encode", mininterval=5, leave=False):
         audio = load_audio(corpus, u)
-        m = load_motion(corpus, u)
-        x = _motion_x(m)
+        # every draw only when a draw peer needs them (read once: draw 0 is the truth)
+        motions = load_motion_draws(corpus, u) if draw_peers else [load_motion(corpus, u)]
+        m = motions[0]
+        x = motion_x(m)
         with torch.no_grad():
             feats = encoder.features_25(torch.from_numpy(audio)[None])[0] if encoder is not None else None
             n = min(len(x), len(feats)) if feats is not None else min(len(x), len(audio) // 640)
@@ -242,9 +245,6 @@ def evaluate(
 
             spk = embed_audio(audio)
         phones = list(zip(m["phones_start"], m["phones_end"], m["phones"])) if "phones" in m else []
-        others = []
-        if draw_peers:
-            others = [_motion_x(o)[:n] for o in load_motion_draws(corpus, u)[1:]]
         data.append(
             {
                 "id": u["id"],
@@ -253,7 +253,7 @@ def evaluate(
                 "gt": gt,
                 "speaker": spk,
                 "phones": phones,
-                "draws": others,
+                "draws": [motion_x(o)[:n] for o in motions[1:]],
             }
         )
 
@@ -435,11 +435,6 @@ def _bundle_row(
         "sample_seconds_per_utt": seconds / len(data),
         **_summarise(per_utt, data),
     }
-
-
-def _motion_x(m: dict) -> np.ndarray:
-    """A motion file's (T, 53) expression + jaw rows, the layout the denoisers sample."""
-    return np.concatenate([m["exp"], m["jaw"]], 1).astype(np.float32)
 
 
 PEER_RUNS = {

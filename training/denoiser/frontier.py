@@ -10,7 +10,6 @@ meet both and by how much the others miss. Writes <out>.png and <out>.json.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -34,7 +33,7 @@ def _points(reports: list[Path]) -> dict:
     panels: dict = {}
     for path in reports:
         try:
-            result = json.loads(Path(path).read_text())
+            result = jsonio.read_json(path)  # older reports may hold NaN: read as None
         except (OSError, ValueError) as err:
             raise DataError(f"{path}: not an evaluate report ({err})") from err
         panel = f"{result.get('source') or 'all'} {result.get('split', '')}".strip()
