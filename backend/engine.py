@@ -25,10 +25,13 @@ from backend.samplers import Schedule, SamplerError, check_sampler, guided, samp
 from backend.headfile import load_head_file
 from backend.lipcontact import LipPair, keep_apart, keeps_lips_apart
 from backend.liplock import (
+    guide_lips,
     lip_directions,
     lip_draw_noise,
+    mean_lips_along,
     mean_lips_draws,
     mean_lips_guidance,
+    opening_direction,
     replace_lips,
     share_lip_noise,
 )
@@ -109,6 +112,7 @@ class Engine:
         for name, preset in self.presets.items():  # a bad preset fails the bundle, not a request later
             try:
                 mean_lips_draws(preset)
+                mean_lips_along(preset)
             except ValueError as e:
                 raise BundleError(f"preset {name!r} of {bundle_dir}: {e}") from None
         self.max_frames: int = int(m.get("max_frames", 30 * FPS))
@@ -124,6 +128,7 @@ class Engine:
         self._lip_dirs = lip_directions(head, self._mean, self._chol_t.T, N_EXP)
         self._share_lips = share_lips and not self._deterministic
         self._lip_pair = LipPair(head, N_EXP)  # lips meet, they do not pass (lipcontact)
+        self._opening = opening_direction(self._lip_pair, self._mean, self._chol_t.T, self._lip_dirs)
         self._lock = threading.Lock()
 
     @property
@@ -182,11 +187,14 @@ class Engine:
         but takes the lip directions (liplock) from the first step's prediction, the model's
         conditional mean given the speech, guided by g (module `liplock`, "mean lips");
         with "lip_draws": K that prediction is averaged over K fixed noises (one estimate
-        shared by every take) instead of read from each take's own start."""
+        shared by every take) instead of read from each take's own start; with
+        "lip_guidance_along": "opening" the guidance moves that estimate only along the direction
+        that opens the lips (liplock.opening_direction), the rest stays the unguided estimate."""
         n, t_len = len(seeds), feats.shape[0]
         lip_g = mean_lips_guidance(lips) if self.shares_lips else None
         mean_lips, lip_guidance = lip_g is not None, lip_g or 1.0
         draws = mean_lips_draws(lips) if mean_lips else None
+        along = self._opening if mean_lips and mean_lips_along(lips) == "opening" else None
         use_null = (guidance != 1.0 or lip_guidance != 1.0) and not self._deterministic
         ctx1 = self._context(feats, use_null)
         first: list[np.ndarray] = []  # the first step's x0: the mean-lips source
@@ -214,14 +222,15 @@ class Engine:
             elif draws is None:  # each take's own first prediction
                 with_null = with_null or lip_guidance != 1.0
                 x0 = run(x, x if with_null else none, t)
-                first.append(guided(x0[:n], x0[n:], lip_guidance) if with_null else x0[:n])
+                first.append(guide_lips(x0[:n], guided(x0[:n], x0[n:], lip_guidance), along) if with_null else x0[:n])
             else:  # K fixed starts, averaged: the same lips for every take
                 lip_x = lip_draw_noise(draws, x.shape[1:])
                 lip_null = lip_x if lip_guidance != 1.0 else none
                 out = run(np.concatenate([x, lip_x]), np.concatenate([x if with_null else none, lip_null]), t)
                 x0 = np.concatenate([out[:n], out[n + draws : 2 * n + draws]]) if with_null else out[:n]
                 lip_c, lip_n = out[n : n + draws], out[len(out) - len(lip_null) :]
-                first.append((guided(lip_c, lip_n, lip_guidance) if len(lip_null) else lip_c).mean(0))
+                estimate = guided(lip_c, lip_n, lip_guidance).mean(0) if len(lip_null) else lip_c.mean(0)
+                first.append(guide_lips(lip_c.mean(0), estimate, along))
             return guided(x0[:n], x0[n:], guidance) if guidance != 1.0 else x0[:n]
 
         if self._deterministic:

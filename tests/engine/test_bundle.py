@@ -72,6 +72,15 @@ def test_a_preset_with_bad_lip_draws_is_refused_at_load(copy, draws):
         Engine(copy)
 
 
+@pytest.mark.parametrize("along", ["jaw", "", None, 1])
+def test_a_preset_with_a_bad_lip_guidance_direction_is_refused_at_load(copy, along):
+    m = json.loads((copy / "manifest.json").read_text())
+    m["presets"]["default"]["lip_guidance_along"] = along
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="preset 'default'.*lip_guidance_along must be one of all, opening"):
+        Engine(copy)
+
+
 def test_cuda_request_without_cuda(tiny_bundle):
     import onnxruntime as ort
 

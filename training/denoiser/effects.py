@@ -36,6 +36,10 @@ DIRECTION = {
 }
 
 
+# What the pairs differ by, unless `--of` says otherwise: the paper's claim.
+M2S = "the M2S loss"
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("effects", help="with vs without M2S: paired effect sizes over training seeds")
     p.add_argument("report", type=Path, help="evaluation JSON from `thunder-train evaluate`")
@@ -49,6 +53,12 @@ def register(subparsers) -> None:
     p.add_argument("--sampler", default=None, help="sampler:steps of the rows to compare (default: the first)")
     p.add_argument("--out", type=Path, default=Path("reports/denoiser-m2s-effect"), help="output stem")
     p.add_argument("--boot", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument(
+        "--of",
+        default=M2S,
+        metavar="WHAT",
+        help=f'what WITH has and WITHOUT lacks, in the table\'s words (default "{M2S}")',
+    )
     p.set_defaults(func=_cli)
 
 
@@ -89,7 +99,12 @@ def paired(a: np.ndarray, b: np.ndarray, direction: int, boot: int, rng: np.rand
 
 
 def effects(
-    report: dict, pairs: list[tuple[str, str]], sampler: str | None = None, boot: int = 2000, seed: int = 0
+    report: dict,
+    pairs: list[tuple[str, str]],
+    sampler: str | None = None,
+    boot: int = 2000,
+    seed: int = 0,
+    of: str = M2S,
 ) -> dict:
     rng = np.random.default_rng(seed)
     per_pair = []
@@ -117,11 +132,11 @@ def effects(
         if direction == 0:
             verdict = "cost (reported)"
         elif all(direction * lo > 0 and direction * hi > 0 for lo, hi in cis):
-            verdict = "with M2S better in every seed (95 % CI excludes 0)"
+            verdict = f"with {of} better in every seed (95 % CI excludes 0)"
         elif all(direction * lo < 0 and direction * hi < 0 for lo, hi in cis):
-            verdict = "with M2S WORSE in every seed (95 % CI excludes 0)"
+            verdict = f"with {of} WORSE in every seed (95 % CI excludes 0)"
         elif all(direction * d > 0 for d in diffs):
-            verdict = "with M2S better in every seed, not significant in all"
+            verdict = f"with {of} better in every seed, not significant in all"
         else:
             verdict = "mixed / no effect"
         summary[k] = {
@@ -131,6 +146,7 @@ def effects(
             "verdict": verdict,
         }
     return {
+        "of": of,
         "report": report.get("commit"),
         "sampler": sampler,
         "utterances": report.get("utterances"),
@@ -141,7 +157,7 @@ def effects(
 
 def markdown(result: dict, source: str) -> str:
     lines = [
-        f"Effect of the M2S loss (with - without), paired over {result['utterances']} utterances, "
+        f"Effect of {result.get('of', M2S)} (with - without), paired over {result['utterances']} utterances, "
         f"from `{source}`; {len(result['pairs'])} training seed pair(s): "
         + ", ".join(f"{p['with']} vs {p['without']}" for p in result["pairs"]),
         "",
@@ -171,7 +187,7 @@ def _cli(args) -> int:
         if ":" not in p:
             raise ConfigError(f"--pair wants WITH:WITHOUT, got {p!r}")
         pairs.append(tuple(p.split(":", 1)))
-    result = effects(report, pairs, args.sampler, args.boot)
+    result = effects(report, pairs, args.sampler, args.boot, of=args.of)
     write_summary(args.out, result, markdown(result, str(args.report)))
     return 0
 
