@@ -130,7 +130,7 @@ def opening_direction(pair: LipPair, mean: np.ndarray, chol: np.ndarray, directi
     """(53, 1) unit direction of z, among the lip `directions` (53, k), along which the rig's lip
     mid-points part fastest at the mean pose: the gradient of their separation
     (`LipPair.separation_mm`, mm) by central differences, one per column of `chol`
-    (x = mean + chol @ z), projected on `directions` (it lies 0.99994 inside them for the shipped
+    (x = mean + chol @ z), projected on `directions` (it lies 0.99992 inside them for the shipped
     head; projected, the mean lips' other lip directions stay exactly unguided) and normalised."""
     mean, chol = np.asarray(mean, np.float64), np.asarray(chol, np.float64)
     step = OPENING_EPS * chol.T  # row j: a small step along z_j, in x
