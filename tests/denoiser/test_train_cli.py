@@ -82,11 +82,14 @@ def test_evaluate_writes_table_json_and_figure(runs, tiny_corpus, tiny_encoder, 
                 "dpmpp2m:3",
                 "--out",
                 str(eff),
+                "--of",
+                "diffusion",
             ]
         )
         == 0
     )
     e = json.loads(eff.with_suffix(".json").read_text())
+    assert e["of"] == "diffusion" and "Effect of diffusion (with - without)" in eff.with_suffix(".md").read_text()
     lve = [p["metrics"]["lve"] for p in e["pairs"]]
     thunder_lve = np.array(result["rows"][0]["per_utterance"]["lve"])
     assert np.isclose(lve[0]["with"], thunder_lve.mean()) and lve[1]["diff"] == 0 and lve[1]["ci95"] == [0, 0]
