@@ -37,7 +37,7 @@ HEAD_ID_PROP = "thunder_head_id"
 # steps only change how finely it is. That prediction is the mean of 4 from fixed starts (session
 # 11): every take gets the same lips, at the cost of the takes' own guided first step (S-DIV-L
 # 0.20 -> 0.11 mm, worst-take closure up, LVE unchanged on validation). The guidance moves it only
-# along the direction that opens the lips (session 17: LVE 0.06-0.14 mm lower on every test and
+# along the direction that opens the lips (session 17: LVE 0.06-0.13 mm lower on every test and
 # validation source at the same g, vowels as open, closure held), and g 1.3 is the least guidance
 # (0.1 steps) that then opens real validation voices' vowels to 80 % of the corpus articulation
 # (82 % on 120 clips; 1.2: 79 %), the rule every g since session 9 was chosen by.

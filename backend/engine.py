@@ -229,8 +229,10 @@ class Engine:
                 out = run(np.concatenate([x, lip_x]), np.concatenate([x if with_null else none, lip_null]), t)
                 x0 = np.concatenate([out[:n], out[n + draws : 2 * n + draws]]) if with_null else out[:n]
                 lip_c, lip_n = out[n : n + draws], out[len(out) - len(lip_null) :]
-                estimate = guided(lip_c, lip_n, lip_guidance).mean(0) if len(lip_null) else lip_c.mean(0)
-                first.append(guide_lips(lip_c.mean(0), estimate, along))
+                cond = lip_c.mean(0)
+                first.append(
+                    guide_lips(cond, guided(lip_c, lip_n, lip_guidance).mean(0), along) if len(lip_null) else cond
+                )
             return guided(x0[:n], x0[n:], guidance) if guidance != 1.0 else x0[:n]
 
         if self._deterministic:

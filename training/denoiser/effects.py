@@ -157,7 +157,7 @@ def effects(
 
 def markdown(result: dict, source: str) -> str:
     lines = [
-        f"Effect of {result.get('of', M2S)} (with - without), paired over {result['utterances']} utterances, "
+        f"Effect of {result['of']} (with - without), paired over {result['utterances']} utterances, "
         f"from `{source}`; {len(result['pairs'])} training seed pair(s): "
         + ", ".join(f"{p['with']} vs {p['without']}" for p in result["pairs"]),
         "",
