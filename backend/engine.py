@@ -25,12 +25,14 @@ from backend.samplers import Schedule, SamplerError, check_sampler, guided, samp
 from backend.headfile import load_head_file
 from backend.lipcontact import LipPair, keep_apart, keeps_lips_apart
 from backend.liplock import (
+    articulate,
     guide_lips,
     lip_directions,
     lip_draw_noise,
     mean_lips_along,
     mean_lips_draws,
     mean_lips_guidance,
+    mean_lips_opening_std,
     opening_direction,
     replace_lips,
     share_lip_noise,
@@ -62,6 +64,9 @@ class AnimateResult:
     takes: list[Take]
     timings: dict = field(default_factory=dict)
     fps: int = FPS
+    # the guidance the takes' mean lips got (a preset's lip_guidance, or less with lip_opening_std_mm);
+    # None where every take samples its own lips
+    lip_guidance: float | None = None
 
 
 def check_audio(audio) -> np.ndarray:
@@ -113,6 +118,7 @@ class Engine:
             try:
                 mean_lips_draws(preset)
                 mean_lips_along(preset)
+                mean_lips_opening_std(preset)
             except ValueError as e:
                 raise BundleError(f"preset {name!r} of {bundle_dir}: {e}") from None
         self.max_frames: int = int(m.get("max_frames", 30 * FPS))
@@ -189,12 +195,27 @@ class Engine:
         with "lip_draws": K that prediction is averaged over K fixed noises (one estimate
         shared by every take) instead of read from each take's own start; with
         "lip_guidance_along": "opening" the guidance moves that estimate only along the direction
-        that opens the lips (liplock.opening_direction), the rest stays the unguided estimate."""
+        that opens the lips (liplock.opening_direction), the rest stays the unguided estimate; with
+        "lip_opening_std_mm" the guidance goes only as far as the clip's lips need to open that much
+        (liplock.articulate). Returns z and the lip guidance the mean lips got (None: sampled lips)."""
         n, t_len = len(seeds), feats.shape[0]
         lip_g = mean_lips_guidance(lips) if self.shares_lips else None
         mean_lips, lip_guidance = lip_g is not None, lip_g or 1.0
         draws = mean_lips_draws(lips) if mean_lips else None
         along = self._opening if mean_lips and mean_lips_along(lips) == "opening" else None
+        target = mean_lips_opening_std(lips) if mean_lips else None
+        used: list[float] = []  # the guidance the mean lips got, per estimate
+
+        def lips_of(cond, guided_x0):
+            """The mean lips from the unguided estimate `cond` and the guided one (T, 53)."""
+            g_lips = guide_lips(cond, guided_x0, along)
+            if target is None:
+                used.append(lip_guidance)
+                return g_lips
+            g_lips, share = articulate(cond, g_lips, self._separation_mm, target)
+            used.append(1.0 + share * (lip_guidance - 1.0))
+            return g_lips
+
         use_null = (guidance != 1.0 or lip_guidance != 1.0) and not self._deterministic
         ctx1 = self._context(feats, use_null)
         first: list[np.ndarray] = []  # the first step's x0: the mean-lips source
@@ -222,7 +243,11 @@ class Engine:
             elif draws is None:  # each take's own first prediction
                 with_null = with_null or lip_guidance != 1.0
                 x0 = run(x, x if with_null else none, t)
-                first.append(guide_lips(x0[:n], guided(x0[:n], x0[n:], lip_guidance), along) if with_null else x0[:n])
+                if with_null:
+                    g_x0 = guided(x0[:n], x0[n:], lip_guidance)
+                    first.append(np.stack([lips_of(c, g) for c, g in zip(x0[:n], g_x0)]))
+                else:
+                    first.append(x0[:n])
             else:  # K fixed starts, averaged: the same lips for every take
                 lip_x = lip_draw_noise(draws, x.shape[1:])
                 lip_null = lip_x if lip_guidance != 1.0 else none
@@ -230,18 +255,22 @@ class Engine:
                 x0 = np.concatenate([out[:n], out[n + draws : 2 * n + draws]]) if with_null else out[:n]
                 lip_c, lip_n = out[n : n + draws], out[len(out) - len(lip_null) :]
                 cond = lip_c.mean(0)
-                first.append(
-                    guide_lips(cond, guided(lip_c, lip_n, lip_guidance).mean(0), along) if len(lip_null) else cond
-                )
+                first.append(lips_of(cond, guided(lip_c, lip_n, lip_guidance).mean(0)) if len(lip_null) else cond)
             return guided(x0[:n], x0[n:], guidance) if guidance != 1.0 else x0[:n]
 
         if self._deterministic:
-            return denoise(np.zeros((n, t_len, N_PARAMS), np.float32), 0)
+            return denoise(np.zeros((n, t_len, N_PARAMS), np.float32), 0), None
         x_T, noise = take_noise(seeds, (t_len, N_PARAMS))
         if self.shares_lips:
             x_T = share_lip_noise(x_T, self._lip_dirs)
         z = sample(denoise, x_T, self.schedule, sampler, steps, noise, progress)
-        return replace_lips(z, first[0], self._lip_dirs) if mean_lips else z
+        if not mean_lips:
+            return z, None
+        return replace_lips(z, first[0], self._lip_dirs), float(np.mean(used)) if used else 1.0
+
+    def _separation_mm(self, z: np.ndarray) -> np.ndarray:
+        """(N,) lip mid-points' separation (mm) of whitened motion z (N, 53)."""
+        return self._lip_pair.separation_mm(z @ self._chol_t + self._mean)
 
     def animate(
         self,
@@ -280,7 +309,7 @@ class Engine:
             feats = self.encode(audio, n_frames)
             t1 = time.perf_counter()
             report(PROGRESS_ENCODED)
-            z = self._sample(
+            z, lip_g = self._sample(
                 feats,
                 seeds,
                 sampler,
@@ -310,7 +339,8 @@ class Engine:
             )
             for s, xi, sc in zip(seeds, x, scores)
         ]
-        return AnimateResult(out, {"encode": t1 - t0, "sample": t2 - t1, "score": t3 - t2, "engine_total": t3 - t0})
+        timings = {"encode": t1 - t0, "sample": t2 - t1, "score": t3 - t2, "engine_total": t3 - t0}
+        return AnimateResult(out, timings, lip_guidance=lip_g)
 
     # ----------------------------------------------------------------- M2S
     def _speech_side(self, audio):

@@ -57,6 +57,22 @@ both; vowel opening unchanged within 1 %; L-CCC 0.01-0.02 lower. The guidance ru
 g 1.3 (the least g, in 0.1 steps, that opens real validation vowels to 80 % of the articulation:
 82 % on 120 clips, 1.2 gives 79 %), which takes LVE down further on synthetic voices (test 4.79 mm)
 and keeps every test closure (training/denoiser/README.md, "Guidance along the opening, shipped").
+
+Articulation (a preset's `"lip_opening_std_mm": s`, every shipped preset since session 18, with
+`lip_guidance` 1.4 as the ceiling): one g for every clip over-opens the clips the model already
+articulates to open the ones it hardly does. The synthetic test voices' vowels opened to 106 % of the
+corpus articulation at g 1.3 while held-out real English opened to 82 %, and where the model is
+unsure of a clip's timing its estimate moves the lips little over the clip (the clip's need for
+guidance, GT over estimated vowel opening, correlates -0.57 with the estimate's opening spread over
+40 clips x 4 sources). So each clip's mean lips get the least guidance, from 1 up to the ceiling, at
+which the lips' opening (`LipPair.separation_mm`, frame by frame) reaches a standard deviation of s
+over the clip (`articulate`; 21 candidate lips, 8 ms for 10 s of speech, no denoiser rows). The
+pair (ceiling 1.4, s 5.75 mm) is the one of 12 that opens real validation vowels to 80 % of the
+articulation (84 %, 120 clips) with the least validation LVE. Served on 40 clips a source x 8
+takes, against the fixed g 1.3: LVE 4.79 -> 4.55 mm synthetic test (paired -0.25 [-0.46, -0.07])
+and 4.86 -> 4.79 held-out real English, vowels 106 % -> 99 % and 82 % -> 81 %, closure 0.927 ->
+0.916 (worst take 0.911) and 1.000; the clips got g 1.21 on average (synthetic) and 1.28 (real
+English) (training/denoiser/README.md, "Articulation: each clip guided as far as it needs").
 """
 
 from __future__ import annotations
@@ -77,6 +93,9 @@ GUIDANCE_ALONG = ("all", "opening")
 # Central-difference step along one whitened unit of z for the opening direction (the separation
 # is linear in the expression and nearly so in the jaw's small turn about the mean pose).
 OPENING_EPS = 1e-3
+# Shares of the guided change tried for a preset's `lip_opening_std_mm` (0: the unguided estimate,
+# 1: the preset's full lip_guidance): steps of 1/20, 0.02 in g for g 1.4, finer than its effect.
+ARTICULATION_STEPS = 20
 
 
 def _skew(v: np.ndarray) -> np.ndarray:
@@ -147,6 +166,34 @@ def guide_lips(cond: np.ndarray, guided_x0: np.ndarray, along: np.ndarray | None
     if along is None:
         return guided_x0
     return (cond + ((guided_x0 - cond) @ along) @ along.T).astype(np.float32)
+
+
+def articulate(cond: np.ndarray, guided: np.ndarray, separation_mm, target_std_mm: float) -> tuple[np.ndarray, float]:
+    """The mean lips guided only as far as the clip needs: cond + a (guided - cond) for the least
+    share a in [0, 1] (steps of 1/ARTICULATION_STEPS) at which the lips' opening, `separation_mm`
+    (z (N, 53) -> (N,) mm) frame by frame, spreads over the clip with a standard deviation of
+    `target_std_mm`; a = 1 (the full guidance) where none reaches it. Returns (lips, a).
+
+    Why: the model's estimate articulates some clips fully and others hardly (it is unsure of
+    their timing), and one guidance for all over-opens the first to open the second; the spread of
+    the opening over the clip is what tells them apart (module docstring, "Articulation")."""
+    shares = np.linspace(0.0, 1.0, ARTICULATION_STEPS + 1)
+    lips = cond[None] + shares[:, None, None] * (guided - cond)[None]  # (A, T, 53): guidance is linear in g
+    spread = np.asarray(separation_mm(lips.reshape(-1, lips.shape[-1]))).reshape(len(shares), -1).std(1)
+    reached = np.flatnonzero(spread >= target_std_mm)
+    i = int(reached[0]) if len(reached) else len(shares) - 1
+    return lips[i].astype(np.float32), float(shares[i])
+
+
+def mean_lips_opening_std(preset: dict | None) -> float | None:
+    """A preset's `lip_opening_std_mm`: guide the mean lips only until their opening spreads this
+    much over the clip (`articulate`); None: always the full `lip_guidance`."""
+    v = (preset or {}).get("lip_opening_std_mm")
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise ValueError(f"lip_opening_std_mm must be a number > 0 (mm), got {v!r}")
+    return float(v)
 
 
 def mean_lips_along(preset: dict | None) -> str:

@@ -186,7 +186,9 @@ def merge(results, spans: list[tuple[int, int]]):
         for key, value in r.timings.items():
             timings[key] = timings.get(key, 0.0) + float(value)
     timings["windows"] = float(len(spans))
-    return replace(results[0], takes=takes, timings=timings)
+    lip_g = [r.lip_guidance for r in results]  # each window guides its own mean lips: frame-weighted
+    lip_guidance = None if None in lip_g else float((np.array(lip_g) * lengths).sum() / lengths.sum())
+    return replace(results[0], takes=takes, timings=timings, lip_guidance=lip_guidance)
 
 
 def _sub_progress(progress, index: int, count: int):

@@ -14,7 +14,15 @@ from backend.contracts import N_EXP
 from backend.engine import Engine
 from backend.headfile import load_head_file
 from backend.lipcontact import LipPair
-from backend.liplock import lip_directions, lip_draw_noise, opening_direction, share_lip_noise
+from backend.liplock import (
+    ARTICULATION_STEPS,
+    articulate,
+    lip_directions,
+    lip_draw_noise,
+    mean_lips_opening_std,
+    opening_direction,
+    share_lip_noise,
+)
 from blender_thunder.core import lipseal
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,6 +209,60 @@ def test_guidance_along_the_opening_moves_the_unguided_lips_only_along_it():
     wide = gaps["g"] >= np.quantile(gaps["g"], 0.9)  # the widest openings, where guidance matters
     # measured 2026-12-04: see the liplock docstring
     assert gaps["o"][wide].mean() > gaps["u"][wide].mean() + 0.5 * (gaps["g"][wide].mean() - gaps["u"][wide].mean())
+
+
+def test_articulate_guides_only_as_far_as_the_opening_needs_to_spread():
+    """liplock.articulate: the least share of the guided change at which the opening's spread over
+    the clip reaches the target; none (the estimate) when it already does, all when nothing does."""
+    t = np.arange(100, dtype=np.float64)
+    cond = np.zeros((100, 53), np.float32)
+    cond[:, 0] = np.sin(t / 5)  # the estimate opens with sd 0.71 (column 0 is the opening here)
+    guided = cond * 3.0  # full guidance: sd 2.12
+    sep = lambda z: z[:, 0]  # noqa: E731 - separation read straight from column 0
+
+    lips, share = articulate(cond, guided, sep, 0.5)
+    assert share == 0.0 and np.array_equal(lips, cond)
+    lips, share = articulate(cond, guided, sep, 5.0)
+    assert share == 1.0 and np.allclose(lips, guided)
+    lips, share = articulate(cond, guided, sep, 1.4)
+    assert 0.0 < share < 1.0 and share * ARTICULATION_STEPS == round(share * ARTICULATION_STEPS)
+    assert lips[:, 0].std() >= 1.4 > (cond + (share - 1 / ARTICULATION_STEPS) * (guided - cond))[:, 0].std()
+    np.testing.assert_allclose(lips, cond + share * (guided - cond), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "5", True])
+def test_a_bad_articulation_target_is_refused(bad):
+    assert mean_lips_opening_std({"lip_opening_std_mm": 5.75}) == 5.75
+    assert mean_lips_opening_std({}) is None
+    with pytest.raises(ValueError, match="lip_opening_std_mm must be a number > 0"):
+        mean_lips_opening_std({"lip_opening_std_mm": bad})
+
+
+def test_a_clip_that_articulates_keeps_its_estimate_and_one_that_does_not_gets_the_guidance():
+    """Preset {"lip_opening_std_mm": s}: the engine reports the guidance its mean lips got; with a
+    target the unguided lips already reach it is 1 and the lips are the unguided ones, with one no
+    guidance reaches it is the preset's g and the lips are the fully guided ones, and in between the
+    lips' opening spreads at least as far as the target."""
+    engine = Engine(BUNDLE, device="cpu", threads=2)
+    base = {"sampler": "dpmpp2m", "steps": 8, "lip_contact": False, "lips": "mean", "lip_draws": 4}
+    opening = {**base, "lip_guidance": 1.4, "lip_guidance_along": "opening"}
+    audio, _ = sf.read(str(ROOT / "assets" / "speech" / "demo.wav"), dtype="float32")
+
+    def run(preset):
+        engine.presets = {"p": preset}
+        res = engine.animate(audio, takes=2, seed=5, preset="p")
+        x = np.concatenate([res.takes[0].exp, res.takes[0].jaw], axis=1)
+        return res.lip_guidance, x, engine._lip_pair.separation_mm(x).std()
+
+    g_u, x_u, sd_u = run({**base, "lip_guidance": 1.0})
+    g_o, x_o, sd_o = run(opening)
+    assert (g_u, g_o) == (1.0, 1.4) and sd_o > sd_u + 0.2
+    g, x, _ = run({**opening, "lip_opening_std_mm": 0.5 * sd_u})
+    assert g == 1.0 and np.allclose(x, x_u, atol=1e-4)
+    g, x, _ = run({**opening, "lip_opening_std_mm": 2.0 * sd_o})
+    assert g == 1.4 and np.allclose(x, x_o, atol=1e-4)
+    g, x, sd = run({**opening, "lip_opening_std_mm": 0.5 * (sd_u + sd_o)})
+    assert 1.0 < g < 1.4 and sd >= 0.5 * (sd_u + sd_o) - 0.05  # lip contact off: the estimate's own spread
 
 
 def test_takes_that_share_their_lips_are_scored_once(engines):

@@ -41,6 +41,18 @@ def test_frontier_panels_points_and_regression_line(tmp_path):
     assert (tmp_path / "f.png").stat().st_size > 10_000
 
 
+def test_a_setting_measured_again_under_another_name_is_one_point(tmp_path):
+    a = _report(tmp_path / "a.json", "espeak", [("opening-g1.3", "dpmpp2m", 4.79, 10.6, 0.93)])
+    b = _report(
+        tmp_path / "b.json",
+        "espeak",
+        [("fixed-g1.3", "dpmpp2m", 4.79, 10.6, 0.93), ("new", "dpmpp2m", 4.55, 9.9, 0.92)],
+    )
+    assert main(["frontier", str(a), str(b), "--out", str(tmp_path / "f")]) == 0
+    labels = [p["label"] for p in json.loads((tmp_path / "f.json").read_text())["panels"]["espeak test"]]
+    assert labels == ["opening-g1.3 = fixed-g1.3", "new"]
+
+
 def test_frontier_errors_are_clear(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(SystemExit, match="not an evaluate report"):

@@ -81,6 +81,18 @@ def test_a_preset_with_a_bad_lip_guidance_direction_is_refused_at_load(copy, alo
         Engine(copy)
 
 
+@pytest.mark.parametrize("target", [0, -2.5, "6", None])
+def test_a_preset_with_a_bad_articulation_target_is_refused_at_load(copy, target):
+    m = json.loads((copy / "manifest.json").read_text())
+    m["presets"]["default"]["lip_opening_std_mm"] = target
+    (copy / "manifest.json").write_text(json.dumps(m))
+    if target is None:  # null: the key unset, the full guidance
+        Engine(copy)
+        return
+    with pytest.raises(BundleError, match="preset 'default'.*lip_opening_std_mm must be a number > 0"):
+        Engine(copy)
+
+
 def test_cuda_request_without_cuda(tiny_bundle):
     import onnxruntime as ort
 

@@ -417,7 +417,7 @@ def _bundle_row(
 
     engine = engine or Engine(bundle_dir)
     sampler, steps = sampler or (engine.presets[preset]["sampler"], int(engine.presets[preset]["steps"]))
-    per_utt, seconds = [], 0.0
+    per_utt, seconds, lip_g = [], 0.0, []
     for d in tqdm(data, desc=f"bundle {name} {sampler}:{steps}", mininterval=5):
         t0 = time.perf_counter()
         res = engine.animate(
@@ -426,9 +426,12 @@ def _bundle_row(
         x = np.stack([np.concatenate([t.exp, t.jaw], 1) for t in res.takes])[:, : len(d["gt"])].astype(np.float32)
         seconds += time.perf_counter() - t0
         per_utt.append(_take_metrics(x, d, head_model, head, scorer))
+        lip_g.append(res.lip_guidance)
     return {
         "variant": name,
         "run": str(bundle_dir),
+        # the guidance the mean lips got, averaged over the clips (varies by clip with lip_opening_std_mm)
+        "lip_guidance": None if None in lip_g else float(np.mean(lip_g)),
         "sampler": sampler,
         "steps": steps,
         "samples": n_samples,

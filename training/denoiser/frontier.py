@@ -42,6 +42,11 @@ def _points(reports: list[Path]) -> dict:
             gap, gt, lve = (m.get(k, {}).get("mean") for k in ("vowel_gap", "vowel_gap_gt", "lve"))
             if gap is None or not gt or lve is None:
                 continue  # rows from before the lip checks
+            point = {"vowel_share": gap / gt, "lve": lve}
+            same = [q for q in panels.get(panel, []) if {k: q[k] for k in point} == point]
+            if same:  # the same setting measured again under another name (a reference row): one point
+                same[0]["label"] += f" = {row['variant']}"
+                continue
             panels.setdefault(panel, []).append(
                 {
                     "label": row["variant"],
