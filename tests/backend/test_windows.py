@@ -75,27 +75,19 @@ def test_seams_keep_position_and_velocity():
 
 
 def test_merge_scores_are_frame_weighted():
-    from dataclasses import dataclass, field
-
-    @dataclass
-    class T:
-        seed: int
-        exp: np.ndarray
-        jaw: np.ndarray
-        score: float
-
-    @dataclass
-    class R:
-        takes: list
-        timings: dict = field(default_factory=dict)
-        fps: int = 25
+    from backend.engine import AnimateResult, Take
 
     spans = [(0, 100), (60, 160), (120, 220)]
     results = [
-        R([T(7, np.zeros((100, 50), np.float32), np.zeros((100, 3), np.float32), sc)], {"sample": 1.0})
-        for sc in (0.2, 0.5, 0.8)
+        AnimateResult(
+            [Take(7, np.zeros((100, 50), np.float32), np.zeros((100, 3), np.float32), sc)],
+            {"sample": 1.0},
+            lip_guidance=g,
+        )
+        for sc, g in ((0.2, 1.0), (0.5, 1.2), (0.8, 1.4))
     ]
     merged = windows.merge(results, spans)
     assert merged.takes[0].exp.shape == (220, 50) and merged.takes[0].seed == 7
     assert merged.takes[0].score == pytest.approx(0.5)
+    assert merged.lip_guidance == pytest.approx(1.2)  # each window's mean-lips guidance, frame-weighted
     assert merged.timings["sample"] == 3.0 and merged.timings["windows"] == 3
