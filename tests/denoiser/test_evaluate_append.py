@@ -58,3 +58,18 @@ def test_append_refuses_other_utterances(tmp_path, other):
     with pytest.raises(DataError, match="--append"):
         append_report(other, stem)
     assert [r["variant"] for r in json.loads(stem.with_suffix(".json").read_text())["rows"]] == ["a"]
+
+
+def test_cli_refuses_before_sampling(tiny_corpus, head_dir, tmp_path):
+    """A mismatch is refused before the evaluation runs (minutes of sampling on the real corpus),
+    not after: here the run and encoder do not exist, so getting past the check would fail otherwise."""
+    from training.cli import main
+
+    stem = tmp_path / "eval"
+    append_report(_result("a", ["u1", "u2"], 5.0, split="train"), stem)  # the same split, size, guidance
+    before = stem.with_suffix(".json").read_text()
+    args = ["evaluate", "--corpus", str(tiny_corpus), "--head", str(head_dir), "--encoder", str(tmp_path / "no-enc")]
+    args += ["--run", f"b={tmp_path / 'no-run'}", "--split", "train", "--limit", "2", "--out", str(stem), "--append"]
+    with pytest.raises(SystemExit, match="--append: .*eval.json was measured on other utterances"):
+        main(args)
+    assert stem.with_suffix(".json").read_text() == before

@@ -125,6 +125,15 @@ def _cli(args) -> int:
         if args.samplers
         else None
     )
+    if args.append:  # refuse now what append_report would refuse after minutes of sampling
+        utts = _utterances(args.corpus, args.split, args.source, args.limit, args.origin)
+        header = {
+            "split": args.split,
+            "source": source_label(args.source, args.origin),
+            "utterances": len(utts),
+            "guidance": args.guidance,
+        }
+        check_append(args.out, header, [u["id"] for u in utts])
     result = evaluate(
         runs,
         corpus=args.corpus,
@@ -149,6 +158,11 @@ def _cli(args) -> int:
         write_report(result, args.out)
     to_stdout(markdown(result))  # the evaluation table asked for
     return 0
+
+
+def source_label(source, origin) -> str | None:
+    """What a report's "source" says: --source and/or --origin, as given."""
+    return " ".join(x for x in (source, origin) if x) or None
 
 
 def _utterances(corpus, split, source, limit, origin=None):
@@ -310,7 +324,7 @@ def evaluate(
     return {
         "rows": rows,
         "split": split,
-        "source": " ".join(x for x in (source, origin) if x) or None,
+        "source": source_label(source, origin),
         "utterances": len(data),
         "guidance": guidance,
         "corpus": str(corpus),
@@ -576,16 +590,31 @@ def append_report(result: dict, stem: Path) -> dict:
         path = stem.with_suffix(".json")
         if path.exists():
             old = jsonio.read_json(path)
-            for key in ("split", "source", "utterances", "guidance"):
-                if old[key] != result[key]:
-                    raise DataError(f"--append: {path} has {key}={old[key]!r}, this evaluation {result[key]!r}")
-            if _ids(old) != _ids(result):
-                raise DataError(f"--append: {path} was measured on other utterances")
+            _refuse_other(path, old, result, _ids(result))
             new = {(r["variant"], r["sampler"], r["steps"]) for r in result["rows"]}
             rows = [r for r in old["rows"] if (r["variant"], r["sampler"], r["steps"]) not in new]
             result = {**result, "rows": rows + result["rows"]}
         write_report(result, stem)
     return result
+
+
+APPEND_KEYS = ("split", "source", "utterances", "guidance")  # what rows of one table share
+
+
+def _refuse_other(path: Path, old: dict, header: dict, ids: list) -> None:
+    for key in APPEND_KEYS:
+        if old[key] != header[key]:
+            raise DataError(f"--append: {path} has {key}={old[key]!r}, this evaluation {header[key]!r}")
+    if _ids(old) != ids:
+        raise DataError(f"--append: {path} was measured on other utterances")
+
+
+def check_append(stem: Path, header: dict, ids: list) -> None:
+    """append_report's refusal before the evaluation runs: `header` holds APPEND_KEYS of the
+    evaluation about to run, `ids` its utterances. Nothing to check when the table is new."""
+    path = Path(stem).with_suffix(".json")
+    if path.exists():
+        _refuse_other(path, jsonio.read_json(path), header, ids)
 
 
 def _ids(result: dict) -> list:
