@@ -362,9 +362,10 @@ def export_trained(
     prov = dict(ckpt.get("provenance", {}))
     prov["export_command"] = " ".join(["thunder-train"] + sys.argv[1:])
     if ckpt["config"].get("encoder", {}).get("trainable"):
-        prov["audio_encoder"] = (
-            f"fine-tuned with the denoiser (--train-encoder) from {ckpt['config']['encoder'].get('source')}"
-        )
+        source = ckpt["config"]["encoder"].get("source")
+        prov["audio_encoder"] = f"fine-tuned with the denoiser (--train-encoder) from {source}"
+        # the chain on record goes back to the encoder the fine-tuning started from, not --encoder
+        encoder_path = source
     # what the shipped graphs were made from: each upstream run's own record (command, seed, data, commit)
     init = _option(prov.get("command", ""), "--init")
     prov["inputs"] = {

@@ -148,6 +148,8 @@ def test_export_ships_the_fine_tuned_encoder(runs, tiny_encoder, head_dir, tmp_p
     assert main(["export", "--out", str(out), "--denoiser", str(runs / "T"), "--head", str(head_dir)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert "--train-encoder" in manifest["provenance"]["audio_encoder"]
+    # the record goes back to the encoder the fine-tuning started from
+    assert manifest["provenance"]["inputs"]["audio_encoder"]["path"] == str(tiny_encoder)
     audio = (np.random.default_rng(0).normal(0, 0.1, (1, 640 * 20))).astype(np.float32)
     sess = ort.InferenceSession(str(out / "audio_encoder.onnx"), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"audio": audio})[0]
