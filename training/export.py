@@ -361,16 +361,16 @@ def export_trained(
     graphs.update(export_denoiser(model, out))
     prov = dict(ckpt.get("provenance", {}))
     prov["export_command"] = " ".join(["thunder-train"] + sys.argv[1:])
+    encoder_source = encoder_path
     if ckpt["config"].get("encoder", {}).get("trainable"):
-        source = ckpt["config"]["encoder"].get("source")
-        prov["audio_encoder"] = f"fine-tuned with the denoiser (--train-encoder) from {source}"
         # the chain on record goes back to the encoder the fine-tuning started from, not --encoder
-        encoder_path = source
+        encoder_source = ckpt["config"]["encoder"].get("source")
+        prov["audio_encoder"] = f"fine-tuned with the denoiser (--train-encoder) from {encoder_source}"
     # what the shipped graphs were made from: each upstream run's own record (command, seed, data, commit)
     init = _option(prov.get("command", ""), "--init")
     prov["inputs"] = {
         k: _run_provenance(v)
-        for k, v in (("audio_encoder", encoder_path), ("m2s", m2s_run), ("denoiser_init", init))
+        for k, v in (("audio_encoder", encoder_source), ("m2s", m2s_run), ("denoiser_init", init))
         if v
     }
     # an undefined figure (a rank correlation over one take) is null in the manifest
